@@ -1,0 +1,103 @@
+package dev.ext4j.alloc;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.GroupDescriptor;
+import dev.ext4j.format.Superblock;
+import dev.ext4j.io.BlockCache;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
+
+/**
+ * The group descriptor table (ext4_get_group_desc() in balloc.c, ext4_check_descriptors() in
+ * super.c): read once at mount from the primary GDT blocks, or from the meta_bg blocks, kept in
+ * memory, and checked for checksums and for bitmap and inode table locations inside the filesystem.
+ */
+public final class GroupTable {
+    private final Superblock sb;
+    private final int descSize;
+    private final long groups;
+    private final ByteBuffer table;
+
+    private GroupTable(Superblock sb, ByteBuffer table) {
+        this.sb = sb;
+        this.descSize = sb.descSize();
+        this.groups = sb.groupCount();
+        this.table = table;
+    }
+
+    /**
+     * Reads and checks the table. A bad checksum refuses a read-write mount and is only reported
+     * (added to {@code warnings}) on a read-only one, as the kernel does.
+     */
+    public static GroupTable load(Superblock sb, BlockCache cache, boolean readOnly, List<String> warnings) throws Ext4Exception {
+        int bs = sb.blockSize();
+        int descSize = sb.descSize();
+        long groups = sb.groupCount();
+        long perBlock = bs / descSize;
+        long gdtBlocks = (groups + perBlock - 1) / perBlock;
+        if (groups * descSize > Integer.MAX_VALUE) {
+            throw new Ext4Exception(Errno.EFBIG, "superblock: " + groups + " groups are more than ext4j can hold");
+        }
+        ByteBuffer table = ByteBuffer.allocate((int) (gdtBlocks * bs)).order(ByteOrder.LITTLE_ENDIAN);
+        for (long i = 0; i < gdtBlocks; i++) {
+            table.put(cache.get(descriptorBlock(sb, i)));
+        }
+        GroupTable gt = new GroupTable(sb, table.flip());
+        gt.check(readOnly, warnings);
+        return gt;
+    }
+
+    /** Location of GDT block {@code i} (ext4's descriptor_loc()). */
+    static long descriptorBlock(Superblock sb, long i) {
+        long first = sb.firstDataBlock();
+        long perBlock = sb.blockSize() / sb.descSize();
+        if (!sb.has(Feature.META_BG) || i < sb.firstMetaBg()) {
+            return first + 1 + i;
+        }
+        long group = i * perBlock;
+        return first + group * sb.blocksPerGroup() + (Layout.hasSuper(sb, group) ? 1 : 0);
+    }
+
+    public long groupCount() {
+        return groups;
+    }
+
+    public GroupDescriptor get(long group) {
+        return new GroupDescriptor(table, (int) (group * descSize), descSize);
+    }
+
+    private void check(boolean readOnly, List<String> warnings) throws Ext4Exception {
+        boolean csum = sb.has(Feature.METADATA_CSUM);
+        boolean gdtCsum = sb.has(Feature.GDT_CSUM);
+        int seed = csum ? sb.checksumSeed() : 0;
+        byte[] uuid = sb.uuid();
+        long blocks = sb.blocksCount();
+        long itb = Layout.inodeTableBlocks(sb);
+        for (long g = 0; g < groups; g++) {
+            GroupDescriptor gd = get(g);
+            if (csum || gdtCsum) {
+                int computed = gd.computeChecksum(csum, seed, uuid, g);
+                if (computed != gd.storedChecksum()) {
+                    String msg = String.format("group descriptor %d: stored crc 0x%04x, computed 0x%04x", g, gd.storedChecksum(), computed);
+                    if (!readOnly) {
+                        throw new Ext4Exception(Errno.EBADMSG, msg + "; run e2fsck");
+                    }
+                    warnings.add(msg + " (ignored on a read-only mount)");
+                }
+            }
+            checkLocation(g, "block bitmap", gd.blockBitmap(), 1, blocks);
+            checkLocation(g, "inode bitmap", gd.inodeBitmap(), 1, blocks);
+            checkLocation(g, "inode table", gd.inodeTable(), itb, blocks);
+        }
+    }
+
+    private void checkLocation(long g, String what, long start, long len, long blocks) throws Ext4Exception {
+        if (start < sb.firstDataBlock() || start + len > blocks) {
+            throw Ext4Exception.corrupted("group descriptor " + g + ": " + what + " at block " + start
+                    + " (+" + len + ") is outside the filesystem (" + sb.firstDataBlock() + ".." + (blocks - 1) + ")");
+        }
+    }
+}

@@ -1,0 +1,555 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.GroupTable;
+import dev.ext4j.alloc.Layout;
+import dev.ext4j.dir.BlockDirectory;
+import dev.ext4j.dir.DirEntries;
+import dev.ext4j.dir.DirFormat;
+import dev.ext4j.dir.DirSink;
+import dev.ext4j.extent.BlockMap;
+import dev.ext4j.extent.ExtentTree;
+import dev.ext4j.extent.IndirectMap;
+import dev.ext4j.extent.Mapping;
+import dev.ext4j.format.Checksums;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.GroupDescriptor;
+import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
+import dev.ext4j.inline.InlineDirectory;
+import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BlockDevice;
+import dev.ext4j.io.FileBlockDevice;
+import dev.ext4j.io.LongLru;
+import dev.ext4j.xattr.Acl;
+import dev.ext4j.xattr.Xattr;
+import dev.ext4j.xattr.XattrNames;
+import dev.ext4j.xattr.XattrReader;
+import java.io.Closeable;
+import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * A mounted ext4 filesystem (the kernel's super.c and the read side of inode.c and namei.c): the
+ * feature gate at mount, then inodes, directories, file data, symlinks and xattrs by inode number.
+ *
+ * <p>Thread-safe: everything read is immutable once loaded, and the caches lock per segment.
+ */
+public final class Ext4FileSystem implements Closeable {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+    public static final long ROOT_INO = 2;
+    /** The system.data xattr that holds inline data past i_block. */
+    private static final byte[] INLINE_DATA_NAME = {'d', 'a', 't', 'a'};
+
+    private final BlockDevice device;
+    private final Superblock sb;
+    private final BlockCache cache;
+    private final GroupTable groups;
+    private final boolean readOnly;
+    private final List<String> messages;
+    private final int blockSize;
+    private final boolean metadataCsum;
+    private final int csumSeed;
+    private final DirFormat dirFormat;
+    private final LongLru<InodeInfo> inodes;
+    private final DentryCache dentries = new DentryCache(1 << 18);
+
+    private Ext4FileSystem(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups,
+                           boolean readOnly, List<String> messages, MountOptions options) {
+        this.device = device;
+        this.sb = sb;
+        this.cache = cache;
+        this.groups = groups;
+        this.readOnly = readOnly;
+        this.messages = List.copyOf(messages);
+        this.blockSize = sb.blockSize();
+        this.metadataCsum = sb.has(Feature.METADATA_CSUM);
+        this.csumSeed = metadataCsum ? sb.checksumSeed() : 0;
+        int fl = sb.flags();
+        this.dirFormat = new DirFormat(blockSize, sb.has(Feature.FILETYPE), metadataCsum, sb.has(Feature.DIR_INDEX),
+                sb.has(Feature.LARGEDIR), sb.hashSeed(), (fl & Superblock.FLAG_UNSIGNED_HASH) != 0, sb.inodesCount());
+        this.inodes = new LongLru<>(options.inodeCacheEntries());
+    }
+
+    /** Opens the image file and mounts it. */
+    public static Ext4FileSystem open(Path image, MountOptions options) throws Ext4Exception {
+        BlockDevice dev;
+        try {
+            dev = FileBlockDevice.open(image, true);
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "cannot open " + image + ": " + e.getMessage(), e);
+        }
+        try {
+            return mount(dev, options);
+        } catch (Ext4Exception | RuntimeException e) {
+            closeQuietly(dev);
+            throw e;
+        }
+    }
+
+    /**
+     * Mounts the filesystem on {@code device}. Refuses unknown incompatible features by name;
+     * mounts read-only, saying why, when a feature or state forbids writing.
+     */
+    public static Ext4FileSystem mount(BlockDevice device, MountOptions options) throws Ext4Exception {
+        List<String> messages = new ArrayList<>();
+        long deviceSize;
+        ByteBuffer raw = ByteBuffer.allocate(Superblock.SIZE);
+        try {
+            deviceSize = device.size();
+            if (deviceSize < Superblock.OFFSET_IN_IMAGE + Superblock.SIZE) {
+                throw Ext4Exception.corrupted("image of " + deviceSize + " bytes is too small to hold a superblock");
+            }
+            device.read(Superblock.OFFSET_IN_IMAGE, raw);
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "cannot read the superblock: " + e.getMessage(), e);
+        }
+        Superblock sb = new Superblock(raw.flip());
+        sb.validate();
+        if (sb.has(Feature.METADATA_CSUM)) {
+            if (sb.checksumType() != 1) {
+                throw Ext4Exception.corrupted("superblock: checksum type " + sb.checksumType() + " (expected 1, crc32c)");
+            }
+            int computed = sb.computeChecksum();
+            if (computed != sb.storedChecksum()) {
+                throw Ext4Exception.badChecksum("superblock", sb.storedChecksum() & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
+            }
+        }
+        boolean readOnly = options.readOnly() || device.isReadOnly();
+        readOnly |= gateFeatures(sb, messages);
+        long bytes = sb.blocksCount() * sb.blockSize();
+        if (bytes > deviceSize) {
+            throw Ext4Exception.corrupted("image is truncated: the superblock says " + sb.blocksCount() + " blocks of "
+                    + sb.blockSize() + " bytes (" + bytes + " bytes) but the image has " + deviceSize + " bytes");
+        }
+        if (!readOnly) {
+            messages.add("writing is not implemented yet; mounted read-only");
+            readOnly = true;
+        }
+        BlockCache cache = new BlockCache(device, sb.blockSize(), sb.blocksCount(), options.metadataCacheBytes());
+        GroupTable groups = GroupTable.load(sb, cache, readOnly, messages);
+        Ext4FileSystem fs = new Ext4FileSystem(device, sb, cache, groups, readOnly, messages, options);
+        FileAttributes root = fs.stat(ROOT_INO);
+        if ((root.mode() & Inode.S_IFMT) != Inode.S_IFDIR) {
+            throw Ext4Exception.corrupted("root inode 2 is not a directory (mode " + Integer.toOctalString(root.mode()) + ")");
+        }
+        for (String m : messages) {
+            LOG.log(Level.WARNING, m);
+        }
+        return fs;
+    }
+
+    /** The feature gate; returns true when the mount must be read-only. */
+    private static boolean gateFeatures(Superblock sb, List<String> messages) throws Ext4Exception {
+        List<String> refused = new ArrayList<>();
+        for (Feature f : Feature.values()) {
+            if (f.kind() == Feature.Kind.INCOMPAT && sb.has(f) && !f.readable()) {
+                refused.add(f.kernelName());
+            }
+        }
+        refused.addAll(Feature.names(Feature.Kind.INCOMPAT, Feature.unknownBits(Feature.Kind.INCOMPAT, sb.featureIncompat())));
+        if (!refused.isEmpty()) {
+            throw new Ext4Exception(Errno.EOPNOTSUPP, "unsupported incompatible features: " + String.join(" ", refused));
+        }
+        boolean ro = false;
+        int unknownRo = Feature.unknownBits(Feature.Kind.RO_COMPAT, sb.featureRoCompat());
+        if (unknownRo != 0) {
+            messages.add("unknown read-only-compatible features " + String.join(" ", Feature.names(Feature.Kind.RO_COMPAT, unknownRo))
+                    + "; mounted read-only");
+            ro = true;
+        }
+        List<String> notWritable = new ArrayList<>();
+        for (Feature f : Feature.values()) {
+            if (sb.has(f) && !f.writable()) {
+                notWritable.add(f.kernelName());
+            }
+        }
+        if (!notWritable.isEmpty()) {
+            messages.add("ext4j cannot write features " + String.join(" ", notWritable) + "; mounted read-only");
+            ro = true;
+        }
+        if (sb.has(Feature.RECOVER)) {
+            messages.add("the journal needs recovery and ext4j cannot replay it yet; mounted read-only, recent changes may be missing");
+            ro = true;
+        }
+        return ro;
+    }
+
+    public boolean isReadOnly() {
+        return readOnly;
+    }
+
+    /** What the mount had to say: read-only reasons, ignored checksum failures. */
+    public List<String> messages() {
+        return messages;
+    }
+
+    public Superblock superblock() {
+        return sb;
+    }
+
+    // ---- inodes ----
+
+    /** Loads and checks inode {@code ino}; reserved inodes other than the root are allowed only for {@code internal}. */
+    InodeInfo inode(long ino) throws Ext4Exception {
+        InodeInfo info = inodes.get(ino);
+        if (info != null) {
+            return info;
+        }
+        if (ino < 1 || ino > sb.inodesCount()) {
+            throw Ext4Exception.corrupted("inode " + ino + " is out of range (1.." + sb.inodesCount() + ")");
+        }
+        long ipg = sb.inodesPerGroup();
+        long group = (ino - 1) / ipg;
+        long index = (ino - 1) % ipg;
+        GroupDescriptor gd = groups.get(group);
+        boolean uninitAllowed = sb.has(Feature.METADATA_CSUM) || sb.has(Feature.GDT_CSUM);
+        if (uninitAllowed && ((gd.flags() & GroupDescriptor.FLAG_INODE_UNINIT) != 0
+                || index >= ipg - gd.itableUnused())) {
+            throw Ext4Exception.corrupted("inode " + ino + " is in the unused part of group " + group + "'s inode table");
+        }
+        int isz = sb.inodeSize();
+        long byteOff = index * isz;
+        long block = gd.inodeTable() + byteOff / blockSize;
+        ByteBuffer b = cache.get(block);
+        byte[] raw = new byte[isz];
+        b.get((int) (byteOff % blockSize), raw);
+        Inode inode = new Inode(raw);
+        int seed = 0;
+        if (metadataCsum) {
+            int computed = inode.computeChecksum(csumSeed, ino);
+            if (computed != inode.storedChecksum()) {
+                throw Ext4Exception.badChecksum("inode " + ino + " (block " + block + ")", inode.storedChecksum() & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
+            }
+            seed = Checksums.crc32cLe32(Checksums.crc32cLe32(csumSeed, (int) ino), (int) inode.generation());
+        }
+        if (isz > Inode.GOOD_OLD_SIZE && Inode.GOOD_OLD_SIZE + inode.extraIsize() > isz) {
+            throw Ext4Exception.corrupted("inode " + ino + ": i_extra_isize " + inode.extraIsize() + " does not fit in " + isz + " bytes");
+        }
+        info = new InodeInfo(ino, inode, seed, blockMap(ino, inode, seed));
+        inodes.put(ino, info);
+        return info;
+    }
+
+    /** An inode reached through a directory entry: must be in use and not a reserved one. */
+    private InodeInfo linkedInode(long ino, long dirIno) throws Ext4Exception {
+        if (ino != ROOT_INO && ino < sb.firstIno()) {
+            throw Ext4Exception.corrupted("directory inode " + dirIno + " has an entry for reserved inode " + ino);
+        }
+        InodeInfo info = inode(ino);
+        if (info.inode().linksCount() == 0 || info.inode().mode() == 0) {
+            throw Ext4Exception.corrupted("directory inode " + dirIno + " has an entry for deleted inode " + ino);
+        }
+        return info;
+    }
+
+    private BlockMap blockMap(long ino, Inode inode, int seed) {
+        if (inode.hasFlag(Inode.INLINE_DATA_FL) || isFastSymlink(inode)) {
+            return null;
+        }
+        int ft = inode.fileType();
+        if (ft != Inode.S_IFREG && ft != Inode.S_IFDIR && ft != Inode.S_IFLNK) {
+            return null;
+        }
+        ByteBuffer iBlock = inode.iBlock();
+        if (inode.hasFlag(Inode.EXTENTS_FL)) {
+            return new ExtentTree(cache, ino, iBlock, seed, metadataCsum);
+        }
+        return new IndirectMap(cache, ino, iBlock);
+    }
+
+    /** ext4_inode_is_fast_symlink(): target kept in i_block, no data blocks. */
+    private boolean isFastSymlink(Inode inode) {
+        if (!inode.isSymlink() || inode.hasFlag(Inode.EXTENTS_FL) || inode.hasFlag(Inode.INLINE_DATA_FL)) {
+            return false;
+        }
+        long eaBlocks = inode.fileAcl() != 0 ? blockSize / 512 : 0;
+        return inode.blocks512(sb.has(Feature.HUGE_FILE), blockSize) - eaBlocks == 0;
+    }
+
+    public FileAttributes stat(long ino) throws Ext4Exception {
+        Inode i = inode(ino).inode();
+        long nlink = i.linksCount();
+        if (i.isDirectory() && nlink == 1 && sb.has(Feature.DIR_NLINK)) {
+            nlink = 1; // more than 65000 subdirectories: the count is not kept
+        }
+        return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), i.size(),
+                i.blocks512(sb.has(Feature.HUGE_FILE), blockSize),
+                i.atimeSeconds(), i.atimeNanos(), i.mtimeSeconds(), i.mtimeNanos(),
+                i.ctimeSeconds(), i.ctimeNanos(), i.crtimeSeconds(), i.crtimeNanos(),
+                i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize);
+    }
+
+    // ---- names ----
+
+    /** Inode of {@code name} in directory {@code dirIno}; ENOENT when absent. */
+    public long lookup(long dirIno, byte[] name) throws Ext4Exception {
+        if (name.length > 255) {
+            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
+        }
+        long cached = dentries.get(dirIno, name);
+        if (cached != 0) {
+            return cached;
+        }
+        long ino = directory(dirIno).lookup(name);
+        if (ino == 0) {
+            throw new Ext4Exception(Errno.ENOENT, "no entry in directory inode " + dirIno);
+        }
+        linkedInode(ino, dirIno);
+        dentries.put(dirIno, name, ino);
+        return ino;
+    }
+
+    /** Walks an absolute path ("/a/b", bytes, '/'-separated) from the root. */
+    public long resolve(byte[] path) throws Ext4Exception {
+        long ino = ROOT_INO;
+        int i = 0;
+        while (i < path.length) {
+            while (i < path.length && path[i] == '/') {
+                i++;
+            }
+            int start = i;
+            while (i < path.length && path[i] != '/') {
+                i++;
+            }
+            if (i > start) {
+                if (!inode(ino).inode().isDirectory()) {
+                    throw new Ext4Exception(Errno.ENOTDIR, "inode " + ino + " is not a directory");
+                }
+                ino = lookup(ino, Arrays.copyOfRange(path, start, i));
+            }
+        }
+        return ino;
+    }
+
+    public void readdir(long dirIno, long position, DirSink sink) throws Ext4Exception {
+        directory(dirIno).readdir(position, sink);
+    }
+
+    private DirEntries directory(long dirIno) throws Ext4Exception {
+        InodeInfo info = inode(dirIno);
+        Inode i = info.inode();
+        if (!i.isDirectory()) {
+            throw new Ext4Exception(Errno.ENOTDIR, "inode " + dirIno + " is not a directory");
+        }
+        if (i.hasFlag(Inode.ENCRYPT_FL)) {
+            throw new Ext4Exception(Errno.ENOKEY, "directory inode " + dirIno + " is encrypted");
+        }
+        if (i.hasFlag(Inode.INLINE_DATA_FL)) {
+            return new InlineDirectory(dirIno, i.iBlock(), inlineXattr(info), dirFormat);
+        }
+        boolean indexed = i.hasFlag(Inode.INDEX_FL) && !i.hasFlag(Inode.CASEFOLD_FL);
+        return new BlockDirectory(cache, dirIno, info.map(), i.size(), indexed, dirFormat, info.csumSeed());
+    }
+
+    // ---- data ----
+
+    /**
+     * Reads up to {@code dst.remaining()} bytes at {@code offset} into {@code dst}; returns the count,
+     * 0 at or past the end of the file.
+     */
+    public int read(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
+        InodeInfo info = inode(ino);
+        Inode i = info.inode();
+        if (i.isDirectory()) {
+            throw new Ext4Exception(Errno.EISDIR, "inode " + ino + " is a directory");
+        }
+        if (i.hasFlag(Inode.ENCRYPT_FL)) {
+            throw new Ext4Exception(Errno.ENOKEY, "inode " + ino + " is encrypted");
+        }
+        long size = i.size();
+        if (offset >= size || !dst.hasRemaining()) {
+            return 0;
+        }
+        int len = (int) Math.min(dst.remaining(), size - offset);
+        if (i.hasFlag(Inode.INLINE_DATA_FL)) {
+            byte[] data = inlineData(info);
+            int avail = (int) Math.max(0, Math.min(len, data.length - offset));
+            dst.put(data, (int) offset, avail);
+            fillZeros(dst, len - avail);
+            return len;
+        }
+        if (info.map() == null) {
+            throw Ext4Exception.corrupted("inode " + ino + " has no block map to read");
+        }
+        long pos = offset;
+        long end = offset + len;
+        while (pos < end) {
+            long lblk = pos / blockSize;
+            int inBlock = (int) (pos % blockSize);
+            long lastBlk = (end - 1) / blockSize;
+            Mapping m = info.map().map(lblk, lastBlk - lblk + 1);
+            long runEnd = Math.min(end, (lblk + m.length()) * blockSize);
+            int n = (int) (runEnd - pos);
+            if (m.readsAsZeros()) {
+                fillZeros(dst, n);
+            } else {
+                ByteBuffer slice = dst.duplicate();
+                slice.limit(slice.position() + n);
+                cache.readDirect(m.physical(), inBlock, slice);
+                dst.position(dst.position() + n);
+            }
+            pos = runEnd;
+        }
+        return len;
+    }
+
+    private static void fillZeros(ByteBuffer dst, int n) {
+        for (int k = 0; k < n; k++) {
+            dst.put((byte) 0);
+        }
+    }
+
+    /** Target of a symbolic link. */
+    public byte[] readlink(long ino) throws Ext4Exception {
+        InodeInfo info = inode(ino);
+        Inode i = info.inode();
+        if (!i.isSymlink()) {
+            throw new Ext4Exception(Errno.EINVAL, "inode " + ino + " is not a symbolic link");
+        }
+        if (i.hasFlag(Inode.ENCRYPT_FL)) {
+            throw new Ext4Exception(Errno.ENOKEY, "symlink inode " + ino + " is encrypted");
+        }
+        long size = i.size();
+        if (size <= 0 || size >= blockSize || size >= 4096) {
+            throw Ext4Exception.corrupted("symlink inode " + ino + " has size " + size + " (expected 1.." + (Math.min(blockSize, 4096) - 1) + ")");
+        }
+        byte[] target = new byte[(int) size];
+        if (isFastSymlink(i)) {
+            if (size >= Inode.I_BLOCK_SIZE) {
+                throw Ext4Exception.corrupted("fast symlink inode " + ino + " has size " + size + " (max " + (Inode.I_BLOCK_SIZE - 1) + ")");
+            }
+            i.iBlock().get(0, target);
+            return target;
+        }
+        read(ino, 0, ByteBuffer.wrap(target));
+        return target;
+    }
+
+    /** i_block followed by the system.data value: the whole inline content. */
+    private byte[] inlineData(InodeInfo info) throws Ext4Exception {
+        byte[] extra = inlineXattr(info);
+        byte[] all = new byte[Inode.I_BLOCK_SIZE + extra.length];
+        info.inode().iBlock().get(0, all, 0, Inode.I_BLOCK_SIZE);
+        System.arraycopy(extra, 0, all, Inode.I_BLOCK_SIZE, extra.length);
+        return all;
+    }
+
+    private byte[] inlineXattr(InodeInfo info) throws Ext4Exception {
+        for (Xattr x : XattrReader.readIbody(info.inode(), info.ino(), this::readEaInode)) {
+            if (x.nameIndex() == XattrNames.SYSTEM && Arrays.equals(x.suffix(), INLINE_DATA_NAME)) {
+                return x.value();
+            }
+        }
+        throw Ext4Exception.corrupted("inode " + info.ino() + " has inline data but no system.data xattr");
+    }
+
+    // ---- xattrs ----
+
+    private List<Xattr> xattrs(long ino) throws Ext4Exception {
+        InodeInfo info = inode(ino);
+        List<Xattr> all = new ArrayList<>(XattrReader.readIbody(info.inode(), ino, eaInodeReader()));
+        long block = info.inode().fileAcl();
+        if (block != 0) {
+            all.addAll(XattrReader.readBlock(cache, block, ino, metadataCsum, csumSeed, eaInodeReader()));
+        }
+        return all;
+    }
+
+    private XattrReader.ValueInodeReader eaInodeReader() {
+        return sb.has(Feature.EA_INODE) ? this::readEaInode : null;
+    }
+
+    private byte[] readEaInode(long valueIno, long size) throws Ext4Exception {
+        InodeInfo v = inode(valueIno);
+        if (!v.inode().hasFlag(Inode.EA_INODE_FL) || v.inode().size() != size || size > (64L << 20)) {
+            throw Ext4Exception.corrupted("xattr value inode " + valueIno + " is not an xattr inode of " + size + " bytes");
+        }
+        byte[] value = new byte[(int) size];
+        read(valueIno, 0, ByteBuffer.wrap(value));
+        return value;
+    }
+
+    /** Names of the attributes a user can see (system.data and unknown indexes are hidden). */
+    public List<String> listXattrs(long ino) throws Ext4Exception {
+        List<String> names = new ArrayList<>();
+        for (Xattr x : xattrs(ino)) {
+            if (XattrNames.isKnown(x.nameIndex()) && x.nameIndex() != XattrNames.SYSTEM && x.nameIndex() != XattrNames.RICHACL) {
+                names.add(x.fullName());
+            }
+        }
+        return names;
+    }
+
+    /**
+     * Value of attribute {@code name} (ISO-8859-1, one char per byte); ENODATA when absent. ACLs are
+     * returned in the VFS xattr format.
+     */
+    public byte[] getXattr(long ino, String name) throws Ext4Exception {
+        Xattr key = XattrNames.split(name);
+        if (key == null || key.nameIndex() == XattrNames.SYSTEM) {
+            throw new Ext4Exception(Errno.EOPNOTSUPP, "unsupported xattr namespace in \"" + name + "\"");
+        }
+        for (Xattr x : xattrs(ino)) {
+            if (x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix())) {
+                boolean acl = x.nameIndex() == XattrNames.POSIX_ACL_ACCESS || x.nameIndex() == XattrNames.POSIX_ACL_DEFAULT;
+                return acl ? Acl.diskToXattr(x.value(), ino) : x.value();
+            }
+        }
+        throw new Ext4Exception(Errno.ENODATA, "inode " + ino + " has no xattr " + name);
+    }
+
+    // ---- filesystem ----
+
+    public StatFs statfs() {
+        long overhead = overheadBlocks();
+        long free = sb.freeBlocksCount();
+        long reserved = sb.reservedBlocksCount();
+        return new StatFs(blockSize, sb.blocksCount() - overhead, free, Math.max(0, free - reserved),
+                sb.inodesCount(), sb.freeInodesCount(), 255, readOnly);
+    }
+
+    private volatile long overhead = -1;
+
+    /** Blocks that hold filesystem metadata (ext4_calculate_overhead()), computed once. */
+    private long overheadBlocks() {
+        long o = overhead;
+        if (o >= 0) {
+            return o;
+        }
+        o = sb.firstDataBlock();
+        long itb = Layout.inodeTableBlocks(sb);
+        for (long g = 0; g < groups.groupCount(); g++) {
+            o += Layout.baseMetaBlocks(sb, g) + 2 + itb;
+        }
+        if (sb.journalInum() != 0 && sb.has(Feature.HAS_JOURNAL)) {
+            try {
+                o += inode(sb.journalInum()).inode().size() / blockSize;
+            } catch (Ext4Exception e) {
+                LOG.log(Level.WARNING, "journal inode {0}: {1}", sb.journalInum(), e.getMessage());
+            }
+        }
+        overhead = o;
+        return o;
+    }
+
+    @Override
+    public void close() throws IOException {
+        device.close();
+    }
+
+    private static void closeQuietly(BlockDevice dev) {
+        try {
+            dev.close();
+        } catch (IOException e) {
+            LOG.log(Level.DEBUG, "closing the image: {0}", e.toString());
+        }
+    }
+}

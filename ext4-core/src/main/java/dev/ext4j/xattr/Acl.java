@@ -1,0 +1,57 @@
+package dev.ext4j.xattr;
+
+import dev.ext4j.Ext4Exception;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * POSIX ACL codec (fs/ext4/acl.c): on disk, ext4 stores ACLs in its compact format (version 1,
+ * 4-byte entries for the owner, group, mask and other, 8-byte entries for named users and groups);
+ * the VFS xattr format (version 2) has 8-byte entries throughout.
+ */
+public final class Acl {
+    static final int EXT4_ACL_VERSION = 1;
+    static final int XATTR_ACL_VERSION = 2;
+    static final int ACL_USER_OBJ = 0x01, ACL_USER = 0x02, ACL_GROUP_OBJ = 0x04, ACL_GROUP = 0x08,
+            ACL_MASK = 0x10, ACL_OTHER = 0x20;
+    static final int ACL_UNDEFINED_ID = -1;
+
+    private Acl() {
+    }
+
+    /** Converts an on-disk ACL to the xattr format that getxattr returns. */
+    public static byte[] diskToXattr(byte[] disk, long ino) throws Ext4Exception {
+        ByteBuffer in = ByteBuffer.wrap(disk).order(ByteOrder.LITTLE_ENDIAN);
+        if (disk.length < 4 || in.getInt(0) != EXT4_ACL_VERSION) {
+            throw Ext4Exception.corrupted("inode " + ino + ": ACL of " + disk.length + " bytes has a bad header (expected version 1)");
+        }
+        int count = 0;
+        int off = 4;
+        while (off < disk.length) {
+            if (off + 4 > disk.length) {
+                throw Ext4Exception.corrupted("inode " + ino + ": ACL entry at byte " + off + " is cut short");
+            }
+            int tag = in.getShort(off) & 0xFFFF;
+            off += (tag == ACL_USER || tag == ACL_GROUP) ? 8 : 4;
+            if (off > disk.length) {
+                throw Ext4Exception.corrupted("inode " + ino + ": ACL entry with tag " + tag + " is cut short");
+            }
+            count++;
+        }
+        ByteBuffer out = ByteBuffer.allocate(4 + 8 * count).order(ByteOrder.LITTLE_ENDIAN);
+        out.putInt(XATTR_ACL_VERSION);
+        off = 4;
+        while (off < disk.length) {
+            int tag = in.getShort(off) & 0xFFFF;
+            int perm = in.getShort(off + 2) & 0xFFFF;
+            boolean named = tag == ACL_USER || tag == ACL_GROUP;
+            switch (tag) {
+                case ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER -> { }
+                default -> throw Ext4Exception.corrupted("inode " + ino + ": ACL entry at byte " + off + " has unknown tag " + tag);
+            }
+            out.putShort((short) tag).putShort((short) perm).putInt(named ? in.getInt(off + 4) : ACL_UNDEFINED_ID);
+            off += named ? 8 : 4;
+        }
+        return out.array();
+    }
+}
