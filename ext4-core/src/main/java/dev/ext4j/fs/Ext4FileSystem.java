@@ -508,12 +508,25 @@ public final class Ext4FileSystem implements Closeable {
 
     // ---- filesystem ----
 
+    /**
+     * Free counts as ext4_statfs() reports them: free blocks and inodes summed over the group
+     * descriptors; available blocks less the reserved ones and, with extents, the kernel's own
+     * reserve of 2% (at most 4096 clusters) that keeps delayed allocation from running dry.
+     */
     public StatFs statfs() {
-        long overhead = overheadBlocks();
-        long free = sb.freeBlocksCount();
+        long free = 0;
+        long freeInodes = 0;
+        for (long g = 0; g < groups.groupCount(); g++) {
+            GroupDescriptor gd = groups.get(g);
+            free += gd.freeBlocksCount();
+            freeInodes += gd.freeInodesCount();
+        }
         long reserved = sb.reservedBlocksCount();
-        return new StatFs(blockSize, sb.blocksCount() - overhead, free, Math.max(0, free - reserved),
-                sb.inodesCount(), sb.freeInodesCount(), 255, readOnly);
+        if (sb.has(Feature.EXTENTS)) {
+            reserved += Math.min(sb.blocksCount() / 50, 4096);
+        }
+        return new StatFs(blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
+                sb.inodesCount(), freeInodes, 255, readOnly);
     }
 
     private volatile long overhead = -1;

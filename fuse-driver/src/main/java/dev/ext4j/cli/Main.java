@@ -1,2 +1,155 @@
 package dev.ext4j.cli;
-public final class Main { public static void main(String[] a) { System.out.println("hi"); } }
+
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.fs.Ext4FileSystem;
+import dev.ext4j.fs.MountOptions;
+import dev.ext4j.fuse.Ext4Fuse;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.logging.ConsoleHandler;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+import java.util.logging.SimpleFormatter;
+
+/**
+ * The ext4j command line: {@code mount}, {@code umount}, and the mount.fuse convention
+ * {@code ext4j IMAGE MOUNTPOINT -o OPTIONS}. A background mount starts the same program in the
+ * foreground as a detached child (with its output in a log file) and returns once the kernel shows
+ * the mount, or fails with the child's reason.
+ */
+public final class Main {
+    static final String USAGE = """
+            usage: ext4j mount [-f] [-o OPTIONS] IMAGE MOUNTPOINT
+                   ext4j umount MOUNTPOINT
+                   ext4j IMAGE MOUNTPOINT [-o OPTIONS]      (mount.fuse convention)
+            options: ro, rw, allow_other, allow_root, default_permissions, debug, log=FILE,
+                     uid=N, gid=N, umask=M; -f stays in the foreground""";
+    private static final long MOUNT_TIMEOUT_MS = 60_000;
+
+    private Main() {
+    }
+
+    public static void main(String[] args) {
+        System.exit(run(List.of(args), System.err));
+    }
+
+    static int run(List<String> args, PrintStream err) {
+        if (args.isEmpty() || List.of("help", "--help", "-h").contains(args.get(0))) {
+            (args.isEmpty() ? err : System.out).println(USAGE);
+            return args.isEmpty() ? 2 : 0;
+        }
+        try {
+            return switch (args.get(0)) {
+                case "mount" -> mount(MountSpec.parse(args.subList(1, args.size())), err);
+                case "umount", "unmount" -> {
+                    if (args.size() != 2) {
+                        throw new MountSpec.UsageException("umount takes one MOUNTPOINT");
+                    }
+                    yield Daemon.unmount(Path.of(args.get(1)), err);
+                }
+                default -> mount(MountSpec.parse(args), err);
+            };
+        } catch (MountSpec.UsageException e) {
+            err.println("ext4j: " + e.getMessage());
+            err.println(USAGE);
+            return 2;
+        }
+    }
+
+    private static int mount(MountSpec spec, PrintStream err) {
+        Path image = spec.image().toAbsolutePath().normalize();
+        Path mnt = spec.mountPoint().toAbsolutePath().normalize();
+        if (!Files.isRegularFile(image) && !Files.exists(image)) {
+            err.println("ext4j: cannot mount " + spec.image() + ": no such file");
+            return 1;
+        }
+        if (!Files.isDirectory(mnt)) {
+            err.println("ext4j: cannot mount on " + spec.mountPoint() + ": not a directory");
+            return 1;
+        }
+        try {
+            image = image.toRealPath();
+            mnt = mnt.toRealPath();
+        } catch (IOException e) {
+            err.println("ext4j: " + e.getMessage());
+            return 1;
+        }
+        if (Daemon.isMounted(mnt)) {
+            err.println("ext4j: " + mnt + " is already a mount point");
+            return 1;
+        }
+        MountSpec resolved = new MountSpec(image, mnt, spec.foreground(), spec.readOnly(), spec.debug(), spec.fuseOptions(), spec.logFile());
+        return spec.foreground() ? foreground(resolved, err) : Daemon.start(resolved, err, MOUNT_TIMEOUT_MS);
+    }
+
+    /** Mounts and serves until unmounted. */
+    private static int foreground(MountSpec spec, PrintStream err) {
+        configureLogging(spec.debug());
+        Ext4FileSystem fs;
+        try {
+            fs = Ext4FileSystem.open(spec.image(), MountOptions.defaults().withReadOnly(spec.readOnly()));
+        } catch (Ext4Exception e) {
+            err.println("ext4j: cannot mount " + spec.image() + ": " + e.getMessage() + " (" + e.errno() + ")");
+            return 1;
+        }
+        for (String m : fs.messages()) {
+            err.println("ext4j: " + spec.image() + ": " + m);
+        }
+        List<String> opts = new ArrayList<>(spec.fuseOptions());
+        // libfuse splits -o on commas; a backslash escapes one inside the image path
+        opts.add("fsname=" + spec.image().toString().replace("\\", "\\\\").replace(",", "\\,"));
+        opts.add("subtype=ext4j");
+        opts.add("use_ino");
+        opts.add("default_permissions");
+        if (fs.isReadOnly()) {
+            opts.add("ro");
+            opts.add("kernel_cache");
+            opts.add("entry_timeout=60");
+            opts.add("attr_timeout=60");
+            opts.add("negative_timeout=60");
+        }
+        Ext4Fuse fuse = new Ext4Fuse(fs);
+        Daemon.writePidFile(spec.mountPoint());
+        try {
+            fuse.mount(spec.mountPoint(), true, spec.debug(), new String[] {"-o", String.join(",", opts)});
+        } catch (RuntimeException e) {
+            err.println("ext4j: mount on " + spec.mountPoint() + " failed: " + e.getMessage());
+            return 1;
+        } finally {
+            Daemon.removePidFile(spec.mountPoint());
+        }
+        return 0;
+    }
+
+    private static void configureLogging(boolean debug) {
+        System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tF %1$tT ext4j %4$s: %5$s%6$s%n");
+        Logger root = Logger.getLogger("");
+        for (var h : root.getHandlers()) {
+            root.removeHandler(h);
+        }
+        ConsoleHandler h = new ConsoleHandler();
+        h.setFormatter(new SimpleFormatter());
+        h.setLevel(debug ? Level.ALL : Level.INFO);
+        try {
+            h.setEncoding(StandardCharsets.UTF_8.name());
+        } catch (IOException e) {
+            // keep the default encoding
+        }
+        root.addHandler(h);
+        Logger.getLogger("ext4j").setLevel(debug ? Level.ALL : Level.INFO);
+    }
+
+    static void sleep(long ms) {
+        try {
+            TimeUnit.MILLISECONDS.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,202 @@
+package dev.ext4j.cli;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * Background mounts: starting the detached foreground child, watching for the mount to appear,
+ * and finding the child again at unmount through its pid file.
+ */
+final class Daemon {
+
+    private Daemon() {
+    }
+
+    /** Per-user state directory for log and pid files. */
+    static Path stateDir() {
+        String runtime = System.getenv("XDG_RUNTIME_DIR");
+        Path base = runtime != null && !runtime.isEmpty() ? Path.of(runtime) : Path.of(System.getProperty("java.io.tmpdir"));
+        return base.resolve("ext4j-" + System.getProperty("user.name"));
+    }
+
+    private static String key(Path mnt) {
+        return mnt.toString().replace('/', '_');
+    }
+
+    static Path pidFile(Path mnt) {
+        return stateDir().resolve(key(mnt) + ".pid");
+    }
+
+    static Path defaultLog(Path mnt) {
+        return stateDir().resolve(key(mnt) + ".log");
+    }
+
+    static void writePidFile(Path mnt) {
+        try {
+            Files.createDirectories(stateDir());
+            Files.writeString(pidFile(mnt), Long.toString(ProcessHandle.current().pid()));
+        } catch (IOException e) {
+            System.err.println("ext4j: cannot write pid file: " + e.getMessage());
+        }
+    }
+
+    static void removePidFile(Path mnt) {
+        try {
+            Files.deleteIfExists(pidFile(mnt));
+        } catch (IOException e) {
+            // nothing to clean then
+        }
+    }
+
+    /** True when /proc/self/mountinfo lists {@code mnt} as a mount point. */
+    static boolean isMounted(Path mnt) {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"), StandardCharsets.ISO_8859_1)) {
+                String[] f = line.split(" ");
+                if (f.length > 4 && unescape(f[4]).equals(mnt.toString())) {
+                    return true;
+                }
+            }
+        } catch (IOException e) {
+            return false;
+        }
+        return false;
+    }
+
+    /** mountinfo escapes space, tab, newline and backslash as octal. */
+    private static String unescape(String s) {
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == '\\' && i + 3 < s.length()) {
+                b.append((char) Integer.parseInt(s.substring(i + 1, i + 4), 8));
+                i += 3;
+            } else {
+                b.append(c);
+            }
+        }
+        return b.toString();
+    }
+
+    /** Starts the foreground child detached and waits until the mount is live or the child fails. */
+    static int start(MountSpec spec, PrintStream err, long timeoutMs) {
+        Path log = spec.logFile() != null ? spec.logFile() : defaultLog(spec.mountPoint());
+        List<String> cmd = new ArrayList<>();
+        cmd.add("setsid");
+        cmd.add(ProcessHandle.current().info().command().orElse("java"));
+        cmd.addAll(jvmArgs());
+        cmd.add("-cp");
+        cmd.add(System.getProperty("java.class.path"));
+        cmd.add(Main.class.getName());
+        cmd.addAll(spec.childArgs());
+        Process child;
+        long logStart;
+        try {
+            Files.createDirectories(log.toAbsolutePath().getParent());
+            logStart = Files.exists(log) ? Files.size(log) : 0;
+            child = new ProcessBuilder(cmd).redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
+                    .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+                    .start();
+        } catch (IOException e) {
+            err.println("ext4j: cannot start the mount process: " + e.getMessage());
+            return 1;
+        }
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        while (System.currentTimeMillis() < deadline) {
+            if (isMounted(spec.mountPoint()) && child.isAlive()) {
+                logSince(log, logStart).ifPresent(err::print);
+                return 0;
+            }
+            if (!child.isAlive()) {
+                logSince(log, logStart).ifPresent(err::print);
+                err.println("ext4j: mount of " + spec.image() + " on " + spec.mountPoint() + " failed (see " + log + ")");
+                return child.exitValue() == 0 ? 1 : child.exitValue();
+            }
+            Main.sleep(20);
+        }
+        child.destroy();
+        err.println("ext4j: mount did not appear within " + timeoutMs / 1000 + " s (see " + log + ")");
+        return 1;
+    }
+
+    /** JVM flags worth passing on to the child (heap, encoding, system properties). */
+    private static List<String> jvmArgs() {
+        List<String> out = new ArrayList<>();
+        for (String a : java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (a.startsWith("-X") || a.startsWith("-D")) {
+                out.add(a);
+            }
+        }
+        return out;
+    }
+
+    private static Optional<String> logSince(Path log, long start) {
+        try {
+            byte[] all = Files.readAllBytes(log);
+            if (all.length <= start) {
+                return Optional.empty();
+            }
+            return Optional.of(new String(all, (int) start, all.length - (int) start, StandardCharsets.UTF_8));
+        } catch (IOException e) {
+            return Optional.empty();
+        }
+    }
+
+    /** Unmounts and waits for the serving process to exit, so the image is closed when this returns. */
+    static int unmount(Path mountPoint, PrintStream err) {
+        Path mnt = mountPoint.toAbsolutePath().normalize();
+        try {
+            mnt = mnt.toRealPath();
+        } catch (IOException e) {
+            // a dead FUSE mount cannot be resolved; use the path as given
+        }
+        Optional<ProcessHandle> server = Optional.empty();
+        try {
+            if (Files.exists(pidFile(mnt))) {
+                server = ProcessHandle.of(Long.parseLong(Files.readString(pidFile(mnt)).trim()));
+            }
+        } catch (IOException | NumberFormatException e) {
+            // no pid file: nothing to wait for
+        }
+        int rc = runQuietly(err, "fusermount", "-u", mnt.toString());
+        if (rc != 0) {
+            rc = runQuietly(err, "umount", mnt.toString());
+        }
+        if (rc != 0) {
+            err.println("ext4j: cannot unmount " + mnt);
+            return 1;
+        }
+        server.ifPresent(p -> {
+            try {
+                p.onExit().get(60, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (Exception e) {
+                err.println("ext4j: the ext4j process " + p.pid() + " did not exit within 60 s");
+            }
+        });
+        return 0;
+    }
+
+    private static int runQuietly(PrintStream err, String... cmd) {
+        try {
+            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            int rc = p.waitFor();
+            if (rc != 0 && !out.isBlank()) {
+                err.print(out);
+            }
+            return rc;
+        } catch (IOException e) {
+            return 127;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,102 @@
+package dev.ext4j.cli;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * A parsed mount command line: {@code [-f] [-o OPTS]... IMAGE MOUNTPOINT}, options in any order (the
+ * mount.fuse convention puts them last). Options ext4j knows are kept; generic mount(8) options
+ * that mean nothing to a FUSE mount are dropped; anything else is an error.
+ */
+record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOnly, boolean debug,
+                 List<String> fuseOptions, Path logFile) {
+
+    /** FUSE options passed through to libfuse. */
+    private static final Set<String> FUSE_FLAGS = Set.of("allow_other", "allow_root", "default_permissions", "auto_unmount");
+    /** mount(8) options with no meaning here (fstab and mount.fuse pass them). */
+    private static final Set<String> IGNORED = Set.of("defaults", "auto", "noauto", "user", "nouser", "users", "owner",
+            "group", "_netdev", "nofail", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
+            "relatime", "norelatime", "strictatime", "lazytime", "nolazytime", "diratime", "nodiratime", "async", "loop");
+
+    static MountSpec parse(List<String> args) throws UsageException {
+        List<String> positional = new ArrayList<>();
+        List<String> opts = new ArrayList<>();
+        boolean foreground = false;
+        for (int i = 0; i < args.size(); i++) {
+            String a = args.get(i);
+            switch (a) {
+                case "-f" -> foreground = true;
+                case "-d" -> opts.add("debug");
+                case "-o" -> {
+                    if (i + 1 >= args.size()) {
+                        throw new UsageException("-o needs an option list");
+                    }
+                    opts.addAll(List.of(args.get(++i).split(",")));
+                }
+                default -> {
+                    if (a.startsWith("-o") && a.length() > 2) {
+                        opts.addAll(List.of(a.substring(2).split(",")));
+                    } else if (a.startsWith("-")) {
+                        throw new UsageException("unknown flag " + a);
+                    } else {
+                        positional.add(a);
+                    }
+                }
+            }
+        }
+        if (positional.size() != 2) {
+            throw new UsageException("expected IMAGE and MOUNTPOINT, got " + positional.size() + " arguments");
+        }
+        boolean readOnly = false;
+        boolean debug = false;
+        Path log = null;
+        List<String> fuse = new ArrayList<>();
+        for (String o : opts) {
+            if (o.isEmpty() || IGNORED.contains(o) || o.startsWith("x-") || o.startsWith("comment=")) {
+                continue;
+            }
+            if (o.equals("ro")) {
+                readOnly = true;
+            } else if (o.equals("rw")) {
+                readOnly = false;
+            } else if (o.equals("debug")) {
+                debug = true;
+            } else if (o.startsWith("log=")) {
+                log = Path.of(o.substring(4));
+            } else if (FUSE_FLAGS.contains(o) || o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask=")) {
+                fuse.add(o);
+            } else {
+                throw new UsageException("unknown mount option " + o);
+            }
+        }
+        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log);
+    }
+
+    /** The same command for the foreground child of a background mount. */
+    List<String> childArgs() {
+        List<String> a = new ArrayList<>(List.of("mount", "-f"));
+        List<String> o = new ArrayList<>(fuseOptions);
+        if (readOnly) {
+            o.add("ro");
+        }
+        if (debug) {
+            o.add("debug");
+        }
+        if (!o.isEmpty()) {
+            a.add("-o");
+            a.add(String.join(",", o));
+        }
+        a.add(image.toString());
+        a.add(mountPoint.toString());
+        return a;
+    }
+
+    /** Thrown for a malformed command line; the message is shown with the usage. */
+    static final class UsageException extends Exception {
+        UsageException(String message) {
+            super(message);
+        }
+    }
+}
