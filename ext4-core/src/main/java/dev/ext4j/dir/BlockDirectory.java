@@ -3,6 +3,8 @@ package dev.ext4j.dir;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.extent.BlockMap;
 import dev.ext4j.extent.Mapping;
+import dev.ext4j.Errno;
+import dev.ext4j.format.Checksums;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.DxNode;
 import dev.ext4j.io.BlockCache;
@@ -63,25 +65,30 @@ public final class BlockDirectory implements DirEntries {
         return b;
     }
 
+    /**
+     * Checks a block's checksum: an htree node's dx tail, or a leaf's dirent tail. Index nodes are
+     * told apart by their position (block 0) or their fake entry spanning the block, not by the
+     * tail: a dx_tail's reserved word can look exactly like a dirent tail.
+     */
     private void verify(ByteBuffer b, long lblk, long pblk) throws Ext4Exception {
         int bs = fmt.blockSize();
-        int tail = bs - DirEntry.TAIL_SIZE;
-        if (DirEntry.isTail(b, tail)) {
-            int stored = DirEntry.tailChecksum(b, tail);
-            int computed = dev.ext4j.format.Checksums.crc32c(inodeSeed, b, 0, tail);
+        DxNode dx = dxNodeOf(b, lblk);
+        if (dx != null && dx.limit() == DxNode.expectedLimit(bs, dx.entriesOffset(), true) && dx.count() <= dx.limit()) {
+            int stored = dx.storedChecksum();
+            int computed = dx.computeChecksum(inodeSeed);
             if (stored != computed) {
-                throw Ext4Exception.badChecksum(where(lblk) + " (physical " + pblk + ")", stored & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
+                throw Ext4Exception.badChecksum(where(lblk) + " (physical " + pblk + ") htree node", stored & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
             }
             return;
         }
-        DxNode dx = dxNodeOf(b, lblk);
-        if (dx == null || dx.limit() != DxNode.expectedLimit(bs, dx.entriesOffset(), true) || dx.count() > dx.limit()) {
-            throw Ext4Exception.badChecksum(where(lblk) + " (physical " + pblk + "): no checksum tail, run e2fsck -D", 0, 0);
+        int tail = bs - DirEntry.TAIL_SIZE;
+        if (!DirEntry.isTail(b, tail)) {
+            throw new Ext4Exception(Errno.EBADMSG, where(lblk) + " (physical " + pblk + "): no checksum tail; run e2fsck -D");
         }
-        int stored = dx.storedChecksum();
-        int computed = dx.computeChecksum(inodeSeed);
+        int stored = DirEntry.tailChecksum(b, tail);
+        int computed = Checksums.crc32c(inodeSeed, b, 0, tail);
         if (stored != computed) {
-            throw Ext4Exception.badChecksum(where(lblk) + " (physical " + pblk + ") htree node", stored & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
+            throw Ext4Exception.badChecksum(where(lblk) + " (physical " + pblk + ")", stored & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
         }
     }
 
@@ -100,10 +107,11 @@ public final class BlockDirectory implements DirEntries {
         return null;
     }
 
-    /** End of the entry area of a leaf block: before the checksum tail if there is one. */
-    private int entriesEnd(ByteBuffer b) {
+    /** End of the entry area: before the checksum tail of a leaf; index nodes span the block. */
+    private int entriesEnd(ByteBuffer b, long lblk) {
         int tail = fmt.blockSize() - DirEntry.TAIL_SIZE;
-        return fmt.metadataCsum() && DirEntry.isTail(b, tail) ? tail : fmt.blockSize();
+        boolean leafWithTail = fmt.metadataCsum() && dxNodeOf(b, lblk) == null && DirEntry.isTail(b, tail);
+        return leafWithTail ? tail : fmt.blockSize();
     }
 
     @Override
@@ -114,7 +122,7 @@ public final class BlockDirectory implements DirEntries {
             if (b == null) {
                 continue;
             }
-            int end = entriesEnd(b);
+            int end = entriesEnd(b, lblk);
             int start = lblk == position / bs ? (int) (position % bs) : 0;
             for (int off = 0; off < end; ) {
                 int recLen = DirEntryCheck.check(b, off, end, fmt, where(lblk));
@@ -155,7 +163,7 @@ public final class BlockDirectory implements DirEntries {
         if (b == null) {
             return 0;
         }
-        int end = entriesEnd(b);
+        int end = entriesEnd(b, lblk);
         for (int off = 0; off < end; ) {
             int recLen = DirEntryCheck.check(b, off, end, fmt, where(lblk));
             long entryIno = DirEntry.inode(b, off);

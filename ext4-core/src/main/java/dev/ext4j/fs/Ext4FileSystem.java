@@ -22,6 +22,7 @@ import dev.ext4j.io.BlockCache;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.io.LongLru;
+import dev.ext4j.io.ReadAroundDevice;
 import dev.ext4j.xattr.Acl;
 import dev.ext4j.xattr.Xattr;
 import dev.ext4j.xattr.XattrNames;
@@ -82,7 +83,7 @@ public final class Ext4FileSystem implements Closeable {
     public static Ext4FileSystem open(Path image, MountOptions options) throws Ext4Exception {
         BlockDevice dev;
         try {
-            dev = FileBlockDevice.open(image, true);
+            dev = new ReadAroundDevice(FileBlockDevice.open(image, true), 4L << 30);
         } catch (IOException e) {
             throw new Ext4Exception(Errno.EIO, "cannot open " + image + ": " + e.getMessage(), e);
         }
@@ -372,7 +373,9 @@ public final class Ext4FileSystem implements Closeable {
         if (i.hasFlag(Inode.INLINE_DATA_FL)) {
             byte[] data = inlineData(info);
             int avail = (int) Math.max(0, Math.min(len, data.length - offset));
-            dst.put(data, (int) offset, avail);
+            if (avail > 0) { // offset may lie past the inline bytes (i_size beyond them reads as zeros)
+                dst.put(data, (int) offset, avail);
+            }
             fillZeros(dst, len - avail);
             return len;
         }

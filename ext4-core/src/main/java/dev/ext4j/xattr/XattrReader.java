@@ -88,7 +88,8 @@ public final class XattrReader {
                 throw Ext4Exception.corrupted(where + ": entry header at byte " + off + " does not fit (" + (end - off) + " bytes left)");
             }
             int len = XattrEntry.entryLen(XattrEntry.nameLen(b, off));
-            if (XattrEntry.nameLen(b, off) == 0 || off + len > end) {
+            // name_len 0 is valid: the POSIX ACL entries are a bare name index with an empty suffix
+            if (off + len > end) {
                 throw Ext4Exception.corrupted(where + ": entry at byte " + off + " has name_len " + XattrEntry.nameLen(b, off)
                         + " (" + (end - off) + " bytes left)");
             }

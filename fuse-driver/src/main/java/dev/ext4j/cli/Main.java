@@ -4,6 +4,7 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.MountOptions;
 import dev.ext4j.fuse.Ext4Fuse;
+import dev.ext4j.fuse.FuseLoop;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -31,6 +32,8 @@ public final class Main {
             options: ro, rw, allow_other, allow_root, default_permissions, debug, log=FILE,
                      uid=N, gid=N, umask=M; -f stays in the foreground""";
     private static final long MOUNT_TIMEOUT_MS = 60_000;
+    /** FUSE worker threads; libfuse would keep up to 10 idle. */
+    private static final int WORKER_THREADS = Integer.getInteger("ext4j.workers", 8);
 
     private Main() {
     }
@@ -115,12 +118,20 @@ public final class Main {
             opts.add("negative_timeout=60");
         }
         Ext4Fuse fuse = new Ext4Fuse(fs);
-        Daemon.writePidFile(spec.mountPoint());
+        List<String> args = new ArrayList<>(List.of("-o", String.join(",", opts)));
+        if (spec.debug()) {
+            args.add("-d");
+        }
+        FuseLoop loop;
         try {
-            fuse.mount(spec.mountPoint(), true, spec.debug(), new String[] {"-o", String.join(",", opts)});
+            loop = FuseLoop.mount(fuse, fuse.operations(), spec.mountPoint(), args);
         } catch (RuntimeException e) {
             err.println("ext4j: mount on " + spec.mountPoint() + " failed: " + e.getMessage());
             return 1;
+        }
+        Daemon.writePidFile(spec.mountPoint());
+        try {
+            loop.serve(WORKER_THREADS);
         } finally {
             Daemon.removePidFile(spec.mountPoint());
         }

@@ -44,6 +44,11 @@ public final class Ext4Fuse extends FuseStubFS {
         this.fs = fs;
     }
 
+    /** The callback table to hand to libfuse. */
+    public jnr.ffi.Struct operations() {
+        return fuseOperations;
+    }
+
     /** A callback body that may fail with the core's exception. */
     @FunctionalInterface
     interface Op {
