@@ -55,7 +55,9 @@ public final class GroupTable {
         long first = sb.firstDataBlock();
         long perBlock = sb.blockSize() / sb.descSize();
         if (!sb.has(Feature.META_BG) || i < sb.firstMetaBg()) {
-            return first + 1 + i;
+            // right after the block holding the superblock (block 1 with 1 KiB blocks, else 0),
+            // which is not s_first_data_block with bigalloc
+            return Superblock.OFFSET_IN_IMAGE / sb.blockSize() + 1 + i;
         }
         long group = i * perBlock;
         return first + group * sb.blocksPerGroup() + (Layout.hasSuper(sb, group) ? 1 : 0);

@@ -122,7 +122,8 @@ public final class Superblock {
     public int logBlockSize() { return buf.getInt(S_LOG_BLOCK_SIZE); }
     public int logClusterSize() { return buf.getInt(S_LOG_CLUSTER_SIZE); }
     public long blocksPerGroup() { return u32(S_BLOCKS_PER_GROUP); }
-    public long clustersPerGroup() { return u32(S_CLUSTERS_PER_GROUP); }
+    /** s_clusters_per_group; without bigalloc the field may hold anything, so blocks per group it is. */
+    public long clustersPerGroup() { return has(Feature.BIGALLOC) ? u32(S_CLUSTERS_PER_GROUP) : blocksPerGroup(); }
     public long inodesPerGroup() { return u32(S_INODES_PER_GROUP); }
     public long mtime() { return u32(S_MTIME); }
     public long wtime() { return u32(S_WTIME); }
@@ -152,6 +153,11 @@ public final class Superblock {
     /** Block size in bytes: 1024 << s_log_block_size. */
     public int blockSize() {
         return 1024 << logBlockSize();
+    }
+
+    /** Blocks per allocation cluster: 1, or more with bigalloc. */
+    public int clusterRatio() {
+        return has(Feature.BIGALLOC) ? 1 << (logClusterSize() - logBlockSize()) : 1;
     }
 
     /** Descriptor size: 32 without 64bit, else s_desc_size. */
@@ -234,8 +240,13 @@ public final class Superblock {
             throw Ext4Exception.corrupted("superblock: s_log_block_size " + logBlockSize() + " (expected 0..6: 1 KiB to 64 KiB blocks)");
         }
         int bs = blockSize();
-        if (blocksPerGroup() == 0 || blocksPerGroup() > 8L * bs || blocksPerGroup() % 8 != 0) {
-            throw Ext4Exception.corrupted("superblock: s_blocks_per_group " + blocksPerGroup() + " (expected 8.." + 8L * bs + ", a multiple of 8)");
+        if (has(Feature.BIGALLOC) && (logClusterSize() < logBlockSize() || logClusterSize() - logBlockSize() > 16)) {
+            throw Ext4Exception.corrupted("superblock: s_log_cluster_size " + logClusterSize() + " with s_log_block_size " + logBlockSize());
+        }
+        long cpg = clustersPerGroup();
+        if (cpg == 0 || cpg > 8L * bs || cpg % 8 != 0 || blocksPerGroup() != cpg * clusterRatio()) {
+            throw Ext4Exception.corrupted("superblock: " + blocksPerGroup() + " blocks and " + cpg + " clusters per group (expected a multiple of 8 up to "
+                    + 8L * bs + " clusters, " + clusterRatio() + " blocks each)");
         }
         if (inodesPerGroup() == 0 || inodesPerGroup() > 8L * bs) {
             throw Ext4Exception.corrupted("superblock: s_inodes_per_group " + inodesPerGroup() + " (expected 1.." + 8L * bs + ")");

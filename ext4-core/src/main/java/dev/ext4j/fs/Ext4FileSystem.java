@@ -524,9 +524,11 @@ public final class Ext4FileSystem implements Closeable {
             free += gd.freeBlocksCount();
             freeInodes += gd.freeInodesCount();
         }
+        int ratio = sb.clusterRatio();
+        free *= ratio;
         long reserved = sb.reservedBlocksCount();
         if (sb.has(Feature.EXTENTS)) {
-            reserved += Math.min(sb.blocksCount() / 50, 4096);
+            reserved += Math.min(sb.blocksCount() / ratio / 50, 4096) * ratio;
         }
         return new StatFs(blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
                 sb.inodesCount(), freeInodes, 255, readOnly);
