@@ -206,14 +206,4 @@ public final class Inode {
         }
         return checksumHasHi() ? c : c & 0xFFFF;
     }
-
-    /** An inode of all zeros, as in a never-used inode table slot. */
-    public boolean isZero() {
-        for (int i = 0; i < size; i += 8) {
-            if (buf.getLong(i) != 0) {
-                return false;
-            }
-        }
-        return true;
-    }
 }

@@ -21,7 +21,7 @@ import dev.ext4j.inline.InlineDirectory;
 import dev.ext4j.io.BlockCache;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
-import dev.ext4j.io.LongLru;
+import dev.ext4j.io.Lru;
 import dev.ext4j.io.ReadAroundDevice;
 import dev.ext4j.xattr.Acl;
 import dev.ext4j.xattr.Xattr;
@@ -59,7 +59,7 @@ public final class Ext4FileSystem implements Closeable {
     private final boolean metadataCsum;
     private final int csumSeed;
     private final DirFormat dirFormat;
-    private final LongLru<InodeInfo> inodes;
+    private final Lru<Long, InodeInfo> inodes;
     private final DentryCache dentries = new DentryCache(1 << 18);
 
     private Ext4FileSystem(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups,
@@ -76,7 +76,7 @@ public final class Ext4FileSystem implements Closeable {
         int fl = sb.flags();
         this.dirFormat = new DirFormat(blockSize, sb.has(Feature.FILETYPE), metadataCsum, sb.has(Feature.DIR_INDEX),
                 sb.has(Feature.LARGEDIR), sb.hashSeed(), (fl & Superblock.FLAG_UNSIGNED_HASH) != 0, sb.inodesCount());
-        this.inodes = new LongLru<>(options.inodeCacheEntries());
+        this.inodes = new Lru<>(options.inodeCacheEntries());
     }
 
     /** Opens the image file and mounts it. */

@@ -9,7 +9,7 @@ import java.nio.ByteOrder;
 
 /**
  * A bounded cache of metadata blocks (the buffer-head cache): inode table, directory, extent,
- * xattr and descriptor blocks, in a {@link LongLru}. File data does not pass through here.
+ * xattr and descriptor blocks, in a {@link Lru}. File data does not pass through here.
  *
  * <p>Blocks are handed out as read-only little-endian views; callers never see a torn block.
  */
@@ -17,7 +17,7 @@ public final class BlockCache {
     private final BlockDevice device;
     private final int blockSize;
     private final long blockCount;
-    private final LongLru<byte[]> blocks;
+    private final Lru<Long, byte[]> blocks;
 
     /**
      * @param maxBytes bound on the cached bytes
@@ -27,7 +27,7 @@ public final class BlockCache {
         this.device = device;
         this.blockSize = blockSize;
         this.blockCount = blockCount;
-        this.blocks = new LongLru<>(maxBytes / blockSize);
+        this.blocks = new Lru<>(maxBytes / blockSize);
     }
 
     public int blockSize() {
@@ -64,11 +64,6 @@ public final class BlockCache {
         } catch (IOException e) {
             throw new Ext4Exception(Errno.EIO, "block " + block + ": read failed: " + e.getMessage(), e);
         }
-    }
-
-    /** Forgets a cached block (after it was written behind the cache's back, or freed). */
-    public void invalidate(long block) {
-        blocks.remove(block);
     }
 
     private void readFromDevice(long block, ByteBuffer dst) throws Ext4Exception {

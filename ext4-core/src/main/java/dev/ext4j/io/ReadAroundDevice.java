@@ -14,13 +14,13 @@ public final class ReadAroundDevice implements BlockDevice {
     static final int CHUNK = 128 * 1024;
 
     private final BlockDevice inner;
-    private final LongLru<Boolean> pulled;
+    private final Lru<Long, Boolean> pulled;
     private final ThreadLocal<ByteBuffer> scratch = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(2 * CHUNK));
 
     /** @param trackedBytes how much of the image the set of pulled chunks covers */
     public ReadAroundDevice(BlockDevice inner, long trackedBytes) {
         this.inner = inner;
-        this.pulled = new LongLru<>(trackedBytes / CHUNK);
+        this.pulled = new Lru<>(trackedBytes / CHUNK);
     }
 
     @Override

@@ -5,16 +5,17 @@ import java.util.Map;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * A bounded map from long keys (block or inode numbers) to values, evicting the least recently used.
- * Segmented: each segment has its own short lock, so threads working on different keys rarely meet.
+ * A bounded map that evicts the least recently used entry: blocks, inodes and dentries are cached in
+ * one. Segmented: each segment has its own short lock, so threads working on different keys rarely
+ * meet.
  */
-public final class LongLru<V> {
+public final class Lru<K, V> {
     private static final int SEGMENTS = 16;
 
-    private final Segment<V>[] segments;
+    private final Segment<K, V>[] segments;
 
     @SuppressWarnings("unchecked")
-    public LongLru(long capacity) {
+    public Lru(long capacity) {
         int perSegment = (int) Math.max(4, Math.min(Integer.MAX_VALUE, capacity / SEGMENTS));
         segments = new Segment[SEGMENTS];
         for (int i = 0; i < SEGMENTS; i++) {
@@ -22,13 +23,13 @@ public final class LongLru<V> {
         }
     }
 
-    private Segment<V> segment(long key) {
-        long h = key * 0x9E3779B97F4A7C15L;
+    private Segment<K, V> segment(K key) {
+        long h = key.hashCode() * 0x9E3779B97F4A7C15L;
         return segments[(int) ((h ^ (h >>> 29)) & (SEGMENTS - 1))];
     }
 
-    public V get(long key) {
-        Segment<V> s = segment(key);
+    public V get(K key) {
+        Segment<K, V> s = segment(key);
         s.lock.lock();
         try {
             return s.map.get(key);
@@ -37,8 +38,8 @@ public final class LongLru<V> {
         }
     }
 
-    public void put(long key, V value) {
-        Segment<V> s = segment(key);
+    public void put(K key, V value) {
+        Segment<K, V> s = segment(key);
         s.lock.lock();
         try {
             s.map.put(key, value);
@@ -47,8 +48,8 @@ public final class LongLru<V> {
         }
     }
 
-    public void remove(long key) {
-        Segment<V> s = segment(key);
+    public void remove(K key) {
+        Segment<K, V> s = segment(key);
         s.lock.lock();
         try {
             s.map.remove(key);
@@ -57,14 +58,14 @@ public final class LongLru<V> {
         }
     }
 
-    private static final class Segment<V> {
+    private static final class Segment<K, V> {
         final ReentrantLock lock = new ReentrantLock();
-        final LinkedHashMap<Long, V> map;
+        final LinkedHashMap<K, V> map;
 
         Segment(int capacity) {
             map = new LinkedHashMap<>(64, 0.75f, true) {
                 @Override
-                protected boolean removeEldestEntry(Map.Entry<Long, V> eldest) {
+                protected boolean removeEldestEntry(Map.Entry<K, V> eldest) {
                     return size() > capacity;
                 }
             };
