@@ -20,12 +20,16 @@ public final class GroupTable {
     private final int descSize;
     private final long groups;
     private final ByteBuffer table;
+    private final Object[] locks = new Object[1024];
 
     private GroupTable(Superblock sb, ByteBuffer table) {
         this.sb = sb;
         this.descSize = sb.descSize();
         this.groups = sb.groupCount();
         this.table = table;
+        for (int i = 0; i < locks.length; i++) {
+            locks[i] = new Object();
+        }
     }
 
     /**
@@ -69,6 +73,38 @@ public final class GroupTable {
 
     public GroupDescriptor get(long group) {
         return new GroupDescriptor(table, (int) (group * descSize), descSize);
+    }
+
+    /** Changes one group's descriptor. */
+    @FunctionalInterface
+    public interface DescriptorMutator {
+        void apply(GroupDescriptor gd) throws Ext4Exception;
+    }
+
+    /**
+     * Changes descriptor {@code group} under its lock, restamps its checksum and writes it to the
+     * primary table. Callers that also change the group's bitmaps hold {@link #lock(long)} around
+     * both.
+     */
+    public void update(long group, BlockCache cache, DescriptorMutator m) throws Ext4Exception {
+        synchronized (lock(group)) {
+            GroupDescriptor gd = get(group);
+            m.apply(gd);
+            boolean csum = sb.has(Feature.METADATA_CSUM);
+            if (csum || sb.has(Feature.GDT_CSUM)) {
+                gd.setChecksum(gd.computeChecksum(csum, csum ? sb.checksumSeed() : 0, sb.uuid(), group));
+            }
+            int off = (int) (group * descSize);
+            int bs = sb.blockSize();
+            long block = descriptorBlock(sb, off / bs);
+            cache.writeRaw(block * bs + off % bs, table.duplicate().position(off).limit(off + descSize).slice());
+            cache.forget(block);
+        }
+    }
+
+    /** The lock of one group: bitmaps, descriptor and free counts change under it. */
+    public Object lock(long group) {
+        return locks[(int) (group % locks.length)];
     }
 
     private void check(boolean readOnly, List<String> warnings) throws Ext4Exception {

@@ -82,6 +82,29 @@ public final class GroupDescriptor {
     public long blockBitmapChecksum() { return join16(BG_BLOCK_BITMAP_CSUM_LO, BG_BLOCK_BITMAP_CSUM_HI); }
     public long inodeBitmapChecksum() { return join16(BG_INODE_BITMAP_CSUM_LO, BG_INODE_BITMAP_CSUM_HI); }
 
+    private void put32(int lo, int hi, long v) {
+        buf.putInt(base + lo, (int) v);
+        if (size >= SIZE_64) {
+            buf.putInt(base + hi, (int) (v >>> 32));
+        }
+    }
+
+    private void put16(int lo, int hi, long v) {
+        buf.putShort(base + lo, (short) v);
+        if (size >= SIZE_64) {
+            buf.putShort(base + hi, (short) (v >>> 16));
+        }
+    }
+
+    public void setFreeBlocksCount(long v) { put16(BG_FREE_BLOCKS_COUNT_LO, BG_FREE_BLOCKS_COUNT_HI, v); }
+    public void setFreeInodesCount(long v) { put16(BG_FREE_INODES_COUNT_LO, BG_FREE_INODES_COUNT_HI, v); }
+    public void setUsedDirsCount(long v) { put16(BG_USED_DIRS_COUNT_LO, BG_USED_DIRS_COUNT_HI, v); }
+    public void setItableUnused(long v) { put16(BG_ITABLE_UNUSED_LO, BG_ITABLE_UNUSED_HI, v); }
+    public void setFlags(int v) { buf.putShort(base + BG_FLAGS, (short) v); }
+    public void setBlockBitmapChecksum(long v) { put16(BG_BLOCK_BITMAP_CSUM_LO, BG_BLOCK_BITMAP_CSUM_HI, v); }
+    public void setInodeBitmapChecksum(long v) { put16(BG_INODE_BITMAP_CSUM_LO, BG_INODE_BITMAP_CSUM_HI, v); }
+    public void setChecksum(int v) { buf.putShort(base + BG_CHECKSUM, (short) v); }
+
     /** True when a 64-byte descriptor stores the upper halves of the bitmap checksums. */
     public boolean hasChecksumHi() {
         return size >= SIZE_64;

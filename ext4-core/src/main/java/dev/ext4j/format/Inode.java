@@ -206,4 +206,69 @@ public final class Inode {
         }
         return checksumHasHi() ? c : c & 0xFFFF;
     }
+
+    // ---- setters (the inode's checksum is recomputed by the caller once all changes are made) ----
+
+    public void setMode(int v) { buf.putShort(I_MODE, (short) v); }
+    public void setUid(long v) { buf.putShort(I_UID, (short) v); buf.putShort(L_I_UID_HIGH, (short) (v >>> 16)); }
+    public void setGid(long v) { buf.putShort(I_GID, (short) v); buf.putShort(L_I_GID_HIGH, (short) (v >>> 16)); }
+    public void setSize(long v) { buf.putInt(I_SIZE_LO, (int) v); buf.putInt(I_SIZE_HIGH, (int) (v >>> 32)); }
+    public void setLinksCount(int v) { buf.putShort(I_LINKS_COUNT, (short) v); }
+    public void setFlags(int v) { buf.putInt(I_FLAGS, v); }
+    public void setDtime(long v) { buf.putInt(I_DTIME, (int) v); }
+    public void setGeneration(long v) { buf.putInt(I_GENERATION, (int) v); }
+    public void setFileAcl(long v) { buf.putInt(I_FILE_ACL_LO, (int) v); buf.putShort(L_I_FILE_ACL_HIGH, (short) (v >>> 32)); }
+    public void setExtraIsize(int v) { if (size > GOOD_OLD_SIZE) { buf.putShort(I_EXTRA_ISIZE, (short) v); } }
+
+    /**
+     * Sets i_blocks from a count of 512-byte sectors; counts past 32 bits need huge_file (48 bits),
+     * past 48 bits HUGE_FILE_FL with the count in filesystem blocks.
+     */
+    public void setBlocks512(long sectors, int blockSize) {
+        int flags = flags() & ~HUGE_FILE_FL;
+        long v = sectors;
+        if (sectors >= 1L << 48) {
+            flags |= HUGE_FILE_FL;
+            v = sectors / (blockSize / 512);
+        }
+        setFlags(flags);
+        buf.putInt(I_BLOCKS_LO, (int) v);
+        buf.putShort(L_I_BLOCKS_HIGH, (short) (v >>> 32));
+    }
+
+    public void setAtime(long seconds, int nanos) { setTime(I_ATIME, I_ATIME_EXTRA, seconds, nanos); }
+    public void setMtime(long seconds, int nanos) { setTime(I_MTIME, I_MTIME_EXTRA, seconds, nanos); }
+    public void setCtime(long seconds, int nanos) { setTime(I_CTIME, I_CTIME_EXTRA, seconds, nanos); }
+    public void setCrtime(long seconds, int nanos) { if (hasExtra(I_CRTIME, 4)) { setTime(I_CRTIME, I_CRTIME_EXTRA, seconds, nanos); } }
+
+    /** Low 32 bits in the field; epoch bits and nanoseconds in the _extra word when it exists. */
+    private void setTime(int off, int extraOff, long seconds, int nanos) {
+        buf.putInt(off, (int) seconds);
+        if (hasExtra(extraOff, 4)) {
+            int epoch = (int) (((seconds - (int) seconds) >> 32) & 3);
+            buf.putInt(extraOff, (nanos << 2) | epoch);
+        }
+    }
+
+    /** Replaces the 60 bytes of i_block. */
+    public void setIBlock(ByteBuffer src) {
+        for (int i = 0; i < I_BLOCK_SIZE; i++) {
+            buf.put(I_BLOCK + i, src.get(i));
+        }
+    }
+
+    /** Stores a checksum computed by {@link #computeChecksum}. */
+    public void setChecksum(int c) {
+        buf.putShort(L_I_CHECKSUM_LO, (short) c);
+        if (checksumHasHi()) {
+            buf.putShort(I_CHECKSUM_HI, (short) (c >>> 16));
+        }
+    }
+
+    /** A copy of the raw bytes, for a changed version of this inode. */
+    public Inode copy() {
+        byte[] raw = new byte[size];
+        buf.get(0, raw);
+        return new Inode(raw);
+    }
 }

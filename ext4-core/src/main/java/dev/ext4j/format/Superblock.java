@@ -150,6 +150,30 @@ public final class Superblock {
     public long orphanFileInum() { return u32(S_ORPHAN_FILE_INUM); }
     public int storedChecksum() { return buf.getInt(S_CHECKSUM); }
 
+    private void put64(int lo, int hi, long v) {
+        buf.putInt(lo, (int) v);
+        if (is64Bit()) {
+            buf.putInt(hi, (int) (v >>> 32));
+        }
+    }
+
+    public void setFreeBlocksCount(long v) { put64(S_FREE_BLOCKS_COUNT_LO, S_FREE_BLOCKS_COUNT_HI, v); }
+    public void setFreeInodesCount(long v) { buf.putInt(S_FREE_INODES_COUNT, (int) v); }
+    public void setState(int v) { buf.putShort(S_STATE, (short) v); }
+    public void setMountCount(int v) { buf.putShort(S_MNT_COUNT, (short) v); }
+    public void setMtime(long v) { buf.putInt(S_MTIME, (int) v); }
+    public void setWtime(long v) { buf.putInt(S_WTIME, (int) v); }
+    public void setLastOrphan(long v) { buf.putInt(S_LAST_ORPHAN, (int) v); }
+    public void setFeatureRoCompat(int v) { buf.putInt(S_FEATURE_RO_COMPAT, v); }
+    public void setFeatureIncompat(int v) { buf.putInt(S_FEATURE_INCOMPAT, v); }
+
+    /** Stores the checksum over the current bytes (with metadata_csum). */
+    public void updateChecksum() {
+        if (has(Feature.METADATA_CSUM)) {
+            buf.putInt(S_CHECKSUM, computeChecksum());
+        }
+    }
+
     /** Block size in bytes: 1024 << s_log_block_size. */
     public int blockSize() {
         return 1024 << logBlockSize();

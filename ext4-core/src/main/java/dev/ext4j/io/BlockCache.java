@@ -6,18 +6,29 @@ import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * A bounded cache of metadata blocks (the buffer-head cache): inode table, directory, extent,
  * xattr and descriptor blocks, in a {@link Lru}. File data does not pass through here.
  *
- * <p>Blocks are handed out as read-only little-endian views; callers never see a torn block.
+ * <p>Blocks are handed out as read-only little-endian views. Changes go through {@link #update},
+ * which mutates a copy under a per-block lock, writes it through to the image and then swaps it in,
+ * so a reader always sees a whole old or a whole new block and two updaters of one block (two
+ * inodes in one inode table block) never lose each other's change.
  */
 public final class BlockCache {
     private final BlockDevice device;
     private final int blockSize;
     private final long blockCount;
     private final Lru<Long, byte[]> blocks;
+    private final ReentrantLock[] updateLocks = new ReentrantLock[256];
+
+    /** Changes a block's bytes in place; the buffer is little-endian, position 0. */
+    @FunctionalInterface
+    public interface Mutator {
+        void apply(ByteBuffer block) throws Ext4Exception;
+    }
 
     /**
      * @param maxBytes bound on the cached bytes
@@ -28,6 +39,9 @@ public final class BlockCache {
         this.blockSize = blockSize;
         this.blockCount = blockCount;
         this.blocks = new Lru<>(maxBytes / blockSize);
+        for (int i = 0; i < updateLocks.length; i++) {
+            updateLocks[i] = new ReentrantLock();
+        }
     }
 
     public int blockSize() {
@@ -36,17 +50,86 @@ public final class BlockCache {
 
     /** The block as a read-only little-endian buffer, position 0, limit the block size. */
     public ByteBuffer get(long block) throws Ext4Exception {
-        if (block < 0 || block >= blockCount) {
-            throw Ext4Exception.corrupted("block " + block + " is outside the filesystem (0.."
-                    + (blockCount - 1) + ")");
-        }
+        return ByteBuffer.wrap(load(block)).asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
+    }
+
+    private byte[] load(long block) throws Ext4Exception {
+        checkRange(block);
         byte[] data = blocks.get(block);
         if (data == null) {
             data = new byte[blockSize];
             readFromDevice(block, ByteBuffer.wrap(data));
             blocks.put(block, data);
         }
-        return ByteBuffer.wrap(data).asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
+        return data;
+    }
+
+    private void checkRange(long block) throws Ext4Exception {
+        if (block < 0 || block >= blockCount) {
+            throw Ext4Exception.corrupted("block " + block + " is outside the filesystem (0.."
+                    + (blockCount - 1) + ")");
+        }
+    }
+
+    /** Applies {@code m} to a copy of the block, writes the copy to the image and caches it. */
+    public void update(long block, Mutator m) throws Ext4Exception {
+        change(block, false, m);
+    }
+
+    /** Like {@link #update} for a block just allocated: starts from zeros instead of reading it. */
+    public void create(long block, Mutator m) throws Ext4Exception {
+        change(block, true, m);
+    }
+
+    private void change(long block, boolean fresh, Mutator m) throws Ext4Exception {
+        checkRange(block);
+        ReentrantLock lock = updateLocks[(int) (block & (updateLocks.length - 1))];
+        lock.lock();
+        try {
+            byte[] copy = fresh ? new byte[blockSize] : load(block).clone();
+            m.apply(ByteBuffer.wrap(copy).order(ByteOrder.LITTLE_ENDIAN));
+            writeToDevice(block * blockSize, ByteBuffer.wrap(copy));
+            blocks.put(block, copy);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Drops a block from the cache (it was freed; its next use starts fresh). */
+    public void forget(long block) {
+        blocks.remove(block);
+    }
+
+    /** Writes file data straight to the image, {@code offsetInBlock} bytes into {@code block}. */
+    public void writeDirect(long block, int offsetInBlock, ByteBuffer src) throws Ext4Exception {
+        long n = (offsetInBlock + src.remaining() + blockSize - 1) / blockSize;
+        if (block <= 0 || block + n > blockCount) {
+            throw Ext4Exception.corrupted("write to blocks " + block + ".." + (block + n - 1)
+                    + " outside the filesystem (1.." + (blockCount - 1) + ")");
+        }
+        writeToDevice(block * blockSize + offsetInBlock, src);
+    }
+
+    /** Writes bytes at an absolute image offset (superblock, descriptor table). */
+    public void writeRaw(long offset, ByteBuffer src) throws Ext4Exception {
+        writeToDevice(offset, src);
+    }
+
+    /** Makes every write so far durable. */
+    public void sync() throws Ext4Exception {
+        try {
+            device.sync();
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "syncing the image failed: " + e.getMessage(), e);
+        }
+    }
+
+    private void writeToDevice(long offset, ByteBuffer src) throws Ext4Exception {
+        try {
+            device.write(offset, src);
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "write at byte " + offset + " failed: " + e.getMessage(), e);
+        }
     }
 
     /**
