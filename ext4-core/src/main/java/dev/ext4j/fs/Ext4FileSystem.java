@@ -61,6 +61,7 @@ public final class Ext4FileSystem implements Closeable {
     private final DirFormat dirFormat;
     private final Lru<Long, InodeInfo> inodes;
     private final DentryCache dentries = new DentryCache(1 << 18);
+    private final InodeLocks locks = new InodeLocks();
 
     private Ext4FileSystem(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups,
                            boolean readOnly, List<String> messages, MountOptions options) {
@@ -81,9 +82,22 @@ public final class Ext4FileSystem implements Closeable {
 
     /** Opens the image file and mounts it. */
     public static Ext4FileSystem open(Path image, MountOptions options) throws Ext4Exception {
+        if (!options.readOnly()) {
+            // Open for writing only when the filesystem will be mounted read-write; otherwise the
+            // image is opened read-only, so a read-only mount cannot write to it whatever happens.
+            Ext4FileSystem fs = openDevice(image, options, false);
+            if (!fs.isReadOnly()) {
+                return fs;
+            }
+            closeQuietly(fs.device);
+        }
+        return openDevice(image, options.withReadOnly(true), true);
+    }
+
+    private static Ext4FileSystem openDevice(Path image, MountOptions options, boolean readOnly) throws Ext4Exception {
         BlockDevice dev;
         try {
-            dev = new ReadAroundDevice(FileBlockDevice.open(image, true), 4L << 30);
+            dev = new ReadAroundDevice(FileBlockDevice.open(image, readOnly), 4L << 30);
         } catch (IOException e) {
             throw new Ext4Exception(Errno.EIO, "cannot open " + image + ": " + e.getMessage(), e);
         }
@@ -143,6 +157,9 @@ public final class Ext4FileSystem implements Closeable {
         }
         for (String m : messages) {
             LOG.log(Level.WARNING, m);
+        }
+        if (!readOnly) {
+            fs.markMounted();
         }
         return fs;
     }
@@ -204,6 +221,20 @@ public final class Ext4FileSystem implements Closeable {
         if (info != null) {
             return info;
         }
+        // Loaded under the inode's read lock, so a concurrent writeInode() cannot be overtaken by
+        // this older copy landing in the cache after it.
+        var lock = locks.of(ino).readLock();
+        lock.lock();
+        try {
+            info = inodes.get(ino);
+            return info != null ? info : load(ino);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private InodeInfo load(long ino) throws Ext4Exception {
+        InodeInfo info;
         if (ino < 1 || ino > sb.inodesCount()) {
             throw Ext4Exception.corrupted("inode " + ino + " is out of range (1.." + sb.inodesCount() + ")");
         }
@@ -237,6 +268,150 @@ public final class Ext4FileSystem implements Closeable {
         info = new InodeInfo(ino, inode, seed, blockMap(ino, inode, seed));
         inodes.put(ino, info);
         return info;
+    }
+
+    /** Block of the inode table that holds {@code ino}, and the byte offset in it. */
+    private long[] inodeLocation(long ino) {
+        long ipg = sb.inodesPerGroup();
+        long byteOff = ((ino - 1) % ipg) * sb.inodeSize();
+        long block = groups.get((ino - 1) / ipg).inodeTable() + byteOff / blockSize;
+        return new long[] {block, byteOff % blockSize};
+    }
+
+    /**
+     * Writes a changed version of an inode: stamps its checksum, writes it into its inode table
+     * block and replaces the in-memory inode. The caller holds the inode's write lock.
+     */
+    InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception {
+        requireWritable();
+        int seed = 0;
+        if (metadataCsum) {
+            changed.setChecksum(changed.computeChecksum(csumSeed, ino));
+            seed = Checksums.crc32cLe32(Checksums.crc32cLe32(csumSeed, (int) ino), (int) changed.generation());
+        }
+        long[] loc = inodeLocation(ino);
+        ByteBuffer raw = changed.raw();
+        cache.update(loc[0], b -> b.put((int) loc[1], raw, 0, changed.rawSize()));
+        InodeInfo info = new InodeInfo(ino, changed, seed, blockMap(ino, changed, seed));
+        inodes.put(ino, info);
+        return info;
+    }
+
+    /** EROFS unless the filesystem is mounted read-write. */
+    void requireWritable() throws Ext4Exception {
+        if (readOnly) {
+            throw new Ext4Exception(Errno.EROFS, "the filesystem is mounted read-only");
+        }
+    }
+
+    // ---- attributes ----
+
+    /** A point in time: seconds since the epoch and nanoseconds. */
+    public record Time(long seconds, int nanos) {
+        public static Time now() {
+            java.time.Instant i = java.time.Instant.now();
+            return new Time(i.getEpochSecond(), i.getNano());
+        }
+    }
+
+    /**
+     * Changes attributes (ext4_setattr()): each argument may be null to leave it alone. The
+     * caller (the kernel, with default_permissions) has checked who may change what; the setuid
+     * and setgid bits are cleared on a chown of a non-directory, as the VFS does.
+     */
+    public FileAttributes setAttributes(long ino, Integer mode, Long uid, Long gid, Time atime, Time mtime) throws Ext4Exception {
+        requireWritable();
+        try (InodeLocks.Held h = locks.lockAll(ino)) {
+            Inode i = inode(ino).inode().copy();
+            Time now = Time.now();
+            if (mode != null) {
+                i.setMode((i.mode() & Inode.S_IFMT) | (mode & 07777));
+            }
+            if (uid != null || gid != null) {
+                if (uid != null) {
+                    i.setUid(uid);
+                }
+                if (gid != null) {
+                    i.setGid(gid);
+                }
+                if (!i.isDirectory() && mode == null) {
+                    i.setMode(i.mode() & ~06000);
+                }
+            }
+            if (atime != null) {
+                i.setAtime(atime.seconds(), atime.nanos());
+            }
+            if (mtime != null) {
+                i.setMtime(mtime.seconds(), mtime.nanos());
+            }
+            i.setCtime(now.seconds(), now.nanos());
+            writeInode(ino, i);
+        }
+        return stat(ino);
+    }
+
+    // ---- namespace and data changes (fs/ext4/namei.c, inode.c) ----
+
+    /** Creates a file, device, fifo or socket ({@code mode} carries the type); returns its inode. */
+    public long mknod(long dirIno, byte[] name, int mode, int major, int minor, long uid, long gid) throws Ext4Exception {
+        return notYet("mknod");
+    }
+
+    public long mkdir(long dirIno, byte[] name, int mode, long uid, long gid) throws Ext4Exception {
+        return notYet("mkdir");
+    }
+
+    public long symlink(long dirIno, byte[] name, byte[] target, long uid, long gid) throws Ext4Exception {
+        return notYet("symlink");
+    }
+
+    public void link(long ino, long dirIno, byte[] name) throws Ext4Exception {
+        notYet("link");
+    }
+
+    public void unlink(long dirIno, byte[] name) throws Ext4Exception {
+        notYet("unlink");
+    }
+
+    public void rmdir(long dirIno, byte[] name) throws Ext4Exception {
+        notYet("rmdir");
+    }
+
+    public void rename(long fromDir, byte[] fromName, long toDir, byte[] toName) throws Ext4Exception {
+        notYet("rename");
+    }
+
+    public int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
+        return (int) notYet("write");
+    }
+
+    public void truncate(long ino, long size) throws Ext4Exception {
+        notYet("truncate");
+    }
+
+    public void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
+        notYet("fallocate");
+    }
+
+    public void setXattr(long ino, String name, byte[] value, int flags) throws Ext4Exception {
+        notYet("setxattr");
+    }
+
+    public void removeXattr(long ino, String name) throws Ext4Exception {
+        notYet("removexattr");
+    }
+
+    /** An open file handle was created for {@code ino}. */
+    public void open(long ino) {
+    }
+
+    /** The last use of an open file handle ended. */
+    public void release(long ino) {
+    }
+
+    private long notYet(String op) throws Ext4Exception {
+        requireWritable();
+        throw new Ext4Exception(Errno.EOPNOTSUPP, op + " is not implemented yet");
     }
 
     /** An inode reached through a directory entry: must be in use and not a reserved one. */
@@ -558,9 +733,55 @@ public final class Ext4FileSystem implements Closeable {
         return o;
     }
 
+    /** s_state as found at mount: restored at unmount (the kernel's s_mount_state). */
+    private int mountState;
+
+    /** ext4_setup_super(): not clean while mounted read-write, one more mount counted. */
+    private void markMounted() throws Ext4Exception {
+        synchronized (sb) {
+            mountState = sb.state();
+            sb.setState(mountState & ~Superblock.STATE_VALID);
+            sb.setMountCount(sb.mountCount() + 1);
+            sb.setMtime(Time.now().seconds());
+            writeSuperblock();
+        }
+    }
+
+    /** Stamps the superblock checksum and writes the primary superblock. */
+    void writeSuperblock() throws Ext4Exception {
+        synchronized (sb) {
+            sb.setWtime(Time.now().seconds());
+            sb.updateChecksum();
+            cache.writeRaw(Superblock.OFFSET_IN_IMAGE, sb.raw());
+        }
+    }
+
+    /** Makes everything written so far durable (sync(2), fsync(2)). */
+    public void sync() throws Ext4Exception {
+        if (!readOnly) {
+            cache.sync();
+        }
+    }
+
+    /** Unmount: a read-write mount writes the free counts and a clean state, then syncs. */
     @Override
     public void close() throws IOException {
-        device.close();
+        try {
+            if (!readOnly) {
+                synchronized (sb) {
+                    StatFs s = statfs();
+                    sb.setFreeBlocksCount(s.freeBlocks());
+                    sb.setFreeInodesCount(s.freeInodes());
+                    sb.setState(mountState);
+                    writeSuperblock();
+                }
+                cache.sync();
+            }
+        } catch (Ext4Exception e) {
+            throw new IOException("unmount of a read-write filesystem failed: " + e.getMessage(), e);
+        } finally {
+            device.close();
+        }
     }
 
     private static void closeQuietly(BlockDevice dev) {

@@ -155,6 +155,7 @@ public final class Ext4Fuse extends FuseStubFS {
             if (fs.isReadOnly() && ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0)) {
                 return -Errno.EROFS.value();
             }
+            fs.open(ino);
             fi.fh.set(ino);
             return 0;
         });
@@ -176,7 +177,10 @@ public final class Ext4Fuse extends FuseStubFS {
 
     @Override
     public int release(String path, FuseFileInfo fi) {
-        return 0;
+        return guard("release", path, () -> {
+            fs.release(fi.fh.get());
+            return 0;
+        });
     }
 
     @Override
@@ -277,6 +281,225 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("access", path, () -> {
             resolve(path);
             return (mask & W_OK) != 0 && fs.isReadOnly() ? -Errno.EROFS.value() : 0;
+        });
+    }
+
+    // ---- writes ----
+
+    /** The parent directory's inode and the last component of {@code path}. */
+    private record Parent(long dir, byte[] name) {
+    }
+
+    private Parent parent(String path) throws Ext4Exception {
+        byte[] p = bytes(path);
+        int slash = p.length - 1;
+        while (slash > 0 && p[slash] != '/') {
+            slash--;
+        }
+        byte[] name = java.util.Arrays.copyOfRange(p, slash + 1, p.length);
+        long dir = fs.resolve(java.util.Arrays.copyOfRange(p, 0, Math.max(slash, 1)));
+        return new Parent(dir, name);
+    }
+
+    private long callerUid() {
+        return getContext().uid.get();
+    }
+
+    private long callerGid() {
+        return getContext().gid.get();
+    }
+
+    @Override
+    public int create(String path, @jnr.ffi.types.mode_t long mode, FuseFileInfo fi) {
+        return guard("create", path, () -> {
+            Parent p = parent(path);
+            long ino = fs.mknod(p.dir(), p.name(), (int) mode, 0, 0, callerUid(), callerGid());
+            fs.open(ino);
+            fi.fh.set(ino);
+            return 0;
+        });
+    }
+
+    @Override
+    public int mknod(String path, @jnr.ffi.types.mode_t long mode, @jnr.ffi.types.dev_t long rdev) {
+        return guard("mknod", path, () -> {
+            Parent p = parent(path);
+            int major = (int) (((rdev >>> 8) & 0xFFF) | ((rdev >>> 32) & ~0xFFFL));
+            int minor = (int) ((rdev & 0xFF) | ((rdev >>> 12) & ~0xFFL));
+            fs.mknod(p.dir(), p.name(), (int) mode, major, minor, callerUid(), callerGid());
+            return 0;
+        });
+    }
+
+    @Override
+    public int mkdir(String path, @jnr.ffi.types.mode_t long mode) {
+        return guard("mkdir", path, () -> {
+            Parent p = parent(path);
+            fs.mkdir(p.dir(), p.name(), (int) mode, callerUid(), callerGid());
+            return 0;
+        });
+    }
+
+    @Override
+    public int symlink(String target, String path) {
+        return guard("symlink", path, () -> {
+            Parent p = parent(path);
+            fs.symlink(p.dir(), p.name(), bytes(target), callerUid(), callerGid());
+            return 0;
+        });
+    }
+
+    @Override
+    public int link(String oldpath, String newpath) {
+        return guard("link", newpath, () -> {
+            long ino = resolve(oldpath);
+            Parent p = parent(newpath);
+            fs.link(ino, p.dir(), p.name());
+            return 0;
+        });
+    }
+
+    @Override
+    public int unlink(String path) {
+        return guard("unlink", path, () -> {
+            Parent p = parent(path);
+            fs.unlink(p.dir(), p.name());
+            return 0;
+        });
+    }
+
+    @Override
+    public int rmdir(String path) {
+        return guard("rmdir", path, () -> {
+            Parent p = parent(path);
+            fs.rmdir(p.dir(), p.name());
+            return 0;
+        });
+    }
+
+    @Override
+    public int rename(String oldpath, String newpath) {
+        return guard("rename", oldpath, () -> {
+            Parent from = parent(oldpath);
+            Parent to = parent(newpath);
+            fs.rename(from.dir(), from.name(), to.dir(), to.name());
+            return 0;
+        });
+    }
+
+    @Override
+    public int chmod(String path, @jnr.ffi.types.mode_t long mode) {
+        return guard("chmod", path, () -> {
+            fs.setAttributes(resolve(path), (int) mode, null, null, null, null);
+            return 0;
+        });
+    }
+
+    @Override
+    public int chown(String path, @jnr.ffi.types.uid_t long uid, @jnr.ffi.types.gid_t long gid) {
+        return guard("chown", path, () -> {
+            Long u = (int) uid == -1 ? null : uid & 0xFFFFFFFFL;
+            Long g = (int) gid == -1 ? null : gid & 0xFFFFFFFFL;
+            fs.setAttributes(resolve(path), null, u, g, null, null);
+            return 0;
+        });
+    }
+
+    /** utimensat(2)'s special nanosecond values. */
+    private static final long UTIME_NOW = (1L << 30) - 1;
+    private static final long UTIME_OMIT = (1L << 30) - 2;
+
+    @Override
+    public int utimens(String path, Timespec[] timespec) {
+        return guard("utimens", path, () -> {
+            fs.setAttributes(resolve(path), null, null, null, time(timespec[0]), time(timespec[1]));
+            return 0;
+        });
+    }
+
+    private static Ext4FileSystem.Time time(Timespec t) {
+        long nsec = t.tv_nsec.longValue();
+        if (nsec == UTIME_OMIT) {
+            return null;
+        }
+        return nsec == UTIME_NOW ? Ext4FileSystem.Time.now() : new Ext4FileSystem.Time(t.tv_sec.get(), (int) nsec);
+    }
+
+    @Override
+    public int truncate(String path, @off_t long size) {
+        return guard("truncate", path, () -> {
+            fs.truncate(resolve(path), size);
+            return 0;
+        });
+    }
+
+    @Override
+    public int ftruncate(String path, @off_t long size, FuseFileInfo fi) {
+        return guard("ftruncate", path, () -> {
+            long ino = handleOr(fi);
+            fs.truncate(ino != 0 ? ino : resolve(path), size);
+            return 0;
+        });
+    }
+
+    @Override
+    public int write(String path, Pointer buf, @size_t long size, @off_t long offset, FuseFileInfo fi) {
+        return guard("write", path, () -> {
+            long ino = handleOr(fi);
+            if (ino == 0) {
+                ino = resolve(path);
+            }
+            byte[] data = new byte[(int) size];
+            buf.get(0, data, 0, data.length);
+            return fs.write(ino, offset, ByteBuffer.wrap(data));
+        });
+    }
+
+    @Override
+    public int fallocate(String path, int mode, @off_t long off, @off_t long length, FuseFileInfo fi) {
+        return guard("fallocate", path, () -> {
+            long ino = handleOr(fi);
+            fs.fallocate(ino != 0 ? ino : resolve(path), mode, off, length);
+            return 0;
+        });
+    }
+
+    @Override
+    public int setxattr(String path, String name, Pointer value, @size_t long size, int flags) {
+        return guard("setxattr", path, () -> {
+            byte[] v = new byte[(int) size];
+            value.get(0, v, 0, v.length);
+            fs.setXattr(resolve(path), xattrName(name), v, flags);
+            return 0;
+        });
+    }
+
+    @Override
+    public int removexattr(String path, String name) {
+        return guard("removexattr", path, () -> {
+            fs.removeXattr(resolve(path), xattrName(name));
+            return 0;
+        });
+    }
+
+    @Override
+    public int flush(String path, FuseFileInfo fi) {
+        return 0;
+    }
+
+    @Override
+    public int fsync(String path, int isdatasync, FuseFileInfo fi) {
+        return guard("fsync", path, () -> {
+            fs.sync();
+            return 0;
+        });
+    }
+
+    @Override
+    public int fsyncdir(String path, FuseFileInfo fi) {
+        return guard("fsyncdir", path, () -> {
+            fs.sync();
+            return 0;
         });
     }
 

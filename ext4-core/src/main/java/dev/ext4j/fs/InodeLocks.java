@@ -1,0 +1,59 @@
+package dev.ext4j.fs;
+
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * Per-inode read-write locks (the kernel's i_rwsem), striped by inode number so memory stays
+ * bounded. Lock order, everywhere: the rename lock (cross-directory renames only), then every
+ * inode lock an operation needs, taken at once by {@link #lockAll} in ascending stripe order (each
+ * stripe once, so two inodes sharing a stripe cannot deadlock), then the allocator's group locks
+ * (innermost, never two at once).
+ */
+final class InodeLocks {
+    private static final int STRIPES = 1024;
+    private final ReentrantReadWriteLock[] locks = new ReentrantReadWriteLock[STRIPES];
+    /** Serializes renames between directories, like the kernel's s_vfs_rename_mutex. */
+    final Object renameLock = new Object();
+
+    InodeLocks() {
+        for (int i = 0; i < STRIPES; i++) {
+            locks[i] = new ReentrantReadWriteLock();
+        }
+    }
+
+    ReentrantReadWriteLock of(long ino) {
+        return locks[(int) (ino % STRIPES)];
+    }
+
+    /** A held set of write locks, released in reverse order by close(). */
+    final class Held implements AutoCloseable {
+        private final int[] stripes;
+
+        Held(int[] stripes) {
+            this.stripes = stripes;
+        }
+
+        @Override
+        public void close() {
+            for (int i = stripes.length - 1; i >= 0; i--) {
+                locks[stripes[i]].writeLock().unlock();
+            }
+        }
+    }
+
+    /** Write-locks the given inodes (0 entries are skipped) in the documented order. */
+    Held lockAll(long... inos) {
+        int[] s = java.util.Arrays.stream(inos).filter(i -> i != 0).mapToInt(i -> (int) (i % STRIPES)).sorted().distinct().toArray();
+        for (int stripe : s) {
+            locks[stripe].writeLock().lock();
+        }
+        return new Held(s);
+    }
+
+    /** Read-locks one inode. */
+    AutoCloseable read(long ino) {
+        ReentrantReadWriteLock.ReadLock l = of(ino).readLock();
+        l.lock();
+        return l::unlock;
+    }
+}
