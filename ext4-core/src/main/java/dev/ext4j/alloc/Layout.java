@@ -9,13 +9,16 @@ public final class Layout {
     private Layout() {
     }
 
-    /** ext4_bg_has_super(): group 0, and with sparse_super only groups 1 and powers of 3, 5 and 7. */
+    /**
+     * ext4_bg_has_super(): group 0; with sparse_super only groups 1 and powers of 3, 5 and 7; with
+     * sparse_super2 only the (at most two) groups named in s_backup_bgs.
+     */
     public static boolean hasSuper(Superblock sb, long group) {
         if (group == 0) {
             return true;
         }
         if (sb.has(Feature.SPARSE_SUPER2)) {
-            return false; // backups are named in s_backup_bgs; not used by the read path
+            return group == sb.backupBg(0) || group == sb.backupBg(1);
         }
         if (!sb.has(Feature.SPARSE_SUPER)) {
             return true;

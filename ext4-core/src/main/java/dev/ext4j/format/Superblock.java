@@ -25,7 +25,8 @@ import java.util.List;
  * 0x104 s_first_meta_bg       0x150 s_blocks_count_hi     0x154 s_r_blocks_count_hi
  * 0x158 s_free_blocks_count_hi 0x15C s_min_extra_isize    0x15E s_want_extra_isize
  * 0x160 s_flags               0x174 s_log_groups_per_flex 0x175 s_checksum_type
- * 0x194 s_error_count         0x270 s_checksum_seed       0x280 s_orphan_file_inum
+ * 0x194 s_error_count         0x24C s_backup_bgs[2]       0x270 s_checksum_seed
+ * 0x280 s_orphan_file_inum
  * 0x3FC s_checksum
  * </pre>
  */
@@ -74,6 +75,7 @@ public final class Superblock {
     static final int S_LOG_GROUPS_PER_FLEX = 0x174;
     static final int S_CHECKSUM_TYPE = 0x175;
     static final int S_ERROR_COUNT = 0x194;
+    static final int S_BACKUP_BGS = 0x24C;
     static final int S_CHECKSUM_SEED = 0x270;
     static final int S_ORPHAN_FILE_INUM = 0x280;
     static final int S_CHECKSUM = 0x3FC;
@@ -147,6 +149,8 @@ public final class Superblock {
     public int checksumType() { return buf.get(S_CHECKSUM_TYPE) & 0xFF; }
     public long errorCount() { return u32(S_ERROR_COUNT); }
     public int checksumSeedField() { return buf.getInt(S_CHECKSUM_SEED); }
+    /** s_backup_bgs[i], i in 0..1: a group holding a superblock backup with sparse_super2 (0: none). */
+    public long backupBg(int i) { return u32(S_BACKUP_BGS + 4 * i); }
     public long orphanFileInum() { return u32(S_ORPHAN_FILE_INUM); }
     public int storedChecksum() { return buf.getInt(S_CHECKSUM); }
 
