@@ -13,6 +13,8 @@ import java.nio.ByteBuffer;
  * index entry, struct ext4_extent_idx:  0x0 ei_block  0x4 ei_leaf_lo    0x8 ei_leaf_hi (16)
  * tail after eh_max entries: et_checksum (32)
  * </pre>
+ *
+ * <p>The setters write the raw fields; they leave the checksum to {@link #updateChecksum}.
  */
 public final class ExtentNode {
     public static final int MAGIC = 0xF30A;
@@ -20,12 +22,18 @@ public final class ExtentNode {
     public static final int ENTRY_SIZE = 12;
     /** ee_len above this marks an unwritten extent of length ee_len - 32768. */
     public static final int INIT_MAX_LEN = 32768;
+    /** EXT_UNWRITTEN_MAX_LEN: the longest unwritten extent. */
+    public static final int UNWRITTEN_MAX_LEN = INIT_MAX_LEN - 1;
+    /** ext4_ext_space_root(): entries that fit in i_block (60 bytes). */
+    public static final int ROOT_MAX = (60 - HEADER_SIZE) / ENTRY_SIZE;
+    public static final int TAIL_SIZE = 4;
     public static final int MAX_DEPTH = 5;
 
     static final int EH_MAGIC = 0x0;
     static final int EH_ENTRIES = 0x2;
     static final int EH_MAX = 0x4;
     static final int EH_DEPTH = 0x6;
+    static final int EH_GENERATION = 0x8;
     static final int EE_BLOCK = 0x0;
     static final int EE_LEN = 0x4;
     static final int EE_START_HI = 0x6;
@@ -82,5 +90,94 @@ public final class ExtentNode {
     /** crc32c(inode seed, the node up to the tail). */
     public int computeChecksum(int inodeSeed) {
         return Checksums.crc32c(inodeSeed, buf, 0, tailOffset());
+    }
+
+    public int generation() { return buf.getInt(EH_GENERATION); }
+
+    /**
+     * ext4_ext_space_block() / ext4_ext_space_block_idx(): eh_max of a node in a block of
+     * {@code blockSize} bytes. The 4-byte tail fits in what is left over: (blockSize - 12) % 12
+     * is 4 or 8 for every power-of-two block size from 1k up.
+     */
+    public static int blockMax(int blockSize) {
+        return (blockSize - HEADER_SIZE) / ENTRY_SIZE;
+    }
+
+    /** Writes a header with no entries (ext4_ext_tree_init() for the root). Generation 0. */
+    public void initHeader(int max, int depth) {
+        buf.putShort(EH_MAGIC, (short) MAGIC);
+        buf.putShort(EH_ENTRIES, (short) 0);
+        buf.putShort(EH_MAX, (short) max);
+        buf.putShort(EH_DEPTH, (short) depth);
+        buf.putInt(EH_GENERATION, 0);
+    }
+
+    public void setEntries(int n) { buf.putShort(EH_ENTRIES, (short) n); }
+    public void setMax(int n) { buf.putShort(EH_MAX, (short) n); }
+    public void setDepth(int d) { buf.putShort(EH_DEPTH, (short) d); }
+
+    /** Sets ee_block / ei_block of entry {@code i}. */
+    public void setLogical(int i, long logical) {
+        buf.putInt(entry(i) + EE_BLOCK, (int) logical);
+    }
+
+    /**
+     * Encodes a leaf entry. The length is 1..32768 for a written extent and 1..32767 for an
+     * unwritten one (ee_len = length + 32768); the physical start has 48 bits.
+     */
+    public void setExtent(int i, Extent e) {
+        int max = e.unwritten() ? UNWRITTEN_MAX_LEN : INIT_MAX_LEN;
+        if (e.length() < 1 || e.length() > max) {
+            throw new IllegalArgumentException("extent length " + e.length() + " (expected 1.." + max + "): " + e);
+        }
+        if (e.physical() < 0 || e.physical() >>> 48 != 0) {
+            throw new IllegalArgumentException("physical block does not fit in 48 bits: " + e);
+        }
+        int off = entry(i);
+        buf.putInt(off + EE_BLOCK, (int) e.logical());
+        buf.putShort(off + EE_LEN, (short) (e.unwritten() ? e.length() + INIT_MAX_LEN : e.length()));
+        buf.putShort(off + EE_START_HI, (short) (e.physical() >>> 32));
+        buf.putInt(off + EE_START_LO, (int) e.physical());
+    }
+
+    /** Encodes an index entry; ei_unused is cleared. */
+    public void setIndex(int i, long logical, long leaf) {
+        int off = entry(i);
+        buf.putInt(off + EI_BLOCK, (int) logical);
+        buf.putInt(off + EI_LEAF_LO, (int) leaf);
+        buf.putShort(off + EI_LEAF_HI, (short) (leaf >>> 32));
+        buf.putShort(off + EI_LEAF_HI + 2, (short) 0);
+    }
+
+    /** Moves {@code count} entries from slot {@code from} to slot {@code to} (memmove). */
+    public void moveEntries(int from, int to, int count) {
+        if (count <= 0 || from == to) {
+            return;
+        }
+        byte[] tmp = new byte[count * ENTRY_SIZE];
+        buf.get(entry(from), tmp);
+        buf.put(entry(to), tmp);
+    }
+
+    /** Copies {@code count} entries from {@code src} slot {@code srcFrom} to slot {@code to} here. */
+    public void copyEntriesFrom(ExtentNode src, int srcFrom, int to, int count) {
+        if (count <= 0) {
+            return;
+        }
+        byte[] tmp = new byte[count * ENTRY_SIZE];
+        src.buf.get(src.entry(srcFrom), tmp);
+        buf.put(entry(to), tmp);
+    }
+
+    /** Zeroes slots {@code from} .. {@code to - 1}. */
+    public void clearEntries(int from, int to) {
+        for (int off = entry(from); off < entry(to); off++) {
+            buf.put(off, (byte) 0);
+        }
+    }
+
+    /** Stores crc32c(inode seed, the node up to the tail) in the tail (block nodes only). */
+    public void updateChecksum(int inodeSeed) {
+        buf.putInt(tailOffset(), computeChecksum(inodeSeed));
     }
 }
