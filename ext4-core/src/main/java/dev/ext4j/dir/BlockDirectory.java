@@ -10,6 +10,8 @@ import dev.ext4j.format.DxNode;
 import dev.ext4j.io.BlockCache;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
+import java.util.HashMap;
+import java.util.Map;
 
 /**
  * A directory kept in blocks: a linear list of entries per block (fs/ext4/dir.c), optionally with an
@@ -19,13 +21,19 @@ import java.nio.ByteBuffer;
  * a log line asking for e2fsck, when it is not.
  */
 public final class BlockDirectory implements DirEntries {
+    // An instance serves one caller: readers make their own per call from the inode they read; a
+    // DirectoryWriter keeps a private one whose size and index state follow its changes.
     private static final System.Logger LOG = System.getLogger("ext4j");
 
     private final BlockCache cache;
     private final long ino;
     private final BlockMap map;
-    private final long blocks;
-    private final boolean indexed;
+    /** Directory size in blocks; grows only in a {@link DirectoryWriter}'s private instance. */
+    private long blocks;
+    /** Changes only in a {@link DirectoryWriter}'s private instance (conversion, dx fallback). */
+    private boolean indexed;
+    /** Blocks a writer mapped during its lifetime, in case the caller's BlockMap is a snapshot; null until then. */
+    private Map<Long, Long> allocated;
     private final DirFormat fmt;
     private final int inodeSeed;
 
@@ -48,21 +56,87 @@ public final class BlockDirectory implements DirEntries {
         this.inodeSeed = inodeSeed;
     }
 
-    private String where(long lblk) {
-        return "directory inode " + ino + " block " + lblk;
+    // ---- state shared with DirectoryWriter ----
+
+    long ino() { return ino; }
+    long blocks() { return blocks; }
+    boolean indexed() { return indexed; }
+    DirFormat fmt() { return fmt; }
+    int inodeSeed() { return inodeSeed; }
+
+    void setBlocks(long blocks) { this.blocks = blocks; }
+    void setIndexed(boolean indexed) { this.indexed = indexed; }
+
+    /** Records a block the writer mapped, so it is found even if the caller's map is a snapshot. */
+    void noteAllocated(long lblk, long pblk) {
+        if (allocated == null) {
+            allocated = new HashMap<>();
+        }
+        allocated.put(lblk, pblk);
+    }
+
+    /** Physical block of {@code lblk}, or 0 for a hole (or an unwritten extent, which reads as zeros). */
+    long physical(long lblk) throws Ext4Exception {
+        Long p = allocated == null ? null : allocated.get(lblk);
+        if (p != null) {
+            return p;
+        }
+        Mapping m = map.map(lblk, 1);
+        return m.readsAsZeros() ? 0 : m.physical();
     }
 
     /** The directory block {@code lblk}, checksum-verified, or null for a hole. */
-    private ByteBuffer block(long lblk) throws Ext4Exception {
-        Mapping m = map.map(lblk, 1);
-        if (m.readsAsZeros()) {
-            return null;
-        }
-        ByteBuffer b = cache.get(m.physical());
+    ByteBuffer block(long lblk) throws Ext4Exception {
+        long pblk = physical(lblk);
+        return pblk == 0 ? null : block(lblk, pblk);
+    }
+
+    /** Block {@code lblk}, known to live at {@code pblk}, checksum-verified. */
+    ByteBuffer block(long lblk, long pblk) throws Ext4Exception {
+        ByteBuffer b = cache.get(pblk);
         if (fmt.metadataCsum()) {
-            verify(b, lblk, m.physical());
+            verify(b, lblk, pblk);
         }
         return b;
+    }
+
+    String where(long lblk) {
+        return "directory inode " + ino + " block " + lblk;
+    }
+
+    /** The effective hash version for names: the root's (or the default) version, +3 when s_flags says unsigned. */
+    int effectiveHashVersion(int version) {
+        return fmt.hashUnsigned() && version <= DxHash.TEA ? version + DxHash.LEGACY_UNSIGNED : version;
+    }
+
+    /** The major hash (bit 0 clear) of {@code name[off, off+len)} under an effective hash version. */
+    int hash(byte[] name, int off, int len, int effectiveVersion) {
+        return DxHash.major(DxHash.hash(name, off, len, effectiveVersion, fmt.hashSeed()));
+    }
+
+    /**
+     * Stores a block's checksum after a change, as the verify side expects it: ext4_dx_csum_set()
+     * for an htree node, ext4_dirblock_csum_set() for a leaf. Nothing without metadata_csum.
+     */
+    void seal(ByteBuffer b, long lblk) throws Ext4Exception {
+        if (!fmt.metadataCsum()) {
+            return;
+        }
+        DxNode dx = dxNodeOf(b, lblk);
+        if (dx != null && dx.limit() == DxNode.expectedLimit(fmt.blockSize(), dx.entriesOffset(), true) && dx.count() <= dx.limit()) {
+            dx.setChecksum(inodeSeed);
+            return;
+        }
+        sealLeaf(b, fmt, inodeSeed, where(lblk));
+    }
+
+    /** ext4_dirblock_csum_set(): the tail must be there (no room for a checksum is corruption, "run e2fsck -D"). */
+    static void sealLeaf(ByteBuffer b, DirFormat fmt, int inodeSeed, String where) throws Ext4Exception {
+        int tail = fmt.blockSize() - DirEntry.TAIL_SIZE;
+        if (!DirEntry.isTail(b, tail)) {
+            throw Ext4Exception.corrupted(where + ": no space for a checksum tail; run e2fsck -D");
+        }
+        DirEntry.setTailChecksum(b, tail, Checksums.crc32c(inodeSeed, b, 0, tail));
     }
 
     /**
@@ -93,7 +167,7 @@ public final class BlockDirectory implements DirEntries {
     }
 
     /** The block as an htree node if it looks like one: block 0 of an indexed dir, or a fake empty entry spanning the block. */
-    private DxNode dxNodeOf(ByteBuffer b, long lblk) {
+    DxNode dxNodeOf(ByteBuffer b, long lblk) {
         if (!indexed) {
             return null;
         }
@@ -108,7 +182,7 @@ public final class BlockDirectory implements DirEntries {
     }
 
     /** End of the entry area: before the checksum tail of a leaf; index nodes span the block. */
-    private int entriesEnd(ByteBuffer b, long lblk) {
+    int entriesEnd(ByteBuffer b, long lblk) {
         int tail = fmt.blockSize() - DirEntry.TAIL_SIZE;
         boolean leafWithTail = fmt.metadataCsum() && dxNodeOf(b, lblk) == null && DirEntry.isTail(b, tail);
         return leafWithTail ? tail : fmt.blockSize();
@@ -141,52 +215,103 @@ public final class BlockDirectory implements DirEntries {
 
     @Override
     public long lookup(byte[] name) throws Ext4Exception {
+        Location at = find(name);
+        return at == null ? 0 : at.ino();
+    }
+
+    /** Where an entry lives: directory block, physical block, byte offset in the block, its inode. */
+    record Location(long lblk, long pblk, int offset, long ino) {
+    }
+
+    /**
+     * ext4_find_entry(): "." and ".." in block 0 only (in an htree they are the root's fake
+     * entries, which the index never leads to); other names through the index when it is sound,
+     * else a linear scan; null when absent.
+     */
+    Location find(byte[] name) throws Ext4Exception {
+        if (name.length <= 2 && name.length > 0 && name[0] == '.' && (name.length == 1 || name[1] == '.')) {
+            // "." and ".." live only in block 0 (in an htree, in the root's fake entries)
+            return searchLeaf(0, name);
+        }
         if (indexed) {
             try {
-                return dxLookup(name);
+                return dxFind(name);
             } catch (BadIndex e) {
                 LOG.log(Level.WARNING, "directory inode {0}: htree index unusable ({1}); falling back to a linear scan, run e2fsck", ino, e.getMessage());
             }
         }
         for (long lblk = 0; lblk < blocks; lblk++) {
-            long found = searchLeaf(lblk, name);
-            if (found != 0) {
+            Location found = searchLeaf(lblk, name);
+            if (found != null) {
                 return found;
             }
         }
-        return 0;
+        return null;
     }
 
-    /** Scans one block for {@code name}; 0 when absent. */
-    private long searchLeaf(long lblk, byte[] name) throws Ext4Exception {
-        ByteBuffer b = block(lblk);
-        if (b == null) {
-            return 0;
+    /** Scans one block for {@code name}; null when absent. */
+    private Location searchLeaf(long lblk, byte[] name) throws Ext4Exception {
+        long pblk = physical(lblk);
+        if (pblk == 0) {
+            return null;
         }
+        ByteBuffer b = block(lblk, pblk);
         int end = entriesEnd(b, lblk);
         for (int off = 0; off < end; ) {
             int recLen = DirEntryCheck.check(b, off, end, fmt, where(lblk));
             long entryIno = DirEntry.inode(b, off);
             if (entryIno != 0 && DirEntry.nameEquals(b, off, DirEntry.nameLen(b, off, fmt.fileType()), name)) {
-                return entryIno;
+                return new Location(lblk, pblk, off, entryIno);
             }
             off += recLen;
         }
-        return 0;
+        return null;
     }
 
     /** An htree index that cannot be used; lookup falls back to a linear scan. */
-    private static final class BadIndex extends Exception {
+    static final class BadIndex extends Exception {
         BadIndex(String message) {
             super(message, null, false, false);
         }
     }
 
-    private long dxLookup(byte[] name) throws Ext4Exception, BadIndex {
-        ByteBuffer rootBlock = block(0);
-        if (rootBlock == null) {
+    /**
+     * One level of an htree path (struct dx_frame): the index block, its node view and the entry
+     * taken. A writer replaces {@code buf} with a writable copy before changing it.
+     */
+    static final class Frame {
+        final long lblk;
+        final long pblk;
+        ByteBuffer buf;
+        DxNode node;
+        int at;
+
+        Frame(long lblk, long pblk, ByteBuffer buf, DxNode node, int at) {
+            this.lblk = lblk;
+            this.pblk = pblk;
+            this.buf = buf;
+            this.node = node;
+            this.at = at;
+        }
+    }
+
+    /** Result of dx_probe(): the frames from the root down, the name's hash and the effective hash version. */
+    record Probe(Frame[] frames, int hash, int hashVersion) {
+        Frame last() {
+            return frames[frames.length - 1];
+        }
+    }
+
+    /**
+     * dx_probe(): walks the index from the root to the leaf's parent for {@code name}, checking the
+     * root info, every node's limit and count, and loops (a block seen twice on the path).
+     */
+    Probe probe(byte[] name) throws Ext4Exception, BadIndex {
+        long rootPblk = physical(0);
+        if (rootPblk == 0) {
             throw new BadIndex("block 0 is a hole");
         }
+        ByteBuffer rootBlock = block(0);
         DxNode root = DxNode.root(rootBlock);
         int version = root.hashVersion();
         if (version > DxHash.TEA) {
@@ -200,56 +325,73 @@ public final class BlockDirectory implements DirEntries {
         if (levels >= maxLevels) {
             throw new BadIndex("indirect_levels " + levels + " (max " + (maxLevels - 1) + ")");
         }
-        if (fmt.hashUnsigned()) {
-            version += DxHash.LEGACY_UNSIGNED;
-        }
-        long h = DxHash.hash(name, 0, name.length, version, fmt.hashSeed());
-        int hash = DxHash.major(h);
+        version = effectiveHashVersion(version);
+        int hash = hash(name, 0, name.length, version);
 
-        // path[i] = node at level i, at[i] = entry taken there
-        DxNode[] path = new DxNode[levels + 1];
-        int[] at = new int[levels + 1];
+        Frame[] frames = new Frame[levels + 1];
+        long[] seen = new long[levels + 1];
         DxNode node = root;
+        ByteBuffer buf = rootBlock;
+        long lblk = 0;
+        long pblk = rootPblk;
         for (int level = 0; ; level++) {
             checkNode(node, level == 0 ? DxNode.ROOT_ENTRIES : DxNode.NODE_ENTRIES, level);
-            path[level] = node;
-            at[level] = searchNode(node, hash);
+            frames[level] = new Frame(lblk, pblk, buf, node, searchNode(node, hash));
+            seen[level] = lblk;
             if (level == levels) {
                 break;
             }
-            node = DxNode.node(indexBlock(node.block(at[level])));
-        }
-        while (true) {
-            long leaf = path[levels].block(at[levels]);
-            if (leaf >= blocks) {
-                throw new BadIndex("entry points to block " + leaf + " past the directory end " + blocks);
+            lblk = node.block(frames[level].at);
+            for (int i = 0; i <= level; i++) {
+                if (seen[i] == lblk) {
+                    throw new BadIndex("loop: level " + (level + 1) + " points back to block " + lblk);
+                }
             }
-            long found = searchLeaf(leaf, name);
-            if (found != 0) {
+            buf = indexBlock(lblk);
+            pblk = physical(lblk);
+            node = DxNode.node(buf);
+        }
+        return new Probe(frames, hash, version);
+    }
+
+    private Location dxFind(byte[] name) throws Ext4Exception, BadIndex {
+        Probe p = probe(name);
+        Frame[] path = p.frames();
+        int levels = path.length - 1;
+        int hash = p.hash();
+        while (true) {
+            long leaf = path[levels].node.block(path[levels].at);
+            if (leaf >= blocks || leaf == 0) {
+                throw new BadIndex("entry points to block " + leaf + " (directory has " + blocks + ")");
+            }
+            Location found = searchLeaf(leaf, name);
+            if (found != null) {
                 return found;
             }
             // A name whose hash collides may continue in the next leaf, marked by bit 0 of its hash.
             int level = levels;
-            while (level >= 0 && at[level] + 1 >= path[level].count()) {
+            while (level >= 0 && path[level].at + 1 >= path[level].node.count()) {
                 level--;
             }
             if (level < 0) {
-                return 0;
+                return null;
             }
-            at[level]++;
-            int nextHash = path[level].hash(at[level]);
+            path[level].at++;
+            int nextHash = path[level].node.hash(path[level].at);
             if ((nextHash & ~1) != hash) {
-                return 0;
+                return null;
             }
             for (int l = level + 1; l <= levels; l++) {
-                path[l] = DxNode.node(indexBlock(path[l - 1].block(at[l - 1])));
-                checkNode(path[l], DxNode.NODE_ENTRIES, l);
-                at[l] = 0;
+                long lblk = path[l - 1].node.block(path[l - 1].at);
+                ByteBuffer b = indexBlock(lblk);
+                DxNode n = DxNode.node(b);
+                checkNode(n, DxNode.NODE_ENTRIES, l);
+                path[l] = new Frame(lblk, physical(lblk), b, n, 0);
             }
         }
     }
 
-    private ByteBuffer indexBlock(long lblk) throws Ext4Exception, BadIndex {
+    ByteBuffer indexBlock(long lblk) throws Ext4Exception, BadIndex {
         if (lblk >= blocks || lblk == 0) {
             throw new BadIndex("index entry points to block " + lblk + " (directory has " + blocks + ")");
         }
@@ -260,7 +402,7 @@ public final class BlockDirectory implements DirEntries {
         return b;
     }
 
-    private void checkNode(DxNode node, int entriesOffset, int level) throws BadIndex {
+    void checkNode(DxNode node, int entriesOffset, int level) throws BadIndex {
         int expected = DxNode.expectedLimit(fmt.blockSize(), entriesOffset, fmt.metadataCsum());
         if (node.limit() != expected) {
             throw new BadIndex("level " + level + " limit " + node.limit() + " (expected " + expected + ")");
@@ -271,7 +413,7 @@ public final class BlockDirectory implements DirEntries {
     }
 
     /** Index of the last entry whose hash is at or below {@code hash} (unsigned); entry 0 always qualifies. */
-    private static int searchNode(DxNode node, int hash) {
+    static int searchNode(DxNode node, int hash) {
         int lo = 1;
         int hi = node.count() - 1;
         int found = 0;

@@ -93,6 +93,70 @@ public final class DirEntry {
         return b.getInt(tailOff + DET_CHECKSUM);
     }
 
+    // ---- writers (directory modification, fs/ext4/namei.c); the buffer must be writable ----
+
+    public static void setInode(ByteBuffer b, int off, long ino) {
+        b.putInt(off + INODE, (int) ino);
+    }
+
+    /**
+     * ext4_rec_len_to_disk(): stores {@code len}, which must be a multiple of 4 and at most the
+     * block size. For 64 KiB blocks a whole block is stored as 65535; larger blocks keep bits 16-17
+     * in the two low bits.
+     */
+    public static void setRecLen(ByteBuffer b, int off, int len, int blockSize) {
+        if (len > blockSize || (len & 3) != 0 || blockSize > (1 << 18)) {
+            throw new IllegalArgumentException("rec_len " + len + " for block size " + blockSize);
+        }
+        int v;
+        if (len < 65536) {
+            v = len;
+        } else if (len == blockSize) {
+            v = blockSize == 65536 ? 65535 : 0;
+        } else {
+            v = (len & 65532) | ((len >> 16) & 3);
+        }
+        b.putShort(off + REC_LEN, (short) v);
+    }
+
+    /**
+     * Stores name_len and file_type as ext4_insert_dentry() does: with the filetype feature one byte
+     * each; without it a 16-bit name_len (file_type is then its zero high byte).
+     */
+    public static void setNameLenAndType(ByteBuffer b, int off, int nameLen, int fileType, boolean fileTypeFeature) {
+        if (fileTypeFeature) {
+            b.put(off + NAME_LEN, (byte) nameLen);
+            b.put(off + FILE_TYPE, (byte) fileType);
+        } else {
+            b.putShort(off + NAME_LEN, (short) nameLen);
+        }
+    }
+
+    /** Sets file_type alone (ext4_setent() on rename); without the filetype feature nothing is stored. */
+    public static void setFileType(ByteBuffer b, int off, int fileType, boolean fileTypeFeature) {
+        if (fileTypeFeature) {
+            b.put(off + FILE_TYPE, (byte) fileType);
+        }
+    }
+
+    public static void setName(ByteBuffer b, int off, byte[] name) {
+        b.put(off + HEADER_SIZE, name);
+    }
+
+    /** ext4_initialize_dirent_tail(): a zeroed 12-byte tail at the block end, rec_len 12, file_type 0xDE. */
+    public static void initTail(ByteBuffer b, int blockSize) {
+        int off = blockSize - TAIL_SIZE;
+        for (int i = 0; i < TAIL_SIZE; i++) {
+            b.put(off + i, (byte) 0);
+        }
+        b.putShort(off + REC_LEN, (short) TAIL_SIZE);
+        b.put(off + FILE_TYPE, (byte) TAIL_FILE_TYPE);
+    }
+
+    public static void setTailChecksum(ByteBuffer b, int tailOff, int checksum) {
+        b.putInt(tailOff + DET_CHECKSUM, checksum);
+    }
+
     /** File type from an inode's mode, as a dirent's file_type. */
     public static int fileTypeOfMode(int mode) {
         return switch (mode & Inode.S_IFMT) {

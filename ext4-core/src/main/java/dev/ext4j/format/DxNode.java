@@ -64,6 +64,38 @@ public final class DxNode {
         return buf.getInt(entriesOffset + i * ENTRY_SIZE + 4) & 0x0FFFFFFFL;
     }
 
+    // ---- writers (htree modification, fs/ext4/namei.c); the buffer must be writable ----
+
+    /** Clears dx_root_info and sets info_length 8, the hash version and indirect_levels 0. */
+    public void initRootInfo(int hashVersion) {
+        for (int i = 0; i < 8; i++) {
+            buf.put(ROOT_INFO + i, (byte) 0);
+        }
+        buf.put(ROOT_INFO + INFO_LENGTH, (byte) 8);
+        buf.put(ROOT_INFO + INFO_HASH_VERSION, (byte) hashVersion);
+    }
+
+    public void setIndirectLevels(int levels) { buf.put(ROOT_INFO + INFO_INDIRECT_LEVELS, (byte) levels); }
+    public void setLimit(int limit) { buf.putShort(entriesOffset + LIMIT, (short) limit); }
+    public void setCount(int count) { buf.putShort(entriesOffset + COUNT, (short) count); }
+
+    /** Sets the hash of entry {@code i}, which must not be 0 (its slot holds the countlimit). */
+    public void setHash(int i, int hash) {
+        if (i == 0) {
+            throw new IllegalArgumentException("entry 0 has no hash");
+        }
+        buf.putInt(entriesOffset + i * ENTRY_SIZE, hash);
+    }
+
+    public void setBlock(int i, long lblk) {
+        buf.putInt(entriesOffset + i * ENTRY_SIZE + 4, (int) lblk);
+    }
+
+    /** ext4_dx_csum_set(): stores {@link #computeChecksum} in the dx_tail after {@code limit} entries. */
+    public void setChecksum(int inodeSeed) {
+        buf.putInt(tailOffset() + 4, computeChecksum(inodeSeed));
+    }
+
     /** Expected limit: entries that fit between the entries start and the block end (minus tail). */
     public static int expectedLimit(int blockSize, int entriesOffset, boolean metadataCsum) {
         return (blockSize - entriesOffset - (metadataCsum ? TAIL_SIZE : 0)) / ENTRY_SIZE;
