@@ -36,4 +36,8 @@ final class DentryCache {
     void put(long dir, byte[] name, long ino) {
         entries.put(new Key(dir, name.clone()), ino);
     }
+
+    void remove(long dir, byte[] name) {
+        entries.remove(new Key(dir, name));
+    }
 }

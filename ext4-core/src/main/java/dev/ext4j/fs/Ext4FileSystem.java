@@ -62,9 +62,14 @@ public final class Ext4FileSystem implements Closeable {
     private final Lru<Long, InodeInfo> inodes;
     private final DentryCache dentries = new DentryCache(1 << 18);
     private final InodeLocks locks = new InodeLocks();
+    private final java.util.concurrent.ConcurrentHashMap<Long, Integer> openCounts = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Namei namei;
+    private final FileWrite fileWrite;
+    /** The block and inode allocator; null on a read-only mount. */
+    private final dev.ext4j.alloc.Allocator allocator;
 
     private Ext4FileSystem(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups,
-                           boolean readOnly, List<String> messages, MountOptions options) {
+                           boolean readOnly, List<String> messages, MountOptions options) throws Ext4Exception {
         this.device = device;
         this.sb = sb;
         this.cache = cache;
@@ -78,6 +83,9 @@ public final class Ext4FileSystem implements Closeable {
         this.dirFormat = new DirFormat(blockSize, sb.has(Feature.FILETYPE), metadataCsum, sb.has(Feature.DIR_INDEX),
                 sb.has(Feature.LARGEDIR), sb.hashSeed(), (fl & Superblock.FLAG_UNSIGNED_HASH) != 0, sb.inodesCount());
         this.inodes = new Lru<>(options.inodeCacheEntries());
+        this.allocator = readOnly ? null : new dev.ext4j.alloc.Allocator(sb, groups, cache);
+        this.namei = new Namei(this);
+        this.fileWrite = new FileWrite(this);
     }
 
     /** Opens the image file and mounts it. */
@@ -143,10 +151,6 @@ public final class Ext4FileSystem implements Closeable {
         if (bytes > deviceSize) {
             throw Ext4Exception.corrupted("image is truncated: the superblock says " + sb.blocksCount() + " blocks of "
                     + sb.blockSize() + " bytes (" + bytes + " bytes) but the image has " + deviceSize + " bytes");
-        }
-        if (!readOnly) {
-            messages.add("writing is not implemented yet; mounted read-only");
-            readOnly = true;
         }
         BlockCache cache = new BlockCache(device, sb.blockSize(), sb.blocksCount(), options.metadataCacheBytes());
         GroupTable groups = GroupTable.load(sb, cache, readOnly, messages);
@@ -260,7 +264,7 @@ public final class Ext4FileSystem implements Closeable {
             if (computed != inode.storedChecksum()) {
                 throw Ext4Exception.badChecksum("inode " + ino + " (block " + block + ")", inode.storedChecksum() & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
             }
-            seed = Checksums.crc32cLe32(Checksums.crc32cLe32(csumSeed, (int) ino), (int) inode.generation());
+            seed = inodeSeed(ino, inode);
         }
         if (isz > Inode.GOOD_OLD_SIZE && Inode.GOOD_OLD_SIZE + inode.extraIsize() > isz) {
             throw Ext4Exception.corrupted("inode " + ino + ": i_extra_isize " + inode.extraIsize() + " does not fit in " + isz + " bytes");
@@ -287,7 +291,7 @@ public final class Ext4FileSystem implements Closeable {
         int seed = 0;
         if (metadataCsum) {
             changed.setChecksum(changed.computeChecksum(csumSeed, ino));
-            seed = Checksums.crc32cLe32(Checksums.crc32cLe32(csumSeed, (int) ino), (int) changed.generation());
+            seed = inodeSeed(ino, changed);
         }
         long[] loc = inodeLocation(ino);
         ByteBuffer raw = changed.raw();
@@ -354,43 +358,48 @@ public final class Ext4FileSystem implements Closeable {
 
     /** Creates a file, device, fifo or socket ({@code mode} carries the type); returns its inode. */
     public long mknod(long dirIno, byte[] name, int mode, int major, int minor, long uid, long gid) throws Ext4Exception {
-        return notYet("mknod");
+        int type = mode & Inode.S_IFMT;
+        int m = type == 0 ? mode | Inode.S_IFREG : mode;
+        if (type == Inode.S_IFDIR || type == Inode.S_IFLNK) {
+            throw new Ext4Exception(Errno.EINVAL, "mknod cannot make directories or symlinks");
+        }
+        return namei.create(dirIno, name, m, major, minor, null, uid, gid);
     }
 
     public long mkdir(long dirIno, byte[] name, int mode, long uid, long gid) throws Ext4Exception {
-        return notYet("mkdir");
+        return namei.create(dirIno, name, (mode & 07777) | Inode.S_IFDIR, 0, 0, null, uid, gid);
     }
 
     public long symlink(long dirIno, byte[] name, byte[] target, long uid, long gid) throws Ext4Exception {
-        return notYet("symlink");
+        return namei.create(dirIno, name, Inode.S_IFLNK | 0777, 0, 0, target, uid, gid);
     }
 
     public void link(long ino, long dirIno, byte[] name) throws Ext4Exception {
-        notYet("link");
+        namei.link(ino, dirIno, name);
     }
 
     public void unlink(long dirIno, byte[] name) throws Ext4Exception {
-        notYet("unlink");
+        namei.remove(dirIno, name, false);
     }
 
     public void rmdir(long dirIno, byte[] name) throws Ext4Exception {
-        notYet("rmdir");
+        namei.remove(dirIno, name, true);
     }
 
     public void rename(long fromDir, byte[] fromName, long toDir, byte[] toName) throws Ext4Exception {
-        notYet("rename");
+        namei.rename(fromDir, fromName, toDir, toName);
     }
 
     public int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
-        return (int) notYet("write");
+        return fileWrite.write(ino, offset, src);
     }
 
     public void truncate(long ino, long size) throws Ext4Exception {
-        notYet("truncate");
+        fileWrite.truncate(ino, size);
     }
 
     public void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
-        notYet("fallocate");
+        fileWrite.fallocate(ino, mode, offset, length);
     }
 
     public void setXattr(long ino, String name, byte[] value, int flags) throws Ext4Exception {
@@ -403,10 +412,102 @@ public final class Ext4FileSystem implements Closeable {
 
     /** An open file handle was created for {@code ino}. */
     public void open(long ino) {
+        openCounts.merge(ino, 1, Integer::sum);
     }
 
-    /** The last use of an open file handle ended. */
-    public void release(long ino) {
+    /** The last use of an open file handle ended: an inode whose last name went is freed now. */
+    public void release(long ino) throws Ext4Exception {
+        Integer left = openCounts.computeIfPresent(ino, (k, n) -> n > 1 ? n - 1 : null);
+        if (left == null && !readOnly) {
+            try (InodeLocks.Held h = locks.lockAll(ino)) {
+                InodeInfo info = inode(ino);
+                if (info.inode().linksCount() == 0 && info.inode().mode() != 0 && info.inode().dtime() == 0) {
+                    freeInode(ino, info.inode().copy());
+                }
+            }
+        }
+    }
+
+    /**
+     * Frees an inode whose last name is gone (ext4_evict_inode()): its blocks and xattr block, then
+     * the inode itself, unless a file handle still has it open. The caller holds its lock.
+     */
+    void freeInode(long ino, Inode copy) throws Ext4Exception {
+        copy.setLinksCount(0);
+        if (openCounts.containsKey(ino)) {
+            writeInode(ino, copy); // freed on the last release
+            return;
+        }
+        InodeInfo info = inode(ino);
+        boolean dir = copy.isDirectory();
+        fileWrite.releaseAll(info, copy);
+        if (copy.fileAcl() != 0) {
+            xattrBlockRelease(copy.fileAcl());
+            copy.setFileAcl(0);
+            copy.setBlocks512(0, blockSize);
+        }
+        copy.setDtime(Time.now().seconds());
+        copy.setSize(0);
+        writeInode(ino, copy);
+        allocator.freeInode(ino, dir);
+    }
+
+    /** Drops one reference to a shared xattr block, freeing it with the last. */
+    private void xattrBlockRelease(long block) throws Ext4Exception {
+        ByteBuffer b = cache.get(block);
+        long refs = dev.ext4j.format.XattrEntry.refcount(b);
+        if (refs <= 1) {
+            allocator.freeBlocks(block, 1);
+            cache.forget(block);
+            return;
+        }
+        cache.update(block, w -> {
+            w.putInt(4, (int) (refs - 1));
+            if (metadataCsum) {
+                w.putInt(dev.ext4j.format.XattrEntry.H_CHECKSUM, dev.ext4j.format.XattrEntry.computeBlockChecksum(w, csumSeed, block, blockSize));
+            }
+        });
+    }
+
+    // ---- for the write paths ----
+
+    InodeLocks locks() {
+        return locks;
+    }
+
+    DentryCache dentries() {
+        return dentries;
+    }
+
+    BlockCache cache() {
+        return cache;
+    }
+
+    dev.ext4j.alloc.Allocator allocator() {
+        return allocator;
+    }
+
+    boolean metadataCsum() {
+        return metadataCsum;
+    }
+
+    DirFormat dirFormat() {
+        return dirFormat;
+    }
+
+    int blockSize() {
+        return blockSize;
+    }
+
+    /** The per-inode checksum seed of a new or changed inode. */
+    int inodeSeed(long ino, Inode inode) {
+        return metadataCsum ? Checksums.crc32cLe32(Checksums.crc32cLe32(csumSeed, (int) ino), (int) inode.generation()) : 0;
+    }
+
+    /** A block account for one operation on {@code ino}, with the inode's group as the first place to look. */
+    BlockAccount account(long ino, Inode inode) {
+        boolean regular = inode.isRegular();
+        return new BlockAccount(allocator, allocator.goalForInode(ino, regular), !inode.hasFlag(Inode.EXTENTS_FL));
     }
 
     private long notYet(String op) throws Ext4Exception {
@@ -474,13 +575,19 @@ public final class Ext4FileSystem implements Closeable {
         if (cached != 0) {
             return cached;
         }
-        long ino = directory(dirIno).lookup(name);
-        if (ino == 0) {
-            throw new Ext4Exception(Errno.ENOENT, "no entry in directory inode " + dirIno);
+        var lock = locks.of(dirIno).readLock();
+        lock.lock();
+        try {
+            long ino = directory(dirIno).lookup(name);
+            if (ino == 0) {
+                throw new Ext4Exception(Errno.ENOENT, "no entry in directory inode " + dirIno);
+            }
+            linkedInode(ino, dirIno);
+            dentries.put(dirIno, name, ino); // under the lock, so an unlink cannot slip in between
+            return ino;
+        } finally {
+            lock.unlock();
         }
-        linkedInode(ino, dirIno);
-        dentries.put(dirIno, name, ino);
-        return ino;
     }
 
     /** Walks an absolute path ("/a/b", bytes, '/'-separated) from the root. */
@@ -506,7 +613,25 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     public void readdir(long dirIno, long position, DirSink sink) throws Ext4Exception {
-        directory(dirIno).readdir(position, sink);
+        var lock = locks.of(dirIno).readLock();
+        lock.lock();
+        try {
+            directory(dirIno).readdir(position, sink);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * The ".." of a directory, read without its lock: only cross-directory renames change it, and
+     * they hold the rename lock (see {@link InodeLocks}).
+     */
+    long parentOf(long dirIno) throws Ext4Exception {
+        long parent = directory(dirIno).lookup(new byte[] {'.', '.'});
+        if (parent == 0) {
+            throw Ext4Exception.corrupted("directory inode " + dirIno + " has no \"..\" entry");
+        }
+        return parent;
     }
 
     private DirEntries directory(long dirIno) throws Ext4Exception {
@@ -532,6 +657,16 @@ public final class Ext4FileSystem implements Closeable {
      * 0 at or past the end of the file.
      */
     public int read(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
+        var lock = locks.of(ino).readLock();
+        lock.lock();
+        try {
+            return readLocked(ino, offset, dst);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private int readLocked(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
         InodeInfo info = inode(ino);
         Inode i = info.inode();
         if (i.isDirectory()) {

@@ -1,0 +1,287 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.Allocator;
+import dev.ext4j.extent.Mapping;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.Inode;
+import java.nio.ByteBuffer;
+
+/**
+ * File data changes, written through to the image (ext4_file_write_iter() without the page cache,
+ * ext4_setattr() for size, ext4_fallocate() and ext4_punch_hole()). Each call holds the inode's
+ * write lock, changes a copy of the inode and writes it once at the end, after the data.
+ */
+final class FileWrite {
+    /** fallocate(2) mode bits. */
+    static final int FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02, FALLOC_FL_ZERO_RANGE = 0x10;
+    /** Longest run allocated at once (one extent's worth of written blocks). */
+    private static final int MAX_RUN = 32768;
+
+    private final Ext4FileSystem fs;
+    private final int bs;
+
+    FileWrite(Ext4FileSystem fs) {
+        this.fs = fs;
+        this.bs = fs.blockSize();
+    }
+
+    /** The largest file size the map and the features allow (EFBIG past it). */
+    private long maxSize(FileMap map) {
+        long max = map.maxBlocks() * bs;
+        if (!fs.superblock().has(Feature.LARGE_FILE)) {
+            max = Math.min(max, (1L << 31) - 1);
+        }
+        return max;
+    }
+
+    private Inode regularCopy(InodeInfo info) throws Ext4Exception {
+        Inode i = info.inode();
+        if (i.isDirectory()) {
+            throw new Ext4Exception(Errno.EISDIR, "inode " + info.ino() + " is a directory");
+        }
+        if (!i.isRegular()) {
+            throw new Ext4Exception(Errno.EINVAL, "inode " + info.ino() + " is not a regular file");
+        }
+        if (i.hasFlag(Inode.INLINE_DATA_FL)) {
+            throw new Ext4Exception(Errno.EOPNOTSUPP, "inode " + info.ino() + ": writing inline-data files is not implemented yet");
+        }
+        if (i.hasFlag(Inode.IMMUTABLE_FL) || i.hasFlag(Inode.APPEND_FL)) {
+            throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is immutable or append-only");
+        }
+        return i.copy();
+    }
+
+    int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
+        fs.requireWritable();
+        int len = src.remaining();
+        if (len == 0) {
+            return 0;
+        }
+        try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+            InodeInfo info = fs.inode(ino);
+            Inode copy = regularCopy(info);
+            BlockAccount acct = fs.account(ino, copy);
+            FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+            long end = offset + len;
+            if (offset < 0 || end > maxSize(map)) {
+                throw new Ext4Exception(Errno.EFBIG, "write to " + offset + ".." + end + " is past the largest file size " + maxSize(map));
+            }
+            long oldSize = copy.size();
+            if (offset > oldSize) {
+                zeroTail(map, oldSize);
+            }
+            try {
+                writeRange(map, acct, offset, src);
+            } finally {
+                Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+                copy.setSize(Math.max(oldSize, end));
+                copy.setMtime(now.seconds(), now.nanos());
+                copy.setCtime(now.seconds(), now.nanos());
+                addBlocks(copy, acct);
+                fs.writeInode(ino, copy);
+            }
+            return len;
+        }
+    }
+
+    private void addBlocks(Inode copy, BlockAccount acct) {
+        long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+        copy.setBlocks512(Math.max(0, sectors), bs);
+    }
+
+    /** Writes {@code src} at {@code offset}, allocating holes and filling unwritten blocks. */
+    private void writeRange(FileMap map, BlockAccount acct, long offset, ByteBuffer src) throws Ext4Exception {
+        long pos = offset;
+        long end = offset + src.remaining();
+        while (pos < end) {
+            long lblk = pos / bs;
+            long lastBlk = (end - 1) / bs;
+            Mapping m = map.map(lblk, Math.min(lastBlk - lblk + 1, MAX_RUN));
+            if (m.isHole() || m.unwritten()) {
+                long physical;
+                int n;
+                if (m.isHole()) {
+                    Allocator.Run run = acct.allocateData(goal(map, lblk), (int) m.length());
+                    physical = run.start();
+                    n = run.length();
+                } else {
+                    physical = m.physical();
+                    n = (int) m.length();
+                }
+                // whole blocks: the parts this write does not cover are zeros
+                long runEnd = Math.min(end, (lblk + n) * bs);
+                byte[] blocks = new byte[n * bs];
+                int first = (int) (pos - lblk * bs);
+                ByteBuffer part = src.duplicate().limit(src.position() + (int) (runEnd - pos));
+                part.get(blocks, first, part.remaining());
+                fs.cache().writeDirect(physical, 0, ByteBuffer.wrap(blocks));
+                if (m.isHole()) {
+                    map.insert(lblk, physical, n, false);
+                } else {
+                    map.markWritten(lblk, n);
+                }
+                src.position(src.position() + (int) (runEnd - pos));
+                pos = runEnd;
+            } else {
+                long runEnd = Math.min(end, (lblk + m.length()) * bs);
+                int n = (int) (runEnd - pos);
+                ByteBuffer part = src.duplicate().limit(src.position() + n);
+                fs.cache().writeDirect(m.physical(), (int) (pos - lblk * bs), part);
+                src.position(src.position() + n);
+                pos = runEnd;
+            }
+        }
+    }
+
+    /** Goal for new data at {@code lblk}: right after the block before it, when that is mapped. */
+    private long goal(FileMap map, long lblk) throws Ext4Exception {
+        if (lblk == 0) {
+            return 0;
+        }
+        Mapping prev = map.map(lblk - 1, 1);
+        return prev.isHole() ? 0 : prev.physical() + 1;
+    }
+
+    /** Zeros the bytes from {@code size} to the end of its block, when that block holds data. */
+    private void zeroTail(FileMap map, long size) throws Ext4Exception {
+        int inBlock = (int) (size % bs);
+        if (inBlock == 0) {
+            return;
+        }
+        Mapping m = map.map(size / bs, 1);
+        if (!m.readsAsZeros()) {
+            fs.cache().writeDirect(m.physical(), inBlock, ByteBuffer.allocate(bs - inBlock));
+        }
+    }
+
+    void truncate(long ino, long size) throws Ext4Exception {
+        fs.requireWritable();
+        if (size < 0) {
+            throw new Ext4Exception(Errno.EINVAL, "negative size " + size);
+        }
+        try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+            InodeInfo info = fs.inode(ino);
+            Inode copy = regularCopy(info);
+            BlockAccount acct = fs.account(ino, copy);
+            FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+            if (size > maxSize(map)) {
+                throw new Ext4Exception(Errno.EFBIG, "size " + size + " is past the largest file size " + maxSize(map));
+            }
+            long old = copy.size();
+            try {
+                if (size < old) {
+                    map.removeRange((size + bs - 1) / bs, map.maxBlocks());
+                    zeroTail(map, size);
+                } else if (size > old) {
+                    zeroTail(map, old);
+                }
+            } finally {
+                Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+                copy.setSize(size);
+                copy.setMtime(now.seconds(), now.nanos());
+                copy.setCtime(now.seconds(), now.nanos());
+                addBlocks(copy, acct);
+                fs.writeInode(ino, copy);
+            }
+        }
+    }
+
+    /** Frees every block of an inode that is being deleted; returns the changed copy. */
+    Inode releaseAll(InodeInfo info, Inode copy) throws Ext4Exception {
+        if (info.map() == null || copy.hasFlag(Inode.INLINE_DATA_FL)) {
+            return copy;
+        }
+        BlockAccount acct = fs.account(info.ino(), copy);
+        FileMap map = FileMap.of(fs.cache(), info.ino(), copy, info.csumSeed(), fs.metadataCsum(), acct);
+        map.removeRange(0, map.maxBlocks());
+        addBlocks(copy, acct);
+        return copy;
+    }
+
+    void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
+        fs.requireWritable();
+        if (offset < 0 || length <= 0) {
+            throw new Ext4Exception(Errno.EINVAL, "fallocate range " + offset + "+" + length);
+        }
+        int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+        if ((mode & ~known) != 0 || ((mode & FALLOC_FL_PUNCH_HOLE) != 0 && (mode & FALLOC_FL_KEEP_SIZE) == 0)) {
+            throw new Ext4Exception(Errno.EOPNOTSUPP, "fallocate mode 0x" + Integer.toHexString(mode));
+        }
+        try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+            InodeInfo info = fs.inode(ino);
+            Inode copy = regularCopy(info);
+            BlockAccount acct = fs.account(ino, copy);
+            FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+            long end = offset + length;
+            if (end > maxSize(map)) {
+                throw new Ext4Exception(Errno.EFBIG, "fallocate past the largest file size " + maxSize(map));
+            }
+            try {
+                if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) != 0) {
+                    long size = copy.size();
+                    long zeroEnd = (mode & FALLOC_FL_PUNCH_HOLE) != 0 ? Math.min(end, size) : end;
+                    punch(map, offset, zeroEnd);
+                }
+                if ((mode & FALLOC_FL_PUNCH_HOLE) == 0) {
+                    preallocate(map, acct, offset, end);
+                    if ((mode & FALLOC_FL_KEEP_SIZE) == 0 && end > copy.size()) {
+                        copy.setSize(end);
+                    }
+                }
+            } finally {
+                Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+                copy.setCtime(now.seconds(), now.nanos());
+                if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) != 0) {
+                    copy.setMtime(now.seconds(), now.nanos());
+                }
+                addBlocks(copy, acct);
+                fs.writeInode(ino, copy);
+            }
+        }
+    }
+
+    /** Frees the whole blocks inside [from, to) and zeros the partial blocks at its edges. */
+    private void punch(FileMap map, long from, long to) throws Ext4Exception {
+        if (to <= from) {
+            return;
+        }
+        long firstWhole = (from + bs - 1) / bs;
+        long endWhole = to / bs;
+        if (firstWhole < endWhole) {
+            map.removeRange(firstWhole, endWhole);
+        }
+        zeroBytes(map, from, Math.min(to, firstWhole * bs));
+        if (endWhole >= firstWhole) {
+            zeroBytes(map, Math.max(from, endWhole * bs), to);
+        }
+    }
+
+    private void zeroBytes(FileMap map, long from, long to) throws Ext4Exception {
+        if (to <= from) {
+            return;
+        }
+        Mapping m = map.map(from / bs, 1);
+        if (!m.readsAsZeros()) {
+            fs.cache().writeDirect(m.physical(), (int) (from % bs), ByteBuffer.allocate((int) (to - from)));
+        }
+    }
+
+    /** Allocates the holes of [from, to) as unwritten extents (zeros on disk for indirect maps). */
+    private void preallocate(FileMap map, BlockAccount acct, long from, long to) throws Ext4Exception {
+        for (long lblk = from / bs; lblk < (to + bs - 1) / bs; ) {
+            Mapping m = map.map(lblk, Math.min((to + bs - 1) / bs - lblk, MAX_RUN - 1));
+            if (!m.isHole()) {
+                lblk += m.length();
+                continue;
+            }
+            Allocator.Run run = acct.allocateData(goal(map, lblk), (int) m.length());
+            if (!map.hasExtents()) {
+                fs.cache().writeDirect(run.start(), 0, ByteBuffer.allocate(run.length() * bs));
+            }
+            map.insert(lblk, run.start(), run.length(), map.hasExtents());
+            lblk += run.length();
+        }
+    }
+}

@@ -1,0 +1,402 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.dir.DirectoryGrowth;
+import dev.ext4j.dir.DirectoryWriter;
+import dev.ext4j.extent.ExtentTree;
+import dev.ext4j.format.DirEntry;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.Inode;
+import java.nio.ByteBuffer;
+import java.util.concurrent.ThreadLocalRandom;
+
+/**
+ * Namespace changes (fs/ext4/namei.c): create, mknod, mkdir, symlink, link, unlink, rmdir, rename.
+ * Each takes all the inode locks it needs at once (see {@link InodeLocks}), changes copies of the
+ * inodes and writes each once at the end.
+ */
+final class Namei {
+    /** EXT4_LINK_MAX: above it a directory's count sticks at 1 (dir_nlink) and links fail. */
+    static final int LINK_MAX = 65000;
+
+    private final Ext4FileSystem fs;
+    private final int bs;
+
+    Namei(Ext4FileSystem fs) {
+        this.fs = fs;
+        this.bs = fs.blockSize();
+    }
+
+    private static void checkName(byte[] name) throws Ext4Exception {
+        if (name.length > DirEntry.MAX_NAME_LEN) {
+            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
+        }
+        if (name.length == 0 || (name.length == 1 && name[0] == '.') || (name.length == 2 && name[0] == '.' && name[1] == '.')) {
+            throw new Ext4Exception(Errno.EEXIST, "\".\" and \"..\" always exist");
+        }
+        for (byte b : name) {
+            if (b == '/' || b == 0) {
+                throw new Ext4Exception(Errno.EINVAL, "a name may not hold '/' or NUL");
+            }
+        }
+    }
+
+    /** A directory being changed: its inode copy, its map and its entries. */
+    private final class Dir implements DirectoryGrowth {
+        final long ino;
+        final Inode copy;
+        final BlockAccount acct;
+        final FileMap map;
+        final DirectoryWriter entries;
+
+        Dir(long ino) throws Ext4Exception {
+            InodeInfo info = fs.inode(ino);
+            if (!info.inode().isDirectory()) {
+                throw new Ext4Exception(Errno.ENOTDIR, "inode " + ino + " is not a directory");
+            }
+            if (info.inode().linksCount() == 0) {
+                throw new Ext4Exception(Errno.ENOENT, "directory inode " + ino + " was removed");
+            }
+            if (info.inode().hasFlag(Inode.INLINE_DATA_FL)) {
+                throw new Ext4Exception(Errno.EOPNOTSUPP, "directory inode " + ino + ": changing inline directories is not implemented yet");
+            }
+            if (info.inode().hasFlag(Inode.CASEFOLD_FL) || info.inode().hasFlag(Inode.ENCRYPT_FL)) {
+                throw new Ext4Exception(Errno.EOPNOTSUPP, "directory inode " + ino + " is casefolded or encrypted; ext4j cannot change it");
+            }
+            this.ino = ino;
+            this.copy = info.inode().copy();
+            this.acct = fs.account(ino, copy);
+            this.map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+            this.entries = new DirectoryWriter(fs.cache(), ino, map::map, copy.size(), copy.hasFlag(Inode.INDEX_FL),
+                    fs.dirFormat(), info.csumSeed(), fs.superblock().defHashVersion(), this);
+        }
+
+        @Override
+        public long allocateBlock(long lblk) throws Ext4Exception {
+            long goal = lblk == 0 ? 0 : map.map(lblk - 1, 1).physical() + 1;
+            long pblk = acct.allocateData(goal, 1).start();
+            map.insert(lblk, pblk, 1, false);
+            return pblk;
+        }
+
+        @Override
+        public void setSize(long sizeBytes) {
+            copy.setSize(sizeBytes);
+        }
+
+        @Override
+        public void setIndexed(boolean indexed) {
+            copy.setFlags(indexed ? copy.flags() | Inode.INDEX_FL : copy.flags() & ~Inode.INDEX_FL);
+        }
+
+        void touchAndWrite() throws Ext4Exception {
+            Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+            copy.setMtime(now.seconds(), now.nanos());
+            copy.setCtime(now.seconds(), now.nanos());
+            write();
+        }
+
+        void write() throws Ext4Exception {
+            long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+            copy.setBlocks512(Math.max(0, sectors), bs);
+            fs.writeInode(ino, copy);
+        }
+    }
+
+    /** Creates a regular file, device, fifo, socket, directory or symlink named {@code name} in {@code dirIno}. */
+    long create(long dirIno, byte[] name, int mode, int major, int minor, byte[] symlinkTarget, long uid, long gid) throws Ext4Exception {
+        fs.requireWritable();
+        checkName(name);
+        int type = mode & Inode.S_IFMT;
+        boolean isDir = type == Inode.S_IFDIR;
+        if (symlinkTarget != null && (symlinkTarget.length == 0 || symlinkTarget.length >= Math.min(bs, 4096))) {
+            throw new Ext4Exception(symlinkTarget.length == 0 ? Errno.ENOENT : Errno.ENAMETOOLONG,
+                    "symlink target of " + symlinkTarget.length + " bytes");
+        }
+        try (InodeLocks.Held h = fs.locks().lockAll(dirIno)) {
+            Dir dir = new Dir(dirIno);
+            if (dir.entries.reader().lookup(name) != 0) {
+                throw new Ext4Exception(Errno.EEXIST, "entry exists in directory inode " + dirIno);
+            }
+            if (isDir && dir.copy.linksCount() >= LINK_MAX && !fs.superblock().has(Feature.DIR_NLINK)) {
+                throw new Ext4Exception(Errno.EMLINK, "directory inode " + dirIno + " has " + LINK_MAX + " links");
+            }
+            long ino = fs.allocator().allocateInode(dirIno, isDir);
+            try {
+                Inode in = newInode(ino, mode, uid, gid, dir.copy);
+                BlockAccount acct = fs.account(ino, in);
+                if (isDir) {
+                    in.setLinksCount(2);
+                    FileMap map = FileMap.of(fs.cache(), ino, in, fs.inodeSeed(ino, in), fs.metadataCsum(), acct);
+                    long blk = acct.allocateData(0, 1).start();
+                    DirectoryWriter.initNew(fs.cache(), blk, ino, dirIno, fs.dirFormat(), fs.inodeSeed(ino, in));
+                    map.insert(0, blk, 1, false);
+                    in.setSize(bs);
+                } else if (type == Inode.S_IFCHR || type == Inode.S_IFBLK) {
+                    in.setFlags(in.flags() & ~Inode.EXTENTS_FL);
+                    in.setIBlock(encodeDevice(major, minor));
+                } else if (type == Inode.S_IFIFO || type == Inode.S_IFSOCK) {
+                    in.setFlags(in.flags() & ~Inode.EXTENTS_FL);
+                    in.setIBlock(ByteBuffer.allocate(Inode.I_BLOCK_SIZE));
+                } else if (symlinkTarget != null) {
+                    writeSymlink(ino, in, acct, symlinkTarget);
+                }
+                in.setBlocks512(acct.delta() * (bs / 512), bs);
+                fs.writeInode(ino, in);
+                dir.entries.add(name, ino, DirEntry.fileTypeOfMode(mode));
+            } catch (Ext4Exception | RuntimeException e) {
+                fs.allocator().freeInode(ino, isDir);
+                throw e;
+            }
+            if (isDir) {
+                incLinks(dir.copy);
+            }
+            dir.touchAndWrite();
+            fs.dentries().put(dirIno, name, ino);
+            return ino;
+        }
+    }
+
+    private void writeSymlink(long ino, Inode in, BlockAccount acct, byte[] target) throws Ext4Exception {
+        in.setSize(target.length);
+        if (target.length < Inode.I_BLOCK_SIZE) {
+            in.setFlags(in.flags() & ~Inode.EXTENTS_FL);
+            ByteBuffer b = ByteBuffer.allocate(Inode.I_BLOCK_SIZE);
+            b.put(target);
+            in.setIBlock(b);
+            return;
+        }
+        FileMap map = FileMap.of(fs.cache(), ino, in, fs.inodeSeed(ino, in), fs.metadataCsum(), acct);
+        long blk = acct.allocateData(0, 1).start();
+        byte[] block = new byte[bs];
+        System.arraycopy(target, 0, block, 0, target.length);
+        fs.cache().writeDirect(blk, 0, ByteBuffer.wrap(block));
+        map.insert(0, blk, 1, false);
+    }
+
+    /** The old/new device encoding of i_block (ext4_encode_dev_*): word 0 for small numbers, else word 1. */
+    private static ByteBuffer encodeDevice(int major, int minor) {
+        ByteBuffer b = ByteBuffer.allocate(Inode.I_BLOCK_SIZE).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        if (major < 256 && minor < 256) {
+            b.putInt(0, (major << 8) | minor);
+        } else {
+            b.putInt(4, (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12));
+        }
+        return b;
+    }
+
+    /** A fresh inode: mode, owner (setgid directories pass on their group), times, generation, extents root. */
+    private Inode newInode(long ino, int mode, long uid, long gid, Inode parent) throws Ext4Exception {
+        int isz = fs.superblock().inodeSize();
+        Inode in = new Inode(new byte[isz]);
+        if (isz > Inode.GOOD_OLD_SIZE) {
+            in.setExtraIsize(Math.min(32, isz - Inode.GOOD_OLD_SIZE));
+        }
+        int m = mode;
+        long g = gid;
+        if ((parent.mode() & 02000) != 0) {
+            g = parent.gid();
+            if ((mode & Inode.S_IFMT) == Inode.S_IFDIR) {
+                m |= 02000;
+            }
+        }
+        in.setMode(m);
+        in.setUid(uid);
+        in.setGid(g);
+        in.setLinksCount(1);
+        Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+        in.setAtime(now.seconds(), now.nanos());
+        in.setMtime(now.seconds(), now.nanos());
+        in.setCtime(now.seconds(), now.nanos());
+        in.setCrtime(now.seconds(), now.nanos());
+        in.setGeneration(ThreadLocalRandom.current().nextInt() & 0xFFFFFFFFL);
+        if (fs.superblock().has(Feature.EXTENTS)) {
+            in.setFlags(Inode.EXTENTS_FL);
+            ExtentTree.initEmpty(in.iBlock());
+        }
+        return in;
+    }
+
+    private static void incLinks(Inode dir) {
+        int n = dir.linksCount();
+        dir.setLinksCount(n >= LINK_MAX - 1 || n == 1 ? 1 : n + 1);
+    }
+
+    private static void decLinks(Inode dir) {
+        int n = dir.linksCount();
+        if (n > 2) {
+            dir.setLinksCount(n - 1);
+        }
+    }
+
+    void link(long ino, long dirIno, byte[] name) throws Ext4Exception {
+        fs.requireWritable();
+        checkName(name);
+        try (InodeLocks.Held h = fs.locks().lockAll(dirIno, ino)) {
+            Inode target = fs.inode(ino).inode().copy();
+            if (target.isDirectory()) {
+                throw new Ext4Exception(Errno.EPERM, "hard links to directories are not allowed");
+            }
+            if (target.linksCount() >= LINK_MAX) {
+                throw new Ext4Exception(Errno.EMLINK, "inode " + ino + " has " + LINK_MAX + " links");
+            }
+            if (target.linksCount() == 0) {
+                throw new Ext4Exception(Errno.ENOENT, "inode " + ino + " was removed");
+            }
+            Dir dir = new Dir(dirIno);
+            if (dir.entries.reader().lookup(name) != 0) {
+                throw new Ext4Exception(Errno.EEXIST, "entry exists in directory inode " + dirIno);
+            }
+            dir.entries.add(name, ino, DirEntry.fileTypeOfMode(target.mode()));
+            target.setLinksCount(target.linksCount() + 1);
+            Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+            target.setCtime(now.seconds(), now.nanos());
+            fs.writeInode(ino, target);
+            dir.touchAndWrite();
+            fs.dentries().put(dirIno, name, ino);
+        }
+    }
+
+    /** unlink(2) and rmdir(2). */
+    void remove(long dirIno, byte[] name, boolean directory) throws Ext4Exception {
+        fs.requireWritable();
+        if (name.length > DirEntry.MAX_NAME_LEN) {
+            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
+        }
+        while (true) {
+            long child = fs.lookup(dirIno, name);
+            try (InodeLocks.Held h = fs.locks().lockAll(dirIno, child)) {
+                Dir dir = new Dir(dirIno);
+                if (dir.entries.reader().lookup(name) != child) {
+                    continue; // changed while we waited for the locks
+                }
+                Inode c = fs.inode(child).inode().copy();
+                if (directory && !c.isDirectory()) {
+                    throw new Ext4Exception(Errno.ENOTDIR, "inode " + child + " is not a directory");
+                }
+                if (!directory && c.isDirectory()) {
+                    throw new Ext4Exception(Errno.EISDIR, "inode " + child + " is a directory");
+                }
+                if (directory && !new Dir(child).entries.isEmpty()) {
+                    throw new Ext4Exception(Errno.ENOTEMPTY, "directory inode " + child + " is not empty");
+                }
+                dir.entries.remove(name);
+                fs.dentries().remove(dirIno, name);
+                dropLink(child, c, directory);
+                if (directory) {
+                    decLinks(dir.copy);
+                }
+                dir.touchAndWrite();
+                return;
+            }
+        }
+    }
+
+    /** One name of {@code ino} is gone: count it, and free the inode when none is left. */
+    private void dropLink(long ino, Inode c, boolean directory) throws Ext4Exception {
+        Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+        c.setCtime(now.seconds(), now.nanos());
+        int links = directory ? 0 : c.linksCount() - 1;
+        c.setLinksCount(Math.max(0, links));
+        if (links > 0) {
+            fs.writeInode(ino, c);
+            return;
+        }
+        fs.freeInode(ino, c);
+    }
+
+    void rename(long fromDir, byte[] fromName, long toDir, byte[] toName) throws Ext4Exception {
+        fs.requireWritable();
+        checkName(toName);
+        if (fromDir == toDir && java.util.Arrays.equals(fromName, toName)) {
+            fs.lookup(fromDir, fromName);
+            return;
+        }
+        Object renameLock = fromDir != toDir ? fs.locks().renameLock : new Object();
+        synchronized (renameLock) {
+            while (true) {
+                long src = fs.lookup(fromDir, fromName);
+                long dst;
+                try {
+                    dst = fs.lookup(toDir, toName);
+                } catch (Ext4Exception e) {
+                    if (e.errno() != Errno.ENOENT) {
+                        throw e;
+                    }
+                    dst = 0;
+                }
+                try (InodeLocks.Held h = fs.locks().lockAll(fromDir, toDir, src, dst)) {
+                    Dir from = new Dir(fromDir);
+                    Dir to = fromDir == toDir ? from : new Dir(toDir);
+                    if (from.entries.reader().lookup(fromName) != src || to.entries.reader().lookup(toName) != dst) {
+                        continue;
+                    }
+                    if (src == dst) {
+                        return; // two names of one inode: rename does nothing
+                    }
+                    doRename(from, fromName, src, to, toName, dst);
+                    return;
+                }
+            }
+        }
+    }
+
+    private void doRename(Dir from, byte[] fromName, long src, Dir to, byte[] toName, long dst) throws Ext4Exception {
+        Inode s = fs.inode(src).inode().copy();
+        boolean srcDir = s.isDirectory();
+        if (srcDir && from.ino != to.ino) {
+            // moving a directory into its own subtree would cut it off from the root
+            for (long d = to.ino; d != Ext4FileSystem.ROOT_INO; d = fs.parentOf(d)) {
+                if (d == src) {
+                    throw new Ext4Exception(Errno.EINVAL, "cannot move directory inode " + src + " into itself");
+                }
+            }
+        }
+        Inode d = null;
+        if (dst != 0) {
+            d = fs.inode(dst).inode().copy();
+            if (d.isDirectory() && !srcDir) {
+                throw new Ext4Exception(Errno.EISDIR, "cannot replace directory inode " + dst + " by a non-directory");
+            }
+            if (!d.isDirectory() && srcDir) {
+                throw new Ext4Exception(Errno.ENOTDIR, "cannot replace non-directory inode " + dst + " by a directory");
+            }
+            if (d.isDirectory() && !new Dir(dst).entries.isEmpty()) {
+                throw new Ext4Exception(Errno.ENOTEMPTY, "directory inode " + dst + " is not empty");
+            }
+            to.entries.replace(toName, src, DirEntry.fileTypeOfMode(s.mode()));
+        } else {
+            if (srcDir && from.ino != to.ino && to.copy.linksCount() >= LINK_MAX && !fs.superblock().has(Feature.DIR_NLINK)) {
+                throw new Ext4Exception(Errno.EMLINK, "directory inode " + to.ino + " has " + LINK_MAX + " links");
+            }
+            to.entries.add(toName, src, DirEntry.fileTypeOfMode(s.mode()));
+        }
+        from.entries.remove(fromName);
+        fs.dentries().remove(from.ino, fromName);
+        fs.dentries().put(to.ino, toName, src);
+        Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+        s.setCtime(now.seconds(), now.nanos());
+        if (srcDir && from.ino != to.ino) {
+            new Dir(src).entries.setDotDot(to.ino);
+            fs.dentries().put(src, new byte[] {'.', '.'}, to.ino);
+            s = fs.inode(src).inode().copy();
+            s.setCtime(now.seconds(), now.nanos());
+            decLinks(from.copy);
+            if (d == null) {
+                incLinks(to.copy);
+            }
+        }
+        fs.writeInode(src, s);
+        if (d != null) {
+            if (d.isDirectory()) {
+                decLinks(to.copy);
+            }
+            dropLink(dst, d, d.isDirectory());
+        }
+        from.touchAndWrite();
+        if (to != from) {
+            to.touchAndWrite();
+        }
+    }
+}
