@@ -27,6 +27,7 @@ import dev.ext4j.xattr.Acl;
 import dev.ext4j.xattr.Xattr;
 import dev.ext4j.xattr.XattrNames;
 import dev.ext4j.xattr.XattrReader;
+import dev.ext4j.xattr.XattrWriter;
 import java.io.Closeable;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -402,12 +403,78 @@ public final class Ext4FileSystem implements Closeable {
         fileWrite.fallocate(ino, mode, offset, length);
     }
 
+    /** setxattr(2): XATTR_CREATE / XATTR_REPLACE in {@code flags}; ACLs arrive in the VFS format. */
     public void setXattr(long ino, String name, byte[] value, int flags) throws Ext4Exception {
-        notYet("setxattr");
+        changeXattr(ino, name, value, flags);
     }
 
     public void removeXattr(long ino, String name) throws Ext4Exception {
-        notYet("removexattr");
+        changeXattr(ino, name, null, 0);
+    }
+
+    /** Sets ({@code value != null}) or removes one attribute: inode body first, then the xattr block. */
+    private void changeXattr(long ino, String name, byte[] value, int flags) throws Ext4Exception {
+        requireWritable();
+        Xattr key = XattrNames.split(name);
+        if (key == null || key.nameIndex() == XattrNames.SYSTEM) {
+            throw new Ext4Exception(Errno.EOPNOTSUPP, "unsupported xattr namespace in \"" + name + "\"");
+        }
+        if (key.suffix().length > 255) {
+            throw new Ext4Exception(Errno.ERANGE, "xattr name of " + key.suffix().length + " bytes (max 255)");
+        }
+        byte[] disk = value;
+        if (value != null && (key.nameIndex() == XattrNames.POSIX_ACL_ACCESS || key.nameIndex() == XattrNames.POSIX_ACL_DEFAULT)) {
+            disk = Acl.xattrToDisk(value);
+        }
+        try (InodeLocks.Held h = locks.lockAll(ino)) {
+            InodeInfo info = inode(ino);
+            Inode copy = info.inode().copy();
+            List<Xattr> body = XattrReader.readIbody(copy, ino, eaInodeReader());
+            long oldBlock = copy.fileAcl();
+            List<Xattr> inBlock = oldBlock == 0 ? List.of()
+                    : XattrReader.readBlock(cache, oldBlock, ino, metadataCsum, csumSeed, eaInodeReader());
+            int room = copy.rawSize() > Inode.GOOD_OLD_SIZE ? copy.rawSize() - Inode.GOOD_OLD_SIZE - copy.extraIsize() : 0;
+            XattrWriter.Layout layout = XattrWriter.change(body, inBlock, key, disk, flags, room, blockSize);
+            XattrWriter.writeIbody(copy, layout.ibody());
+            long sectors = copy.blocks512(sb.has(Feature.HUGE_FILE), blockSize);
+            if (!layout.block().equals(inBlock) || layout.block().isEmpty() != (oldBlock == 0)) {
+                long newBlock = 0;
+                if (!layout.block().isEmpty()) {
+                    boolean shared = oldBlock != 0 && dev.ext4j.format.XattrEntry.refcount(cache.get(oldBlock)) > 1;
+                    newBlock = oldBlock != 0 && !shared ? oldBlock : allocator.allocateBlocks(allocator.goalForInode(ino, false), 1).start();
+                    BlockCache.Mutator fill = b -> {
+                        XattrWriter.writeBlock(b, layout.block(), blockSize);
+                        if (metadataCsum) {
+                            b.putInt(dev.ext4j.format.XattrEntry.H_CHECKSUM, 0);
+                        }
+                    };
+                    long nb = newBlock;
+                    BlockCache.Mutator stamp = b -> {
+                        fill.apply(b);
+                        if (metadataCsum) {
+                            b.putInt(dev.ext4j.format.XattrEntry.H_CHECKSUM, dev.ext4j.format.XattrEntry.computeBlockChecksum(b, csumSeed, nb, blockSize));
+                        }
+                    };
+                    if (newBlock == oldBlock) {
+                        cache.update(newBlock, stamp);
+                    } else {
+                        cache.create(newBlock, stamp);
+                    }
+                }
+                if (oldBlock != 0 && oldBlock != newBlock) {
+                    xattrBlockRelease(oldBlock);
+                    sectors -= blockSize / 512;
+                }
+                if (newBlock != 0 && newBlock != oldBlock) {
+                    sectors += blockSize / 512;
+                }
+                copy.setFileAcl(newBlock);
+                copy.setBlocks512(Math.max(0, sectors), blockSize);
+            }
+            Time now = Time.now();
+            copy.setCtime(now.seconds(), now.nanos());
+            writeInode(ino, copy);
+        }
     }
 
     /** An open file handle was created for {@code ino}. */

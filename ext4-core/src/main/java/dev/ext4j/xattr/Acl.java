@@ -54,4 +54,26 @@ public final class Acl {
         }
         return out.array();
     }
+
+    /** Converts an ACL in the xattr format setxattr receives into the on-disk format. */
+    public static byte[] xattrToDisk(byte[] xattr) throws Ext4Exception {
+        ByteBuffer in = ByteBuffer.wrap(xattr).order(ByteOrder.LITTLE_ENDIAN);
+        if (xattr.length < 4 || (xattr.length - 4) % 8 != 0 || in.getInt(0) != XATTR_ACL_VERSION) {
+            throw new Ext4Exception(dev.ext4j.Errno.EINVAL, "ACL of " + xattr.length + " bytes is not in the version 2 xattr format");
+        }
+        ByteBuffer out = ByteBuffer.allocate(xattr.length).order(ByteOrder.LITTLE_ENDIAN);
+        out.putInt(EXT4_ACL_VERSION);
+        for (int off = 4; off < xattr.length; off += 8) {
+            int tag = in.getShort(off) & 0xFFFF;
+            out.putShort((short) tag).putShort(in.getShort(off + 2));
+            switch (tag) {
+                case ACL_USER, ACL_GROUP -> out.putInt(in.getInt(off + 4));
+                case ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER -> { }
+                default -> throw new Ext4Exception(dev.ext4j.Errno.EINVAL, "ACL entry with unknown tag " + tag);
+            }
+        }
+        byte[] disk = new byte[out.position()];
+        out.flip().get(disk);
+        return disk;
+    }
 }
