@@ -110,6 +110,8 @@ public final class Main {
         opts.add("subtype=ext4j");
         opts.add("use_ino");
         opts.add("default_permissions");
+        opts.add("big_writes");
+        opts.add("max_write=131072");
         if (fs.isReadOnly()) {
             opts.add("ro");
             opts.add("kernel_cache");
