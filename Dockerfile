@@ -21,7 +21,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/fuse-driver/target/ext4j.jar /opt/ext4j/ext4j.jar
 COPY --from=build /src/fuse-driver/target/lib/ /opt/ext4j/lib/
-RUN printf '%s\n' '#!/bin/sh' 'exec java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx1g ${EXT4J_JAVA_OPTS:-} -jar /opt/ext4j/ext4j.jar "$@"' \
+RUN printf '%s\n' '#!/bin/sh' 'exec java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx1g -Dfile.encoding=ISO-8859-1 ${EXT4J_JAVA_OPTS:-} -jar /opt/ext4j/ext4j.jar "$@"' \
         > /usr/local/bin/ext4j \
  && chmod 0755 /usr/local/bin/ext4j
 ENTRYPOINT ["ext4j"]

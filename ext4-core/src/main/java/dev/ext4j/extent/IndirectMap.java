@@ -128,7 +128,8 @@ public final class IndirectMap implements BlockMap {
         if (rel < p * p * p) {
             return walk(iBlock.getInt(TIND * 4) & 0xFFFFFFFFL, rel, 3);
         }
-        throw new Ext4Exception(Errno.EFBIG, "inode " + ino + ": logical block " + lblk + " is beyond the indirect map");
+        // writers check the largest file size first, so only a corrupt i_size leads here
+        throw Ext4Exception.corrupted("inode " + ino + ": logical block " + lblk + " is beyond what an indirect map can address");
     }
 
     private long walk(long block, long rel, int levels) throws Ext4Exception {

@@ -90,6 +90,8 @@ final class Daemon {
         List<String> cmd = new ArrayList<>();
         cmd.add("setsid");
         cmd.add(ProcessHandle.current().info().command().orElse("java"));
+        // one char per byte of a file name, whatever the locale (see bin/ext4j); later flags win
+        cmd.add("-Dfile.encoding=ISO-8859-1");
         cmd.addAll(jvmArgs());
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
