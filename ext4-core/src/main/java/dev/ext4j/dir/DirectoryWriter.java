@@ -223,7 +223,25 @@ public final class DirectoryWriter {
         int hash = dir.hash(name, 0, name.length, version);
         Frame frame = new Frame(0, pblk0, root, rn, 0);
 
-        Split s = doSplit(d1, 1, frame, hash, version, 2, name, ino, fileType);
+        Split s;
+        try {
+            s = doSplit(d1, 1, frame, hash, version, 2, name, ino, fileType);
+        } catch (Ext4Exception e) {
+            if (e.errno() != Errno.ENOSPC) {
+                throw e;
+            }
+            // as make_indexed_dir() on a failed do_split(): keep what is done, an index over
+            // one leaf (block 1, which has the old entries), so block 1 is not left dangling
+            sealLeaf(d1, 1);
+            create(p1, d1);
+            grow(2);
+            dir.setIndexed(true);
+            growth.setIndexed(true);
+            indexFlag = true;
+            sealNode(frame);
+            update(pblk0, root);
+            throw e;
+        }
         create(p1, d1);
         create(s.pblk, s.data);
         grow(3);

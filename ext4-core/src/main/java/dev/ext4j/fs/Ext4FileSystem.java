@@ -226,15 +226,14 @@ public final class Ext4FileSystem implements Closeable {
         if (info != null) {
             return info;
         }
-        // Loaded under the inode's read lock, so a concurrent writeInode() cannot be overtaken by
-        // this older copy landing in the cache after it.
-        var lock = locks.of(ino).readLock();
-        lock.lock();
-        try {
+        // Loaded under the inode's install monitor, which writeInode() holds too, so a concurrent
+        // writeInode() cannot be overtaken by this older copy landing in the cache after it. Not
+        // under the inode's read lock: callers load inodes while holding other inodes' locks
+        // (lookup under its directory's, the rename loop check up the ancestors), and waiting
+        // for one more inode lock there breaks the lock order (see InodeLocks).
+        synchronized (locks.installLock(ino)) {
             info = inodes.get(ino);
             return info != null ? info : load(ino);
-        } finally {
-            lock.unlock();
         }
     }
 
@@ -296,9 +295,11 @@ public final class Ext4FileSystem implements Closeable {
         }
         long[] loc = inodeLocation(ino);
         ByteBuffer raw = changed.raw();
-        cache.update(loc[0], b -> b.put((int) loc[1], raw, 0, changed.rawSize()));
         InodeInfo info = new InodeInfo(ino, changed, seed, blockMap(ino, changed, seed));
-        inodes.put(ino, info);
+        synchronized (locks.installLock(ino)) {
+            cache.update(loc[0], b -> b.put((int) loc[1], raw, 0, changed.rawSize()));
+            inodes.put(ino, info);
+        }
         return info;
     }
 
@@ -486,11 +487,16 @@ public final class Ext4FileSystem implements Closeable {
     public void release(long ino) throws Ext4Exception {
         Integer left = openCounts.computeIfPresent(ino, (k, n) -> n > 1 ? n - 1 : null);
         if (left == null && !readOnly) {
-            try (InodeLocks.Held h = locks.lockAll(ino)) {
-                InodeInfo info = inode(ino);
-                if (info.inode().linksCount() == 0 && info.inode().mode() != 0 && info.inode().dtime() == 0) {
-                    freeInode(ino, info.inode().copy());
-                }
+            evictIfUnlinked(ino);
+        }
+    }
+
+    /** ext4_evict_inode() after the last close: an inode with no name left is freed. */
+    private void evictIfUnlinked(long ino) throws Ext4Exception {
+        try (InodeLocks.Held h = locks.lockAll(ino)) {
+            InodeInfo info = inode(ino);
+            if (info.inode().linksCount() == 0 && info.inode().mode() != 0 && info.inode().dtime() == 0) {
+                freeInode(ino, info.inode().copy());
             }
         }
     }
@@ -624,8 +630,11 @@ public final class Ext4FileSystem implements Closeable {
         if (i.isDirectory() && nlink == 1 && sb.has(Feature.DIR_NLINK)) {
             nlink = 1; // more than 65000 subdirectories: the count is not kept
         }
-        return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), i.size(),
-                i.blocks512(sb.has(Feature.HUGE_FILE), blockSize),
+        long blocks = i.blocks512(sb.has(Feature.HUGE_FILE), blockSize);
+        if (i.hasFlag(Inode.INLINE_DATA_FL)) {
+            blocks += (i.size() + 511) >> 9; // as ext4_file_getattr(): inline files are not sparse
+        }
+        return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), i.size(), blocks,
                 i.atimeSeconds(), i.atimeNanos(), i.mtimeSeconds(), i.mtimeNanos(),
                 i.ctimeSeconds(), i.ctimeNanos(), i.crtimeSeconds(), i.crtimeNanos(),
                 i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize);
@@ -706,6 +715,10 @@ public final class Ext4FileSystem implements Closeable {
         Inode i = info.inode();
         if (!i.isDirectory()) {
             throw new Ext4Exception(Errno.ENOTDIR, "inode " + dirIno + " is not a directory");
+        }
+        if (i.linksCount() == 0) {
+            // removed while someone still held its number (the VFS's IS_DEADDIR): nothing is in it
+            throw new Ext4Exception(Errno.ENOENT, "directory inode " + dirIno + " was removed");
         }
         if (i.hasFlag(Inode.ENCRYPT_FL)) {
             throw new Ext4Exception(Errno.ENOKEY, "directory inode " + dirIno + " is encrypted");
@@ -970,6 +983,12 @@ public final class Ext4FileSystem implements Closeable {
     public void close() throws IOException {
         try {
             if (!readOnly) {
+                // files still open at unmount are closed now: an unlinked one is freed, as its
+                // last release would have freed it (nothing is left for an orphan list to find)
+                for (Long ino : List.copyOf(openCounts.keySet())) {
+                    openCounts.remove(ino);
+                    evictIfUnlinked(ino);
+                }
                 synchronized (sb) {
                     StatFs s = statfs();
                     sb.setFreeBlocksCount(s.freeBlocks());

@@ -53,10 +53,17 @@ final class FileWrite {
         return i.copy();
     }
 
+    /**
+     * Writes {@code src} at {@code offset} and returns the count, advancing {@code src} by it. As
+     * generic_perform_write(), a write that fails after some progress (ENOSPC) is short rather than
+     * failed, and one that crosses the largest file size is cut there (EFBIG only at or past it).
+     */
     int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
         fs.requireWritable();
-        int len = src.remaining();
-        if (len == 0) {
+        if (offset < 0) {
+            throw new Ext4Exception(Errno.EINVAL, "negative offset " + offset);
+        }
+        if (src.remaining() == 0) {
             return 0;
         }
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
@@ -64,25 +71,39 @@ final class FileWrite {
             Inode copy = regularCopy(info);
             BlockAccount acct = fs.account(ino, copy);
             FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
-            long end = offset + len;
-            if (offset < 0 || end > maxSize(map)) {
-                throw new Ext4Exception(Errno.EFBIG, "write to " + offset + ".." + end + " is past the largest file size " + maxSize(map));
+            long max = maxSize(map);
+            if (offset >= max) {
+                throw new Ext4Exception(Errno.EFBIG, "write at " + offset + " is at or past the largest file size " + max);
             }
+            int len = (int) Math.min(src.remaining(), max - offset);
+            ByteBuffer part = src.duplicate();
+            part.limit(part.position() + len);
+            int start = part.position();
             long oldSize = copy.size();
             if (offset > oldSize) {
                 zeroTail(map, oldSize);
             }
             try {
-                writeRange(map, acct, offset, src);
+                writeRange(map, acct, offset, part);
+            } catch (Ext4Exception e) {
+                if (part.position() == start) {
+                    throw e;
+                }
+                // a short write: what was written stays and counts
             } finally {
+                int written = part.position() - start;
                 Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
-                copy.setSize(Math.max(oldSize, end));
-                copy.setMtime(now.seconds(), now.nanos());
-                copy.setCtime(now.seconds(), now.nanos());
+                if (written > 0) {
+                    copy.setSize(Math.max(oldSize, offset + written));
+                    copy.setMtime(now.seconds(), now.nanos());
+                    copy.setCtime(now.seconds(), now.nanos());
+                }
                 addBlocks(copy, acct);
                 fs.writeInode(ino, copy);
             }
-            return len;
+            int written = part.position() - start;
+            src.position(src.position() + written);
+            return written;
         }
     }
 
@@ -118,7 +139,13 @@ final class FileWrite {
                 part.get(blocks, first, part.remaining());
                 fs.cache().writeDirect(physical, 0, ByteBuffer.wrap(blocks));
                 if (m.isHole()) {
-                    map.insert(lblk, physical, n, false);
+                    Ext4Exception failed = insertOrFree(map, acct, lblk, physical, n, false);
+                    if (failed != null) {
+                        // the blocks mapped before the failure hold their data: count them
+                        long mappedEnd = Math.min(runEnd, (lblk + mappedPrefix(map, lblk, physical, n)) * bs);
+                        src.position(src.position() + (int) Math.max(0, mappedEnd - pos));
+                        throw failed;
+                    }
                 } else {
                     map.markWritten(lblk, n);
                 }
@@ -212,6 +239,12 @@ final class FileWrite {
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
             Inode copy = regularCopy(info);
+            if (!copy.hasFlag(Inode.EXTENTS_FL) && (mode & FALLOC_FL_PUNCH_HOLE) == 0) {
+                // as ext4_fallocate(): only punching works on block-mapped files, which have no
+                // unwritten state to preallocate with (zeroed blocks past EOF would be corruption)
+                throw new Ext4Exception(Errno.EOPNOTSUPP, "inode " + ino + ": fallocate mode 0x" + Integer.toHexString(mode)
+                        + " needs an extent-mapped file");
+            }
             BlockAccount acct = fs.account(ino, copy);
             FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
             long end = offset + length;
@@ -268,7 +301,7 @@ final class FileWrite {
         }
     }
 
-    /** Allocates the holes of [from, to) as unwritten extents (zeros on disk for indirect maps). */
+    /** Allocates the holes of [from, to) as unwritten extents. */
     private void preallocate(FileMap map, BlockAccount acct, long from, long to) throws Ext4Exception {
         for (long lblk = from / bs; lblk < (to + bs - 1) / bs; ) {
             Mapping m = map.map(lblk, Math.min((to + bs - 1) / bs - lblk, MAX_RUN - 1));
@@ -277,11 +310,49 @@ final class FileWrite {
                 continue;
             }
             Allocator.Run run = acct.allocateData(goal(map, lblk), (int) m.length());
-            if (!map.hasExtents()) {
-                fs.cache().writeDirect(run.start(), 0, ByteBuffer.allocate(run.length() * bs));
+            Ext4Exception failed = insertOrFree(map, acct, lblk, run.start(), run.length(), true);
+            if (failed != null) {
+                throw failed;
             }
-            map.insert(lblk, run.start(), run.length(), map.hasExtents());
             lblk += run.length();
         }
+    }
+
+    /**
+     * Maps newly allocated blocks. When the map fails (no block for a new tree or indirect block)
+     * the blocks it did not map are given back, as ext4_ext_map_blocks() frees the blocks it could
+     * not insert, and the error is returned: an extent tree maps all or nothing, an indirect map
+     * may keep a prefix of the run, which stays mapped and allocated.
+     */
+    private static Ext4Exception insertOrFree(FileMap map, BlockAccount acct, long lblk, long physical, int length, boolean unwritten)
+            throws Ext4Exception {
+        try {
+            map.insert(lblk, physical, length, unwritten);
+            return null;
+        } catch (Ext4Exception | RuntimeException e) {
+            try {
+                int mapped = mappedPrefix(map, lblk, physical, length);
+                acct.freeBlocks(physical + mapped, length - mapped);
+            } catch (Ext4Exception | RuntimeException f) {
+                e.addSuppressed(f);
+            }
+            if (e instanceof RuntimeException r) {
+                throw r;
+            }
+            return (Ext4Exception) e;
+        }
+    }
+
+    /** How many blocks from {@code lblk} are mapped to {@code physical} onward, up to {@code length}. */
+    private static int mappedPrefix(FileMap map, long lblk, long physical, int length) throws Ext4Exception {
+        int k = 0;
+        while (k < length) {
+            Mapping m = map.map(lblk + k, length - k);
+            if (m.isHole() || m.physical() != physical + k) {
+                break;
+            }
+            k += (int) m.length();
+        }
+        return Math.min(k, length);
     }
 }

@@ -7,7 +7,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * bounded. Lock order, everywhere: the rename lock (cross-directory renames only), then every
  * inode lock an operation needs, taken at once by {@link #lockAll} in ascending stripe order (each
  * stripe once, so two inodes sharing a stripe cannot deadlock), then the allocator's group locks
- * (innermost, never two at once).
+ * (never two at once). Innermost of all, the install monitors ({@link #installLock}), held only
+ * around the block cache and the inode cache while an inode is loaded or written, never while
+ * taking another lock: loading an inode needs no inode lock, so it may happen under any of them.
  */
 final class InodeLocks {
     private static final int STRIPES = 1024;
@@ -15,10 +17,22 @@ final class InodeLocks {
     /** Serializes renames between directories, like the kernel's s_vfs_rename_mutex. */
     final Object renameLock = new Object();
 
+    private final Object[] installLocks = new Object[STRIPES];
+
     InodeLocks() {
         for (int i = 0; i < STRIPES; i++) {
             locks[i] = new ReentrantReadWriteLock();
+            installLocks[i] = new Object();
         }
+    }
+
+    /**
+     * The monitor under which an inode is read into the inode cache or written from a changed
+     * copy (the kernel's inode hash lock around iget rather than i_rwsem): a load cannot put an
+     * older copy over a newer one.
+     */
+    Object installLock(long ino) {
+        return installLocks[(int) (ino % STRIPES)];
     }
 
     ReentrantReadWriteLock of(long ino) {

@@ -90,6 +90,24 @@ final class Namei {
             copy.setFlags(indexed ? copy.flags() | Inode.INDEX_FL : copy.flags() & ~Inode.INDEX_FL);
         }
 
+        /**
+         * Adds an entry. When the add fails part way (ENOSPC after an index split), the inode still
+         * records what it kept (new blocks, size, index flag), as the kernel marks the directory
+         * dirty on those error paths, before the error goes on.
+         */
+        void add(byte[] name, long target, int fileType) throws Ext4Exception {
+            try {
+                entries.add(name, target, fileType);
+            } catch (Ext4Exception | RuntimeException e) {
+                try {
+                    write();
+                } catch (Ext4Exception | RuntimeException f) {
+                    e.addSuppressed(f);
+                }
+                throw e;
+            }
+        }
+
         void touchAndWrite() throws Ext4Exception {
             Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
             copy.setMtime(now.seconds(), now.nanos());
@@ -123,6 +141,7 @@ final class Namei {
                 throw new Ext4Exception(Errno.EMLINK, "directory inode " + dirIno + " has " + LINK_MAX + " links");
             }
             long ino = fs.allocator().allocateInode(dirIno, isDir);
+            boolean written = false;
             try {
                 Inode in = newInode(ino, mode, uid, gid, dir.copy);
                 BlockAccount acct = fs.account(ino, in);
@@ -144,9 +163,20 @@ final class Namei {
                 }
                 in.setBlocks512(acct.delta() * (bs / 512), bs);
                 fs.writeInode(ino, in);
-                dir.entries.add(name, ino, DirEntry.fileTypeOfMode(mode));
+                written = true;
+                dir.add(name, ino, DirEntry.fileTypeOfMode(mode));
             } catch (Ext4Exception | RuntimeException e) {
-                fs.allocator().freeInode(ino, isDir);
+                try {
+                    if (written) {
+                        // as the kernel's iput() of a new inode whose entry failed: its blocks
+                        // go, and it is written deleted (dtime, no links) before it is freed
+                        fs.freeInode(ino, fs.inode(ino).inode().copy());
+                    } else {
+                        fs.allocator().freeInode(ino, isDir);
+                    }
+                } catch (Ext4Exception | RuntimeException f) {
+                    e.addSuppressed(f);
+                }
                 throw e;
             }
             if (isDir) {
@@ -248,7 +278,7 @@ final class Namei {
             if (dir.entries.reader().lookup(name) != 0) {
                 throw new Ext4Exception(Errno.EEXIST, "entry exists in directory inode " + dirIno);
             }
-            dir.entries.add(name, ino, DirEntry.fileTypeOfMode(target.mode()));
+            dir.add(name, ino, DirEntry.fileTypeOfMode(target.mode()));
             target.setLinksCount(target.linksCount() + 1);
             Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
             target.setCtime(now.seconds(), now.nanos());
@@ -295,6 +325,12 @@ final class Namei {
 
     /** One name of {@code ino} is gone: count it, and free the inode when none is left. */
     private void dropLink(long ino, Inode c, boolean directory) throws Ext4Exception {
+        if (directory) {
+            // a removed directory's own entries leave the cache with it (the VFS drops its
+            // dentries): its inode number may come back as a directory elsewhere
+            fs.dentries().remove(ino, new byte[] {'.'});
+            fs.dentries().remove(ino, new byte[] {'.', '.'});
+        }
         Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
         c.setCtime(now.seconds(), now.nanos());
         int links = directory ? 0 : c.linksCount() - 1;
@@ -353,6 +389,9 @@ final class Namei {
                 }
             }
         }
+        // a directory moving to another parent gets a new "..": it must be one ext4j can change
+        // (not inline), which is checked before anything changes
+        Dir moved = srcDir && from.ino != to.ino ? new Dir(src) : null;
         Inode d = null;
         if (dst != 0) {
             d = fs.inode(dst).inode().copy();
@@ -370,18 +409,22 @@ final class Namei {
             if (srcDir && from.ino != to.ino && to.copy.linksCount() >= LINK_MAX && !fs.superblock().has(Feature.DIR_NLINK)) {
                 throw new Ext4Exception(Errno.EMLINK, "directory inode " + to.ino + " has " + LINK_MAX + " links");
             }
-            to.entries.add(toName, src, DirEntry.fileTypeOfMode(s.mode()));
+            to.add(toName, src, DirEntry.fileTypeOfMode(s.mode()));
         }
         from.entries.remove(fromName);
         fs.dentries().remove(from.ino, fromName);
         fs.dentries().put(to.ino, toName, src);
         Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
         s.setCtime(now.seconds(), now.nanos());
-        if (srcDir && from.ino != to.ino) {
-            new Dir(src).entries.setDotDot(to.ino);
+        if (moved != null) {
+            moved.entries.setDotDot(to.ino);
             fs.dentries().put(src, new byte[] {'.', '.'}, to.ino);
             s = fs.inode(src).inode().copy();
             s.setCtime(now.seconds(), now.nanos());
+        }
+        if (srcDir) {
+            // as ext4_rename(): the old parent loses src's "..", the new one gains it unless src
+            // replaces a directory there, whose ".." goes at the same time (from == to shares one copy)
             decLinks(from.copy);
             if (d == null) {
                 incLinks(to.copy);
@@ -389,9 +432,6 @@ final class Namei {
         }
         fs.writeInode(src, s);
         if (d != null) {
-            if (d.isDirectory()) {
-                decLinks(to.copy);
-            }
             dropLink(dst, d, d.isDirectory());
         }
         from.touchAndWrite();
