@@ -13,6 +13,7 @@ import dev.ext4j.extent.ExtentTree;
 import dev.ext4j.extent.IndirectMap;
 import dev.ext4j.extent.Mapping;
 import dev.ext4j.format.Checksums;
+import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.GroupDescriptor;
 import dev.ext4j.format.Inode;
@@ -268,6 +269,9 @@ public final class Ext4FileSystem implements Closeable {
         }
         if (isz > Inode.GOOD_OLD_SIZE && Inode.GOOD_OLD_SIZE + inode.extraIsize() > isz) {
             throw Ext4Exception.corrupted("inode " + ino + ": i_extra_isize " + inode.extraIsize() + " does not fit in " + isz + " bytes");
+        }
+        if (inode.mode() != 0 && DirEntry.fileTypeOfMode(inode.mode()) == DirEntry.FT_UNKNOWN) {
+            throw Ext4Exception.corrupted(String.format("inode %d has an invalid file type in mode 0%o", ino, inode.mode()));
         }
         info = new InodeInfo(ino, inode, seed, blockMap(ino, inode, seed));
         inodes.put(ino, info);
