@@ -628,6 +628,11 @@ public final class Ext4FileSystem implements Closeable {
         return inode.blocks512(sb.has(Feature.HUGE_FILE), blockSize) - eaBlocks == 0;
     }
 
+    /** ext4_isize(): i_size_high counts only for regular files, or for anything with large_dir. */
+    private long isize(Inode i) {
+        return i.isRegular() || sb.has(Feature.LARGEDIR) ? i.size() : i.size() & 0xFFFFFFFFL;
+    }
+
     public FileAttributes stat(long ino) throws Ext4Exception {
         Inode i = inode(ino).inode();
         long nlink = i.linksCount();
@@ -635,10 +640,10 @@ public final class Ext4FileSystem implements Closeable {
             nlink = 1; // more than 65000 subdirectories: the count is not kept
         }
         long blocks = i.blocks512(sb.has(Feature.HUGE_FILE), blockSize);
-        if (i.hasFlag(Inode.INLINE_DATA_FL)) {
-            blocks += (i.size() + 511) >> 9; // as ext4_file_getattr(): inline files are not sparse
+        if (i.hasFlag(Inode.INLINE_DATA_FL) && i.isRegular()) {
+            blocks += (isize(i) + 511) >> 9; // as ext4_file_getattr(): inline files are not sparse
         }
-        return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), i.size(), blocks,
+        return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), isize(i), blocks,
                 i.atimeSeconds(), i.atimeNanos(), i.mtimeSeconds(), i.mtimeNanos(),
                 i.ctimeSeconds(), i.ctimeNanos(), i.crtimeSeconds(), i.crtimeNanos(),
                 i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize);
@@ -731,7 +736,7 @@ public final class Ext4FileSystem implements Closeable {
             return new InlineDirectory(dirIno, i.iBlock(), inlineXattr(info), dirFormat);
         }
         boolean indexed = i.hasFlag(Inode.INDEX_FL) && !i.hasFlag(Inode.CASEFOLD_FL);
-        return new BlockDirectory(cache, dirIno, info.map(), i.size(), indexed, dirFormat, info.csumSeed());
+        return new BlockDirectory(cache, dirIno, info.map(), isize(i), indexed, dirFormat, info.csumSeed());
     }
 
     // ---- data ----
@@ -759,7 +764,7 @@ public final class Ext4FileSystem implements Closeable {
         if (i.hasFlag(Inode.ENCRYPT_FL)) {
             throw new Ext4Exception(Errno.ENOKEY, "inode " + ino + " is encrypted");
         }
-        long size = i.size();
+        long size = isize(i);
         if (offset >= size || !dst.hasRemaining()) {
             return 0;
         }
@@ -814,7 +819,7 @@ public final class Ext4FileSystem implements Closeable {
         if (i.hasFlag(Inode.ENCRYPT_FL)) {
             throw new Ext4Exception(Errno.ENOKEY, "symlink inode " + ino + " is encrypted");
         }
-        long size = i.size();
+        long size = isize(i);
         if (size <= 0 || size >= blockSize || size >= 4096) {
             throw Ext4Exception.corrupted("symlink inode " + ino + " has size " + size + " (expected 1.." + (Math.min(blockSize, 4096) - 1) + ")");
         }
