@@ -1,0 +1,63 @@
+package dev.ext4j.it;
+
+import java.nio.file.Path;
+import java.time.Duration;
+
+/**
+ * A read-only kernel loop mount of an image ({@code mount -o loop,ro}), the reference the FUSE view
+ * is cross-checked against. Only used on images the tests built themselves (clean filesystems).
+ */
+public final class KernelMount implements AutoCloseable {
+    private final Path mountPoint;
+    private final Tools.Result result;
+    private boolean closed;
+
+    private KernelMount(Path mountPoint, Tools.Result result) {
+        this.mountPoint = mountPoint;
+        this.result = result;
+    }
+
+    /**
+     * Tries {@code mount -t TYPE -o loop,ro,noload IMG MNT}; check {@link #mounted()}. noload keeps
+     * the kernel from even looking at the journal, so a read-only mount cannot write to the image.
+     */
+    public static KernelMount attempt(Path image, Path mountPoint, String fsType) {
+        String opts = fsType.equals("ext2") ? "loop,ro" : "loop,ro,noload";
+        Tools.Result r = Tools.run(Duration.ofSeconds(60), "mount", "-t", fsType, "-o", opts, image.toString(), mountPoint.toString());
+        return new KernelMount(mountPoint, r);
+    }
+
+    public static KernelMount attempt(Path image, Path mountPoint) {
+        return attempt(image, mountPoint, "ext4");
+    }
+
+    public boolean mounted() {
+        return result.ok() && MountTable.isMountPoint(mountPoint);
+    }
+
+    public Tools.Result result() {
+        return result;
+    }
+
+    public Path mountPoint() {
+        return mountPoint;
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        if (!MountTable.find(mountPoint).filter(e -> !e.fsType().startsWith("fuse")).isPresent()) {
+            return;
+        }
+        Tools.Result r = Tools.run(Duration.ofSeconds(60), "umount", mountPoint.toString());
+        if (!r.ok() && MountTable.isMountPoint(mountPoint)) {
+            Tools.run(Duration.ofSeconds(60), "umount", "-l", mountPoint.toString());
+        }
+        if (MountTable.isMountPoint(mountPoint)) {
+            throw new IllegalStateException("could not unmount kernel mount " + mountPoint + ": " + r.output());
+        }
+    }
+}
