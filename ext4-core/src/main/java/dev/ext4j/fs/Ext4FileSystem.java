@@ -417,6 +417,14 @@ public final class Ext4FileSystem implements Closeable {
         changeXattr(ino, name, null, 0);
     }
 
+    private boolean hasXattr(Inode inode, long ino, Xattr key) throws Ext4Exception {
+        List<Xattr> all = new ArrayList<>(XattrReader.readIbody(inode, ino, eaInodeReader()));
+        if (inode.fileAcl() != 0) {
+            all.addAll(XattrReader.readBlock(cache, inode.fileAcl(), ino, metadataCsum, csumSeed, eaInodeReader()));
+        }
+        return all.stream().anyMatch(x -> x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix()));
+    }
+
     /** Sets ({@code value != null}) or removes one attribute: inode body first, then the xattr block. */
     private void changeXattr(long ino, String name, byte[] value, int flags) throws Ext4Exception {
         requireWritable();
@@ -434,6 +442,24 @@ public final class Ext4FileSystem implements Closeable {
         try (InodeLocks.Held h = locks.lockAll(ino)) {
             InodeInfo info = inode(ino);
             Inode copy = info.inode().copy();
+            if (value != null && key.nameIndex() == XattrNames.POSIX_ACL_DEFAULT && !copy.isDirectory()) {
+                throw new Ext4Exception(Errno.EACCES, "a default ACL needs a directory");
+            }
+            if (value != null && key.nameIndex() == XattrNames.POSIX_ACL_ACCESS) {
+                // ext4_set_acl(): the ACL sets the permission bits, and one that says no more than
+                // them is not stored at all
+                copy.setMode((copy.mode() & ~0777) | Acl.permissionBits(value));
+                if (Acl.equivalentToMode(value)) {
+                    disk = null;
+                    flags = 0;
+                    if (!hasXattr(copy, ino, key)) {
+                        Time now = Time.now();
+                        copy.setCtime(now.seconds(), now.nanos());
+                        writeInode(ino, copy);
+                        return;
+                    }
+                }
+            }
             List<Xattr> body = XattrReader.readIbody(copy, ino, eaInodeReader());
             long oldBlock = copy.fileAcl();
             List<Xattr> inBlock = oldBlock == 0 ? List.of()

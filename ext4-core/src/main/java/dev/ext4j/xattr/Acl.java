@@ -76,4 +76,38 @@ public final class Acl {
         out.flip().get(disk);
         return disk;
     }
+
+    /**
+     * The permission bits an access ACL (xattr format) implies (posix_acl_update_mode()): owner
+     * from ACL_USER_OBJ, group from ACL_MASK when there is one, else from ACL_GROUP_OBJ, other
+     * from ACL_OTHER.
+     */
+    public static int permissionBits(byte[] xattr) {
+        ByteBuffer in = ByteBuffer.wrap(xattr).order(ByteOrder.LITTLE_ENDIAN);
+        int user = 0, group = 0, mask = -1, other = 0;
+        for (int off = 4; off + 8 <= xattr.length; off += 8) {
+            int tag = in.getShort(off) & 0xFFFF;
+            int perm = in.getShort(off + 2) & 7;
+            switch (tag) {
+                case ACL_USER_OBJ -> user = perm;
+                case ACL_GROUP_OBJ -> group = perm;
+                case ACL_MASK -> mask = perm;
+                case ACL_OTHER -> other = perm;
+                default -> { }
+            }
+        }
+        return (user << 6) | ((mask >= 0 ? mask : group) << 3) | other;
+    }
+
+    /** True when the ACL says no more than the permission bits (posix_acl_equiv_mode() == 0). */
+    public static boolean equivalentToMode(byte[] xattr) {
+        ByteBuffer in = ByteBuffer.wrap(xattr).order(ByteOrder.LITTLE_ENDIAN);
+        for (int off = 4; off + 8 <= xattr.length; off += 8) {
+            int tag = in.getShort(off) & 0xFFFF;
+            if (tag != ACL_USER_OBJ && tag != ACL_GROUP_OBJ && tag != ACL_OTHER) {
+                return false;
+            }
+        }
+        return true;
+    }
 }
