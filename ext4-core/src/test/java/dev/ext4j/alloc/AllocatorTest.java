@@ -1,5 +1,6 @@
 package dev.ext4j.alloc;
 
+import dev.ext4j.testutil.ImageVariant;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -47,25 +48,19 @@ class AllocatorTest {
     @TempDir
     Path work;
 
-    record Variant(String name, String size, List<String> args) {
-        @Override
-        public String toString() {
-            return name;
-        }
-    }
 
-    static Stream<Variant> variants() {
+    static Stream<ImageVariant> variants() {
         return Stream.of(
-                new Variant("4k", "300M", List.of("-b", "4096")),
-                new Variant("1k", "64M", List.of("-b", "1024")),
-                new Variant("1k-short-groups", "64M", List.of("-b", "1024", "-g", "4096")),
-                new Variant("gdt_csum", "600M", List.of("-b", "4096", "-O", "^metadata_csum,uninit_bg")),
-                new Variant("ext3", "64M", List.of("-t", "ext3")),
-                new Variant("32bit", "300M", List.of("-b", "4096", "-O", "^64bit")),
-                new Variant("meta_bg", "256M", List.of("-b", "1024", "-O", "meta_bg,^resize_inode")),
-                new Variant("sparse_super2", "1G", List.of("-b", "4096", "-O", "sparse_super2")),
-                new Variant("big-4k", "1G", List.of("-b", "4096")),
-                new Variant("64k", "512M", List.of("-b", "65536")));
+                new ImageVariant("4k", "300M", List.of("-b", "4096")),
+                new ImageVariant("1k", "64M", List.of("-b", "1024")),
+                new ImageVariant("1k-short-groups", "64M", List.of("-b", "1024", "-g", "4096")),
+                new ImageVariant("gdt_csum", "600M", List.of("-b", "4096", "-O", "^metadata_csum,uninit_bg")),
+                new ImageVariant("ext3", "64M", List.of("-t", "ext3")),
+                new ImageVariant("32bit", "300M", List.of("-b", "4096", "-O", "^64bit")),
+                new ImageVariant("meta_bg", "256M", List.of("-b", "1024", "-O", "meta_bg,^resize_inode")),
+                new ImageVariant("sparse_super2", "1G", List.of("-b", "4096", "-O", "sparse_super2")),
+                new ImageVariant("big-4k", "1G", List.of("-b", "4096")),
+                new ImageVariant("64k", "512M", List.of("-b", "65536")));
     }
 
     /** The image opened read-write with the pieces the allocator sits on. */
@@ -112,7 +107,7 @@ class AllocatorTest {
         }
     }
 
-    private Path mkfs(Variant v) {
+    private Path mkfs(ImageVariant v) {
         return Images.mkfs(work.resolve(v.name() + ".img"), v.size(), v.args(), null);
     }
 
@@ -216,7 +211,7 @@ class AllocatorTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("variants")
-    void allocateCheckFreeAllIsClean(Variant v) throws Exception {
+    void allocateCheckFreeAllIsClean(ImageVariant v) throws Exception {
         Path img = mkfs(v);
         Random rnd = new Random(v.name().hashCode());
         Runs runs = new Runs();

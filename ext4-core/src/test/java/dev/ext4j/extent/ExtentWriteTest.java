@@ -1,5 +1,6 @@
 package dev.ext4j.extent;
 
+import dev.ext4j.testutil.ImageVariant;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -39,30 +40,24 @@ class ExtentWriteTest {
     @TempDir
     Path work;
 
-    record Variant(String name, String size, List<String> args) {
-        @Override
-        public String toString() {
-            return name;
-        }
-    }
 
-    static Stream<Variant> variants() {
+    static Stream<ImageVariant> variants() {
         return Stream.of(
-                new Variant("4k-csum", "64M", List.of("-b", "4096")),
-                new Variant("1k-csum", "32M", List.of("-b", "1024")),
-                new Variant("4k-nocsum", "64M", List.of("-b", "4096", "-O", "^metadata_csum")),
-                new Variant("1k-nocsum-32bit", "32M", List.of("-b", "1024", "-O", "^metadata_csum,^64bit")),
-                new Variant("64k-csum", "256M", List.of("-b", "65536")));
+                new ImageVariant("4k-csum", "64M", List.of("-b", "4096")),
+                new ImageVariant("1k-csum", "32M", List.of("-b", "1024")),
+                new ImageVariant("4k-nocsum", "64M", List.of("-b", "4096", "-O", "^metadata_csum")),
+                new ImageVariant("1k-nocsum-32bit", "32M", List.of("-b", "1024", "-O", "^metadata_csum,^64bit")),
+                new ImageVariant("64k-csum", "256M", List.of("-b", "65536")));
     }
 
-    static Stream<Variant> smallBlockVariants() {
+    static Stream<ImageVariant> smallBlockVariants() {
         return Stream.of(
-                new Variant("4k-csum", "64M", List.of("-b", "4096")),
-                new Variant("1k-csum", "32M", List.of("-b", "1024")),
-                new Variant("1k-nocsum", "32M", List.of("-b", "1024", "-O", "^metadata_csum")));
+                new ImageVariant("4k-csum", "64M", List.of("-b", "4096")),
+                new ImageVariant("1k-csum", "32M", List.of("-b", "1024")),
+                new ImageVariant("1k-nocsum", "32M", List.of("-b", "1024", "-O", "^metadata_csum")));
     }
 
-    private ScratchFile make(Variant v) {
+    private ScratchFile make(ImageVariant v) {
         ScratchFile f = ScratchFile.make(work, v.name(), v.size(), v.args());
         assertEquals(Integer.parseInt(v.args().get(v.args().indexOf("-b") + 1)), f.blockSize, "block size of " + v);
         return f;
@@ -117,7 +112,7 @@ class ExtentWriteTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("variants")
-    void fragmentedFileGrowsDeepThenTruncatePunchAndEmpty(Variant v) throws Exception {
+    void fragmentedFileGrowsDeepThenTruncatePunchAndEmpty(ImageVariant v) throws Exception {
         try (ScratchFile f = make(v)) {
             int bs = f.blockSize;
             ByteBuffer empty = ByteBuffer.allocate(60);
@@ -184,7 +179,7 @@ class ExtentWriteTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("smallBlockVariants")
-    void randomOrderInsertsMergeAndMatchTheModel(Variant v) throws Exception {
+    void randomOrderInsertsMergeAndMatchTheModel(ImageVariant v) throws Exception {
         try (ScratchFile f = make(v)) {
             ExtentTree t = f.tree(0);
             Random rnd = new Random(42);
@@ -303,7 +298,7 @@ class ExtentWriteTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("smallBlockVariants")
-    void markWrittenSplitsAndMergesBack(Variant v) throws Exception {
+    void markWrittenSplitsAndMergesBack(ImageVariant v) throws Exception {
         try (ScratchFile f = make(v)) {
             ExtentTree t = f.tree(0);
             Extent u = f.newExtent(0, 10, true, 0);
@@ -345,10 +340,10 @@ class ExtentWriteTest {
         }
     }
 
-    static Stream<Variant> tinyVariants() {
+    static Stream<ImageVariant> tinyVariants() {
         return Stream.of(
-                new Variant("4k-csum", "64M", List.of("-b", "4096")),
-                new Variant("1k-csum", "32M", List.of("-b", "1024")));
+                new ImageVariant("4k-csum", "64M", List.of("-b", "4096")),
+                new ImageVariant("1k-csum", "32M", List.of("-b", "1024")));
     }
 
     /**
@@ -358,7 +353,7 @@ class ExtentWriteTest {
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("tinyVariants")
-    void tinyNodesSplitGrowAndShrink(Variant v) throws Exception {
+    void tinyNodesSplitGrowAndShrink(ImageVariant v) throws Exception {
         try (ScratchFile f = make(v)) {
             // e2fsck refuses trees deeper than 4 levels with 4k blocks (5 with 1k blocks)
             int limit = f.blockSize == 1024 ? 3 : 4;
@@ -524,7 +519,7 @@ class ExtentWriteTest {
     /** New tree blocks carry the eh_max libext2fs (and the kernel) give a block node. */
     @ParameterizedTest(name = "{0}")
     @MethodSource("variants")
-    void newBlocksHaveTheCapacityLibext2fsUses(Variant v) throws Exception {
+    void newBlocksHaveTheCapacityLibext2fsUses(ImageVariant v) throws Exception {
         Path src = work.resolve("sparse-" + v.name());
         try (var out = Files.newByteChannel(src, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE)) {
             int bs = v.args().contains("1024") ? 1024 : v.args().contains("65536") ? 65536 : 4096;
@@ -574,7 +569,7 @@ class ExtentWriteTest {
     /** A tree libext2fs built (debugfs write of a sparse file) is changed like one of ours. */
     @ParameterizedTest(name = "{0}")
     @MethodSource("smallBlockVariants")
-    void changesATreeLibext2fsBuilt(Variant v) throws Exception {
+    void changesATreeLibext2fsBuilt(ImageVariant v) throws Exception {
         int bs = v.args().contains("1024") ? 1024 : 4096;
         int chunks = bs == 1024 ? 400 : 1500;
         Path src = work.resolve("src-" + v.name());

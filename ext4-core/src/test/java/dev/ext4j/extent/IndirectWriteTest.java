@@ -1,5 +1,6 @@
 package dev.ext4j.extent;
 
+import dev.ext4j.testutil.ImageVariant;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -32,20 +33,14 @@ class IndirectWriteTest {
     @TempDir
     Path work;
 
-    record Variant(String name, String size, List<String> args) {
-        @Override
-        public String toString() {
-            return name;
-        }
-    }
 
-    static Stream<Variant> variants() {
+    static Stream<ImageVariant> variants() {
         return Stream.of(
-                new Variant("ext3-1k", "32M", List.of("-t", "ext3", "-b", "1024")),
-                new Variant("ext3-4k", "64M", List.of("-t", "ext3", "-b", "4096")));
+                new ImageVariant("ext3-1k", "32M", List.of("-t", "ext3", "-b", "1024")),
+                new ImageVariant("ext3-4k", "64M", List.of("-t", "ext3", "-b", "4096")));
     }
 
-    private ScratchFile make(Variant v) {
+    private ScratchFile make(ImageVariant v) {
         ScratchFile f = ScratchFile.make(work, v.name(), v.size(), v.args());
         assertEquals(Integer.parseInt(v.args().get(v.args().indexOf("-b") + 1)), f.blockSize, "block size of " + v);
         return f;
@@ -115,7 +110,7 @@ class IndirectWriteTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("variants")
-    void mapsEveryLevelThenTruncatesAndPunches(Variant v) throws Exception {
+    void mapsEveryLevelThenTruncatesAndPunches(ImageVariant v) throws Exception {
         try (ScratchFile f = make(v)) {
             IndirectMap m = f.indirect();
             long p = f.blockSize / 4;
@@ -182,7 +177,7 @@ class IndirectWriteTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("variants")
-    void contiguousRunsReadBackAndFreeInRuns(Variant v) throws Exception {
+    void contiguousRunsReadBackAndFreeInRuns(ImageVariant v) throws Exception {
         try (ScratchFile f = make(v)) {
             IndirectMap m = f.indirect();
             long p = f.blockSize / 4;
