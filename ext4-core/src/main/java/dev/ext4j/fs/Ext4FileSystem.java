@@ -326,8 +326,8 @@ public final class Ext4FileSystem implements Closeable {
 
     /**
      * Changes attributes (ext4_setattr()): each argument may be null to leave it alone. The
-     * caller (the kernel, with default_permissions) has checked who may change what; the setuid
-     * and setgid bits are cleared on a chown of a non-directory, as the VFS does.
+     * caller (the kernel, with default_permissions) has checked who may change what; a chown of a
+     * non-directory clears setuid, and setgid when group execute is set, as the VFS does.
      */
     public FileAttributes setAttributes(long ino, Integer mode, Long uid, Long gid, Time atime, Time mtime) throws Ext4Exception {
         requireWritable();
@@ -345,7 +345,10 @@ public final class Ext4FileSystem implements Closeable {
                     i.setGid(gid);
                 }
                 if (!i.isDirectory() && mode == null) {
-                    i.setMode(i.mode() & ~06000);
+                    // setuid always goes; setgid only with group execute (without it, it marks
+                    // mandatory locking and stays), as should_remove_suid() decides
+                    int kill = 04000 | ((i.mode() & 00010) != 0 ? 02000 : 0);
+                    i.setMode(i.mode() & ~kill);
                 }
             }
             if (atime != null) {
