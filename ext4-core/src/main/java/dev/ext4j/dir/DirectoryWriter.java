@@ -152,12 +152,7 @@ public final class DirectoryWriter {
                 return;
             }
             ByteBuffer b = dir.block(lblk, pblk);
-            int off = findDest(b, lblk, reclen, name);
-            if (off >= 0) {
-                ByteBuffer c = copyOf(b);
-                insertDentry(c, off, name, ino, fileType);
-                sealLeaf(c, lblk);
-                update(pblk, c);
+            if (insertIfRoom(b, lblk, pblk, reclen, name, ino, fileType)) {
                 return;
             }
             if (blocks == 1 && !dxFallback && fmt.dirIndex()) {
@@ -270,12 +265,7 @@ public final class DirectoryWriter {
                 throw Ext4Exception.corrupted(dir.where(leaf) + ": directory hole found for htree leaf block");
             }
             ByteBuffer lb = dir.block(leaf, leafPblk);
-            int off = findDest(lb, leaf, reclen, name);
-            if (off >= 0) {
-                ByteBuffer c = copyOf(lb);
-                insertDentry(c, off, name, ino, fileType);
-                sealLeaf(c, leaf);
-                update(leafPblk, c);
+            if (insertIfRoom(lb, leaf, leafPblk, reclen, name, ino, fileType)) {
                 return;
             }
             if (frame.node.count() == frame.node.limit()) {
@@ -691,6 +681,20 @@ public final class DirectoryWriter {
      * whole rec_len, or a live one's slack past its minimal size), or -1; EEXIST on the way if the
      * name is there.
      */
+    /** add_dirent_to_buf(): puts the entry into leaf {@code b} if it has room; false otherwise. */
+    private boolean insertIfRoom(ByteBuffer b, long lblk, long pblk, int reclen, byte[] name, long ino, int fileType)
+            throws Ext4Exception {
+        int off = findDest(b, lblk, reclen, name);
+        if (off < 0) {
+            return false;
+        }
+        ByteBuffer c = copyOf(b);
+        insertDentry(c, off, name, ino, fileType);
+        sealLeaf(c, lblk);
+        update(pblk, c);
+        return true;
+    }
+
     private int findDest(ByteBuffer b, long lblk, int reclen, byte[] name) throws Ext4Exception {
         int end = bs - csumSize;
         boolean ft = fmt.fileType();

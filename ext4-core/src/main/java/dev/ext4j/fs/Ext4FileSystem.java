@@ -476,23 +476,17 @@ public final class Ext4FileSystem implements Closeable {
                 if (!layout.block().isEmpty()) {
                     boolean shared = oldBlock != 0 && dev.ext4j.format.XattrEntry.refcount(cache.get(oldBlock)) > 1;
                     newBlock = oldBlock != 0 && !shared ? oldBlock : allocator.allocateBlocks(allocator.goalForInode(ino, false), 1).start();
-                    BlockCache.Mutator fill = b -> {
-                        XattrWriter.writeBlock(b, layout.block(), blockSize);
-                        if (metadataCsum) {
-                            b.putInt(dev.ext4j.format.XattrEntry.H_CHECKSUM, 0);
-                        }
-                    };
                     long nb = newBlock;
-                    BlockCache.Mutator stamp = b -> {
-                        fill.apply(b);
+                    BlockCache.Mutator fill = b -> {
+                        XattrWriter.writeBlock(b, layout.block(), blockSize); // leaves h_checksum zero
                         if (metadataCsum) {
                             b.putInt(dev.ext4j.format.XattrEntry.H_CHECKSUM, dev.ext4j.format.XattrEntry.computeBlockChecksum(b, csumSeed, nb, blockSize));
                         }
                     };
                     if (newBlock == oldBlock) {
-                        cache.update(newBlock, stamp);
+                        cache.update(newBlock, fill);
                     } else {
-                        cache.create(newBlock, stamp);
+                        cache.create(newBlock, fill);
                     }
                 }
                 if (oldBlock != 0 && oldBlock != newBlock) {
@@ -614,11 +608,6 @@ public final class Ext4FileSystem implements Closeable {
     BlockAccount account(long ino, Inode inode) {
         boolean regular = inode.isRegular();
         return new BlockAccount(allocator, allocator.goalForInode(ino, regular), !inode.hasFlag(Inode.EXTENTS_FL));
-    }
-
-    private long notYet(String op) throws Ext4Exception {
-        requireWritable();
-        throw new Ext4Exception(Errno.EOPNOTSUPP, op + " is not implemented yet");
     }
 
     /** An inode reached through a directory entry: must be in use and not a reserved one. */
