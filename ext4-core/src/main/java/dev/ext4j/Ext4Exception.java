@@ -8,13 +8,17 @@ package dev.ext4j;
 public final class Ext4Exception extends Exception {
     private final Errno errno;
 
+    /**
+     * No stack trace is captured: ENOENT and ENODATA are answers on hot paths (every negative
+     * lookup, the kernel's security.capability probe before each write), and the message already
+     * names the object. A cause keeps its own trace.
+     */
     public Ext4Exception(Errno errno, String message) {
-        super(message);
-        this.errno = errno;
+        this(errno, message, null);
     }
 
     public Ext4Exception(Errno errno, String message, Throwable cause) {
-        super(message, cause);
+        super(message, cause, false, false);
         this.errno = errno;
     }
 

@@ -18,7 +18,7 @@ public final class DirEntryCheck {
      *
      * @param where names the directory and block for the message
      */
-    public static int check(ByteBuffer b, int off, int end, DirFormat fmt, String where) throws Ext4Exception {
+    public static int check(ByteBuffer b, int off, int end, DirFormat fmt, Object where) throws Ext4Exception {
         int left = end - off;
         if (left < DirEntry.HEADER_SIZE) {
             throw Ext4Exception.corrupted(where + ": dirent at " + off + " does not fit: " + left

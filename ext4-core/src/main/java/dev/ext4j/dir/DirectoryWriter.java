@@ -738,7 +738,7 @@ public final class DirectoryWriter {
     private static int checkDots(BlockDirectory dir, ByteBuffer b) throws Ext4Exception {
         DirFormat fmt = dir.fmt();
         int bs = fmt.blockSize();
-        String where = dir.where(0);
+        Object where = dir.where(0);
         int rl = DirEntryCheck.check(b, 0, bs, fmt, where);
         if (DirEntry.inode(b, 0) != dir.ino() || !DirEntry.nameEquals(b, 0, DirEntry.nameLen(b, 0, fmt.fileType()), new byte[] {'.'})) {
             throw Ext4Exception.corrupted(where + ": directory missing '.' (found inode " + DirEntry.inode(b, 0) + ")");

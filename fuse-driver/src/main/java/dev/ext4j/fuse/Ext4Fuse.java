@@ -56,7 +56,18 @@ public final class Ext4Fuse extends FuseStubFS {
     }
 
     /** Runs a callback: errno translation and the catch-all live here and nowhere else. */
+    static final java.util.concurrent.ConcurrentHashMap<String, java.util.concurrent.atomic.LongAdder[]> STATS = new java.util.concurrent.ConcurrentHashMap<>();
+    static { java.lang.Runtime.getRuntime().addShutdownHook(new Thread(() -> STATS.forEach((k, v) -> System.err.println("STAT " + k + " n=" + v[0].sum() + " avgus=" + v[1].sum() / 1000.0 / Math.max(1, v[0].sum()))))); }
     int guard(String op, String path, Op body) {
+        long t0 = System.nanoTime();
+        try {
+            return guard0(op, path, body);
+        } finally {
+            var a = STATS.computeIfAbsent(op, k -> new java.util.concurrent.atomic.LongAdder[] {new java.util.concurrent.atomic.LongAdder(), new java.util.concurrent.atomic.LongAdder()});
+            a[0].increment(); a[1].add(System.nanoTime() - t0);
+        }
+    }
+    int guard0(String op, String path, Op body) {
         try {
             return body.run();
         } catch (Ext4Exception e) {
@@ -482,10 +493,9 @@ public final class Ext4Fuse extends FuseStubFS {
         });
     }
 
-    @Override
-    public int flush(String path, FuseFileInfo fi) {
-        return 0;
-    }
+    // No flush(): nothing is buffered per open file, and the ENOSYS libfuse answers for it makes
+    // the kernel stop sending FLUSH, which saves a round trip on every close(), as with ext4's
+    // missing ->flush. Write errors are reported by fsync().
 
     @Override
     public int fsync(String path, int isdatasync, FuseFileInfo fi) {
