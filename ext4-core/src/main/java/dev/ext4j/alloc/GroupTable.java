@@ -82,8 +82,8 @@ public final class GroupTable {
     }
 
     /**
-     * Changes descriptor {@code group} under its lock, restamps its checksum and writes it to the
-     * primary table. Callers that also change the group's bitmaps hold {@link #lock(long)} around
+     * Changes descriptor {@code group} under its lock, restamps its checksum and puts it in the
+     * primary table's block in the cache. Callers that also change the group's bitmaps hold {@link #lock(long)} around
      * both.
      */
     public void update(long group, BlockCache cache, DescriptorMutator m) throws Ext4Exception {
@@ -97,8 +97,8 @@ public final class GroupTable {
             int off = (int) (group * descSize);
             int bs = sb.blockSize();
             long block = descriptorBlock(sb, off / bs);
-            cache.writeRaw(block * bs + off % bs, table.duplicate().position(off).limit(off + descSize).slice());
-            cache.forget(block);
+            ByteBuffer desc = table.duplicate().position(off).limit(off + descSize);
+            cache.update(block, b -> b.position(off % bs).put(desc));
         }
     }
 

@@ -25,7 +25,12 @@ import java.util.List;
  * 0x104 s_first_meta_bg       0x150 s_blocks_count_hi     0x154 s_r_blocks_count_hi
  * 0x158 s_free_blocks_count_hi 0x15C s_min_extra_isize    0x15E s_want_extra_isize
  * 0x160 s_flags               0x174 s_log_groups_per_flex 0x175 s_checksum_type
- * 0x194 s_error_count         0x24C s_backup_bgs[2]       0x270 s_checksum_seed
+ * 0x194 s_error_count         0x198 s_first_error_time    0x19C s_first_error_ino
+ * 0x1A0 s_first_error_block (64) 0x1A8 s_first_error_func[32] 0x1C8 s_first_error_line
+ * 0x1CC s_last_error_time     0x1D0 s_last_error_ino      0x1D4 s_last_error_line
+ * 0x1D8 s_last_error_block (64) 0x1E0 s_last_error_func[32]
+ * 0x24C s_backup_bgs[2]       0x270 s_checksum_seed
+ * 0x278 s_first_error_time_hi 0x279 s_last_error_time_hi  0x27A s_first_error_errcode 0x27B s_last_error_errcode
  * 0x280 s_orphan_file_inum
  * 0x3FC s_checksum
  * </pre>
@@ -75,6 +80,19 @@ public final class Superblock {
     static final int S_LOG_GROUPS_PER_FLEX = 0x174;
     static final int S_CHECKSUM_TYPE = 0x175;
     static final int S_ERROR_COUNT = 0x194;
+    static final int S_FIRST_ERROR_TIME = 0x198;
+    static final int S_FIRST_ERROR_INO = 0x19C;
+    static final int S_FIRST_ERROR_BLOCK = 0x1A0;
+    static final int S_FIRST_ERROR_FUNC = 0x1A8;
+    static final int S_LAST_ERROR_TIME = 0x1CC;
+    static final int S_LAST_ERROR_INO = 0x1D0;
+    static final int S_LAST_ERROR_BLOCK = 0x1D8;
+    static final int S_LAST_ERROR_FUNC = 0x1E0;
+    static final int ERROR_FUNC_SIZE = 32;
+    static final int S_FIRST_ERROR_TIME_HI = 0x278;
+    static final int S_LAST_ERROR_TIME_HI = 0x279;
+    static final int S_FIRST_ERROR_ERRCODE = 0x27A;
+    static final int S_LAST_ERROR_ERRCODE = 0x27B;
     static final int S_BACKUP_BGS = 0x24C;
     static final int S_CHECKSUM_SEED = 0x270;
     static final int S_ORPHAN_FILE_INUM = 0x280;
@@ -170,6 +188,39 @@ public final class Superblock {
     public void setLastOrphan(long v) { buf.putInt(S_LAST_ORPHAN, (int) v); }
     public void setFeatureRoCompat(int v) { buf.putInt(S_FEATURE_RO_COMPAT, v); }
     public void setFeatureIncompat(int v) { buf.putInt(S_FEATURE_INCOMPAT, v); }
+
+    /**
+     * Records a detected error as the kernel's save_error_info(): one more in s_error_count, the
+     * last-error fields, and the first-error fields when this is the first.
+     *
+     * @param errcode an EXT4_ERR_* code (2 EIO, 4 EFSBADCRC, 5 EFSCORRUPTED)
+     * @param func    where it was found (at most 32 bytes are kept)
+     */
+    public void recordError(long time, long ino, long block, String func, int errcode) {
+        boolean first = errorCount() == 0;
+        buf.putInt(S_ERROR_COUNT, (int) (errorCount() + 1));
+        putError(S_LAST_ERROR_TIME, S_LAST_ERROR_TIME_HI, S_LAST_ERROR_INO, S_LAST_ERROR_BLOCK, S_LAST_ERROR_FUNC,
+                S_LAST_ERROR_ERRCODE, time, ino, block, func, errcode);
+        if (first || u32(S_FIRST_ERROR_TIME) == 0) {
+            putError(S_FIRST_ERROR_TIME, S_FIRST_ERROR_TIME_HI, S_FIRST_ERROR_INO, S_FIRST_ERROR_BLOCK, S_FIRST_ERROR_FUNC,
+                    S_FIRST_ERROR_ERRCODE, time, ino, block, func, errcode);
+        }
+    }
+
+    private void putError(int timeOff, int timeHiOff, int inoOff, int blockOff, int funcOff, int codeOff,
+                          long time, long ino, long block, String func, int errcode) {
+        buf.putInt(timeOff, (int) time);
+        buf.put(timeHiOff, (byte) (time >>> 32));
+        buf.putInt(inoOff, (int) ino);
+        buf.putLong(blockOff, block);
+        byte[] name = func.getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        for (int i = 0; i < ERROR_FUNC_SIZE; i++) {
+            buf.put(funcOff + i, i < name.length ? name[i] : 0);
+        }
+        buf.put(codeOff, (byte) errcode);
+    }
+
+    public long lastErrorTime() { return u32(S_LAST_ERROR_TIME) | (long) (buf.get(S_LAST_ERROR_TIME_HI) & 0xFF) << 32; }
 
     /** Stores the checksum over the current bytes (with metadata_csum). */
     public void updateChecksum() {

@@ -69,6 +69,16 @@ public final class Ext4FileSystem implements Closeable {
     private final FileWrite fileWrite;
     /** The block and inode allocator; null on a read-only mount. */
     private final dev.ext4j.alloc.Allocator allocator;
+    private final Orphans orphans;
+    private final ErrorPolicy errorPolicy;
+    /** Set when errors=remount-ro took effect: every change is refused from then on. */
+    private volatile String errorReadOnly;
+    /** Called after errors=panic recorded an error; the mount's owner stops serving. */
+    private volatile Runnable panicHandler = () -> { };
+    /** Writes dirty metadata home every flush interval (the role of the kernel's flusher threads). */
+    private final java.util.concurrent.ScheduledExecutorService flusher;
+    /** The first failure of a background flush, reported by the next sync. */
+    private final java.util.concurrent.atomic.AtomicReference<Ext4Exception> flushError = new java.util.concurrent.atomic.AtomicReference<>();
 
     private Ext4FileSystem(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups,
                            boolean readOnly, List<String> messages, MountOptions options) throws Ext4Exception {
@@ -88,6 +98,26 @@ public final class Ext4FileSystem implements Closeable {
         this.allocator = readOnly ? null : new dev.ext4j.alloc.Allocator(sb, groups, cache);
         this.namei = new Namei(this);
         this.fileWrite = new FileWrite(this);
+        this.orphans = new Orphans(this);
+        this.errorPolicy = options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors());
+        this.flusher = readOnly ? null : startFlusher(options.flushIntervalMillis());
+    }
+
+    private java.util.concurrent.ScheduledExecutorService startFlusher(long intervalMillis) {
+        var ex = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "ext4j-flush");
+            t.setDaemon(true);
+            return t;
+        });
+        ex.scheduleWithFixedDelay(() -> {
+            try {
+                cache.flush();
+            } catch (Ext4Exception e) {
+                flushError.compareAndSet(null, e);
+                LOG.log(Level.ERROR, "writing changed metadata home failed (kept dirty, retried): {0}", e.toString());
+            }
+        }, intervalMillis, intervalMillis, java.util.concurrent.TimeUnit.MILLISECONDS);
+        return ex;
     }
 
     /** Opens the image file and mounts it. */
@@ -166,6 +196,11 @@ public final class Ext4FileSystem implements Closeable {
         }
         if (!readOnly) {
             fs.markMounted();
+            if (sb.lastOrphan() != 0) {
+                fs.orphans.cleanup();
+            }
+        } else if (sb.lastOrphan() != 0) {
+            LOG.log(Level.WARNING, "the orphan list (from inode " + sb.lastOrphan() + ") is left for a read-write mount to finish");
         }
         return fs;
     }
@@ -292,6 +327,16 @@ public final class Ext4FileSystem implements Closeable {
      */
     InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception {
         requireWritable();
+        return orphans.stampAndWrite(ino, changed, this::installInode);
+    }
+
+    /** Writes an inode copy; see {@link Orphans#stampAndWrite}. */
+    @FunctionalInterface
+    interface InodeWriter {
+        InodeInfo write(long ino, Inode changed) throws Ext4Exception;
+    }
+
+    private InodeInfo installInode(long ino, Inode changed) throws Ext4Exception {
         int seed = 0;
         if (metadataCsum) {
             changed.setChecksum(changed.computeChecksum(csumSeed, ino));
@@ -312,6 +357,58 @@ public final class Ext4FileSystem implements Closeable {
         if (readOnly) {
             throw new Ext4Exception(Errno.EROFS, "the filesystem is mounted read-only");
         }
+        String why = errorReadOnly;
+        if (why != null) {
+            throw new Ext4Exception(Errno.EROFS, "read-only since an error (errors=remount-ro): " + why);
+        }
+    }
+
+    /**
+     * ext4_handle_error() for corruption found while serving {@code op}: the error is counted in the
+     * superblock with the state marked not clean, then errors= decides (continue, refuse changes
+     * from now on, or stop serving). Read-only mounts only log it.
+     */
+    public void recordError(String op, Ext4Exception e) {
+        if (readOnly) {
+            return;
+        }
+        int code = switch (e.errno()) {
+            case EBADMSG -> 4;
+            case EUCLEAN -> 5;
+            default -> 2;
+        };
+        try {
+            synchronized (sb) {
+                sb.recordError(Time.now().seconds(), 0, 0, op, code);
+                sb.setState(sb.state() | Superblock.STATE_ERROR);
+                mountState |= Superblock.STATE_ERROR;
+                writeSuperblock();
+            }
+        } catch (Ext4Exception f) {
+            LOG.log(Level.ERROR, "recording the error in the superblock failed: {0}", f.toString());
+        }
+        switch (errorPolicy) {
+            case CONTINUE -> { }
+            case REMOUNT_RO -> {
+                if (errorReadOnly == null) {
+                    errorReadOnly = op + ": " + e.getMessage();
+                    LOG.log(Level.ERROR, "errors=remount-ro: refusing all changes from now on");
+                }
+            }
+            case PANIC -> {
+                LOG.log(Level.ERROR, "errors=panic: stopping after " + op + ": " + e.getMessage());
+                panicHandler.run();
+            }
+        }
+    }
+
+    /** What errors=panic runs once the error is recorded (the FUSE side unmounts and exits). */
+    public void onPanic(Runnable handler) {
+        this.panicHandler = handler;
+    }
+
+    public ErrorPolicy errorPolicy() {
+        return errorPolicy;
     }
 
     // ---- attributes ----
@@ -505,6 +602,11 @@ public final class Ext4FileSystem implements Closeable {
         }
     }
 
+    /** Whether a file handle has {@code ino} open. */
+    public boolean isOpen(long ino) {
+        return openCounts.containsKey(ino);
+    }
+
     /** An open file handle was created for {@code ino}. */
     public void open(long ino) {
         openCounts.merge(ino, 1, Integer::sum);
@@ -522,7 +624,8 @@ public final class Ext4FileSystem implements Closeable {
     private void evictIfUnlinked(long ino) throws Ext4Exception {
         try (InodeLocks.Held h = locks.lockAll(ino)) {
             InodeInfo info = inode(ino);
-            if (info.inode().linksCount() == 0 && info.inode().mode() != 0 && info.inode().dtime() == 0) {
+            Inode in = info.inode();
+            if (in.linksCount() == 0 && in.mode() != 0 && (in.dtime() == 0 || orphans.contains(ino))) {
                 freeInode(ino, info.inode().copy());
             }
         }
@@ -535,6 +638,7 @@ public final class Ext4FileSystem implements Closeable {
     void freeInode(long ino, Inode copy) throws Ext4Exception {
         copy.setLinksCount(0);
         if (openCounts.containsKey(ino)) {
+            orphans.add(ino); // a crash before the last release leaves it for the next mount
             writeInode(ino, copy); // freed on the last release
             return;
         }
@@ -546,10 +650,27 @@ public final class Ext4FileSystem implements Closeable {
             copy.setFileAcl(0);
             copy.setBlocks512(0, blockSize);
         }
+        orphans.remove(ino);
         copy.setDtime(Time.now().seconds());
         copy.setSize(0);
         writeInode(ino, copy);
         allocator.freeInode(ino, dir);
+    }
+
+    Orphans orphans() {
+        return orphans;
+    }
+
+    /** Finishes what a crash interrupted for one orphan: a delete, or a truncate. */
+    void finishOrphan(long ino) throws Ext4Exception {
+        try (InodeLocks.Held h = locks.lockAll(ino)) {
+            Inode copy = inode(ino).inode().copy();
+            if (copy.linksCount() == 0) {
+                freeInode(ino, copy);
+            } else {
+                fileWrite.finishTruncate(ino);
+            }
+        }
     }
 
     /** Drops one reference to a shared xattr block, freeing it with the last. */
@@ -1002,6 +1123,10 @@ public final class Ext4FileSystem implements Closeable {
     public void sync() throws Ext4Exception {
         if (!readOnly) {
             cache.sync();
+            Ext4Exception earlier = flushError.getAndSet(null);
+            if (earlier != null) {
+                throw new Ext4Exception(Errno.EIO, "an earlier background write failed: " + earlier.getMessage(), earlier);
+            }
         }
     }
 
@@ -1010,12 +1135,17 @@ public final class Ext4FileSystem implements Closeable {
     public void close() throws IOException {
         try {
             if (!readOnly) {
+                stopFlusher();
                 // files still open at unmount are closed now: an unlinked one is freed, as its
-                // last release would have freed it (nothing is left for an orphan list to find)
+                // last release would have freed it. After errors=remount-ro nothing more is
+                // changed; the orphan list keeps them for the next mount.
                 for (Long ino : List.copyOf(openCounts.keySet())) {
                     openCounts.remove(ino);
-                    evictIfUnlinked(ino);
+                    if (errorReadOnly == null) {
+                        evictIfUnlinked(ino);
+                    }
                 }
+                cache.flush(); // everything home before the superblock says clean
                 synchronized (sb) {
                     StatFs s = statfs();
                     sb.setFreeBlocksCount(s.freeBlocks());
@@ -1029,6 +1159,18 @@ public final class Ext4FileSystem implements Closeable {
             throw new IOException("unmount of a read-write filesystem failed: " + e.getMessage(), e);
         } finally {
             device.close();
+        }
+    }
+
+    /** Lets a running flush finish: interrupting it would close the image's channel. */
+    private void stopFlusher() {
+        flusher.shutdown();
+        try {
+            if (!flusher.awaitTermination(60, java.util.concurrent.TimeUnit.SECONDS)) {
+                LOG.log(Level.WARNING, "the flusher did not stop within 60 s");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 

@@ -197,8 +197,14 @@ final class FileWrite {
                 throw new Ext4Exception(Errno.EFBIG, "size " + size + " is past the largest file size " + maxSize(map));
             }
             long old = copy.size();
+            boolean orphan = size < old;
             try {
-                if (size < old) {
+                if (orphan) {
+                    // as ext4_setattr(): on the orphan list with the new size before blocks go,
+                    // so a crash part way is finished by the next mount
+                    fs.orphans().add(ino);
+                    copy.setSize(size);
+                    fs.writeInode(ino, copy.copy());
                     map.removeRange((size + bs - 1) / bs, map.maxBlocks());
                     zeroTail(map, size);
                 } else if (size > old) {
@@ -210,9 +216,30 @@ final class FileWrite {
                 copy.setMtime(now.seconds(), now.nanos());
                 copy.setCtime(now.seconds(), now.nanos());
                 addBlocks(copy, acct);
+                if (orphan) {
+                    fs.orphans().remove(ino);
+                }
                 fs.writeInode(ino, copy);
             }
         }
+    }
+
+    /**
+     * Finishes a truncate that a crash interrupted (an orphan that still has links): the blocks
+     * past i_size go and the inode leaves the orphan list. The caller holds the inode's lock.
+     */
+    void finishTruncate(long ino) throws Ext4Exception {
+        InodeInfo info = fs.inode(ino);
+        Inode copy = info.inode().copy();
+        if (info.map() != null && copy.isRegular() && !copy.hasFlag(Inode.INLINE_DATA_FL)) {
+            BlockAccount acct = fs.account(ino, copy);
+            FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+            map.removeRange((copy.size() + bs - 1) / bs, map.maxBlocks());
+            addBlocks(copy, acct);
+        }
+        fs.orphans().remove(ino);
+        copy.setDtime(0);
+        fs.writeInode(ino, copy);
     }
 
     /** Frees every block of an inode that is being deleted; returns the changed copy. */

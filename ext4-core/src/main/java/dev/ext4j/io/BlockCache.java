@@ -6,23 +6,35 @@ import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * A bounded cache of metadata blocks (the buffer-head cache): inode table, directory, extent,
- * xattr and descriptor blocks, in a {@link Lru}. File data does not pass through here.
+ * xattr, bitmap and descriptor blocks. File data does not pass through here.
  *
  * <p>Blocks are handed out as read-only little-endian views. Changes go through {@link #update},
- * which mutates a copy under a per-block lock, writes it through to the image and then swaps it in,
- * so a reader always sees a whole old or a whole new block and two updaters of one block (two
- * inodes in one inode table block) never lose each other's change.
+ * which mutates a copy under a per-block lock and then swaps it in, so a reader always sees a
+ * whole old or a whole new block and two updaters of one block (two inodes in one inode table
+ * block) never lose each other's change.
+ *
+ * <p>A changed block is dirty: it stays in memory, pinned, until {@link #flush} writes it home
+ * (the flusher's timer, sync, unmount, or too many dirty blocks), in block order. File data is
+ * written before the metadata that points at it, so a crash never exposes stale blocks. Clean
+ * blocks live in an {@link Lru}.
  */
 public final class BlockCache {
     private final BlockDevice device;
     private final int blockSize;
     private final long blockCount;
     private final Lru<Long, byte[]> blocks;
+    private final ConcurrentHashMap<Long, byte[]> dirty = new ConcurrentHashMap<>();
+    private final long maxDirty;
     private final ReentrantLock[] updateLocks = new ReentrantLock[256];
+    /** One flush at a time; a writer over the dirty limit waits for it. */
+    private final ReentrantLock flushLock = new ReentrantLock();
 
     /** Changes a block's bytes in place; the buffer is little-endian, position 0. */
     @FunctionalInterface
@@ -35,10 +47,16 @@ public final class BlockCache {
      * @param blockCount blocks in the filesystem; a block at or past it is refused as corrupt
      */
     public BlockCache(BlockDevice device, int blockSize, long blockCount, long maxBytes) {
+        this(device, blockSize, blockCount, maxBytes, Math.max(64, maxBytes / blockSize / 2));
+    }
+
+    /** @param maxDirty changed blocks kept before the writer that adds one flushes them (0: write through) */
+    public BlockCache(BlockDevice device, int blockSize, long blockCount, long maxBytes, long maxDirty) {
         this.device = device;
         this.blockSize = blockSize;
         this.blockCount = blockCount;
         this.blocks = new Lru<>(maxBytes / blockSize);
+        this.maxDirty = maxDirty;
         for (int i = 0; i < updateLocks.length; i++) {
             updateLocks[i] = new ReentrantLock();
         }
@@ -55,7 +73,11 @@ public final class BlockCache {
 
     private byte[] load(long block) throws Ext4Exception {
         checkRange(block);
-        byte[] data = blocks.get(block);
+        byte[] data = dirty.get(block);
+        if (data != null) {
+            return data;
+        }
+        data = blocks.get(block);
         if (data == null) {
             data = new byte[blockSize];
             readFromDevice(block, ByteBuffer.wrap(data));
@@ -71,7 +93,7 @@ public final class BlockCache {
         }
     }
 
-    /** Applies {@code m} to a copy of the block, writes the copy to the image and caches it. */
+    /** Applies {@code m} to a copy of the block and keeps the copy as the block's dirty contents. */
     public void update(long block, Mutator m) throws Ext4Exception {
         change(block, false, m);
     }
@@ -83,21 +105,84 @@ public final class BlockCache {
 
     private void change(long block, boolean fresh, Mutator m) throws Ext4Exception {
         checkRange(block);
-        ReentrantLock lock = updateLocks[(int) (block & (updateLocks.length - 1))];
+        ReentrantLock lock = lockOf(block);
         lock.lock();
         try {
             byte[] copy = fresh ? new byte[blockSize] : load(block).clone();
             m.apply(ByteBuffer.wrap(copy).order(ByteOrder.LITTLE_ENDIAN));
-            writeToDevice(block * blockSize, ByteBuffer.wrap(copy));
-            blocks.put(block, copy);
+            if (device.isReadOnly()) {
+                throw new Ext4Exception(Errno.EROFS, "block " + block + ": the image is open read-only");
+            }
+            dirty.put(block, copy);
+            blocks.remove(block);
+        } finally {
+            lock.unlock();
+        }
+        if (dirty.size() > maxDirty) {
+            flush();
+        }
+    }
+
+    private ReentrantLock lockOf(long block) {
+        return updateLocks[(int) (block & (updateLocks.length - 1))];
+    }
+
+    /**
+     * Drops a block from the cache, dirty or not: it was freed, and may be reused as file data
+     * that a later flush must not overwrite.
+     */
+    public void forget(long block) {
+        ReentrantLock lock = lockOf(block);
+        lock.lock();
+        try {
+            dirty.remove(block);
+            blocks.remove(block);
         } finally {
             lock.unlock();
         }
     }
 
-    /** Drops a block from the cache (it was freed; its next use starts fresh). */
-    public void forget(long block) {
-        blocks.remove(block);
+    /** How many changed blocks wait to be written. */
+    public int dirtyBlocks() {
+        return dirty.size();
+    }
+
+    /**
+     * Writes every dirty block home in block order. A block that fails to write stays dirty and the
+     * first failure is thrown after the others were tried; a block changed again while this runs is
+     * written by the next flush.
+     */
+    public void flush() throws Ext4Exception {
+        flushLock.lock();
+        try {
+            List<Long> order = new ArrayList<>(dirty.keySet());
+            order.sort(null);
+            Ext4Exception failure = null;
+            for (long block : order) {
+                ReentrantLock lock = lockOf(block);
+                lock.lock();
+                try {
+                    byte[] data = dirty.get(block);
+                    if (data == null) {
+                        continue; // forgotten meanwhile
+                    }
+                    writeToDevice(block * blockSize, ByteBuffer.wrap(data));
+                    dirty.remove(block);
+                    blocks.put(block, data);
+                } catch (Ext4Exception e) {
+                    if (failure == null) {
+                        failure = e;
+                    }
+                } finally {
+                    lock.unlock();
+                }
+            }
+            if (failure != null) {
+                throw failure;
+            }
+        } finally {
+            flushLock.unlock();
+        }
     }
 
     /** Writes file data straight to the image, {@code offsetInBlock} bytes into {@code block}. */
@@ -115,8 +200,9 @@ public final class BlockCache {
         writeToDevice(offset, src);
     }
 
-    /** Makes every write so far durable. */
+    /** Writes the dirty blocks and makes every write so far durable. */
     public void sync() throws Ext4Exception {
+        flush();
         try {
             device.sync();
         } catch (IOException e) {

@@ -80,7 +80,7 @@ class AllocatorTest {
             sb = new Superblock(raw.flip());
             sb.validate();
             // small, so that bitmap blocks are evicted and read again during the longer tests
-            cache = new BlockCache(dev, sb.blockSize(), sb.blocksCount(), 64L * sb.blockSize());
+            cache = new BlockCache(dev, sb.blockSize(), sb.blocksCount(), 64L * sb.blockSize(), 0);
             groups = GroupTable.load(sb, cache, false, new ArrayList<>());
             alloc = new Allocator(sb, groups, cache);
         }

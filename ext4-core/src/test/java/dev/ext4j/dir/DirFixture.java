@@ -130,7 +130,7 @@ final class DirFixture implements DirectoryGrowth, AutoCloseable {
             int bs = sb.blockSize();
             boolean csum = sb.has(Feature.METADATA_CSUM);
             boolean ft = sb.has(Feature.FILETYPE);
-            BlockCache cache = new BlockCache(dev, bs, sb.blocksCount(), 64L << 20);
+            BlockCache cache = new BlockCache(dev, bs, sb.blocksCount(), 64L << 20, 0);
             long off = Images.inodeByteOffset(img, "<" + ino + ">", bs);
             byte[] iraw = new byte[sb.inodeSize()];
             cache.get(off / bs).get((int) (off % bs), iraw);
@@ -202,7 +202,7 @@ final class DirFixture implements DirectoryGrowth, AutoCloseable {
         boolean csum = sb.has(Feature.METADATA_CSUM);
         this.fmt = new DirFormat(bs, sb.has(Feature.FILETYPE), csum, sb.has(Feature.DIR_INDEX), sb.has(Feature.LARGEDIR),
                 sb.hashSeed(), (sb.flags() & Superblock.FLAG_UNSIGNED_HASH) != 0, sb.inodesCount());
-        this.cache = new BlockCache(dev, bs, sb.blocksCount(), 64L << 20);
+        this.cache = new BlockCache(dev, bs, sb.blocksCount(), 64L << 20, 0);
         this.dirIno = ino;
         this.targets = targets;
         this.inodeBlock = inodeByteOffset / bs;

@@ -134,7 +134,7 @@ final class ScratchFile implements AutoCloseable {
             }
         }
         this.dev = FileBlockDevice.open(img, false);
-        this.cache = new BlockCache(dev, blockSize, sb.blocksCount(), 4L << 20);
+        this.cache = new BlockCache(dev, blockSize, sb.blocksCount(), 4L << 20, 0);
     }
 
     static ScratchFile make(Path dir, String name, String size, List<String> mkfsArgs) {

@@ -215,7 +215,7 @@ class LayoutTest {
 
         List<String> warnings = new ArrayList<>();
         try (FileBlockDevice dev = FileBlockDevice.open(img, true)) {
-            BlockCache cache = new BlockCache(dev, bs, sb.blocksCount(), 1 << 20);
+            BlockCache cache = new BlockCache(dev, bs, sb.blocksCount(), 1 << 20, 0);
             GroupTable table = GroupTable.load(sb, cache, true, warnings);
             assertEquals(List.of(), warnings, "no checksum warnings on a clean image");
             assertEquals(groups, table.groupCount());

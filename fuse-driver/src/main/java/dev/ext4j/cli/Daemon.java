@@ -185,6 +185,12 @@ final class Daemon {
         return 0;
     }
 
+    /** Detaches the mount at once (fusermount -u -z), for a server that is about to stop. */
+    static void lazyUnmount(Path mountPoint) {
+        runQuietly(System.err, "fusermount", "-u", "-z", mountPoint.toString());
+        removePidFile(mountPoint);
+    }
+
     private static int runQuietly(PrintStream err, String... cmd) {
         try {
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();

@@ -87,7 +87,7 @@ public final class Main {
             err.println("ext4j: " + mnt + " is already a mount point");
             return 1;
         }
-        MountSpec resolved = new MountSpec(image, mnt, spec.foreground(), spec.readOnly(), spec.debug(), spec.fuseOptions(), spec.logFile());
+        MountSpec resolved = new MountSpec(image, mnt, spec.foreground(), spec.readOnly(), spec.debug(), spec.fuseOptions(), spec.logFile(), spec.errors());
         return spec.foreground() ? foreground(resolved, err) : Daemon.start(resolved, err, MOUNT_TIMEOUT_MS);
     }
 
@@ -96,7 +96,7 @@ public final class Main {
         configureLogging(spec.debug());
         Ext4FileSystem fs;
         try {
-            fs = Ext4FileSystem.open(spec.image(), MountOptions.defaults().withReadOnly(spec.readOnly()));
+            fs = Ext4FileSystem.open(spec.image(), MountOptions.defaults().withReadOnly(spec.readOnly()).withErrors(spec.errors()));
         } catch (Ext4Exception e) {
             err.println("ext4j: cannot mount " + spec.image() + ": " + e.getMessage() + " (" + e.errno() + ")");
             return 1;
@@ -131,6 +131,12 @@ public final class Main {
             err.println("ext4j: mount on " + spec.mountPoint() + " failed: " + e.getMessage());
             return 1;
         }
+        fs.onPanic(() -> {
+            // errors=panic: the error is on disk; stop serving at once, as the kernel would stop
+            err.println("ext4j: errors=panic: corruption found on " + spec.image() + "; unmounting");
+            Daemon.lazyUnmount(spec.mountPoint());
+            Runtime.getRuntime().halt(2);
+        });
         Daemon.writePidFile(spec.mountPoint());
         try {
             loop.serve(WORKER_THREADS);

@@ -1,5 +1,6 @@
 package dev.ext4j.cli;
 
+import dev.ext4j.fs.ErrorPolicy;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -11,7 +12,7 @@ import java.util.Set;
  * that mean nothing to a FUSE mount are dropped; anything else is an error.
  */
 record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOnly, boolean debug,
-                 List<String> fuseOptions, Path logFile) {
+                 List<String> fuseOptions, Path logFile, ErrorPolicy errors) {
 
     /** FUSE options passed through to libfuse. */
     private static final Set<String> FUSE_FLAGS = Set.of("allow_other", "allow_root", "default_permissions", "auto_unmount");
@@ -52,6 +53,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         boolean readOnly = false;
         boolean debug = false;
         Path log = null;
+        ErrorPolicy errors = null;
         List<String> fuse = new ArrayList<>();
         for (String o : opts) {
             if (o.isEmpty() || IGNORED.contains(o) || o.startsWith("x-") || o.startsWith("comment=")) {
@@ -63,6 +65,12 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 readOnly = false;
             } else if (o.equals("debug")) {
                 debug = true;
+            } else if (o.startsWith("errors=")) {
+                try {
+                    errors = ErrorPolicy.parse(o.substring(7));
+                } catch (IllegalArgumentException e) {
+                    throw new UsageException(e.getMessage());
+                }
             } else if (o.startsWith("log=")) {
                 log = Path.of(o.substring(4));
             } else if (FUSE_FLAGS.contains(o) || o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask=")) {
@@ -71,7 +79,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 throw new UsageException("unknown mount option " + o);
             }
         }
-        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log);
+        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors);
     }
 
     /** The same command for the foreground child of a background mount. */
@@ -83,6 +91,9 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         }
         if (debug) {
             o.add("debug");
+        }
+        if (errors != null) {
+            o.add("errors=" + errors.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-'));
         }
         if (!o.isEmpty()) {
             a.add("-o");

@@ -37,6 +37,16 @@ public final class Ext4Fuse extends FuseStubFS {
     private static final int W_OK = 2;
 
     private final Ext4FileSystem fs;
+    /**
+     * Open files whose last name went. libfuse 2's path API keeps such a file reachable by renaming
+     * it to {@code .fuse_hidden*} instead of unlinking it, and unlinks that name after the last
+     * release. ext4j turns the rename into the real unlink (the inode goes on the orphan list and is
+     * freed at the last release) and answers for the hidden path from this map, so no such name
+     * ever reaches the image or a directory listing.
+     */
+    private final java.util.concurrent.ConcurrentHashMap<String, Long> hidden = new java.util.concurrent.ConcurrentHashMap<>();
+    private static final String HIDDEN_PREFIX = ".fuse_hidden";
+
     /** The charset jnr-ffi uses for path strings; names are converted back to bytes with it. */
     private final Charset charset = Charset.defaultCharset();
 
@@ -56,22 +66,14 @@ public final class Ext4Fuse extends FuseStubFS {
     }
 
     /** Runs a callback: errno translation and the catch-all live here and nowhere else. */
-    static final java.util.concurrent.ConcurrentHashMap<String, java.util.concurrent.atomic.LongAdder[]> STATS = new java.util.concurrent.ConcurrentHashMap<>();
-    static { java.lang.Runtime.getRuntime().addShutdownHook(new Thread(() -> STATS.forEach((k, v) -> System.err.println("STAT " + k + " n=" + v[0].sum() + " avgus=" + v[1].sum() / 1000.0 / Math.max(1, v[0].sum()))))); }
     int guard(String op, String path, Op body) {
-        long t0 = System.nanoTime();
-        try {
-            return guard0(op, path, body);
-        } finally {
-            var a = STATS.computeIfAbsent(op, k -> new java.util.concurrent.atomic.LongAdder[] {new java.util.concurrent.atomic.LongAdder(), new java.util.concurrent.atomic.LongAdder()});
-            a[0].increment(); a[1].add(System.nanoTime() - t0);
-        }
-    }
-    int guard0(String op, String path, Op body) {
         try {
             return body.run();
         } catch (Ext4Exception e) {
             Errno errno = e.errno();
+            if (errno == Errno.EUCLEAN || errno == Errno.EBADMSG) {
+                fs.recordError(op, e);
+            }
             Level level = switch (errno) {
                 case EUCLEAN, EBADMSG, EIO -> Level.ERROR;
                 case ENOENT, ENODATA, ERANGE, ENOTDIR, EISDIR, EROFS, EACCES, EOPNOTSUPP, ENAMETOOLONG -> Level.DEBUG;
@@ -95,7 +97,8 @@ public final class Ext4Fuse extends FuseStubFS {
     }
 
     private long resolve(String path) throws Ext4Exception {
-        return fs.resolve(bytes(path));
+        Long orphan = hidden.get(path);
+        return orphan != null ? orphan : fs.resolve(bytes(path));
     }
 
     private static long handleOr(FuseFileInfo fi) {
@@ -373,6 +376,9 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int unlink(String path) {
         return guard("unlink", path, () -> {
+            if (hidden.remove(path) != null) {
+                return 0; // libfuse forgetting a hidden name: the inode went at its last release
+            }
             Parent p = parent(path);
             fs.unlink(p.dir(), p.name());
             return 0;
@@ -393,9 +399,22 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("rename", oldpath, () -> {
             Parent from = parent(oldpath);
             Parent to = parent(newpath);
+            if (isHiding(newpath)) {
+                long ino = resolve(oldpath);
+                if (fs.isOpen(ino)) {
+                    fs.unlink(from.dir(), from.name());
+                    hidden.put(newpath, ino);
+                    return 0;
+                }
+            }
             fs.rename(from.dir(), from.name(), to.dir(), to.name());
             return 0;
         });
+    }
+
+    /** libfuse hiding an open file it was asked to unlink: a fresh .fuse_hidden* name. */
+    private boolean isHiding(String newpath) {
+        return newpath.substring(newpath.lastIndexOf('/') + 1).startsWith(HIDDEN_PREFIX) && !hidden.containsKey(newpath);
     }
 
     @Override

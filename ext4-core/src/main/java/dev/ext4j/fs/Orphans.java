@@ -1,0 +1,133 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
+import java.lang.System.Logger.Level;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The orphan list (fs/ext4/orphan.c, the s_last_orphan chain): inodes whose last name went while a
+ * file handle still has them open, and files in the middle of a truncate. s_last_orphan is the
+ * head and each orphan's i_dtime holds the next, so after a crash the next mount (or e2fsck)
+ * finishes what was interrupted.
+ *
+ * <p>The chain is mirrored in memory. {@link Ext4FileSystem#writeInode} stamps an orphan's i_dtime
+ * from the mirror under this object's monitor, so a thread writing its copy of an orphan inode never
+ * undoes the link change that removing another orphan made. The monitor is a leaf in the lock
+ * order: taken after inode locks, before block locks and the superblock's monitor.
+ */
+final class Orphans {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+
+    private final Ext4FileSystem fs;
+    private final Superblock sb;
+    /** Orphan inode → the next one in the chain (0 ends it). */
+    private final Map<Long, Long> next = new ConcurrentHashMap<>();
+
+    Orphans(Ext4FileSystem fs) {
+        this.fs = fs;
+        this.sb = fs.superblock();
+    }
+
+    boolean contains(long ino) {
+        return next.containsKey(ino);
+    }
+
+    /** The i_dtime an orphan must carry: the next orphan's number. */
+    long nextOf(long ino) {
+        return next.getOrDefault(ino, 0L);
+    }
+
+    /**
+     * Puts {@code ino} at the head of the list; the caller holds its lock and writes the inode next
+     * (with its link count), which stamps the chain link.
+     */
+    synchronized void add(long ino) throws Ext4Exception {
+        if (next.containsKey(ino)) {
+            return;
+        }
+        synchronized (sb) {
+            next.put(ino, sb.lastOrphan());
+            sb.setLastOrphan(ino);
+            fs.writeSuperblock();
+        }
+    }
+
+    /**
+     * Takes {@code ino} off the list: the head moves on, or the previous orphan's i_dtime skips it.
+     * The caller holds the lock of {@code ino} and writes it afterwards with its final i_dtime.
+     */
+    synchronized void remove(long ino) throws Ext4Exception {
+        Long after = next.remove(ino);
+        if (after == null) {
+            return;
+        }
+        synchronized (sb) {
+            if (sb.lastOrphan() == ino) {
+                sb.setLastOrphan(after);
+                fs.writeSuperblock();
+                return;
+            }
+        }
+        for (Map.Entry<Long, Long> e : next.entrySet()) {
+            if (e.getValue() == ino) {
+                e.setValue(after);
+                // the previous orphan is written from its current cached copy; its own writer, if
+                // any, stamps the same link when it writes (see the class comment)
+                fs.writeInode(e.getKey(), fs.inode(e.getKey()).inode().copy());
+                return;
+            }
+        }
+    }
+
+    /** Writes {@code changed} with its chain link when it is an orphan; else as it is. */
+    InodeInfo stampAndWrite(long ino, Inode changed, Ext4FileSystem.InodeWriter writer) throws Ext4Exception {
+        if (!next.containsKey(ino)) {
+            return writer.write(ino, changed);
+        }
+        synchronized (this) {
+            changed.setDtime(nextOf(ino));
+            return writer.write(ino, changed);
+        }
+    }
+
+    /**
+     * ext4_orphan_cleanup() at a read-write mount: every inode on the list is deleted when it has no
+     * link left, or else cut back to its size (a truncate that a crash interrupted). A chain that
+     * loops or leaves the inode table is cut where it goes wrong, with a log line.
+     */
+    void cleanup() throws Ext4Exception {
+        List<Long> chain = new ArrayList<>();
+        Set<Long> seen = new HashSet<>();
+        long ino = sb.lastOrphan();
+        while (ino != 0) {
+            if (ino < sb.firstIno() || ino > sb.inodesCount() || !seen.add(ino)) {
+                LOG.log(Level.ERROR, "orphan list: inode " + ino + " cannot be on it (bad number or a loop); the rest of the list is dropped");
+                break;
+            }
+            long following = fs.inode(ino).inode().dtime();
+            next.put(ino, following);
+            chain.add(ino);
+            ino = following;
+        }
+        if (!chain.isEmpty() && next.get(chain.get(chain.size() - 1)) != 0) {
+            next.put(chain.get(chain.size() - 1), 0L);
+        }
+        synchronized (sb) {
+            sb.setLastOrphan(chain.isEmpty() ? 0 : chain.get(0));
+            fs.writeSuperblock();
+        }
+        for (long o : chain) {
+            fs.finishOrphan(o);
+        }
+        if (!chain.isEmpty()) {
+            LOG.log(Level.INFO, "orphan list: finished " + chain.size() + " interrupted delete(s) or truncate(s)");
+        }
+    }
+}
