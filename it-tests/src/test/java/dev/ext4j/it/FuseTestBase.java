@@ -29,9 +29,10 @@ public abstract class FuseTestBase {
         Object uid = Files.getAttribute(Path.of("/proc/self"), "unix:uid");
         assumeTrue(Integer.valueOf(0).equals(uid),
                 "the FUSE integration tests must run as root (they use loop mounts, mknod and chown); running as uid " + uid);
-        for (String tool : List.of("mkfs.ext4", "debugfs", "e2fsck", "fusermount", "getfattr", "setfattr", "mount", "timeout")) {
+        for (String tool : List.of("mkfs.ext4", "debugfs", "e2fsck", "dumpe2fs", "fusermount", "getfattr", "setfattr", "mount", "timeout",
+                "setpriv", Tools.python3())) {
             assumeTrue(Tools.run(Duration.ofSeconds(10), "sh", "-c", "command -v " + tool).ok(),
-                    tool + " is not installed (Debian: apt-get install fuse libfuse2 e2fsprogs attr)");
+                    tool + " is not installed (Debian: apt-get install fuse libfuse2 e2fsprogs attr util-linux python3)");
         }
         assertTrue(Files.isRegularFile(Tools.builtJar()),
                 "the driver jar " + Tools.builtJar() + " does not exist: build it first (mvn -B -DskipTests package)");

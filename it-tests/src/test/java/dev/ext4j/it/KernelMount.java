@@ -4,8 +4,9 @@ import java.nio.file.Path;
 import java.time.Duration;
 
 /**
- * A read-only kernel loop mount of an image ({@code mount -o loop,ro}), the reference the FUSE view
- * is cross-checked against. Only used on images the tests built themselves (clean filesystems).
+ * A kernel loop mount of an image, the reference the FUSE view is cross-checked against: read-only
+ * ({@code mount -o loop,ro}) to compare views, or read-write on a copy of an image to run the same
+ * workload on the kernel's driver. Only used on images the tests built themselves (clean filesystems).
  */
 public final class KernelMount implements AutoCloseable {
     private final Path mountPoint;
@@ -29,6 +30,15 @@ public final class KernelMount implements AutoCloseable {
 
     public static KernelMount attempt(Path image, Path mountPoint) {
         return attempt(image, mountPoint, "ext4");
+    }
+
+    /**
+     * Tries a read-write {@code mount -t ext4 -o loop IMG MNT}, for running a workload on the
+     * kernel's driver as the oracle; the kernel changes the image, so give it a copy.
+     */
+    public static KernelMount attemptReadWrite(Path image, Path mountPoint) {
+        Tools.Result r = Tools.run(Duration.ofSeconds(60), "mount", "-t", "ext4", "-o", "loop", image.toString(), mountPoint.toString());
+        return new KernelMount(mountPoint, r);
     }
 
     public boolean mounted() {

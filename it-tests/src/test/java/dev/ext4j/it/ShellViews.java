@@ -93,6 +93,16 @@ public final class ShellViews {
                 .requireOk().stdout().strip();
     }
 
+    /** The numbers of {@link #statfs(Path)} by name ("bfree" → free blocks, "ffree" → free inodes, ...). */
+    public static Map<String, Long> statfsNumbers(Path mount) {
+        Map<String, Long> out = new TreeMap<>();
+        for (String field : statfs(mount).split(" ")) {
+            int eq = field.indexOf('=');
+            out.put(field.substring(0, eq), Long.parseLong(field.substring(eq + 1)));
+        }
+        return out;
+    }
+
     /** Differences between two maps of per-path descriptions, as readable lines. */
     public static <V> List<String> diffMaps(String what, Map<String, V> expected, Map<String, V> actual, int max) {
         List<String> out = new ArrayList<>();

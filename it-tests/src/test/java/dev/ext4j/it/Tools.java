@@ -212,6 +212,66 @@ public final class Tools {
         }
     }
 
+    /** {@code dumpe2fs -h IMG}: superblock field name → value (e.g. "Reserved block count" → "409"). */
+    public static Map<String, String> superblock(Path image) {
+        Map<String, String> out = new java.util.LinkedHashMap<>();
+        for (String line : run(LONG, "dumpe2fs", "-h", image.toString()).requireOk().stdout().split("\n")) {
+            int colon = line.indexOf(':');
+            if (colon > 0) {
+                out.put(line.substring(0, colon).strip(), line.substring(colon + 1).strip());
+            }
+        }
+        return out;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Python scripts (test resources in dev/ext4j/it/)
+
+    /** The uid and gid of "nobody", for permission checks as an unprivileged user. */
+    public static final int NOBODY = 65534;
+
+    /**
+     * The python3 the scripts run with: the system one when there is one, since a python3 found on
+     * root's PATH may be a shim under root's home (pyenv) that an unprivileged user cannot run.
+     */
+    public static String python3() {
+        return Files.isExecutable(Path.of("/usr/bin/python3")) ? "/usr/bin/python3" : "python3";
+    }
+
+    /** The text of a test resource in this package (e.g. a Python script). */
+    public static String resource(String name) {
+        try (InputStream in = Tools.class.getResourceAsStream(name)) {
+            if (in == null) {
+                throw new IllegalArgumentException("no test resource " + name + " beside " + Tools.class.getName());
+            }
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /**
+     * Runs the script resource {@code script} as {@code python3 -c TEXT ARGS} in {@code cwd}. The
+     * script text goes on the command line, so no file needs to be readable by the user it runs as.
+     */
+    public static Result python(Duration timeout, Path cwd, String script, String... args) {
+        List<String> cmd = new ArrayList<>(List.of(python3(), "-c", resource(script)));
+        cmd.addAll(List.of(args));
+        return run(timeout, null, cwd, cmd);
+    }
+
+    /**
+     * As {@link #python}, as uid and gid {@link #NOBODY} without supplementary groups ({@code setpriv}).
+     * The working directory is entered as root first, so the path leading to it need not be open to nobody;
+     * a FUSE mount must have been made with {@code allow_other} for nobody to use it at all.
+     */
+    public static Result pythonAsNobody(Duration timeout, Path cwd, String script, String... args) {
+        List<String> cmd = new ArrayList<>(List.of("setpriv", "--reuid=" + NOBODY, "--regid=" + NOBODY, "--clear-groups",
+                python3(), "-c", resource(script)));
+        cmd.addAll(List.of(args));
+        return run(timeout, null, cwd, cmd);
+    }
+
     // ------------------------------------------------------------------------------------------
     // files
 

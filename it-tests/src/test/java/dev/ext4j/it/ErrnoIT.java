@@ -1,0 +1,186 @@
+package dev.ext4j.it;
+
+import static org.junit.jupiter.api.Assertions.assertAll;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The errors a process sees, with the kernel as the oracle: errno_ops.py performs a list of
+ * operations that fail (and a few that must not) and prints "operation -> ERRNO" for each. The same
+ * script runs on a kernel loop mount and on an ext4j mount of copies of the same new image, first as
+ * root, then (the permission checks) as uid 65534, and the outputs must be identical.
+ */
+class ErrnoIT extends FuseTestBase {
+    private static final Duration SCRIPT_TIMEOUT = Duration.ofMinutes(2);
+
+    /**
+     * Lines the kernel prints on every variant: they keep the script honest (an operation that
+     * accidentally succeeds or fails for another reason on both sides would otherwise go unnoticed).
+     */
+    private static final List<String> EXPECTED_EVERYWHERE = List.of(
+            "open O_CREAT|O_EXCL over an existing file -> EEXIST",
+            "create a 255-byte name -> OK",
+            "create a 256-byte name -> ENAMETOOLONG",
+            "mkdir a 256-byte name -> ENAMETOOLONG",
+            "rename to a 256-byte name -> ENAMETOOLONG",
+            "rmdir a non-empty dir -> ENOTEMPTY",
+            "rmdir a file -> ENOTDIR",
+            "unlink a dir -> EISDIR",
+            "mkdir over an existing dir -> EEXIST",
+            "open a dir O_WRONLY -> EISDIR",
+            "rename a dir into its own subdir -> EINVAL",
+            "rename a dir over a non-empty dir -> ENOTEMPTY",
+            "rename a file over a dir -> EISDIR",
+            "link to a dir -> EPERM",
+            "truncate to 2^63 - 1 -> EFBIG",
+            "setxattr XATTR_CREATE on an existing attr -> EEXIST",
+            "setxattr XATTR_REPLACE on a missing attr -> ENODATA",
+            "getxattr a missing attr -> ENODATA",
+            "setxattr a value of blocksize+1 bytes -> ENOSPC",
+            "I am 65534 -> OK",
+            "list a 0700 root dir -> EACCES",
+            "open a 0644 root file O_WRONLY -> EACCES",
+            "unlink someone else's file in a sticky dir -> EPERM",
+            "unlink my file in a sticky dir -> OK",
+            "getxattr trusted.t -> ENODATA",
+            "listxattr of a file with trusted.t and user.u (trusted.* only for CAP_SYS_ADMIN) -> OK ['user.u']");
+
+    /** The kernel's s_maxbytes for extent-mapped files, 2^32 - 1 blocks: 16 TiB - 4 KiB with 4 KiB blocks. */
+    private static final List<String> EXPECTED_WITH_EXTENTS = List.of(
+            "truncate to the max file size -> OK",
+            "truncate to the max file size + 1 -> EFBIG",
+            "pwrite 1 byte ending at the max file size -> OK",
+            "pwrite 1 byte at the max file size -> EFBIG");
+
+    static Stream<Arguments> variants() {
+        return Stream.of(
+                Arguments.of("4k", List.of("-b", "4096"), true),
+                Arguments.of("1k", List.of("-b", "1024"), true),
+                Arguments.of("ext3", List.of("-t", "ext3", "-b", "4096"), false));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("variants")
+    void errorsMatchTheKernel(String name, List<String> mkfs, boolean extents) throws IOException {
+        Path dir = newDir("errno-" + name);
+        Path image = dir.resolve("ext4j.img");
+        Tools.mkfs(null, image, "64M", mkfs);
+        Path kernelImage = dir.resolve("kernel.img");
+        Files.copy(image, kernelImage);
+
+        String kernel;
+        Path kmnt = Files.createDirectories(dir.resolve("kernel"));
+        try (KernelMount k = KernelMount.attemptReadWrite(kernelImage, kmnt)) {
+            assertTrue(k.mounted(), "the kernel cannot mount the image: " + k.result().describe());
+            kernel = runRootThenNobody(kmnt);
+        }
+        List<String> kernelLines = kernel.lines().toList();
+        List<String> missing = new ArrayList<>(EXPECTED_EVERYWHERE);
+        if (extents) {
+            missing.addAll(EXPECTED_WITH_EXTENTS);
+        }
+        missing.removeAll(kernelLines);
+        assertEquals(List.of(), missing, "the script does not test what it claims (lines missing from the kernel's output):\n" + kernel);
+
+        String ext4j;
+        Path mnt = Files.createDirectories(dir.resolve("ext4j"));
+        // allow_other: without it the kernel refuses every access by another user to a FUSE mount
+        try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"), "allow_other")) {
+            ext4j = runRootThenNobody(mnt);
+            assertEquals(List.of(), m.unexpectedFailures(), "server log");
+        }
+        String out = ext4j;
+        assertAll("ext4j on " + name,
+                () -> assertEquals(List.of(), differences(kernel, out), "operations whose outcome differs from the kernel's"),
+                () -> assertEquals(kernel, out, "output differs from the kernel's (order or extra lines)"),
+                () -> Tools.e2fsckClean(image));
+    }
+
+    private static String runRootThenNobody(Path mnt) {
+        Tools.Result root = Tools.python(SCRIPT_TIMEOUT, mnt, "errno_ops.py", "root").requireOk();
+        Tools.Result nobody = Tools.pythonAsNobody(SCRIPT_TIMEOUT, mnt, "errno_ops.py", "user").requireOk();
+        return root.stdout() + nobody.stdout();
+    }
+
+    /**
+     * A read-only ext4j mount fails every change with EROFS, exactly as a read-only kernel mount,
+     * and leaves the image file byte for byte as it was.
+     */
+    @Test
+    void readOnlyMountFailsWritesWithErofs() throws IOException {
+        Path dir = newDir("erofs");
+        Path src = Files.createDirectories(dir.resolve("src"));
+        Files.writeString(src.resolve("file"), "kept content\n");
+        Files.createDirectories(src.resolve("dir"));
+        Files.writeString(src.resolve("dir/inner"), "inner\n");
+        Tools.run(Duration.ofSeconds(10), "setfattr", "-n", "user.note", "-v", "kept", src.resolve("file").toString()).requireOk();
+        Path image = dir.resolve("ext4j.img");
+        Tools.mkfs(src, image, "16M", List.of("-b", "4096"));
+        Path kernelImage = dir.resolve("kernel.img");
+        Files.copy(image, kernelImage);
+        String sha = Tools.sha256(image);
+
+        String kernel;
+        Path kmnt = Files.createDirectories(dir.resolve("kernel"));
+        try (KernelMount k = KernelMount.attempt(kernelImage, kmnt)) {
+            assertTrue(k.mounted(), "the kernel cannot mount the image: " + k.result().describe());
+            kernel = Tools.python(SCRIPT_TIMEOUT, kmnt, "errno_ops.py", "ro").requireOk().stdout();
+        }
+        String ext4j;
+        Path mnt = Files.createDirectories(dir.resolve("ext4j"));
+        try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"), "ro")) {
+            ext4j = Tools.python(SCRIPT_TIMEOUT, mnt, "errno_ops.py", "ro").requireOk().stdout();
+            assertEquals(List.of(), m.unexpectedFailures(), "server log");
+        }
+        List<String> notErofs = kernel.lines()
+                .filter(l -> !l.endsWith(" -> EROFS") && !l.startsWith("open a file O_RDONLY ") && !l.startsWith("getxattr ")
+                        && !l.startsWith("read dir/inner "))
+                .toList();
+        assertEquals(List.of(), notErofs, "the script's changes must all fail with EROFS on the kernel:\n" + kernel);
+        assertEquals(List.of(), differences(kernel, ext4j), "operations on a read-only mount whose outcome differs from the kernel's");
+        assertEquals(kernel, ext4j);
+        assertEquals(sha, Tools.sha256(image), "a read-only mount changed the image");
+    }
+
+    /** "operation: kernel X, ext4j Y" for every operation whose outcome differs. */
+    static List<String> differences(String kernel, String ext4j) {
+        Map<String, String> k = outcomes(kernel);
+        Map<String, String> e = outcomes(ext4j);
+        List<String> out = new ArrayList<>();
+        for (Map.Entry<String, String> op : k.entrySet()) {
+            String mine = e.getOrDefault(op.getKey(), "(not run)");
+            if (!mine.equals(op.getValue())) {
+                out.add(op.getKey() + ": kernel " + op.getValue() + ", ext4j " + mine);
+            }
+        }
+        e.keySet().stream().filter(op -> !k.containsKey(op)).forEach(op -> out.add(op + ": only on ext4j, " + e.get(op)));
+        return out;
+    }
+
+    private static Map<String, String> outcomes(String output) {
+        Map<String, String> out = new LinkedHashMap<>();
+        for (String line : output.lines().toList()) {
+            int arrow = line.lastIndexOf(" -> ");
+            if (arrow > 0) {
+                out.put(line.substring(0, arrow), line.substring(arrow + 4));
+            } else {
+                out.put(line, "(printed)");
+            }
+        }
+        return out;
+    }
+}

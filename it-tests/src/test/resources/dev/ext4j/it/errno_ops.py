@@ -1,0 +1,247 @@
+"""Error paths of the filesystem in the current directory, one line per operation: "label -> OK"
+(with the value, for the few operations whose result is a value) or "label -> ERRNO_NAME". ErrnoIT runs it on a kernel ext4 mount and on an ext4j mount of copies of
+the same image and requires identical output: the kernel is the oracle.
+
+Usage: python3 -c "$(cat errno_ops.py)" root|user|ro
+
+  root  as root on a fresh read-write filesystem: name, directory, rename, link, size and xattr
+        errors; also sets up the tree the "user" part works in
+  user  as uid/gid 65534 after "root": permission checks (EACCES, EPERM, the sticky bit)
+  ro    as root on a read-only mount of an image holding file, dir/inner and file's user.note
+"""
+import errno
+import os
+import sys
+
+
+def attempt(label, fn):
+    try:
+        fn()
+        result = "OK"
+    except OSError as e:
+        result = errno.errorcode.get(e.errno, str(e.errno))
+    except AssertionError as e:
+        result = f"WRONG RESULT ({e})"
+    print(f"{label} -> {result}", flush=True)
+
+
+def show(label, fn):
+    """For results that are values rather than errors: "label -> OK value"."""
+    try:
+        result = f"OK {fn()}"
+    except OSError as e:
+        result = errno.errorcode.get(e.errno, str(e.errno))
+    print(f"{label} -> {result}", flush=True)
+
+
+def largest_value(path, name):
+    """The largest value of xattr NAME that PATH takes, found by bisection."""
+    lo, hi = 0, 65536
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            os.setxattr(path, name, b"v" * mid)
+            lo = mid
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.E2BIG):
+                raise
+            hi = mid - 1
+    os.removexattr(path, name)
+    return lo
+
+
+def must(condition, what):
+    """For checks of a result: fails the attempt with a message that the output comparison shows."""
+    if not condition:
+        raise AssertionError(what)
+
+
+def create(path, mode=0o644, flags=os.O_WRONLY | os.O_CREAT | os.O_EXCL):
+    os.close(os.open(path, flags, mode))
+
+
+def write_file(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def with_fd(path, flags, fn):
+    def run():
+        fd = os.open(path, flags)
+        try:
+            fn(fd)
+        finally:
+            os.close(fd)
+    return run
+
+
+def root_part():
+    bsize = os.statvfs(".").f_bsize
+    # s_maxbytes of an extent-mapped file: 2^32 - 1 blocks (ext4_max_size()).
+    max_bytes = ((1 << 32) - 1) * bsize
+
+    attempt("setup: mkdir d", lambda: os.mkdir("d"))
+    attempt("setup: write d/f", lambda: write_file("d/f", b"data\n"))
+    attempt("setup: mkdir d/sub", lambda: os.mkdir("d/sub"))
+
+    # names
+    attempt("open O_CREAT|O_EXCL over an existing file", lambda: create("d/f"))
+    attempt("open O_CREAT|O_EXCL over an existing dir", lambda: create("d/sub"))
+    attempt("open O_CREAT without O_EXCL of an existing file", lambda: create("d/f", flags=os.O_WRONLY | os.O_CREAT))
+    attempt("create a 255-byte name", lambda: create("d/" + "n" * 255))
+    attempt("stat a 255-byte name", lambda: os.stat("d/" + "n" * 255))
+    attempt("rename to a 255-byte name", lambda: os.rename("d/" + "n" * 255, "d/" + "m" * 255))
+    attempt("unlink a 255-byte name", lambda: os.unlink("d/" + "m" * 255))
+    attempt("mkdir a 255-byte name", lambda: os.mkdir("d/" + "n" * 255))
+    attempt("rmdir a 255-byte name", lambda: os.rmdir("d/" + "n" * 255))
+    attempt("create a 256-byte name", lambda: create("d/" + "n" * 256))
+    attempt("stat a 256-byte name", lambda: os.stat("d/" + "n" * 256))
+    attempt("mkdir a 256-byte name", lambda: os.mkdir("d/" + "n" * 256))
+    attempt("symlink with a 256-byte name", lambda: os.symlink("f", "d/" + "n" * 256))
+    attempt("link with a 256-byte name", lambda: os.link("d/f", "d/" + "n" * 256))
+    attempt("rename to a 256-byte name", lambda: os.rename("d/f", "d/" + "n" * 256))
+    attempt("mknod fifo with a 256-byte name", lambda: os.mkfifo("d/" + "n" * 256))
+    attempt("symlink target of blocksize-1 bytes", lambda: os.symlink("t" * (bsize - 1), "d/longlink"))
+    attempt("readlink of it has blocksize-1 bytes",
+            lambda: must(len(os.readlink("d/longlink")) == bsize - 1, "length"))
+    attempt("symlink target of blocksize bytes", lambda: os.symlink("t" * bsize, "d/toolong"))
+
+    # directories
+    attempt("rmdir a non-empty dir", lambda: os.rmdir("d"))
+    attempt("rmdir a file", lambda: os.rmdir("d/f"))
+    attempt("rmdir .", lambda: os.rmdir("d/sub/."))
+    attempt("rmdir a missing name", lambda: os.rmdir("d/missing"))
+    attempt("unlink a dir", lambda: os.unlink("d/sub"))
+    attempt("unlink a missing name", lambda: os.unlink("d/missing"))
+    attempt("mkdir over an existing dir", lambda: os.mkdir("d/sub"))
+    attempt("mkdir over an existing file", lambda: os.mkdir("d/f"))
+    attempt("mkdir under a file", lambda: os.mkdir("d/f/x"))
+    attempt("create under a missing dir", lambda: create("d/missing/x"))
+    attempt("open a dir O_WRONLY", lambda: os.close(os.open("d", os.O_WRONLY)))
+    attempt("open a dir O_RDWR", lambda: os.close(os.open("d", os.O_RDWR)))
+    attempt("open a file O_DIRECTORY", lambda: os.close(os.open("d/f", os.O_RDONLY | os.O_DIRECTORY)))
+    attempt("read a dir fd", with_fd("d", os.O_RDONLY, lambda fd: os.read(fd, 10)))
+
+    # rename and link
+    attempt("setup: mkdir full with a child", lambda: (os.mkdir("full"), os.mkdir("full/child")))
+    attempt("setup: mkdir empty", lambda: os.mkdir("empty"))
+    attempt("rename a dir into its own subdir", lambda: os.rename("d", "d/sub/inside"))
+    attempt("rename a dir onto itself", lambda: os.rename("d", "d"))
+    attempt("rename a dir over a non-empty dir", lambda: os.rename("empty", "full"))
+    attempt("rename a file over a dir", lambda: os.rename("d/f", "empty"))
+    attempt("rename a dir over a file", lambda: os.rename("empty", "d/f"))
+    attempt("rename a missing name", lambda: os.rename("d/missing", "d/other"))
+    attempt("rename a dir over an empty dir", lambda: os.rename("d/sub", "empty"))
+    attempt("setup: mkdir d/sub again", lambda: os.mkdir("d/sub"))
+    attempt("link to a dir", lambda: os.link("d", "dlink"))
+    attempt("link over an existing name", lambda: os.link("d/f", "d/longlink"))
+    attempt("link to a missing file", lambda: os.link("d/missing", "d/other"))
+    attempt("symlink over an existing name", lambda: os.symlink("x", "d/f"))
+
+    # sizes
+    attempt("setup: create big", lambda: create("big"))
+    attempt("truncate to the max file size", lambda: os.truncate("big", max_bytes))
+    attempt("stat size after truncate", lambda: must(os.stat("big").st_size == max_bytes, "value"))
+    attempt("truncate to the max file size + 1", lambda: os.truncate("big", max_bytes + 1))
+    attempt("truncate to 2^63 - 1", lambda: os.truncate("big", (1 << 63) - 1))
+    attempt("truncate to -1", lambda: os.truncate("big", -1))
+    attempt("pwrite 1 byte ending at the max file size", with_fd("big", os.O_WRONLY, lambda fd: os.pwrite(fd, b"z", max_bytes - 1)))
+    attempt("pwrite 1 byte at the max file size", with_fd("big", os.O_WRONLY, lambda fd: os.pwrite(fd, b"z", max_bytes)))
+    attempt("pread at the last byte", with_fd("big", os.O_RDONLY,
+            lambda fd: must(os.pread(fd, 10, max_bytes - 1) == b"z", "value")))
+    attempt("truncate back to 0", lambda: os.truncate("big", 0))
+    attempt("unlink big", lambda: os.unlink("big"))
+
+    # xattrs
+    attempt("setxattr user.a", lambda: os.setxattr("d/f", "user.a", b"1"))
+    attempt("setxattr XATTR_CREATE on an existing attr", lambda: os.setxattr("d/f", "user.a", b"2", os.XATTR_CREATE))
+    attempt("setxattr XATTR_REPLACE on a missing attr", lambda: os.setxattr("d/f", "user.missing", b"2", os.XATTR_REPLACE))
+    attempt("setxattr XATTR_REPLACE on an existing attr", lambda: os.setxattr("d/f", "user.a", b"3", os.XATTR_REPLACE))
+    attempt("getxattr sees the replaced value", lambda: must(os.getxattr("d/f", "user.a") == b"3", "value"))
+    attempt("getxattr a missing attr", lambda: os.getxattr("d/f", "user.missing"))
+    attempt("removexattr a missing attr", lambda: os.removexattr("d/f", "user.missing"))
+    attempt("setxattr an empty value", lambda: os.setxattr("d/f", "user.empty", b""))
+    attempt("getxattr the empty value", lambda: must(os.getxattr("d/f", "user.empty") == b"", "value"))
+    attempt("setxattr a value of blocksize+1 bytes", lambda: os.setxattr("d/f", "user.big", b"v" * (bsize + 1)))
+    attempt("setxattr a value of 64 KiB + 1 bytes", lambda: os.setxattr("d/f", "user.huge", b"v" * 65537))
+    attempt("setxattr a 255-byte name", lambda: os.setxattr("d/f", "user." + "x" * 250, b"1"))
+    attempt("setxattr a 256-byte name", lambda: os.setxattr("d/f", "user." + "x" * 251, b"1"))
+    attempt("setxattr an unknown namespace", lambda: os.setxattr("d/f", "bogus.a", b"1"))
+    attempt("setxattr trusted.a as root", lambda: os.setxattr("d/f", "trusted.a", b"1"))
+    attempt("setxattr user.a on a symlink", lambda: os.setxattr("d/longlink", "user.a", b"1", follow_symlinks=False))
+    show("listxattr", lambda: sorted(os.listxattr("d/f")))
+    attempt("setup: create xfile", lambda: create("xfile"))
+    show("largest user.big value on a file without xattrs", lambda: largest_value("xfile", "user.big"))
+    attempt("setxattr user.small of 100 bytes", lambda: os.setxattr("xfile", "user.small", b"s" * 100))
+    show("largest user.big value beside user.small", lambda: largest_value("xfile", "user.big"))
+
+    # the tree the "user" part works in
+    attempt("setup: private dir 0700 with a file", lambda: (os.mkdir("private", 0o700), write_file("private/secret", b"s\n")))
+    attempt("setup: rootfile 0644", lambda: (write_file("rootfile", b"root\n"), os.chmod("rootfile", 0o644)))
+    attempt("setup: rootfile has trusted.t and user.u", lambda: (os.setxattr("rootfile", "trusted.t", b"1"), os.setxattr("rootfile", "user.u", b"2")))
+    attempt("setup: sticky dir 1777", lambda: (os.mkdir("sticky"), os.chmod("sticky", 0o1777)))
+    attempt("setup: sticky/others owned by 1000", lambda: (write_file("sticky/others", b"o\n"), os.chown("sticky/others", 1000, 1000)))
+    attempt("setup: sticky/own owned by 65534", lambda: (write_file("sticky/own", b"n\n"), os.chown("sticky/own", 65534, 65534)))
+
+
+def user_part():
+    attempt("I am 65534", lambda: must(os.geteuid() == 65534 and os.getegid() == 65534 and not os.getgroups(), "value"))
+    attempt("list a 0700 root dir", lambda: os.listdir("private"))
+    attempt("stat a file in a 0700 root dir", lambda: os.stat("private/secret"))
+    attempt("open a file in a 0700 root dir", lambda: os.close(os.open("private/secret", os.O_RDONLY)))
+    attempt("create in a 0700 root dir", lambda: create("private/new"))
+    attempt("read a 0644 root file", lambda: os.close(os.open("rootfile", os.O_RDONLY)))
+    attempt("open a 0644 root file O_WRONLY", lambda: os.close(os.open("rootfile", os.O_WRONLY)))
+    attempt("open a 0644 root file O_RDWR|O_APPEND", lambda: os.close(os.open("rootfile", os.O_RDWR | os.O_APPEND)))
+    attempt("truncate a 0644 root file", lambda: os.truncate("rootfile", 0))
+    attempt("unlink in a 0755 root dir", lambda: os.unlink("rootfile"))
+    attempt("create in a 0755 root dir", lambda: create("mine"))
+    attempt("mkdir in a 0755 root dir", lambda: os.mkdir("d/mine"))
+    attempt("rename in a 0755 root dir", lambda: os.rename("rootfile", "d/moved"))
+    attempt("chmod a root file", lambda: os.chmod("rootfile", 0o666))
+    attempt("chown a root file to me", lambda: os.chown("rootfile", 65534, 65534))
+    attempt("utime a root file to given times", lambda: os.utime("rootfile", (1, 1)))
+    attempt("utime a root file to now", lambda: os.utime("rootfile"))
+    attempt("setxattr user.x on a 0644 root file", lambda: os.setxattr("rootfile", "user.x", b"1"))
+    attempt("getxattr user.a of a readable root file", lambda: os.getxattr("d/f", "user.a"))
+    attempt("getxattr trusted.t", lambda: os.getxattr("rootfile", "trusted.t"))
+    show("listxattr of a file with trusted.t and user.u (trusted.* only for CAP_SYS_ADMIN)", lambda: sorted(os.listxattr("rootfile")))
+    attempt("unlink someone else's file in a sticky dir", lambda: os.unlink("sticky/others"))
+    attempt("rename someone else's file in a sticky dir", lambda: os.rename("sticky/others", "sticky/taken"))
+    attempt("rename my file over someone else's in a sticky dir", lambda: os.rename("sticky/own", "sticky/others"))
+    attempt("create in a sticky dir", lambda: create("sticky/made"))
+    attempt("chown my file to root", lambda: os.chown("sticky/made", 0, 0))
+    attempt("chmod my file", lambda: os.chmod("sticky/made", 0o600))
+    attempt("setxattr trusted.x on my file", lambda: os.setxattr("sticky/made", "trusted.x", b"1"))
+    attempt("setxattr user.x on my file", lambda: os.setxattr("sticky/made", "user.x", b"1"))
+    attempt("unlink my file in a sticky dir", lambda: os.unlink("sticky/made"))
+    attempt("unlink my own pre-made file in a sticky dir", lambda: os.unlink("sticky/own"))
+
+
+def ro_part():
+    attempt("open a file O_RDONLY", lambda: os.close(os.open("file", os.O_RDONLY)))
+    attempt("create a new file", lambda: create("new"))
+    attempt("open a file O_WRONLY", lambda: os.close(os.open("file", os.O_WRONLY)))
+    attempt("open a file O_RDWR", lambda: os.close(os.open("file", os.O_RDWR)))
+    attempt("open a file O_TRUNC", lambda: os.close(os.open("file", os.O_RDONLY | os.O_TRUNC)))
+    attempt("truncate a file", lambda: os.truncate("file", 0))
+    attempt("mkdir", lambda: os.mkdir("newdir"))
+    attempt("rmdir a non-empty dir", lambda: os.rmdir("dir"))
+    attempt("unlink a file", lambda: os.unlink("file"))
+    attempt("rename a file", lambda: os.rename("file", "moved"))
+    attempt("link", lambda: os.link("file", "hard"))
+    attempt("symlink", lambda: os.symlink("file", "sym"))
+    attempt("mkfifo", lambda: os.mkfifo("fifo"))
+    attempt("chmod", lambda: os.chmod("file", 0o600))
+    attempt("chown", lambda: os.chown("file", 1, 1))
+    attempt("utime", lambda: os.utime("file", (1, 1)))
+    attempt("setxattr", lambda: os.setxattr("file", "user.x", b"1"))
+    attempt("removexattr", lambda: os.removexattr("file", "user.note"))
+    attempt("getxattr", lambda: must(os.getxattr("file", "user.note") == b"kept", "value"))
+    attempt("read dir/inner", lambda: must(open("dir/inner", "rb").read() == b"inner\n", "value"))
+
+
+{"root": root_part, "user": user_part, "ro": ro_part}[sys.argv[1]]()
