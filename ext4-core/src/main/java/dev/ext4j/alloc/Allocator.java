@@ -71,6 +71,8 @@ public final class Allocator {
     private final int blockSize;
     private final long firstDataBlock;
     private final long blocksCount;
+    /** The sum of bg_free_blocks_count, kept as the descriptors change. */
+    private final java.util.concurrent.atomic.AtomicLong freeBlocks;
     private final long blocksPerGroup;
     private final long inodesPerGroup;
     private final long inodesCount;
@@ -124,6 +126,11 @@ public final class Allocator {
         this.inodeBitmapChecked = new boolean[n];
         this.blockBitmapBad = new Ext4Exception[n];
         this.inodeBitmapBad = new Ext4Exception[n];
+        long free = 0;
+        for (long g = 0; g < groupCount; g++) {
+            free += groups.get(g).freeBlocksCount();
+        }
+        this.freeBlocks = new java.util.concurrent.atomic.AtomicLong(free);
     }
 
     // ---------------------------------------------------------------- blocks
@@ -489,13 +496,7 @@ public final class Allocator {
 
     /** Free blocks of all groups (the sum of bg_free_blocks_count). */
     public long freeBlocksCount() {
-        long sum = 0;
-        for (long g = 0; g < groupCount; g++) {
-            synchronized (groups.lock(g)) {
-                sum += groups.get(g).freeBlocksCount();
-            }
-        }
-        return sum;
+        return freeBlocks.get();
     }
 
     /** Free inodes of all groups (the sum of bg_free_inodes_count). */
@@ -668,6 +669,7 @@ public final class Allocator {
     private void changeBlockBitmap(long g, GroupDescriptor gd, ByteBuffer current, BitChange change, long freeDelta) throws Ext4Exception {
         boolean init = blockUninit(gd);
         int csum = writeBitmap(gd.blockBitmap(), init, current, change, (int) (blocksPerGroup / 8));
+        freeBlocks.addAndGet(freeDelta);
         groups.update(g, cache, d -> {
             d.setFreeBlocksCount(d.freeBlocksCount() + freeDelta);
             if (init) {

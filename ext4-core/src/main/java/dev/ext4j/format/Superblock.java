@@ -17,7 +17,8 @@ import java.util.List;
  * 0x018 s_log_block_size      0x01C s_log_cluster_size    0x020 s_blocks_per_group
  * 0x024 s_clusters_per_group  0x028 s_inodes_per_group    0x02C s_mtime   0x030 s_wtime
  * 0x034 s_mnt_count (16)      0x036 s_max_mnt_count (16)  0x038 s_magic (16) 0x03A s_state (16)
- * 0x03C s_errors (16)         0x03E s_minor_rev_level     0x04C s_rev_level 0x054 s_first_ino
+ * 0x03C s_errors (16)         0x03E s_minor_rev_level     0x04C s_rev_level 0x050 s_def_resuid (16)
+ * 0x052 s_def_resgid (16)     0x054 s_first_ino
  * 0x058 s_inode_size (16)     0x05C s_feature_compat      0x060 s_feature_incompat
  * 0x064 s_feature_ro_compat   0x068 s_uuid[16]            0x078 s_volume_name[16]
  * 0x0CE s_reserved_gdt_blocks 0x0E0 s_journal_inum        0x0E8 s_last_orphan
@@ -58,6 +59,8 @@ public final class Superblock {
     static final int S_STATE = 0x03A;
     static final int S_ERRORS = 0x03C;
     static final int S_REV_LEVEL = 0x04C;
+    static final int S_DEF_RESUID = 0x050;
+    static final int S_DEF_RESGID = 0x052;
     static final int S_FIRST_INO = 0x054;
     static final int S_INODE_SIZE = 0x058;
     static final int S_FEATURE_COMPAT = 0x05C;
@@ -151,6 +154,8 @@ public final class Superblock {
     public int state() { return u16(S_STATE); }
     public int errors() { return u16(S_ERRORS); }
     public long revLevel() { return u32(S_REV_LEVEL); }
+    public int defResuid() { return u16(S_DEF_RESUID); }
+    public int defResgid() { return u16(S_DEF_RESGID); }
     public long firstIno() { return revLevel() == 0 ? 11 : u32(S_FIRST_INO); }
     public int inodeSize() { return revLevel() == 0 ? 128 : u16(S_INODE_SIZE); }
     public int featureCompat() { return buf.getInt(S_FEATURE_COMPAT); }

@@ -70,6 +70,8 @@ public final class Ext4FileSystem implements Closeable {
     /** The block and inode allocator; null on a read-only mount. */
     private final dev.ext4j.alloc.Allocator allocator;
     private final Orphans orphans;
+    private final BlockAccount.Reserve reserve;
+    private final long resvClusters;
     private final ErrorPolicy errorPolicy;
     /** Set when errors=remount-ro took effect: every change is refused from then on. */
     private volatile String errorReadOnly;
@@ -99,6 +101,8 @@ public final class Ext4FileSystem implements Closeable {
         this.namei = new Namei(this);
         this.fileWrite = new FileWrite(this);
         this.orphans = new Orphans(this);
+        this.resvClusters = options.reservedClusters() >= 0 ? options.reservedClusters() : defaultResvClusters(sb);
+        this.reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), resvClusters, sb.defResuid(), sb.defResgid());
         this.errorPolicy = options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors());
         this.flusher = readOnly ? null : startFlusher(options.flushIntervalMillis());
     }
@@ -728,7 +732,7 @@ public final class Ext4FileSystem implements Closeable {
     /** A block account for one operation on {@code ino}, with the inode's group as the first place to look. */
     BlockAccount account(long ino, Inode inode) {
         boolean regular = inode.isRegular();
-        return new BlockAccount(allocator, allocator.goalForInode(ino, regular), !inode.hasFlag(Inode.EXTENTS_FL));
+        return new BlockAccount(allocator, reserve, allocator.goalForInode(ino, regular), !inode.hasFlag(Inode.EXTENTS_FL));
     }
 
     /** An inode reached through a directory entry: must be in use and not a reserved one. */
@@ -1022,7 +1026,9 @@ public final class Ext4FileSystem implements Closeable {
     public List<String> listXattrs(long ino) throws Ext4Exception {
         List<String> names = new ArrayList<>();
         for (Xattr x : xattrs(ino)) {
-            if (XattrNames.isKnown(x.nameIndex()) && x.nameIndex() != XattrNames.SYSTEM && x.nameIndex() != XattrNames.RICHACL) {
+            // trusted.* is listed only to CAP_SYS_ADMIN, as ext4_xattr_trusted_list()
+            if (XattrNames.isKnown(x.nameIndex()) && x.nameIndex() != XattrNames.SYSTEM && x.nameIndex() != XattrNames.RICHACL
+                    && (x.nameIndex() != XattrNames.TRUSTED || Caller.isRoot())) {
                 names.add(x.fullName());
             }
         }
@@ -1064,12 +1070,15 @@ public final class Ext4FileSystem implements Closeable {
         }
         int ratio = sb.clusterRatio();
         free *= ratio;
-        long reserved = sb.reservedBlocksCount();
-        if (sb.has(Feature.EXTENTS)) {
-            reserved += Math.min(sb.blocksCount() / ratio / 50, 4096) * ratio;
-        }
+        long reserved = sb.reservedBlocksCount() + resvClusters;
         return new StatFs(blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
                 sb.inodesCount(), freeInodes, 255, readOnly);
+    }
+
+    /** s_resv_clusters (ext4_calculate_resv_clusters()): 2% of the blocks, at most 4096 clusters, with extents. */
+    private static long defaultResvClusters(Superblock sb) {
+        int ratio = sb.clusterRatio();
+        return sb.has(Feature.EXTENTS) ? Math.min(sb.blocksCount() / ratio / 50, 4096) * ratio : 0;
     }
 
     private volatile long overhead = -1;

@@ -8,12 +8,14 @@ package dev.ext4j.fs;
  * @param inodeCacheEntries  bound of the in-memory inode cache
  * @param flushIntervalMillis how often the flusher writes changed metadata home (dirty_writeback)
  * @param errors             what a detected corruption does; null takes the superblock's s_errors
+ * @param reservedClusters   blocks kept back from file data for everyone (the kernel's
+ *                           reserved_clusters sysfs tunable); -1 for the default, 2% up to 4096
  */
 public record MountOptions(boolean readOnly, long metadataCacheBytes, int inodeCacheEntries, long flushIntervalMillis,
-                           ErrorPolicy errors) {
+                           ErrorPolicy errors, long reservedClusters) {
 
     public MountOptions(boolean readOnly, long metadataCacheBytes, int inodeCacheEntries) {
-        this(readOnly, metadataCacheBytes, inodeCacheEntries, 5000, null);
+        this(readOnly, metadataCacheBytes, inodeCacheEntries, 5000, null, -1);
     }
 
     public static MountOptions defaults() {
@@ -21,10 +23,14 @@ public record MountOptions(boolean readOnly, long metadataCacheBytes, int inodeC
     }
 
     public MountOptions withReadOnly(boolean ro) {
-        return new MountOptions(ro, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors);
+        return new MountOptions(ro, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters);
     }
 
     public MountOptions withErrors(ErrorPolicy policy) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, policy);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, policy, reservedClusters);
+    }
+
+    public MountOptions withReservedClusters(long blocks) {
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, blocks);
     }
 }

@@ -654,6 +654,43 @@ class ReadWriteTest {
                 new Variant("ext3-1k", 1024, "8M", List.of("-b", "1024", "-t", "ext3")));
     }
 
+    /**
+     * ext4_has_free_clusters(): an ordinary user's data stops at the blocks reserved for root
+     * (mkfs -m) plus the 2% kept for everyone; root's stops at the 2%.
+     */
+    @Test
+    void ordinaryUsersStopAtTheRootReserveAndRootAtTheTwoPercent() throws Exception {
+        Path img = Images.mkfs(work.resolve("reserve.img"), "32M", List.of("-b", "4096", "-m", "5"), null);
+        long forRoot = Long.parseLong(Images.dumpe2fsHeader(img).get("Reserved block count").trim());
+        long resv = Math.min(8192 / 50, 4096);
+        try (Ext4FileSystem fs = openRw(img)) {
+            long ino = fs.mknod(Ext4FileSystem.ROOT_INO, b("big"), 0100666, 0, 0, 1000, 1000);
+            long off = fillUntilEnospc(fs, ino, 0, 1000);
+            assertEquals(forRoot + resv, fs.statfs().freeBlocks(), "uid 1000 leaves root's blocks and the 2%");
+            long more = fillUntilEnospc(fs, ino, off, 0);
+            assertEquals(forRoot * 4096, more - off, "root may use its reserve, and only that");
+            assertEquals(resv, fs.statfs().freeBlocks(), "nobody's data takes the last 2%");
+            assertEquals(0, fs.statfs().availableBlocks());
+        }
+        Images.assertClean(img);
+    }
+
+    /** Writes 64 KiB chunks as {@code uid} until ENOSPC; returns the offset reached. */
+    private static long fillUntilEnospc(Ext4FileSystem fs, long ino, long from, long uid) throws Exception {
+        Caller.set(uid, uid);
+        long off = from;
+        try {
+            while (true) {
+                off += fs.write(ino, off, ByteBuffer.allocate(65536));
+            }
+        } catch (Ext4Exception e) {
+            assertEquals(Errno.ENOSPC, e.errno(), e.toString());
+        } finally {
+            Caller.set(0, 0);
+        }
+        return off;
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("enospcVariants")
     void enospc(Variant v) throws Exception {
@@ -661,7 +698,8 @@ class ReadWriteTest {
         Random rnd = new Random(28);
         Driver d;
         StatFs fresh;
-        try (Ext4FileSystem fs = openRw(img)) {
+        // no blocks held back from data (reserved_clusters=0), so the fill reaches the last block
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReservedClusters(0))) {
             d = new Driver(fs);
             fresh = fs.statfs();
             d.mkdir("/fill", 0755);

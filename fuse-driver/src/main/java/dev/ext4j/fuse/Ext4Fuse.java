@@ -2,6 +2,7 @@ package dev.ext4j.fuse;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.fs.Caller;
 import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.FileAttributes;
 import dev.ext4j.fs.StatFs;
@@ -68,6 +69,8 @@ public final class Ext4Fuse extends FuseStubFS {
     /** Runs a callback: errno translation and the catch-all live here and nowhere else. */
     int guard(String op, String path, Op body) {
         try {
+            var ctx = getContext();
+            Caller.set(ctx.uid.get(), ctx.gid.get());
             return body.run();
         } catch (Ext4Exception e) {
             Errno errno = e.errno();

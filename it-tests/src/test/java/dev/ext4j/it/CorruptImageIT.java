@@ -18,6 +18,8 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Images damaged on purpose. Offsets come from debugfs (stat, blocks, htree_dump); the bytes are
@@ -350,6 +352,38 @@ class CorruptImageIT extends FuseTestBase {
             assertFailsWith(m, EBADMSG, "ls", "dir-csum");
             assertWorks(m, "alpha\n", "cat", "dir-reclen0/alpha");
         });
+    }
+
+    /**
+     * Corruption met on a read-write mount is recorded in the superblock (error count, first and
+     * last error, state "with errors") and the errors= option decides what follows: continue keeps
+     * writing, remount-ro refuses changes but still reads, panic stops serving the mount.
+     */
+    @ParameterizedTest(name = "errors={0}")
+    @ValueSource(strings = {"continue", "remount-ro", "panic"})
+    void corruptionOnAReadWriteMountIsRecordedAndErrorsDecides(String policy) throws IOException {
+        Path img = copy(csumImage, "errors-" + policy);
+        long block = firstBlock(img, "/dir-csum") * BS;
+        poke(img, direntOffset(img, block, "beta") + 8, (byte) 'B');
+        Path mnt = newDir("mnt-errors-" + policy);
+        try (MountedImage m = MountedImage.mount(img, mnt, scratch.resolve("errors-" + policy + ".log"), "errors=" + policy)) {
+            assertFailsWith(m, EBADMSG, "ls", "dir-csum");
+            switch (policy) {
+                case "continue" -> {
+                    assertWorks(m, null, "touch", "after-error");
+                    assertWorks(m, "still readable\n", "cat", "good.txt");
+                }
+                case "remount-ro" -> {
+                    assertFailsWith(m, "Read-only file system", "touch", "after-error");
+                    assertWorks(m, "still readable\n", "cat", "good.txt");
+                }
+                default -> org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(30)).until(() -> !m.isMounted());
+            }
+        }
+        String header = Tools.run(Duration.ofSeconds(30), "dumpe2fs", "-h", img.toString()).stdout();
+        assertTrue(header.matches("(?s).*Filesystem state:\\s+(not )?clean with errors.*"), "state says errors:\n" + header);
+        assertTrue(header.matches("(?s).*FS Error count:\\s+[1-9].*"), "the error is counted:\n" + header);
+        assertTrue(header.matches("(?s).*First error function:\\s+(readdir|opendir|getattr).*"), "the first error names the call:\n" + header);
     }
 
     @Test
