@@ -7,9 +7,11 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * bounded. Lock order, everywhere: the rename lock (cross-directory renames only), then every
  * inode lock an operation needs, taken at once by {@link #lockAll} in ascending stripe order (each
  * stripe once, so two inodes sharing a stripe cannot deadlock), then the allocator's group locks
- * (never two at once). Innermost of all, the install monitors ({@link #installLock}), held only
- * around the block cache and the inode cache while an inode is loaded or written, never while
- * taking another lock: loading an inode needs no inode lock, so it may happen under any of them.
+ * (never two at once), then the orphan list's monitor ({@link Orphans}), then the superblock's.
+ * Innermost of all, the install monitors ({@link #installLock}), held only around the block cache
+ * and the inode cache while an inode is loaded or written, never while taking another lock:
+ * loading an inode needs no inode lock, so it may happen under any of them. The block cache's
+ * per-block locks and its flush lock are leaves below everything.
  */
 final class InodeLocks {
     private static final int STRIPES = 1024;

@@ -66,11 +66,15 @@ public final class Ext4Fuse extends FuseStubFS {
         int run() throws Ext4Exception;
     }
 
+    private final java.util.function.Supplier<long[]> callerIds = () -> {
+        var ctx = getContext();
+        return new long[] {ctx.uid.get(), ctx.gid.get()};
+    };
+
     /** Runs a callback: errno translation and the catch-all live here and nowhere else. */
     int guard(String op, String path, Op body) {
         try {
-            var ctx = getContext();
-            Caller.set(ctx.uid.get(), ctx.gid.get());
+            Caller.fromRequest(callerIds);
             return body.run();
         } catch (Ext4Exception e) {
             Errno errno = e.errno();
