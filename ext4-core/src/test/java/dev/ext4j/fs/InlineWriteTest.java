@@ -554,6 +554,207 @@ class InlineWriteTest {
         assertEquals(-1, debugfsSystemData(img, "/s/l59"));
     }
 
+    // ================================================================ ENOSPC
+
+    /**
+     * With no block left, what needs none still works (writes within the inline limit, inline
+     * directories, entries that fit inline, inline symlinks) and what needs one fails with ENOSPC
+     * and changes nothing: a file stays inline with its bytes, a directory stays inline with its
+     * entries, the new inode of a failed create is freed.
+     */
+    @Test
+    void enospcLeavesInlineInodesAsTheyWere() throws Exception {
+        V v = new V("inline-1k-small", 1024, 256, true, List.of("-b", "1024", "-O", "inline_data"));
+        Path img = Images.mkfs(work.resolve("full.img"), "8M", v.args(), null);
+        int max = v.maxInline();
+        Random rnd = new Random(5);
+        Driver d;
+        try (Ext4FileSystem fs = openRw(img)) {
+            d = new Driver(fs);
+            d.mkdir("/d", 0755);
+            for (int i = 0; i < 4 + v.maxDirValue() / 12; i++) {
+                d.create("/d/" + entry(i), 0644);
+            }
+            d.create("/small", 0644);
+            d.write("/small", 0, random(rnd, 50));
+            // fill every block
+            long big = d.create("/big", 0644);
+            Node bn = d.node("/big");
+            while (true) {
+                byte[] data = random(rnd, 256 * 1024);
+                try {
+                    int w = fs.write(big, bn.content.size, ByteBuffer.wrap(data));
+                    bn.content.write(bn.content.size, data, 0, w);
+                } catch (dev.ext4j.Ext4Exception e) {
+                    assertEquals(Errno.ENOSPC, e.errno());
+                    break;
+                }
+            }
+            long dir = d.ino("/d");
+            long small = d.ino("/small");
+            long inodesBefore = fs.statfs().freeInodes();
+            Expect.errno(Errno.ENOSPC, () -> fs.write(small, 0, ByteBuffer.wrap(new byte[max + 1])));
+            Expect.errno(Errno.ENOSPC, () -> fs.truncate(small, max + 1));
+            Expect.errno(Errno.ENOSPC, () -> fs.fallocate(small, 0, 0, 1024));
+            assertTrue(inline(fs, small));
+            checkContent(d, "/small");
+            Expect.errno(Errno.ENOSPC, () -> fs.mknod(dir, b("does-not-fit-inline"), Inode.S_IFREG | 0644, 0, 0, 0, 0));
+            assertTrue(inline(fs, dir), "the directory stays inline");
+            assertEquals(inodesBefore, fs.statfs().freeInodes(), "the inode of the failed create is free again");
+            Expect.errno(Errno.ENOSPC, () -> fs.symlink(Ext4FileSystem.ROOT_INO, b("toolong"), new byte[max + 1], 0, 0));
+            RwModel.verifyFs(fs, d.root);
+            // what needs no block works
+            d.write("/small", 50, random(rnd, max - 50));
+            checkContent(d, "/small");
+            d.mkdir("/newdir", 0755);
+            d.create("/newdir/a", 0644);
+            d.symlink("/newdir/link", b("l".repeat(max)));
+            d.unlink("/d/" + entry(0));
+            d.create("/d/zz9", 0644);
+            assertTrue(inline(fs, dir));
+        }
+        checkImage(img, d.root);
+    }
+
+    // ================================================================ concurrency
+
+    /**
+     * Threads creating, writing (around the inline limit), truncating, renaming and removing in
+     * small directories that keep being made anew (so they start inline and convert while others
+     * work in them), then e2fsck and a read through ext4j and the kernel. Each write puts the
+     * pattern of {@link ReadWriteTest#pattern}, so the content can be checked afterwards.
+     */
+    @Test
+    void concurrentChangesAroundTheInlineLimits() throws Exception {
+        V v = variants().findFirst().orElseThrow();
+        Path img = mkfs(v);
+        int threads = 4;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, new MountOptions(false, 256 << 10, 16))) {
+            long top = fs.mkdir(Ext4FileSystem.ROOT_INO, b("c"), 0755, 0, 0);
+            long[] dirs = new long[threads];
+            for (int i = 0; i < threads; i++) {
+                dirs[i] = fs.mkdir(top, b("d" + i), 0755, 0, 0);
+            }
+            java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(threads);
+            List<java.util.concurrent.Future<Integer>> futures = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                int id = t;
+                futures.add(pool.submit(() -> inlineWorker(fs, dirs, id, v.maxInline())));
+            }
+            int ok = 0;
+            try {
+                for (java.util.concurrent.Future<Integer> f : futures) {
+                    ok += f.get(120, java.util.concurrent.TimeUnit.SECONDS);
+                }
+            } finally {
+                pool.shutdownNow();
+            }
+            assertTrue(ok > 1000, "most operations succeeded: " + ok);
+        }
+        RwModel.assertFsckClean(img);
+        Node root;
+        try (Ext4FileSystem ro = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            root = ReadWriteTest.modelOf(ro, true);
+            RwModel.verifyFs(ro, root);
+        }
+        RwModel.verifyKernel(img, work.resolve("mnt"), root);
+    }
+
+    private static final java.util.Set<Errno> RACES = java.util.EnumSet.of(Errno.ENOENT, Errno.EEXIST, Errno.ENOTEMPTY,
+            Errno.EISDIR, Errno.ENOTDIR, Errno.EINVAL);
+
+    private static int inlineWorker(Ext4FileSystem fs, long[] dirs, int id, int max) throws Exception {
+        Random rnd = new Random(77 + id);
+        int ok = 0;
+        for (int i = 0; i < 1500; i++) {
+            long dirA = dirs[rnd.nextInt(dirs.length)];
+            long dirB = dirs[rnd.nextInt(dirs.length)];
+            byte[] f1 = b("f" + rnd.nextInt(10));
+            byte[] f2 = b("f" + rnd.nextInt(10));
+            byte[] sub = b("s" + rnd.nextInt(2));
+            int op = rnd.nextInt(100);
+            try {
+                if (rnd.nextInt(3) == 0) {
+                    dirA = fs.lookup(dirA, sub);
+                }
+                if (op < 20) {
+                    fs.mknod(dirA, f1, Inode.S_IFREG | 0644, 0, 0, 0, 0);
+                } else if (op < 40) {
+                    long ino = fs.lookup(dirA, f1);
+                    fs.open(ino);
+                    try {
+                        if ((fs.stat(ino).mode() & Inode.S_IFMT) == Inode.S_IFREG) {
+                            long off = rnd.nextInt(max + 20);
+                            int len = 1 + rnd.nextInt(rnd.nextInt(8) == 0 ? 3000 : 40);
+                            byte[] data = new byte[len];
+                            for (int k = 0; k < len; k++) {
+                                data[k] = ReadWriteTest.pattern(ino, off + k);
+                            }
+                            assertEquals(len, fs.write(ino, off, ByteBuffer.wrap(data)));
+                        }
+                    } finally {
+                        fs.release(ino);
+                    }
+                } else if (op < 45) {
+                    long ino = fs.lookup(dirA, f1);
+                    fs.open(ino);
+                    try {
+                        if ((fs.stat(ino).mode() & Inode.S_IFMT) == Inode.S_IFREG) {
+                            fs.truncate(ino, rnd.nextInt(max + 40));
+                        }
+                    } finally {
+                        fs.release(ino);
+                    }
+                } else if (op < 55) {
+                    fs.rename(dirA, f1, dirA, f2);
+                } else if (op < 65) {
+                    long from = dirs[id];
+                    long to = dirs[(id + 1) % dirs.length];
+                    if (rnd.nextBoolean()) {
+                        fs.rename(from, f1, to, f2);
+                    } else {
+                        fs.rename(from, sub, to, b("s" + rnd.nextInt(2)));
+                    }
+                } else if (op < 75) {
+                    fs.unlink(dirA, f1);
+                } else if (op < 82) {
+                    fs.mkdir(dirs[rnd.nextInt(dirs.length)], sub, 0755, 0, 0);
+                } else if (op < 90) {
+                    // empty a subdirectory and remove it, so a new inline one takes its place
+                    long parent = dirs[rnd.nextInt(dirs.length)];
+                    long s = fs.lookup(parent, sub);
+                    List<byte[]> names = new ArrayList<>();
+                    fs.readdir(s, 0, (name, ino, type, next) -> {
+                        if (type != dev.ext4j.format.DirEntry.FT_DIR) {
+                            names.add(name.clone());
+                        }
+                        return true;
+                    });
+                    for (byte[] n : names) {
+                        try {
+                            fs.unlink(s, n);
+                        } catch (dev.ext4j.Ext4Exception e) {
+                            if (!RACES.contains(e.errno())) {
+                                throw e;
+                            }
+                        }
+                    }
+                    fs.rmdir(parent, sub);
+                } else if (op < 95) {
+                    fs.symlink(dirA, f1, b("t".repeat(55 + rnd.nextInt(90))), 0, 0);
+                } else {
+                    fs.readdir(dirB, 0, (name, ino, type, next) -> true);
+                }
+                ok++;
+            } catch (dev.ext4j.Ext4Exception e) {
+                if (!RACES.contains(e.errno())) {
+                    throw new AssertionError("thread " + id + ", operation " + i + " (" + op + "): " + e, e);
+                }
+            }
+        }
+        return ok;
+    }
+
     // ================================================================ against the kernel
 
     /**
