@@ -116,14 +116,14 @@ final class FileWrite {
     }
 
     /**
-     * A regular file that may start inline on a filesystem with inline_data: one that has never held
-     * data (the kernel's EXT4_STATE_MAY_INLINE_DATA of a new inode, which ext4j reads off the disk:
-     * size 0 and no blocks).
+     * A regular file that may start inline on a filesystem with inline_data: one that holds no
+     * block, as a new file (the kernel's EXT4_STATE_MAY_INLINE_DATA of a new inode, which ext4j
+     * reads off the disk instead of keeping it in memory), also after a truncate that only set
+     * its size: the kernel then keeps that i_size beside a shorter inline data.
      */
     private boolean mayStartInline(Inode copy) {
         long eaSectors = copy.fileAcl() != 0 ? bs / 512 : 0;
-        return fs.superblock().has(Feature.INLINE_DATA) && copy.size() == 0
-                && copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) == eaSectors;
+        return fs.superblock().has(Feature.INLINE_DATA) && copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) == eaSectors;
     }
 
     /**
@@ -266,7 +266,8 @@ final class FileWrite {
                     truncateInline(ino, copy, size);
                     return;
                 }
-                // as the kernel (seen on 6.18): growing past the inline data moves it to a block first
+                // as the kernel (seen on 6.18): a size past the inline data, larger or smaller than
+                // i_size, moves the data to a block first
                 info = convertInline(info, copy);
                 copy = info.inode().copy();
             }

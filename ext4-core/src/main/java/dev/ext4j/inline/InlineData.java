@@ -203,17 +203,14 @@ public final class InlineData {
     }
 
     /**
-     * ext4_inline_data_truncate() for a new i_size within the inline size: the bytes past it
-     * become zeros and the system.data value shrinks to end there (empty at 60 bytes or fewer).
-     * i_size is the caller's.
+     * ext4_inline_data_truncate(): the inline bytes past the new i_size become zeros, and when it
+     * is within the inline size the system.data value shrinks to end there (empty at 60 bytes or
+     * fewer). A size past the inline data leaves it as it is. i_size is the caller's.
      */
     public static void truncate(Inode in, long ino, long newSize) throws Ext4Exception {
         byte[] data = read(in, ino);
-        if (newSize > data.length) {
-            throw new IllegalArgumentException("inode " + ino + ": inline truncate to " + newSize + " past the inline size " + data.length);
-        }
         zeroFrom(data, Math.min(in.size(), newSize));
-        store(in, ino, Arrays.copyOf(data, (int) Math.max(MIN_SIZE, newSize)));
+        store(in, ino, Arrays.copyOf(data, (int) Math.min(data.length, Math.max(MIN_SIZE, newSize))));
     }
 
     private static void zeroFrom(byte[] data, long from) {

@@ -779,6 +779,21 @@ class InlineWriteTest {
             Files.write(mnt.resolve("k-max"), new byte[max]);
             Files.write(mnt.resolve("k-over"), new byte[max + 1]);
             Files.write(mnt.resolve("k-70"), new byte[70]);
+            for (long[] c : FILE_CASES) {
+                try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(mnt.resolve("k-" + caseName(c)).toFile(), "rw")) {
+                    f.write(new byte[(int) c[0]]);
+                    if (c[1] >= 0) {
+                        f.setLength(c[1]);
+                    }
+                    if (c[2] >= 0) {
+                        f.seek(c[2]);
+                        f.write(new byte[5]);
+                    }
+                    if (c[3] >= 0) {
+                        f.setLength(c[3]);
+                    }
+                }
+            }
             for (int n : new int[] {4, 5, dirEntries, dirEntries + 1}) {
                 Path dir = Files.createDirectories(mnt.resolve("k-dir" + n));
                 for (int i = 0; i < n; i++) {
@@ -798,6 +813,19 @@ class InlineWriteTest {
                 long ino = fs.mknod(root, b(f[0]), Inode.S_IFREG | 0644, 0, 0, 0, 0);
                 fs.write(ino, 0, ByteBuffer.wrap(new byte[Integer.parseInt(f[1])]));
             }
+            for (long[] c : FILE_CASES) {
+                long ino = fs.mknod(root, b("e-" + caseName(c)), Inode.S_IFREG | 0644, 0, 0, 0, 0);
+                fs.write(ino, 0, ByteBuffer.wrap(new byte[(int) c[0]]));
+                if (c[1] >= 0) {
+                    fs.truncate(ino, c[1]);
+                }
+                if (c[2] >= 0) {
+                    fs.write(ino, c[2], ByteBuffer.wrap(new byte[5]));
+                }
+                if (c[3] >= 0) {
+                    fs.truncate(ino, c[3]);
+                }
+            }
             for (int n : new int[] {4, 5, dirEntries, dirEntries + 1}) {
                 long dir = fs.mkdir(root, b("e-dir" + n), 0755, 0, 0);
                 for (int i = 0; i < n; i++) {
@@ -807,23 +835,91 @@ class InlineWriteTest {
         }
         RwModel.assertFsckClean(img);
         List<String> names = new ArrayList<>(List.of("max", "over", "70"));
+        for (long[] c : FILE_CASES) {
+            names.add(caseName(c));
+        }
         for (int n : new int[] {4, 5, dirEntries, dirEntries + 1}) {
             names.add("dir" + n);
         }
+        List<String> kernel = new ArrayList<>();
+        List<String> ours = new ArrayList<>();
         for (String n : names) {
-            String k = Images.stat(img, "/k-" + n);
-            String e = Images.stat(img, "/e-" + n);
-            assertEquals(debugfsInlineSize(img, "/k-" + n), debugfsInlineSize(img, "/e-" + n), n + ": inline size");
-            assertEquals(debugfsSystemData(img, "/k-" + n), debugfsSystemData(img, "/e-" + n), n + ": system.data");
-            assertEquals(Images.statNumber(k, "Size"), Images.statNumber(e, "Size"), n + ": i_size");
-            assertEquals(Images.statNumber(k, "Blockcount"), Images.statNumber(e, "Blockcount"), n + ": i_blocks");
-            assertEquals(flags(k), flags(e), n + ": flags");
+            kernel.add(summary(img, n, "/k-" + n));
+            ours.add(summary(img, n, "/e-" + n));
+        }
+        assertEquals(String.join("\n", kernel), String.join("\n", ours), "the kernel's inodes (expected) and ext4j's");
+        for (int n : new int[] {4, 5, dirEntries, dirEntries + 1}) {
+            assertEquals(dirLayout(img, "/k-dir" + n, v), dirLayout(img, "/e-dir" + n, v), "dir" + n + ": entry layout");
         }
         assertEquals(max, debugfsInlineSize(img, "/e-max"));
         assertEquals(-1, debugfsInlineSize(img, "/e-over"));
         assertEquals(60, debugfsInlineSize(img, "/e-dir4"));
         assertEquals(60 + v.maxDirValue(), debugfsInlineSize(img, "/e-dir" + dirEntries));
         assertEquals(-1, debugfsInlineSize(img, "/e-dir" + (dirEntries + 1)));
+    }
+
+    /**
+     * The entries of a directory as they lie on disk, inode numbers left out: rec_len, name_len,
+     * file type and name of each, region by region (i_block after the parent number, the
+     * system.data value) for an inline directory, or through the first block (tail included).
+     */
+    private static List<String> dirLayout(Path img, String path, V v) {
+        long at = Images.inodeByteOffset(img, path, v.blockSize());
+        ByteBuffer in = ByteBuffer.wrap(Images.readAt(img, at, v.inodeSize())).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        List<String> out = new ArrayList<>();
+        if ((in.getInt(0x20) & Inode.INLINE_DATA_FL) != 0) {
+            out.add("parent " + in.getInt(0x28));
+            entries(in, 0x28 + 4, 0x28 + 60, out);
+            int first = 128 + (in.getShort(0x80) & 0xFFFF) + 4;
+            for (int e = first; in.getInt(e) != 0; e += (16 + (in.get(e) & 0xFF) + 3) & ~3) {
+                if ((in.get(e + 1) & 0xFF) == 7 && (in.get(e) & 0xFF) == 4) {
+                    int off = first + (in.getShort(e + 2) & 0xFFFF);
+                    out.add("system.data " + in.getInt(e + 8));
+                    entries(in, off, off + in.getInt(e + 8), out);
+                }
+            }
+            return out;
+        }
+        long block = Images.blocks(img, path).get(0);
+        ByteBuffer b = ByteBuffer.wrap(Images.readAt(img, block * v.blockSize(), v.blockSize())).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        entries(b, 0, v.blockSize(), out);
+        return out;
+    }
+
+    private static void entries(ByteBuffer b, int from, int to, List<String> out) {
+        for (int off = from; off < to; ) {
+            int rec = b.getShort(off + 4) & 0xFFFF;
+            int nl = b.get(off + 6) & 0xFF;
+            byte[] name = new byte[nl];
+            b.get(off + 8, name);
+            out.add(rec + "/" + nl + "/" + (b.get(off + 7) & 0xFF) + "/" + (b.getInt(off) == 0 ? "-" : "") + new String(name, java.nio.charset.StandardCharsets.ISO_8859_1));
+            if (rec < 8) {
+                out.add("bad rec_len at " + off);
+                return;
+            }
+            off += rec;
+        }
+    }
+
+    /**
+     * Files written by both: {first write's length, truncate to, 5 bytes written at, truncate to},
+     * -1 for a step left out.
+     */
+    private static final long[][] FILE_CASES = {
+        {100, 20, -1, -1}, {100, 70, -1, -1}, {10, 50, -1, -1}, {10, 60, -1, -1}, {10, 100, -1, -1}, {100, 120, -1, -1},
+        {10, 5000, -1, -1}, {10, -1, 50, -1}, {10, -1, 200, -1}, {100, 50, 80, -1}, {0, 30, -1, -1}, {0, 30, 2, -1},
+        {0, 5000, 2, -1}, {0, 5000, 4000, -1}, {0, 5000, 2, 100}, {0, 5000, 2, 40}, {0, 5000, 2, 6000}, {100, -1, -1, 0},
+    };
+
+    private static String caseName(long[] c) {
+        return "w" + c[0] + "-t" + c[1] + "-p" + c[2] + "-t" + c[3];
+    }
+
+    /** What debugfs says of an inode's inline state: inline size, system.data, i_size, i_blocks, flags. */
+    private static String summary(Path img, String name, String path) {
+        String st = Images.stat(img, path);
+        return name + ": inline " + debugfsInlineSize(img, path) + ", system.data " + debugfsSystemData(img, path)
+                + ", size " + Images.statNumber(st, "Size") + ", blockcount " + Images.statNumber(st, "Blockcount") + ", flags " + flags(st);
     }
 
     private static String flags(String stat) {
