@@ -800,6 +800,14 @@ class InlineWriteTest {
                     Files.createFile(dir.resolve(entry(i)));
                 }
             }
+            Path ops = Files.createDirectories(mnt.resolve("k-dirops"));
+            for (String[] op : dirOps(dirEntries)) {
+                switch (op[0]) {
+                    case "add" -> Files.createFile(ops.resolve(op[1]));
+                    case "rm" -> Files.delete(ops.resolve(op[1]));
+                    default -> Files.move(ops.resolve(op[1]), ops.resolve(op[2]));
+                }
+            }
         } finally {
             Images.Result u = Images.run(List.of("umount", mnt.toString()));
             if (u.exitCode() != 0) {
@@ -832,6 +840,14 @@ class InlineWriteTest {
                     fs.mknod(dir, b(entry(i)), Inode.S_IFREG | 0644, 0, 0, 0, 0);
                 }
             }
+            long ops = fs.mkdir(root, b("e-dirops"), 0755, 0, 0);
+            for (String[] op : dirOps(dirEntries)) {
+                switch (op[0]) {
+                    case "add" -> fs.mknod(ops, b(op[1]), Inode.S_IFREG | 0644, 0, 0, 0, 0);
+                    case "rm" -> fs.unlink(ops, b(op[1]));
+                    default -> fs.rename(ops, b(op[1]), ops, b(op[2]));
+                }
+            }
         }
         RwModel.assertFsckClean(img);
         List<String> names = new ArrayList<>(List.of("max", "over", "70"));
@@ -841,6 +857,7 @@ class InlineWriteTest {
         for (int n : new int[] {4, 5, dirEntries, dirEntries + 1}) {
             names.add("dir" + n);
         }
+        names.add("dirops");
         List<String> kernel = new ArrayList<>();
         List<String> ours = new ArrayList<>();
         for (String n : names) {
@@ -851,6 +868,7 @@ class InlineWriteTest {
         for (int n : new int[] {4, 5, dirEntries, dirEntries + 1}) {
             assertEquals(dirLayout(img, "/k-dir" + n, v), dirLayout(img, "/e-dir" + n, v), "dir" + n + ": entry layout");
         }
+        assertEquals(dirLayout(img, "/k-dirops", v), dirLayout(img, "/e-dirops", v), "dirops: entry layout");
         assertEquals(max, debugfsInlineSize(img, "/e-max"));
         assertEquals(-1, debugfsInlineSize(img, "/e-over"));
         assertEquals(60, debugfsInlineSize(img, "/e-dir4"));
@@ -913,6 +931,26 @@ class InlineWriteTest {
 
     private static String caseName(long[] c) {
         return "w" + c[0] + "-t" + c[1] + "-p" + c[2] + "-t" + c[3];
+    }
+
+    /**
+     * Removals from both regions (the first entry of a region keeps its place with inode 0, the
+     * others join the one before), names that reuse the room, renames within the directory.
+     */
+    private static List<String[]> dirOps(int fill) {
+        List<String[]> ops = new ArrayList<>();
+        for (int i = 0; i < fill; i++) {
+            ops.add(new String[] {"add", entry(i)});
+        }
+        for (String n : new String[] {entry(0), entry(2), entry(4), entry(6), entry(fill - 1)}) {
+            ops.add(new String[] {"rm", n});
+        }
+        ops.add(new String[] {"add", "ab"});
+        ops.add(new String[] {"add", "cd"});
+        ops.add(new String[] {"mv", entry(3), "x3"});
+        ops.add(new String[] {"add", "a-longer-name"});
+        ops.add(new String[] {"mv", entry(1), "y1"});
+        return ops;
     }
 
     /** What debugfs says of an inode's inline state: inline size, system.data, i_size, i_blocks, flags. */
