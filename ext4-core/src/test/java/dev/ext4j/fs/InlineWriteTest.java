@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Inode;
 import dev.ext4j.fs.RwModel.Driver;
 import dev.ext4j.fs.RwModel.Node;
@@ -614,6 +615,46 @@ class InlineWriteTest {
             assertTrue(inline(fs, dir));
         }
         checkImage(img, d.root);
+    }
+
+    // ================================================================ corruption
+
+    /**
+     * A damaged inline directory or inline file answers EUCLEAN to the change that meets the
+     * damage, naming the inode, and nothing is written: a rec_len running past i_block, and an
+     * inline flag without its system.data xattr.
+     */
+    @Test
+    void damagedInlineInodesGiveEuclean() throws Exception {
+        V v = new V("inline-nocsum", 4096, 256, true, List.of("-b", "4096", "-O", "inline_data,^metadata_csum"));
+        Path img = mkfs(v);
+        long dir;
+        long file;
+        try (Ext4FileSystem fs = openRw(img)) {
+            dir = fs.mkdir(Ext4FileSystem.ROOT_INO, b("d"), 0755, 0, 0);
+            fs.mknod(dir, b("a"), Inode.S_IFREG | 0644, 0, 0, 0, 0);
+            file = fs.mknod(Ext4FileSystem.ROOT_INO, b("f"), Inode.S_IFREG | 0644, 0, 0, 0, 0);
+            fs.write(file, 0, ByteBuffer.wrap(b("inline bytes")));
+        }
+        long dirAt = Images.inodeByteOffset(img, "<" + dir + ">", v.blockSize());
+        Images.writeLe16(img, dirAt + Inode.I_BLOCK + 4 + 4, 64); // the first entry's rec_len: past i_block
+        long fileAt = Images.inodeByteOffset(img, "<" + file + ">", v.blockSize());
+        Images.writeAt(img, fileAt + 128 + 32, new byte[4]); // no ibody magic: system.data is gone
+        byte[] dirBefore = Images.readAt(img, dirAt, v.inodeSize());
+        byte[] fileBefore = Images.readAt(img, fileAt, v.inodeSize());
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(false))) {
+            Ext4Exception e = Expect.errno(Errno.EUCLEAN, () -> fs.mknod(dir, b("b"), Inode.S_IFREG | 0644, 0, 0, 0, 0));
+            assertTrue(e.getMessage().contains("inode " + dir), e.getMessage());
+            Expect.errno(Errno.EUCLEAN, () -> fs.unlink(dir, b("a")));
+            Expect.errno(Errno.EUCLEAN, () -> fs.rmdir(Ext4FileSystem.ROOT_INO, b("d")));
+            e = Expect.errno(Errno.EUCLEAN, () -> fs.write(file, 3, ByteBuffer.wrap(b("x"))));
+            assertTrue(e.getMessage().contains("inode " + file), e.getMessage());
+            Expect.errno(Errno.EUCLEAN, () -> fs.write(file, 0, ByteBuffer.wrap(new byte[5000])));
+            Expect.errno(Errno.EUCLEAN, () -> fs.truncate(file, 2));
+            Expect.errno(Errno.EUCLEAN, () -> fs.fallocate(file, 0, 0, 4096));
+        }
+        assertArrayEquals(dirBefore, Images.readAt(img, dirAt, v.inodeSize()), "the directory inode was not written");
+        assertArrayEquals(fileBefore, Images.readAt(img, fileAt, v.inodeSize()), "the file inode was not written");
     }
 
     // ================================================================ concurrency
