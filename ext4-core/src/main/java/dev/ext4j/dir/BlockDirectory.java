@@ -131,7 +131,7 @@ public final class BlockDirectory implements DirEntries {
     }
 
     /** ext4_dirblock_csum_set(): the tail must be there (no room for a checksum is corruption, "run e2fsck -D"). */
-    static void sealLeaf(ByteBuffer b, DirFormat fmt, int inodeSeed, Object where) throws Ext4Exception {
+    public static void sealLeaf(ByteBuffer b, DirFormat fmt, int inodeSeed, Object where) throws Ext4Exception {
         int tail = fmt.blockSize() - DirEntry.TAIL_SIZE;
         if (!DirEntry.isTail(b, tail)) {
             throw Ext4Exception.corrupted(where + ": no space for a checksum tail; run e2fsck -D");

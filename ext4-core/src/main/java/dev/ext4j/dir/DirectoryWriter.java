@@ -38,7 +38,7 @@ import java.util.List;
  * There is no journal here: a crash between the block writes of one operation can leave a
  * directory that e2fsck must repair.
  */
-public final class DirectoryWriter {
+public final class DirectoryWriter implements DirChanges {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
     private final BlockDirectory dir;

@@ -6,6 +6,7 @@ import dev.ext4j.alloc.Allocator;
 import dev.ext4j.extent.Mapping;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
+import dev.ext4j.inline.InlineData;
 import java.nio.ByteBuffer;
 
 /**
@@ -44,9 +45,6 @@ final class FileWrite {
         if (!i.isRegular()) {
             throw new Ext4Exception(Errno.EINVAL, "inode " + info.ino() + " is not a regular file");
         }
-        if (i.hasFlag(Inode.INLINE_DATA_FL)) {
-            throw new Ext4Exception(Errno.EOPNOTSUPP, "inode " + info.ino() + ": writing inline-data files is not implemented yet");
-        }
         if (i.hasFlag(Inode.IMMUTABLE_FL) || i.hasFlag(Inode.APPEND_FL)) {
             throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is immutable or append-only");
         }
@@ -69,6 +67,16 @@ final class FileWrite {
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
             Inode copy = regularCopy(info);
+            if (copy.hasFlag(Inode.INLINE_DATA_FL) || mayStartInline(copy)) {
+                int n = writeInline(ino, copy, offset, src);
+                if (n > 0) {
+                    return n;
+                }
+                if (copy.hasFlag(Inode.INLINE_DATA_FL)) {
+                    info = convertInline(info, copy); // ext4_convert_inline_data_to_extent()
+                    copy = info.inode().copy();
+                }
+            }
             BlockAccount acct = fs.account(ino, copy);
             FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
             long max = maxSize(map);
@@ -105,6 +113,68 @@ final class FileWrite {
             src.position(src.position() + written);
             return written;
         }
+    }
+
+    /**
+     * A regular file that may start inline on a filesystem with inline_data: one that holds no
+     * block, as a new file (the kernel's EXT4_STATE_MAY_INLINE_DATA of a new inode, which ext4j
+     * reads off the disk instead of keeping it in memory), also after a truncate that only set
+     * its size: the kernel then keeps that i_size beside a shorter inline data.
+     */
+    private boolean mayStartInline(Inode copy) {
+        long eaSectors = copy.fileAcl() != 0 ? bs / 512 : 0;
+        return fs.superblock().has(Feature.INLINE_DATA) && copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) == eaSectors;
+    }
+
+    /**
+     * ext4_try_to_write_inline_data(): a write that ends within the most the inode can hold inline
+     * stays there (the file becomes inline if it was not); returns its count, or 0 when it does
+     * not fit and the file must move to blocks.
+     */
+    private int writeInline(long ino, Inode copy, long offset, ByteBuffer src) throws Ext4Exception {
+        long end = offset + src.remaining();
+        if (end > InlineData.maxSize(copy, ino)) {
+            return 0;
+        }
+        int n = src.remaining();
+        InlineData.write(copy, ino, offset, src.duplicate());
+        Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+        copy.setSize(Math.max(copy.size(), end));
+        copy.setMtime(now.seconds(), now.nanos());
+        copy.setCtime(now.seconds(), now.nanos());
+        fs.writeInode(ino, copy);
+        src.position(src.position() + n);
+        return n;
+    }
+
+    /**
+     * ext4_convert_inline_data_nolock() for a file: the inline bytes move to a new block 0, the
+     * system.data xattr goes, and the inode gets an extent tree (or block map) that maps the block.
+     * Written at once, as the kernel converts in a transaction of its own before the write,
+     * truncate or fallocate that needed it; a failed allocation changes nothing.
+     */
+    private InodeInfo convertInline(InodeInfo info, Inode copy) throws Ext4Exception {
+        long ino = info.ino();
+        byte[] data = InlineData.read(copy, ino);
+        int len = (int) Math.min(data.length, copy.size());
+        InlineData.destroy(copy, ino, fs.superblock().has(Feature.EXTENTS));
+        BlockAccount acct = fs.account(ino, copy);
+        long blk = acct.allocateData(0, 1).start();
+        byte[] block = new byte[bs];
+        System.arraycopy(data, 0, block, 0, len);
+        try {
+            fs.cache().writeDirect(blk, 0, ByteBuffer.wrap(block));
+            FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct).insert(0, blk, 1, false);
+        } catch (Ext4Exception | RuntimeException e) {
+            try {
+                acct.freeBlocks(blk, 1);
+            } catch (Ext4Exception | RuntimeException f) {
+                e.addSuppressed(f);
+            }
+            throw e;
+        }
+        addBlocks(copy, acct);
+        return fs.writeInode(ino, copy);
     }
 
     private void addBlocks(Inode copy, BlockAccount acct) {
@@ -191,6 +261,16 @@ final class FileWrite {
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
             Inode copy = regularCopy(info);
+            if (copy.hasFlag(Inode.INLINE_DATA_FL)) {
+                if (size <= InlineData.size(copy, ino)) {
+                    truncateInline(ino, copy, size);
+                    return;
+                }
+                // as the kernel (seen on 6.18): a size past the inline data, larger or smaller than
+                // i_size, moves the data to a block first
+                info = convertInline(info, copy);
+                copy = info.inode().copy();
+            }
             BlockAccount acct = fs.account(ino, copy);
             FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
             if (size > maxSize(map)) {
@@ -242,6 +322,16 @@ final class FileWrite {
         fs.writeInode(ino, copy);
     }
 
+    /** ext4_inline_data_truncate(): a new size within the inline data; the bytes past it go. */
+    private void truncateInline(long ino, Inode copy, long size) throws Ext4Exception {
+        InlineData.truncate(copy, ino, size);
+        Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+        copy.setSize(size);
+        copy.setMtime(now.seconds(), now.nanos());
+        copy.setCtime(now.seconds(), now.nanos());
+        fs.writeInode(ino, copy);
+    }
+
     /** Frees every block of an inode that is being deleted; returns the changed copy. */
     Inode releaseAll(InodeInfo info, Inode copy) throws Ext4Exception {
         if (info.map() == null || copy.hasFlag(Inode.INLINE_DATA_FL)) {
@@ -266,6 +356,10 @@ final class FileWrite {
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
             Inode copy = regularCopy(info);
+            if (copy.hasFlag(Inode.INLINE_DATA_FL)) {
+                info = convertInline(info, copy); // as ext4_fallocate(): ext4_convert_inline_data() first
+                copy = info.inode().copy();
+            }
             if (!copy.hasFlag(Inode.EXTENTS_FL) && (mode & FALLOC_FL_PUNCH_HOLE) == 0) {
                 // as ext4_fallocate(): only punching works on block-mapped files, which have no
                 // unwritten state to preallocate with (zeroed blocks past EOF would be corruption)

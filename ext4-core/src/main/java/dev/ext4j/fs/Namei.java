@@ -2,12 +2,15 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.dir.DirChanges;
 import dev.ext4j.dir.DirectoryGrowth;
 import dev.ext4j.dir.DirectoryWriter;
 import dev.ext4j.extent.ExtentTree;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
+import dev.ext4j.inline.InlineData;
+import dev.ext4j.inline.InlineDirectoryWriter;
 import java.nio.ByteBuffer;
 import java.util.concurrent.ThreadLocalRandom;
 
@@ -42,13 +45,17 @@ final class Namei {
         }
     }
 
-    /** A directory being changed: its inode copy, its map and its entries. */
-    private final class Dir implements DirectoryGrowth {
+    /**
+     * A directory being changed: its inode copy, its map and its entries. An inline directory has
+     * no map until its entries leave the inode (see {@link InlineDirectoryWriter}).
+     */
+    private final class Dir implements DirectoryGrowth, InlineDirectoryWriter.BlockConversion {
         final long ino;
         final Inode copy;
         final BlockAccount acct;
-        final FileMap map;
-        final DirectoryWriter entries;
+        final int seed;
+        FileMap map;
+        DirChanges entries;
 
         Dir(long ino) throws Ext4Exception {
             InodeInfo info = fs.inode(ino);
@@ -58,18 +65,37 @@ final class Namei {
             if (info.inode().linksCount() == 0) {
                 throw new Ext4Exception(Errno.ENOENT, "directory inode " + ino + " was removed");
             }
-            if (info.inode().hasFlag(Inode.INLINE_DATA_FL)) {
-                throw new Ext4Exception(Errno.EOPNOTSUPP, "directory inode " + ino + ": changing inline directories is not implemented yet");
-            }
             if (info.inode().hasFlag(Inode.CASEFOLD_FL) || info.inode().hasFlag(Inode.ENCRYPT_FL)) {
                 throw new Ext4Exception(Errno.EOPNOTSUPP, "directory inode " + ino + " is casefolded or encrypted; ext4j cannot change it");
             }
             this.ino = ino;
             this.copy = info.inode().copy();
             this.acct = fs.account(ino, copy);
-            this.map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
-            this.entries = new DirectoryWriter(fs.cache(), ino, map::map, copy.size(), copy.hasFlag(Inode.INDEX_FL),
-                    fs.dirFormat(), info.csumSeed(), fs.superblock().defHashVersion(), this);
+            this.seed = info.csumSeed();
+            if (copy.hasFlag(Inode.INLINE_DATA_FL)) {
+                this.entries = new InlineDirectoryWriter(fs.cache(), ino, copy, fs.dirFormat(), seed, fs.superblock().has(Feature.EXTENTS), this);
+                return;
+            }
+            this.map = FileMap.of(fs.cache(), ino, copy, seed, fs.metadataCsum(), acct);
+            this.entries = blockEntries();
+        }
+
+        private DirectoryWriter blockEntries() throws Ext4Exception {
+            return new DirectoryWriter(fs.cache(), ino, map::map, copy.size(), copy.hasFlag(Inode.INDEX_FL),
+                    fs.dirFormat(), seed, fs.superblock().defHashVersion(), this);
+        }
+
+        @Override
+        public long allocateFirstBlock() throws Ext4Exception {
+            return acct.allocateData(0, 1).start();
+        }
+
+        @Override
+        public DirChanges mapFirstBlock(long pblk) throws Ext4Exception {
+            map = FileMap.of(fs.cache(), ino, copy, seed, fs.metadataCsum(), acct);
+            map.insert(0, pblk, 1, false);
+            entries = blockEntries();
+            return entries;
         }
 
         @Override
@@ -145,7 +171,9 @@ final class Namei {
             try {
                 Inode in = newInode(ino, mode, uid, gid, dir.copy);
                 BlockAccount acct = fs.account(ino, in);
-                if (isDir) {
+                if (isDir && fs.superblock().has(Feature.INLINE_DATA) && InlineDirectoryWriter.initNew(in, ino, dirIno, fs.dirFormat())) {
+                    in.setLinksCount(2); // ext4_try_create_inline_dir()
+                } else if (isDir) {
                     in.setLinksCount(2);
                     FileMap map = FileMap.of(fs.cache(), ino, in, fs.inodeSeed(ino, in), fs.metadataCsum(), acct);
                     long blk = acct.allocateData(0, 1).start();
@@ -195,6 +223,10 @@ final class Namei {
             ByteBuffer b = ByteBuffer.allocate(Inode.I_BLOCK_SIZE);
             b.put(target);
             in.setIBlock(b);
+            return;
+        }
+        if (fs.superblock().has(Feature.INLINE_DATA) && target.length <= InlineData.maxSize(in, ino)) {
+            InlineData.createWith(in, ino, target); // as e2fsprogs, and ext4_symlink() through page_symlink() in older kernels
             return;
         }
         FileMap map = FileMap.of(fs.cache(), ino, in, fs.inodeSeed(ino, in), fs.metadataCsum(), acct);
@@ -389,8 +421,8 @@ final class Namei {
                 }
             }
         }
-        // a directory moving to another parent gets a new "..": it must be one ext4j can change
-        // (not inline), which is checked before anything changes
+        // a directory moving to another parent gets a new "..": it must be one ext4j can change,
+        // which is checked before anything changes
         Dir moved = srcDir && from.ino != to.ino ? new Dir(src) : null;
         Inode d = null;
         if (dst != 0) {
@@ -419,7 +451,7 @@ final class Namei {
         if (moved != null) {
             moved.entries.setDotDot(to.ino);
             fs.dentries().put(src, new byte[] {'.', '.'}, to.ino);
-            s = fs.inode(src).inode().copy();
+            s = moved.copy; // an inline directory keeps its parent in i_block
             s.setCtime(now.seconds(), now.nanos());
         }
         if (srcDir) {

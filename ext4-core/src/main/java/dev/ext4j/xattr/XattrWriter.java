@@ -79,7 +79,7 @@ public final class XattrWriter {
     }
 
     /** Bytes the body needs: magic, entries, terminator, values. */
-    static int ibodySize(List<Xattr> xs) {
+    public static int ibodySize(List<Xattr> xs) {
         if (xs.isEmpty()) {
             return 0;
         }
