@@ -67,6 +67,9 @@ public final class Ext4FileSystem implements Closeable {
     private final java.util.concurrent.ConcurrentHashMap<Long, Integer> openCounts = new java.util.concurrent.ConcurrentHashMap<>();
     private final Namei namei;
     private final FileWrite fileWrite;
+    /** The page cache and the buffered write path; null on a read-only mount. */
+    private final Writeback writeback;
+    private final MountOptions options;
     /** The block and inode allocator; null on a read-only mount. */
     private final dev.ext4j.alloc.Allocator allocator;
     private final Orphans orphans;
@@ -104,7 +107,43 @@ public final class Ext4FileSystem implements Closeable {
         this.resvClusters = options.reservedClusters() >= 0 ? options.reservedClusters() : defaultResvClusters(sb);
         this.reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), resvClusters, sb.defResuid(), sb.defResgid());
         this.errorPolicy = options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors());
+        this.options = options;
+        this.writeback = readOnly ? null : new Writeback(this, new dev.ext4j.cache.PageCache(blockSize, options.cacheBytes()), reserve);
         this.flusher = readOnly ? null : startFlusher(options.flushIntervalMillis());
+    }
+
+    Writeback writeback() {
+        return writeback;
+    }
+
+    /**
+     * After a write: above the dirty limit (half the page cache) the writer writes back its own
+     * inode before it returns, as balance_dirty_pages() throttles; above the background limit (a
+     * quarter) the flusher is woken.
+     */
+    void balanceDirty(long ino) throws Ext4Exception {
+        var pc = writeback.pages();
+        writeback.balance(ino, pc.maxBytes() / 2);
+        if (pc.dirtyBytes() > pc.maxBytes() / 4 && flushQueued.compareAndSet(false, true)) {
+            flusher.execute(this::flushRound);
+        }
+    }
+
+    private final java.util.concurrent.atomic.AtomicBoolean flushQueued = new java.util.concurrent.atomic.AtomicBoolean();
+
+    /** One round of the flusher: expired or excess dirty pages, then changed metadata. */
+    private void flushRound() {
+        flushQueued.set(false);
+        try {
+            var pc = writeback.pages();
+            writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
+            cache.flush();
+        } catch (Ext4Exception | RuntimeException e) {
+            if (e instanceof Ext4Exception x) {
+                flushError.compareAndSet(null, x);
+            }
+            LOG.log(Level.ERROR, "writeback failed (the data stays dirty and is retried): {0}", e.toString());
+        }
     }
 
     private java.util.concurrent.ScheduledExecutorService startFlusher(long intervalMillis) {
@@ -113,14 +152,7 @@ public final class Ext4FileSystem implements Closeable {
             t.setDaemon(true);
             return t;
         });
-        ex.scheduleWithFixedDelay(() -> {
-            try {
-                cache.flush();
-            } catch (Ext4Exception e) {
-                flushError.compareAndSet(null, e);
-                LOG.log(Level.ERROR, "writing changed metadata home failed (kept dirty, retried): {0}", e.toString());
-            }
-        }, intervalMillis, intervalMillis, java.util.concurrent.TimeUnit.MILLISECONDS);
+        ex.scheduleWithFixedDelay(this::flushRound, intervalMillis, intervalMillis, java.util.concurrent.TimeUnit.MILLISECONDS);
         return ex;
     }
 
@@ -786,7 +818,12 @@ public final class Ext4FileSystem implements Closeable {
         if (i.hasFlag(Inode.INLINE_DATA_FL) && i.isRegular()) {
             blocks += (isize(i) + 511) >> 9; // as ext4_file_getattr(): inline files are not sparse
         }
-        return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), isize(i), blocks,
+        long size = isize(i);
+        if (writeback != null && i.isRegular()) {
+            size = writeback.size(ino, i);
+            blocks += writeback.delayedBlocks(ino) * (blockSize / 512); // as ext4_getattr(): delayed blocks count
+        }
+        return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), size, blocks,
                 i.atimeSeconds(), i.atimeNanos(), i.mtimeSeconds(), i.mtimeNanos(),
                 i.ctimeSeconds(), i.ctimeNanos(), i.crtimeSeconds(), i.crtimeNanos(),
                 i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize);
@@ -907,7 +944,7 @@ public final class Ext4FileSystem implements Closeable {
         if (i.hasFlag(Inode.ENCRYPT_FL)) {
             throw new Ext4Exception(Errno.ENOKEY, "inode " + ino + " is encrypted");
         }
-        long size = isize(i);
+        long size = writeback != null && i.isRegular() ? writeback.size(ino, i) : isize(i);
         if (offset >= size || !dst.hasRemaining()) {
             return 0;
         }
@@ -924,8 +961,38 @@ public final class Ext4FileSystem implements Closeable {
         if (info.map() == null) {
             throw Ext4Exception.corrupted("inode " + ino + " has no block map to read");
         }
-        long pos = offset;
-        long end = offset + len;
+        dev.ext4j.cache.PageCache.FilePages pages = writeback != null ? writeback.pages().peek(ino) : null;
+        if (pages != null && !pages.isEmpty()) {
+            readThroughPages(info, pages, offset, offset + len, dst);
+            return len;
+        }
+        readFromImage(info, offset, offset + len, dst);
+        return len;
+    }
+
+    /** Reads [pos, end) from the cached pages where there are some, and from the image between them. */
+    private void readThroughPages(InodeInfo info, dev.ext4j.cache.PageCache.FilePages pages, long pos, long end, ByteBuffer dst)
+            throws Ext4Exception {
+        int ps = writeback.pages().pageSize();
+        while (pos < end) {
+            long index = pos / ps;
+            dev.ext4j.cache.PageCache.Page p = pages.get(index);
+            if (p != null) {
+                int inPage = (int) (pos - index * ps);
+                int n = (int) Math.min(ps - inPage, end - pos);
+                dst.put(p.data, inPage, n);
+                pos += n;
+                continue;
+            }
+            long next = pages.nextIndex(index);
+            long stop = next < 0 ? end : Math.min(end, next * ps);
+            readFromImage(info, pos, stop, dst);
+            pos = stop;
+        }
+    }
+
+    /** Reads [pos, end) of a block-mapped file from the image: holes and unwritten blocks are zeros. */
+    private void readFromImage(InodeInfo info, long pos, long end, ByteBuffer dst) throws Ext4Exception {
         while (pos < end) {
             long lblk = pos / blockSize;
             int inBlock = (int) (pos % blockSize);
@@ -943,7 +1010,6 @@ public final class Ext4FileSystem implements Closeable {
             }
             pos = runEnd;
         }
-        return len;
     }
 
     private static void fillZeros(ByteBuffer dst, int n) {
@@ -1070,6 +1136,9 @@ public final class Ext4FileSystem implements Closeable {
         }
         int ratio = sb.clusterRatio();
         free *= ratio;
+        if (reserve != null) {
+            free = Math.max(0, free - reserve.delayed()); // as ext4_statfs(): delayed blocks are as good as used
+        }
         long reserved = sb.reservedBlocksCount() + resvClusters;
         return new StatFs(blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
                 sb.inodesCount(), freeInodes, 255, readOnly);
@@ -1131,6 +1200,7 @@ public final class Ext4FileSystem implements Closeable {
     /** Makes everything written so far durable (sync(2), fsync(2)). */
     public void sync() throws Ext4Exception {
         if (!readOnly) {
+            writeback.writebackAll();
             cache.sync();
             Ext4Exception earlier = flushError.getAndSet(null);
             if (earlier != null) {
@@ -1153,6 +1223,9 @@ public final class Ext4FileSystem implements Closeable {
                     if (errorReadOnly == null) {
                         evictIfUnlinked(ino);
                     }
+                }
+                if (errorReadOnly == null) {
+                    writeback.writebackAll();
                 }
                 cache.flush(); // everything home before the superblock says clean
                 synchronized (sb) {

@@ -1,0 +1,382 @@
+package dev.ext4j.cache;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ConcurrentSkipListMap;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * File data pages (the page cache of the kernel's buffered I/O path), for every inode, bounded in
+ * bytes. A page holds {@link #pageSize()} bytes of one file, always whole: a page that a write only
+ * partly covers is first filled from the image (or zeros), so reads can be answered from any page.
+ *
+ * <p>Pages change only under their inode's write lock (writes, truncate, writeback); reads look
+ * them up under the read lock. Eviction, from any thread, takes only clean pages that are not
+ * under writeback, and each page's own monitor decides the race with a writer that is about to
+ * dirty it. Dirty pages are never evicted: writeback cleans them (see fs.Writeback).
+ */
+public final class PageCache {
+    private final int pageSize;
+    private final int blockSize;
+    private final long maxBytes;
+    private final ConcurrentHashMap<Long, FilePages> files = new ConcurrentHashMap<>();
+    /** Clean pages in the order they became clean; a page seen again since gets a second chance. */
+    private final ConcurrentLinkedQueue<Page> clean = new ConcurrentLinkedQueue<>();
+    private final AtomicLong bytes = new AtomicLong();
+    private final AtomicLong dirtyBytes = new AtomicLong();
+
+    public PageCache(int blockSize, long maxBytes) {
+        this.blockSize = blockSize;
+        this.pageSize = Math.max(4096, blockSize);
+        this.maxBytes = Math.max(maxBytes, 64L * pageSize);
+    }
+
+    public int pageSize() {
+        return pageSize;
+    }
+
+    public int blocksPerPage() {
+        return pageSize / blockSize;
+    }
+
+    public long maxBytes() {
+        return maxBytes;
+    }
+
+    public long bytes() {
+        return bytes.get();
+    }
+
+    public long dirtyBytes() {
+        return dirtyBytes.get();
+    }
+
+    /** The pages of inode {@code ino}, made on first use. */
+    public FilePages of(long ino) {
+        return files.computeIfAbsent(ino, FilePages::new);
+    }
+
+    /** The pages of inode {@code ino}, or null when it has none. */
+    public FilePages peek(long ino) {
+        return files.get(ino);
+    }
+
+    /** Inodes that have dirty pages, oldest first dirtied first. */
+    public List<FilePages> dirtyFiles() {
+        List<FilePages> out = new ArrayList<>();
+        for (FilePages f : files.values()) {
+            if (f.dirtyPages.get() > 0) {
+                out.add(f);
+            }
+        }
+        out.sort((a, b) -> Long.compare(a.oldestDirtyNanos(), b.oldestDirtyNanos()));
+        return out;
+    }
+
+    /** Forgets an inode's pages (it was deleted). Its dirty pages must have been dropped first. */
+    public void remove(long ino) {
+        FilePages f = files.remove(ino);
+        if (f != null) {
+            f.dropFrom(0);
+        }
+    }
+
+    /**
+     * Evicts clean pages until the cache is back under its bound (or nothing more can go). Dirty
+     * pages are counted but not evicted; the caller starts writeback for those.
+     */
+    public void shrink() {
+        int budget = clean.size() + 16;
+        while (bytes.get() > maxBytes && budget-- > 0) {
+            Page p = clean.poll();
+            if (p == null) {
+                return;
+            }
+            synchronized (p) {
+                if (p.evicted || p.dirtyMask != 0 || p.writeback) {
+                    continue; // gone, or no longer clean: it is queued again when it is
+                }
+                if (p.referenced) {
+                    p.referenced = false;
+                    clean.add(p);
+                    continue;
+                }
+                p.evicted = true;
+                p.owner.pages.remove(p.index, p);
+            }
+            bytes.addAndGet(-pageSize);
+        }
+    }
+
+    /** One page of a file. Fields other than the data are guarded by the page's monitor. */
+    public final class Page {
+        public final long index;
+        public final byte[] data;
+        final FilePages owner;
+        /** Blocks changed since their last writeback, one bit per block of the page. */
+        int dirtyMask;
+        /** Dirty blocks that were holes when dirtied: each holds a delayed-allocation reservation. */
+        int reservedMask;
+        /** When the page was first dirtied (System.nanoTime()). */
+        long dirtiedAt;
+        /** Being written back: it must stay until its blocks are converted to written. */
+        boolean writeback;
+        /** The blocks the current writeback took. */
+        int takenMask;
+        boolean referenced;
+        boolean evicted;
+
+        Page(FilePages owner, long index, byte[] data) {
+            this.owner = owner;
+            this.index = index;
+            this.data = data;
+        }
+
+        public synchronized int dirtyMask() {
+            return dirtyMask;
+        }
+
+        public synchronized int reservedMask() {
+            return reservedMask;
+        }
+
+        public synchronized boolean underWriteback() {
+            return writeback;
+        }
+
+        /**
+         * Marks blocks dirty (and which of them hold a reservation); returns false when the page
+         * was evicted meanwhile, in which case the caller gets a new one.
+         */
+        public synchronized boolean markDirty(int blocks, int reserved) {
+            if (evicted) {
+                return false;
+            }
+            if (dirtyMask == 0) {
+                dirtiedAt = System.nanoTime();
+                owner.dirtyPages.incrementAndGet();
+                dirtyBytes.addAndGet(pageSize);
+            }
+            dirtyMask |= blocks;
+            reservedMask |= reserved;
+            return true;
+        }
+
+        /** Writeback took the dirty blocks: the page is clean but pinned until {@link #endWriteback}. */
+        public synchronized void startWriteback() {
+            if (dirtyMask != 0) {
+                owner.dirtyPages.decrementAndGet();
+                dirtyBytes.addAndGet(-pageSize);
+            }
+            takenMask = dirtyMask;
+            dirtyMask = 0;
+            reservedMask = 0;
+            writeback = true;
+        }
+
+        /** The writeback is over; when its data write failed, the blocks it took are dirty again. */
+        public synchronized void endWriteback(boolean failed) {
+            writeback = false;
+            if (failed && takenMask != 0 && !evicted) {
+                markDirty(takenMask, 0);
+            }
+            takenMask = 0;
+            if (dirtyMask == 0 && !evicted) {
+                clean.add(this);
+            }
+        }
+
+        /** Clears blocks {@code mask} without writing them (truncated away); returns the reserved ones. */
+        public synchronized int clearBlocks(int mask) {
+            int freed = reservedMask & mask;
+            boolean wasDirty = dirtyMask != 0;
+            dirtyMask &= ~mask;
+            reservedMask &= ~mask;
+            if (wasDirty && dirtyMask == 0) {
+                owner.dirtyPages.decrementAndGet();
+                dirtyBytes.addAndGet(-pageSize);
+                if (!writeback) {
+                    clean.add(this);
+                }
+            }
+            return freed;
+        }
+
+        public void touch() {
+            referenced = true;
+        }
+    }
+
+    /** The pages of one inode, by page index, and its size as writes left it in memory. */
+    public final class FilePages {
+        public final long ino;
+        final ConcurrentSkipListMap<Long, Page> pages = new ConcurrentSkipListMap<>();
+        final AtomicLong dirtyPages = new AtomicLong();
+        /** i_size when writes moved it past the size on disk (i_disksize); -1 otherwise. Under the inode lock. */
+        private volatile long size = -1;
+        /**
+         * The extent status sequence: bumped by every change to the inode's block map, so a
+         * mapping looked up earlier can tell whether it still holds (the validity cookie).
+         */
+        public final AtomicLong mapSeq = new AtomicLong();
+        /** Delayed-allocation reservations of this inode: data blocks, and metadata blocks for them. */
+        public long reservedData;
+        public long reservedMeta;
+        /** Writebacks whose data writes are in flight; truncate and punch wait for none. */
+        private int inFlight;
+        /**
+         * The writebacks between their two locked steps, each with the logical block ranges
+         * [from, to) that a truncate or punch took away meanwhile, which it must not map or
+         * convert. Under the inode's lock.
+         */
+        public final List<List<long[]>> tickets = new ArrayList<>();
+        /** Writebacks started and not yet finished; under this object's monitor. */
+        private int writebacks;
+
+        FilePages(long ino) {
+            this.ino = ino;
+        }
+
+        /** The first cached page index at or after {@code index}, or -1. */
+        public long nextIndex(long index) {
+            Long k = pages.ceilingKey(index);
+            return k == null ? -1 : k;
+        }
+
+        public boolean isEmpty() {
+            return pages.isEmpty();
+        }
+
+        public Page get(long index) {
+            Page p = pages.get(index);
+            if (p != null) {
+                p.referenced = true;
+            }
+            return p;
+        }
+
+        /** Adds a page filled with {@code data}; returns the page now cached at {@code index}. */
+        public Page add(long index, byte[] data) {
+            Page fresh = new Page(this, index, data);
+            Page had = pages.putIfAbsent(index, fresh);
+            if (had != null) {
+                return had;
+            }
+            bytes.addAndGet(pageSize);
+            clean.add(fresh);
+            return fresh;
+        }
+
+        public synchronized void startIo() {
+            inFlight++;
+        }
+
+        public synchronized void endIo() {
+            if (--inFlight == 0) {
+                notifyAll();
+            }
+        }
+
+        public synchronized void beginRound() {
+            writebacks++;
+        }
+
+        public synchronized void endRound() {
+            if (--writebacks == 0) {
+                notifyAll();
+            }
+        }
+
+        /** Waits until every writeback of this inode has finished (not under the inode's lock). */
+        public synchronized void awaitWritebacks() {
+            boolean interrupted = false;
+            while (writebacks > 0) {
+                try {
+                    wait();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        /** Waits until no writeback of this inode is writing data (blocks may be freed after). */
+        public synchronized void awaitIo() {
+            boolean interrupted = false;
+            while (inFlight > 0) {
+                try {
+                    wait();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        public boolean hasDirty() {
+            return dirtyPages.get() > 0;
+        }
+
+        public long size() {
+            return size;
+        }
+
+        public void setSize(long s) {
+            size = s;
+        }
+
+        /** When the longest-dirty page of this file was dirtied (System.nanoTime()). */
+        public long oldestDirtyNanos() {
+            long oldest = Long.MAX_VALUE;
+            for (Page p : pages.values()) {
+                synchronized (p) {
+                    if (p.dirtyMask != 0) {
+                        oldest = Math.min(oldest, p.dirtiedAt);
+                    }
+                }
+            }
+            return oldest;
+        }
+
+        /** The pages from {@code fromIndex} on, in order (a live view). */
+        public Iterable<Page> from(long fromIndex) {
+            return pages.tailMap(fromIndex).values();
+        }
+
+        /** Pages in [from, to), in order (a live view). */
+        public Map<Long, Page> range(long from, long to) {
+            return pages.subMap(from, to);
+        }
+
+        /**
+         * Drops the pages from {@code fromIndex} on (truncate, punch, delete); returns how many
+         * reserved blocks they held. A page under writeback goes too: its writeback holds its own
+         * copy of the data, and finds the blocks gone when it comes to convert them.
+         */
+        public long dropFrom(long fromIndex) {
+            return dropRange(fromIndex, Long.MAX_VALUE);
+        }
+
+        /** Drops the pages in [from, to); see {@link #dropFrom}. */
+        public long dropRange(long from, long to) {
+            long freed = 0;
+            for (Page p : List.copyOf(pages.subMap(from, to).values())) {
+                synchronized (p) {
+                    freed += Integer.bitCount(p.clearBlocks(-1));
+                    p.evicted = true;
+                    if (pages.remove(p.index, p)) {
+                        bytes.addAndGet(-pageSize);
+                    }
+                }
+            }
+            return freed;
+        }
+    }
+}

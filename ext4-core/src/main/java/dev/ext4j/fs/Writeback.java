@@ -1,0 +1,696 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.Allocator;
+import dev.ext4j.cache.PageCache;
+import dev.ext4j.cache.PageCache.FilePages;
+import dev.ext4j.cache.PageCache.Page;
+import dev.ext4j.extent.Mapping;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.Inode;
+import java.lang.System.Logger.Level;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The buffered write path, iomap style (the kernel's ext4 buffered iomap series and page-io.c).
+ *
+ * <p>A write copies into cached pages under the inode's write lock, marks the blocks it touched
+ * dirty, and promises a block for each dirty block that is a hole on disk (delayed allocation:
+ * ENOSPC comes from write(), never later). i_size moves in memory only.
+ *
+ * <p>Writeback of an inode, in three steps: (1) under the inode's lock, take the dirty blocks
+ * inside i_size with a copy of their bytes, allocate the holes among them as unwritten extents
+ * (whole runs at once, so a file written in order gets long extents) and note the extent
+ * sequence; (2) without the lock, write the data; (3) under the lock again, convert the blocks
+ * that are still mapped where the data went to written, and move the on-disk size forward. The
+ * on-disk size and the "written" state therefore never run ahead of the data, and a crash never
+ * shows stale blocks. On a file with block maps instead of extents, which have no unwritten
+ * state, step (1) only allocates and step (3) maps the blocks.
+ */
+final class Writeback {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+    /** Longest run written back at once (one extent's worth of blocks). */
+    private static final int MAX_RUN = 32768;
+
+    private final Ext4FileSystem fs;
+    private final PageCache pages;
+    private final BlockAccount.Reserve reserve;
+    private final int bs;
+    private final int ps;
+    private final int perPage;
+
+    Writeback(Ext4FileSystem fs, PageCache pages, BlockAccount.Reserve reserve) {
+        this.fs = fs;
+        this.pages = pages;
+        this.reserve = reserve;
+        this.bs = fs.blockSize();
+        this.ps = pages.pageSize();
+        this.perPage = pages.blocksPerPage();
+    }
+
+    PageCache pages() {
+        return pages;
+    }
+
+    /** i_size as writes left it: past the on-disk size while written data waits for writeback. */
+    long size(long ino, Inode onDisk) {
+        FilePages f = pages.peek(ino);
+        long s = f == null ? -1 : f.size();
+        return s >= 0 ? s : onDisk.size();
+    }
+
+    boolean hasPages(long ino) {
+        FilePages f = pages.peek(ino);
+        return f != null && !f.isEmpty();
+    }
+
+    /** Blocks promised to this inode's dirty pages, counted in st_blocks as the kernel does. */
+    long delayedBlocks(long ino) {
+        FilePages f = pages.peek(ino);
+        return f == null ? 0 : f.reservedData;
+    }
+
+    // ------------------------------------------------------------------------------------ write
+
+    /**
+     * Copies {@code len} bytes of {@code src} into the pages of the file from {@code offset}; the
+     * caller holds the inode's write lock and has checked the size limits. Returns the bytes
+     * taken: fewer than asked when the space ran out part way (ENOSPC when none).
+     */
+    int write(long ino, long offset, ByteBuffer src, int len) throws Ext4Exception {
+        FilePages f = pages.of(ino);
+        InodeInfo info = fs.inode(ino);
+        Inode copy = info.inode().copy();
+        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
+        long size = size(ino, copy);
+        boolean retried = false;
+        if (offset > size) {
+            zeroPageTail(ino, f, map, size);
+        }
+        long end = offset + len;
+        long pos = offset;
+        MappingCache mc = new MappingCache(map, f);
+        try {
+            while (pos < end) {
+                long index = pos / ps;
+                int inPage = (int) (pos - index * ps);
+                int n = (int) Math.min(ps - inPage, end - pos);
+                int mask = blockMask(inPage, n);
+                Page p;
+                int holes;
+                do {
+                    p = pageForWrite(ino, f, map, index, inPage == 0 && n == ps, size);
+                    holes = 0;
+                    int reservedBefore = p.reservedMask();
+                    for (int b = 0; b < perPage; b++) {
+                        if ((mask & (1 << b)) != 0 && (reservedBefore & (1 << b)) == 0 && mc.isHole(index * perPage + b)) {
+                            holes |= 1 << b;
+                        }
+                    }
+                    if (holes != 0) {
+                        try {
+                            promise(f, Integer.bitCount(holes), map.hasExtents());
+                        } catch (Ext4Exception e) {
+                            if (retried || e.errno() != dev.ext4j.Errno.ENOSPC) {
+                                throw e;
+                            }
+                            // as ext4_should_retry_alloc(): write back this inode, which turns
+                            // its promises into blocks, and try once more
+                            retried = true;
+                            writeback(ino);
+                            info = fs.inode(ino);
+                            copy = info.inode().copy();
+                            map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
+                            mc = new MappingCache(map, f);
+                            continue;
+                        }
+                    }
+                    if (p.markDirty(mask, holes)) {
+                        break;
+                    }
+                    unpromise(f, Integer.bitCount(holes), map.hasExtents()); // evicted just now: again
+                } while (true);
+                src.get(src.position(), p.data, inPage, n);
+                src.position(src.position() + n);
+                pos += n;
+            }
+        } catch (Ext4Exception e) {
+            if (pos == offset) {
+                throw e;
+            }
+            // a short write: what was copied stays and counts
+        }
+        if (pos > size(ino, fs.inode(ino).inode())) {
+            f.setSize(pos);
+        }
+        return (int) (pos - offset);
+    }
+
+    /** The page at {@code index}, cached, filled from the image unless the write covers it all. */
+    private Page pageForWrite(long ino, FilePages f, FileMap map, long index, boolean whole, long size) throws Ext4Exception {
+        Page p = f.get(index);
+        if (p != null) {
+            return p;
+        }
+        byte[] data = new byte[ps];
+        if (!whole && index * ps < size) {
+            fill(ino, map, index, data, size);
+        }
+        return f.add(index, data);
+    }
+
+    /** Reads the on-disk bytes of page {@code index} below {@code size} into {@code data}. */
+    private void fill(long ino, FileMap map, long index, byte[] data, long size) throws Ext4Exception {
+        long first = index * perPage;
+        int blocks = (int) Math.min(perPage, (size - index * ps + bs - 1) / bs);
+        for (int b = 0; b < blocks; ) {
+            Mapping m = map.map(first + b, blocks - b);
+            int n = (int) Math.min(m.length(), blocks - b);
+            if (!m.readsAsZeros()) {
+                fs.cache().readDirect(m.physical(), 0, ByteBuffer.wrap(data, b * bs, n * bs));
+            }
+            b += n;
+        }
+    }
+
+    /** Bits of the blocks of a page that bytes [inPage, inPage+n) touch. */
+    private int blockMask(int inPage, int n) {
+        int first = inPage / bs;
+        int last = (inPage + n - 1) / bs;
+        return ((1 << (last + 1)) - 1) & ~((1 << first) - 1);
+    }
+
+    /**
+     * Zeros what lies past the old EOF in its page, before a write or truncate extends the file
+     * (the partial block at EOF must read as zeros past the old size); the block becomes dirty so
+     * the zeros reach the image too.
+     */
+    void zeroPageTail(long ino, FileMap map, long size) throws Ext4Exception {
+        zeroPageTail(ino, pages.of(ino), map, size);
+    }
+
+    private void zeroPageTail(long ino, FilePages f, FileMap map, long size) throws Ext4Exception {
+        int inPage = (int) (size % ps);
+        if (inPage == 0) {
+            return;
+        }
+        long index = size / ps;
+        Page p = f.get(index);
+        if (p == null) {
+            if (size % bs == 0 || map.map(size / bs, 1).readsAsZeros()) {
+                return; // nothing on disk past EOF in its block
+            }
+            p = pageForWrite(ino, f, map, index, false, size);
+        }
+        java.util.Arrays.fill(p.data, inPage, ps, (byte) 0);
+        if (size % bs != 0) {
+            int eofBlock = inPage / bs;
+            int bit = 1 << eofBlock;
+            int reserved = (p.reservedMask() & bit) == 0 && new MappingCache(map, f).isHole(index * perPage + eofBlock) ? bit : 0;
+            if (reserved != 0) {
+                promise(f, 1, map.hasExtents());
+            }
+            p.markDirty(bit, reserved);
+        }
+    }
+
+    /** ext4_da_reserve_space(): {@code n} more data blocks and the metadata they may need. */
+    private void promise(FilePages f, int n, boolean extents) throws Ext4Exception {
+        long meta = metaFor(f.reservedData + n, extents) - f.reservedMeta;
+        reserve.reserveDelayed(fs.allocator().freeBlocksCount(), n + Math.max(0, meta));
+        f.reservedData += n;
+        f.reservedMeta += Math.max(0, meta);
+    }
+
+    /** Gives back {@code n} data blocks' promise and the metadata promise they no longer need. */
+    private void unpromise(FilePages f, long n, boolean extents) {
+        long data = Math.max(0, f.reservedData - Math.max(0, n));
+        long meta = Math.min(f.reservedMeta, metaFor(data, extents));
+        long back = (f.reservedData - data) + (f.reservedMeta - meta);
+        f.reservedData = data;
+        f.reservedMeta = meta;
+        if (back > 0) {
+            reserve.releaseDelayed(back);
+        }
+    }
+
+    /**
+     * Worst-case map blocks for {@code data} delayed blocks: a leaf (or indirect block) per full
+     * node of single-block runs, and a block per tree level above.
+     */
+    private long metaFor(long data, boolean extents) {
+        if (data == 0 || extents && reserve.poolsMetadata()) {
+            return 0; // extent blocks come from the reserved pool (s_resv_clusters), as the kernel's
+        }
+        long perNode = extents ? (bs - 12) / 12 : bs / 4;
+        return (data + perNode - 1) / perNode + 2;
+    }
+
+    /** The last mapping looked up, reused while the extent sequence says it still holds. */
+    private static final class MappingCache {
+        private final FileMap map;
+        private final FilePages f;
+        private Mapping last;
+        private long seq;
+
+        MappingCache(FileMap map, FilePages f) {
+            this.map = map;
+            this.f = f;
+        }
+
+        boolean isHole(long lblk) throws Ext4Exception {
+            if (last == null || seq != f.mapSeq.get() || lblk < last.logical() || lblk >= last.logical() + last.length()) {
+                seq = f.mapSeq.get();
+                last = map.map(lblk, MAX_RUN);
+            }
+            return last.isHole();
+        }
+    }
+
+    // -------------------------------------------------------------------------------- writeback
+
+    /** One run of dirty blocks taken for writeback: where they go and a copy of their bytes. */
+    private record Run(long lblk, int length, long physical, boolean fresh, boolean unwritten, byte[] data) {
+    }
+
+    /**
+     * Writes back the dirty blocks of inode {@code ino} that no other writeback holds; returns when
+     * they are written and mapped. Pages another writeback is writing stay dirty for the next one,
+     * so two writes of one block never race (see {@link #writebackFully}).
+     */
+    void writeback(long ino) throws Ext4Exception {
+        FilePages f = pages.peek(ino);
+        if (f == null || !f.hasDirty()) {
+            return;
+        }
+        List<Page> taken = new ArrayList<>();
+        List<Run> runs;
+        long cookie;
+        List<long[]> ticket = new ArrayList<>();
+        f.beginRound();
+        try {
+            try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+                runs = prepare(ino, f, taken);
+                cookie = f.mapSeq.get();
+                f.tickets.add(ticket);
+                f.startIo();
+            }
+            Ext4Exception failed = null;
+            try {
+                for (Run r : runs) {
+                    fs.cache().writeDirect(r.physical(), 0, ByteBuffer.wrap(r.data()));
+                }
+            } catch (Ext4Exception e) {
+                failed = e;
+            } finally {
+                f.endIo();
+            }
+            try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+                try {
+                    if (pages.peek(ino) == f) { // else deleted meanwhile: its blocks went with it
+                        complete(ino, f, runs, cookie, ticket, failed == null);
+                    }
+                } finally {
+                    f.tickets.remove(ticket);
+                    for (Page p : taken) {
+                        p.endWriteback(failed != null);
+                    }
+                }
+            }
+            if (failed != null) {
+                throw failed;
+            }
+        } finally {
+            f.endRound();
+        }
+    }
+
+    /** Writes back until nothing of the inode is dirty or being written (fsync, sync, unmount). */
+    void writebackFully(long ino) throws Ext4Exception {
+        FilePages f = pages.peek(ino);
+        if (f == null) {
+            return;
+        }
+        for (int round = 0; round < 1000; round++) {
+            writeback(ino);
+            f.awaitWritebacks();
+            if (!f.hasDirty()) {
+                return;
+            }
+        }
+        throw new Ext4Exception(dev.ext4j.Errno.EIO, "inode " + ino + ": writeback did not settle");
+    }
+
+    /** Step 1, under the inode's lock: take the dirty blocks, allocate the holes, copy the bytes. */
+    private List<Run> prepare(long ino, FilePages f, List<Page> taken) throws Ext4Exception {
+        InodeInfo info = fs.inode(ino);
+        Inode copy = info.inode().copy();
+        long size = size(ino, copy);
+        long eofBlocks = (size + bs - 1) / bs;
+        // the dirty blocks inside i_size, in order, with the pages they are in
+        List<long[]> blocks = new ArrayList<>(); // {lblk}
+        List<byte[]> bytes = new ArrayList<>();
+        long beyond = 0;
+        for (Page p : f.from(0)) {
+            int dirty = p.dirtyMask();
+            if (dirty == 0 || p.underWriteback()) {
+                continue; // clean, or another writeback is writing it: the next round takes it
+            }
+            int reserved = p.reservedMask();
+            byte[] snapshot = p.data.clone();
+            p.startWriteback();
+            taken.add(p);
+            for (int b = 0; b < perPage; b++) {
+                if ((dirty & (1 << b)) == 0) {
+                    continue;
+                }
+                long lblk = p.index * perPage + b;
+                if (lblk >= eofBlocks) {
+                    beyond += (reserved >> b) & 1; // past EOF: dropped, its promise given back
+                    continue;
+                }
+                blocks.add(new long[] {lblk, (reserved >> b) & 1});
+                byte[] one = new byte[bs];
+                System.arraycopy(snapshot, b * bs, one, 0, bs);
+                bytes.add(one);
+            }
+        }
+        boolean extents = copy.hasFlag(Inode.EXTENTS_FL);
+        unpromise(f, beyond, extents);
+        if (blocks.isEmpty()) {
+            return List.of();
+        }
+        BlockAccount acct = fs.account(ino, copy).reserved();
+        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+        List<Run> runs = new ArrayList<>();
+        long promisedUsed = 0;
+        try {
+            int i = 0;
+            while (i < blocks.size()) {
+                // a run of consecutive logical blocks with the same on-disk state
+                long lblk = blocks.get(i)[0];
+                Mapping m = map.map(lblk, MAX_RUN);
+                int j = i + 1;
+                while (j < blocks.size() && blocks.get(j)[0] == lblk + (j - i) && j - i < m.length()) {
+                    j++;
+                }
+                int n = j - i;
+                if (m.isHole()) {
+                    Allocator.Run got = acct.allocateData(goal(map, lblk), n);
+                    n = got.length();
+                    if (extents) {
+                        map.insert(lblk, got.start(), n, true);
+                    }
+                    runs.add(new Run(lblk, n, got.start(), true, extents, join(bytes, i, n)));
+                    for (int k = i; k < i + n; k++) {
+                        promisedUsed += blocks.get(k)[1];
+                    }
+                } else {
+                    runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), join(bytes, i, n)));
+                    for (int k = i; k < i + n; k++) {
+                        promisedUsed += blocks.get(k)[1]; // filled by fallocate meanwhile: the promise goes
+                    }
+                }
+                i += n;
+            }
+        } finally {
+            unpromise(f, promisedUsed, extents);
+            if (acct.delta() != 0) {
+                f.mapSeq.incrementAndGet();
+                long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+                copy.setBlocks512(Math.max(0, sectors), bs);
+                fs.writeInode(ino, copy);
+            }
+        }
+        return runs;
+    }
+
+    private byte[] join(List<byte[]> bytes, int from, int n) {
+        byte[] out = new byte[n * bs];
+        for (int k = 0; k < n; k++) {
+            System.arraycopy(bytes.get(from + k), 0, out, k * bs, bs);
+        }
+        return out;
+    }
+
+    /** Goal for new data at {@code lblk}: right after the block before it, when that is mapped. */
+    private static long goal(FileMap map, long lblk) throws Ext4Exception {
+        if (lblk == 0) {
+            return 0;
+        }
+        Mapping prev = map.map(lblk - 1, 1);
+        return prev.isHole() ? 0 : prev.physical() + 1;
+    }
+
+    /**
+     * Step 3, under the inode's lock: the data is written, so the blocks still mapped where it went
+     * become written (or, on block-mapped files, get mapped), and the on-disk size moves up to the
+     * end of what was written, capped at i_size.
+     */
+    private void complete(long ino, FilePages f, List<Run> runs, long cookie, List<long[]> cancelled, boolean written)
+            throws Ext4Exception {
+        if (runs.isEmpty()) {
+            return;
+        }
+        InodeInfo info = fs.inode(ino);
+        Inode copy = info.inode().copy();
+        BlockAccount acct = fs.account(ino, copy).reserved();
+        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+        boolean stale = f.mapSeq.get() != cookie || !cancelled.isEmpty();
+        long size = size(ino, copy);
+        long reached = copy.size();
+        for (Run r : runs) {
+            if (!written) {
+                if (r.fresh() && !map.hasExtents()) {
+                    acct.freeBlocks(r.physical(), r.length()); // never mapped: give the blocks back
+                }
+                continue;
+            }
+            int done = r.length();
+            if (map.hasExtents()) {
+                if (r.unwritten()) {
+                    done = convertWhereStillMapped(map, r, stale, cancelled);
+                }
+            } else if (r.fresh()) {
+                done = mapWhereStillHoles(map, acct, r, size, cancelled);
+            }
+            if (done > 0) {
+                reached = Math.max(reached, Math.min(size, (r.lblk() + r.length()) * bs));
+            }
+        }
+        if (written) {
+            copy.setSize(Math.max(copy.size(), reached));
+        }
+        long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+        copy.setBlocks512(Math.max(0, sectors), bs);
+        f.mapSeq.incrementAndGet();
+        fs.writeInode(ino, copy);
+        if (f.size() >= 0 && f.size() <= copy.size()) {
+            f.setSize(-1);
+        }
+    }
+
+    /** Whether a truncate or punch took block {@code l} away during the writeback. */
+    private static boolean cancelled(List<long[]> cancelled, long l) {
+        for (long[] c : cancelled) {
+            if (l >= c[0] && l < c[1]) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The first cancelled block in (l, end), or end. */
+    private static long nextCancelled(List<long[]> cancelled, long l, long end) {
+        long next = end;
+        for (long[] c : cancelled) {
+            if (c[0] > l && c[0] < next) {
+                next = c[0];
+            }
+        }
+        return next;
+    }
+
+    /**
+     * Converts the blocks of {@code r} that are still unwritten at the place the data went. With
+     * a current cookie that is all of them; otherwise each is looked up again (a truncate, punch
+     * or fallocate changed the map while the data was in flight), and blocks taken away then are
+     * left alone.
+     */
+    private int convertWhereStillMapped(FileMap map, Run r, boolean stale, List<long[]> cancelled) throws Ext4Exception {
+        if (!stale) {
+            map.markWritten(r.lblk(), r.length());
+            return r.length();
+        }
+        int done = 0;
+        long end = r.lblk() + r.length();
+        for (long l = r.lblk(); l < end; ) {
+            if (cancelled(cancelled, l)) {
+                l++;
+                continue;
+            }
+            long stop = nextCancelled(cancelled, l, end);
+            Mapping m = map.map(l, stop - l);
+            long n = Math.min(m.length(), stop - l);
+            if (m.unwritten() && m.physical() == r.physical() + (l - r.lblk())) {
+                map.markWritten(l, n);
+                done += (int) n;
+            }
+            l += n;
+        }
+        return done;
+    }
+
+    /** Maps the fresh blocks of {@code r} whose logical blocks are still holes inside i_size; frees the rest. */
+    private int mapWhereStillHoles(FileMap map, BlockAccount acct, Run r, long size, List<long[]> cancelled) throws Ext4Exception {
+        int done = 0;
+        long eofBlocks = (size + bs - 1) / bs;
+        for (int k = 0; k < r.length(); k++) {
+            long l = r.lblk() + k;
+            if (l < eofBlocks && !cancelled(cancelled, l) && map.map(l, 1).isHole()) {
+                map.insert(l, r.physical() + k, 1, false);
+                done++;
+            } else {
+                acct.freeBlocks(r.physical() + k, 1);
+            }
+        }
+        return done;
+    }
+
+    // ------------------------------------------------------------------- truncate, punch, delete
+
+    /**
+     * Before the map of [fromByte, toByte) changes (truncate, punch, zero range, delete): waits
+     * for data writes in flight, drops the whole pages inside and gives back their promises, and
+     * zeros the covered bytes of the pages at the edges. The caller holds the inode's write lock.
+     */
+    void forgetRange(long ino, long fromByte, long toByte, boolean extents) {
+        FilePages f = pages.peek(ino);
+        if (f == null) {
+            return;
+        }
+        f.awaitIo();
+        for (List<long[]> ticket : f.tickets) {
+            ticket.add(new long[] {fromByte / bs, toByte == Long.MAX_VALUE ? Long.MAX_VALUE : (toByte + bs - 1) / bs});
+        }
+        long firstWhole = (fromByte + ps - 1) / ps;
+        long endWhole = toByte == Long.MAX_VALUE ? Long.MAX_VALUE : toByte / ps;
+        long freed = 0;
+        if (firstWhole < endWhole) {
+            freed += f.dropRange(firstWhole, endWhole);
+        }
+        freed += zeroInPage(f, fromByte, Math.min(toByte, firstWhole * ps));
+        if (toByte != Long.MAX_VALUE && endWhole >= firstWhole) {
+            freed += zeroInPage(f, Math.max(fromByte, endWhole * ps), toByte);
+        }
+        unpromise(f, freed, extents);
+        f.mapSeq.incrementAndGet();
+    }
+
+    /** Zeros [from, to) inside one cached page; blocks wholly inside stop being dirty. */
+    private long zeroInPage(FilePages f, long from, long to) {
+        if (to <= from) {
+            return 0;
+        }
+        Page p = f.get(from / ps);
+        if (p == null) {
+            return 0;
+        }
+        int a = (int) (from % ps);
+        int b = (int) Math.min(ps, a + (to - from));
+        java.util.Arrays.fill(p.data, a, b, (byte) 0);
+        int firstWhole = (a + bs - 1) / bs;
+        int endWhole = b / bs;
+        int mask = 0;
+        for (int k = firstWhole; k < endWhole; k++) {
+            mask |= 1 << k;
+        }
+        return Integer.bitCount(p.clearBlocks(mask));
+    }
+
+    /**
+     * ext4_nonda_switch(): true when free space is so low (less than half again the delayed
+     * blocks, or fewer than a watermark more) that writes should allocate at once instead.
+     */
+    boolean lowOnSpace() {
+        long free = fs.allocator().freeBlocksCount();
+        long dirty = reserve.delayed();
+        return 2 * free < 3 * dirty || free < dirty + LOW_SPACE_WATERMARK;
+    }
+
+    /** Free blocks under which writes stop being delayed: the kernel's 4 * 32 * CPUs for 2 CPUs. */
+    private static final long LOW_SPACE_WATERMARK = 256;
+
+    /** Drops the clean cached pages of [from, to), which a write-through is about to overwrite. */
+    void forgetCached(long ino, long from, long to) {
+        FilePages f = pages.peek(ino);
+        if (f != null) {
+            f.dropRange(from / ps, (to + ps - 1) / ps);
+        }
+    }
+
+    /** Truncate or fallocate set the on-disk size: it is i_size again. */
+    void sizeSettled(long ino) {
+        FilePages f = pages.peek(ino);
+        if (f != null) {
+            f.setSize(-1);
+        }
+    }
+
+    /** The inode is being deleted: its pages and promises go. */
+    void evict(long ino, boolean extents) {
+        FilePages f = pages.peek(ino);
+        if (f == null) {
+            return;
+        }
+        f.awaitIo();
+        unpromise(f, f.dropFrom(0), extents);
+        pages.remove(ino);
+    }
+
+    // ------------------------------------------------------------------------------- flushing
+
+    /** Writes back every inode with dirty pages (sync, fsync, freeze, unmount). */
+    void writebackAll() throws Ext4Exception {
+        Ext4Exception first = null;
+        for (FilePages f : pages.dirtyFiles()) {
+            try {
+                writebackFully(f.ino);
+            } catch (Ext4Exception e) {
+                LOG.log(Level.ERROR, "writeback of inode " + f.ino + " failed: " + e.getMessage());
+                if (first == null) {
+                    first = e;
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    /**
+     * The flusher's round: inodes dirtied longer than {@code expireNanos} ago, or all while dirty
+     * pages exceed {@code backgroundBytes}; then clean pages past the cache bound are evicted.
+     */
+    void flusherRound(long expireNanos, long backgroundBytes) throws Ext4Exception {
+        long now = System.nanoTime();
+        for (FilePages f : pages.dirtyFiles()) {
+            if (pages.dirtyBytes() > backgroundBytes || now - f.oldestDirtyNanos() >= expireNanos) {
+                writeback(f.ino);
+            }
+        }
+        pages.shrink();
+    }
+
+    /** After a write: past the dirty limit the writer writes back its own inode (balance_dirty_pages). */
+    void balance(long ino, long dirtyLimit) throws Ext4Exception {
+        if (pages.dirtyBytes() > dirtyLimit) {
+            writeback(ino);
+        }
+        if (pages.bytes() > pages.maxBytes()) {
+            pages.shrink();
+        }
+    }
+}
