@@ -64,11 +64,11 @@ public final class PageCache {
         return files.get(ino);
     }
 
-    /** Inodes that have dirty pages, oldest first dirtied first. */
+    /** Inodes that have dirty pages or a writeback under way, oldest first dirtied first. */
     public List<FilePages> dirtyFiles() {
         List<FilePages> out = new ArrayList<>();
         for (FilePages f : files.values()) {
-            if (f.dirtyPages.get() > 0) {
+            if (f.dirtyPages.get() > 0 || f.busy()) {
                 out.add(f);
             }
         }
@@ -278,6 +278,10 @@ public final class PageCache {
             if (--inFlight == 0) {
                 notifyAll();
             }
+        }
+
+        synchronized boolean busy() {
+            return writebacks > 0;
         }
 
         public synchronized void beginRound() {

@@ -820,7 +820,7 @@ public final class Ext4FileSystem implements Closeable {
         }
         long size = isize(i);
         if (writeback != null && i.isRegular()) {
-            size = writeback.size(ino, i);
+            size = writeback.size(ino);
             blocks += writeback.delayedBlocks(ino) * (blockSize / 512); // as ext4_getattr(): delayed blocks count
         }
         return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), size, blocks,
@@ -944,7 +944,7 @@ public final class Ext4FileSystem implements Closeable {
         if (i.hasFlag(Inode.ENCRYPT_FL)) {
             throw new Ext4Exception(Errno.ENOKEY, "inode " + ino + " is encrypted");
         }
-        long size = writeback != null && i.isRegular() ? writeback.size(ino, i) : isize(i);
+        long size = writeback != null && i.isRegular() ? writeback.size(ino) : isize(i);
         if (offset >= size || !dst.hasRemaining()) {
             return 0;
         }

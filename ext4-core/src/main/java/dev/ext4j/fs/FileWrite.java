@@ -68,7 +68,7 @@ final class FileWrite {
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
             Inode copy = regularCopy(info);
-            if (copy.hasFlag(Inode.INLINE_DATA_FL) || (mayStartInline(copy) && fs.writeback().size(ino, copy) == copy.size()
+            if (copy.hasFlag(Inode.INLINE_DATA_FL) || (mayStartInline(copy) && fs.writeback().size(ino) == copy.size()
                     && !fs.writeback().hasPages(ino))) {
                 int n = writeInline(ino, copy, offset, src);
                 if (n > 0) {
@@ -307,7 +307,7 @@ final class FileWrite {
                 throw new Ext4Exception(Errno.EFBIG, "size " + size + " is past the largest file size " + maxSize(map));
             }
             long old = copy.size();
-            long memSize = fs.writeback().size(ino, copy);
+            long memSize = fs.writeback().size(ino);
             if (size < memSize) {
                 fs.writeback().forgetRange(ino, size, Long.MAX_VALUE, map.hasExtents());
             } else if (size > memSize) {
@@ -410,7 +410,7 @@ final class FileWrite {
             if (end > maxSize(map)) {
                 throw new Ext4Exception(Errno.EFBIG, "fallocate past the largest file size " + maxSize(map));
             }
-            long memSize = fs.writeback().size(ino, copy);
+            long memSize = fs.writeback().size(ino);
             try {
                 if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) != 0) {
                     long zeroEnd = (mode & FALLOC_FL_PUNCH_HOLE) != 0 ? Math.min(end, memSize) : end;
@@ -422,7 +422,6 @@ final class FileWrite {
                     if ((mode & FALLOC_FL_KEEP_SIZE) == 0 && end > memSize) {
                         fs.writeback().zeroPageTail(ino, map, memSize);
                         copy.setSize(end);
-                        fs.writeback().sizeSettled(ino);
                     }
                 }
             } finally {
@@ -433,6 +432,9 @@ final class FileWrite {
                 }
                 addBlocks(copy, acct);
                 fs.writeInode(ino, copy);
+                if (copy.size() >= memSize) {
+                    fs.writeback().sizeSettled(ino);
+                }
             }
         }
     }

@@ -54,11 +54,15 @@ final class Writeback {
         return pages;
     }
 
-    /** i_size as writes left it: past the on-disk size while written data waits for writeback. */
-    long size(long ino, Inode onDisk) {
+    /**
+     * i_size as writes left it: past the on-disk size while written data waits for writeback. The
+     * in-memory size is read first: writers store the on-disk size before they drop it, so a
+     * reader without the inode's lock never sees an old on-disk size in between.
+     */
+    long size(long ino) throws Ext4Exception {
         FilePages f = pages.peek(ino);
         long s = f == null ? -1 : f.size();
-        return s >= 0 ? s : onDisk.size();
+        return s >= 0 ? s : fs.inode(ino).inode().size();
     }
 
     boolean hasPages(long ino) {
@@ -84,7 +88,7 @@ final class Writeback {
         InodeInfo info = fs.inode(ino);
         Inode copy = info.inode().copy();
         FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
-        long size = size(ino, copy);
+        long size = size(ino);
         boolean retried = false;
         if (offset > size) {
             zeroPageTail(ino, f, map, size);
@@ -142,7 +146,7 @@ final class Writeback {
             }
             // a short write: what was copied stays and counts
         }
-        if (pos > size(ino, fs.inode(ino).inode())) {
+        if (pos > size(ino)) {
             f.setSize(pos);
         }
         return (int) (pos - offset);
@@ -347,7 +351,7 @@ final class Writeback {
     private List<Run> prepare(long ino, FilePages f, List<Page> taken) throws Ext4Exception {
         InodeInfo info = fs.inode(ino);
         Inode copy = info.inode().copy();
-        long size = size(ino, copy);
+        long size = size(ino);
         long eofBlocks = (size + bs - 1) / bs;
         // the dirty blocks inside i_size, in order, with the pages they are in
         List<long[]> blocks = new ArrayList<>(); // {lblk}
@@ -459,7 +463,7 @@ final class Writeback {
         BlockAccount acct = fs.account(ino, copy).reserved();
         FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
         boolean stale = f.mapSeq.get() != cookie || !cancelled.isEmpty();
-        long size = size(ino, copy);
+        long size = size(ino);
         long reached = copy.size();
         for (Run r : runs) {
             if (!written) {
@@ -606,6 +610,12 @@ final class Writeback {
         int mask = 0;
         for (int k = firstWhole; k < endWhole; k++) {
             mask |= 1 << k;
+        }
+        int partial = (1 << ((b - 1) / bs + 1)) - (1 << (a / bs)) & ~mask;
+        if (partial != 0 && p.underWriteback()) {
+            // the writeback in flight will not convert these blocks (they are cancelled), so the
+            // bytes they keep are written again by the next one
+            p.markDirty(partial, 0);
         }
         return Integer.bitCount(p.clearBlocks(mask));
     }
