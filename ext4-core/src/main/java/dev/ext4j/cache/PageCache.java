@@ -89,7 +89,7 @@ public final class PageCache {
      * pages are counted but not evicted; the caller starts writeback for those.
      */
     public void shrink() {
-        int budget = clean.size() + 16;
+        long budget = bytes.get() / pageSize + 16; // every queued page at most once
         while (bytes.get() > maxBytes && budget-- > 0) {
             Page p = clean.poll();
             if (p == null) {

@@ -33,6 +33,8 @@ final class Writeback {
     private static final System.Logger LOG = System.getLogger("ext4j");
     /** Longest run written back at once (one extent's worth of blocks). */
     private static final int MAX_RUN = 32768;
+    /** Bytes per write of the data: 1 MiB. */
+    private static final int SLICE = 1 << 20;
 
     private final Ext4FileSystem fs;
     private final PageCache pages;
@@ -304,7 +306,11 @@ final class Writeback {
             Ext4Exception failed = null;
             try {
                 for (Run r : runs) {
-                    fs.cache().writeDirect(r.physical(), 0, ByteBuffer.wrap(r.data()));
+                    // in slices, so the JDK's temporary direct buffer for a heap array stays small
+                    for (int off = 0; off < r.data().length; off += SLICE) {
+                        int len = Math.min(SLICE, r.data().length - off);
+                        fs.cache().writeDirect(r.physical() + off / bs, 0, ByteBuffer.wrap(r.data(), off, len));
+                    }
                 }
             } catch (Ext4Exception e) {
                 failed = e;
@@ -355,7 +361,7 @@ final class Writeback {
         long eofBlocks = (size + bs - 1) / bs;
         // the dirty blocks inside i_size, in order, with the pages they are in
         List<long[]> blocks = new ArrayList<>(); // {lblk}
-        List<byte[]> bytes = new ArrayList<>();
+        List<byte[]> bytes = new ArrayList<>(); // the page each block is in, copied from at the end
         long beyond = 0;
         for (Page p : f.from(0)) {
             int dirty = p.dirtyMask();
@@ -363,7 +369,6 @@ final class Writeback {
                 continue; // clean, or another writeback is writing it: the next round takes it
             }
             int reserved = p.reservedMask();
-            byte[] snapshot = p.data.clone();
             p.startWriteback();
             taken.add(p);
             for (int b = 0; b < perPage; b++) {
@@ -375,10 +380,8 @@ final class Writeback {
                     beyond += (reserved >> b) & 1; // past EOF: dropped, its promise given back
                     continue;
                 }
-                blocks.add(new long[] {lblk, (reserved >> b) & 1});
-                byte[] one = new byte[bs];
-                System.arraycopy(snapshot, b * bs, one, 0, bs);
-                bytes.add(one);
+                blocks.add(new long[] {lblk, (reserved >> b) & 1, b * bs});
+                bytes.add(p.data);
             }
         }
         boolean extents = copy.hasFlag(Inode.EXTENTS_FL);
@@ -407,12 +410,12 @@ final class Writeback {
                     if (extents) {
                         map.insert(lblk, got.start(), n, true);
                     }
-                    runs.add(new Run(lblk, n, got.start(), true, extents, join(bytes, i, n)));
+                    runs.add(new Run(lblk, n, got.start(), true, extents, join(blocks, bytes, i, n)));
                     for (int k = i; k < i + n; k++) {
                         promisedUsed += blocks.get(k)[1];
                     }
                 } else {
-                    runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), join(bytes, i, n)));
+                    runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), join(blocks, bytes, i, n)));
                     for (int k = i; k < i + n; k++) {
                         promisedUsed += blocks.get(k)[1]; // filled by fallocate meanwhile: the promise goes
                     }
@@ -431,10 +434,11 @@ final class Writeback {
         return runs;
     }
 
-    private byte[] join(List<byte[]> bytes, int from, int n) {
+    /** A copy of blocks [from, from+n) of the taken ones, made under the inode's lock: what writeback writes. */
+    private byte[] join(List<long[]> blocks, List<byte[]> bytes, int from, int n) {
         byte[] out = new byte[n * bs];
         for (int k = 0; k < n; k++) {
-            System.arraycopy(bytes.get(from + k), 0, out, k * bs, bs);
+            System.arraycopy(bytes.get(from + k), (int) blocks.get(from + k)[2], out, k * bs, bs);
         }
         return out;
     }
