@@ -31,8 +31,8 @@ import java.util.List;
  */
 final class Writeback {
     private static final System.Logger LOG = System.getLogger("ext4j");
-    /** Longest run written back at once (one extent's worth of blocks). */
-    private static final int MAX_RUN = 32768;
+    /** Longest run written back at once: the longest unwritten extent. */
+    private static final int MAX_RUN = 32767;
     /** Bytes per write of the data: 1 MiB. */
     private static final int SLICE = 1 << 20;
 
@@ -278,7 +278,30 @@ final class Writeback {
     // -------------------------------------------------------------------------------- writeback
 
     /** One run of dirty blocks taken for writeback: where they go and a copy of their bytes. */
-    private record Run(long lblk, int length, long physical, boolean fresh, boolean unwritten, byte[] data) {
+    /**
+     * A run of dirty blocks taken for writeback: where they go, and for each block the page array
+     * and offset its bytes are in. The bytes are read from the live pages when written: a write
+     * meanwhile dirties its page again, so the next writeback writes the newer bytes.
+     */
+    private record Run(long lblk, int length, long physical, boolean fresh, boolean unwritten, byte[][] src, int[] srcOffset) {
+    }
+
+    /** A reused direct buffer for data writes, so the JDK needs no temporary copy. */
+    private static final ThreadLocal<ByteBuffer> IO_BUFFER = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(SLICE));
+
+    /** Writes run {@code r}'s bytes to its blocks, a slice at a time. */
+    private void writeRun(Run r) throws Ext4Exception {
+        ByteBuffer buf = IO_BUFFER.get();
+        int perSlice = SLICE / bs;
+        for (int k = 0; k < r.length(); k += perSlice) {
+            int n = Math.min(perSlice, r.length() - k);
+            buf.clear();
+            for (int j = k; j < k + n; j++) {
+                buf.put(r.src()[j], r.srcOffset()[j], bs);
+            }
+            buf.flip();
+            fs.cache().writeDirect(r.physical() + k, 0, buf);
+        }
     }
 
     /**
@@ -306,11 +329,7 @@ final class Writeback {
             Ext4Exception failed = null;
             try {
                 for (Run r : runs) {
-                    // in slices, so the JDK's temporary direct buffer for a heap array stays small
-                    for (int off = 0; off < r.data().length; off += SLICE) {
-                        int len = Math.min(SLICE, r.data().length - off);
-                        fs.cache().writeDirect(r.physical() + off / bs, 0, ByteBuffer.wrap(r.data(), off, len));
-                    }
+                    writeRun(r);
                 }
             } catch (Ext4Exception e) {
                 failed = e;
@@ -410,12 +429,12 @@ final class Writeback {
                     if (extents) {
                         map.insert(lblk, got.start(), n, true);
                     }
-                    runs.add(new Run(lblk, n, got.start(), true, extents, join(blocks, bytes, i, n)));
+                    runs.add(new Run(lblk, n, got.start(), true, extents, sources(bytes, i, n), offsets(blocks, i, n)));
                     for (int k = i; k < i + n; k++) {
                         promisedUsed += blocks.get(k)[1];
                     }
                 } else {
-                    runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), join(blocks, bytes, i, n)));
+                    runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), sources(bytes, i, n), offsets(blocks, i, n)));
                     for (int k = i; k < i + n; k++) {
                         promisedUsed += blocks.get(k)[1]; // filled by fallocate meanwhile: the promise goes
                     }
@@ -434,11 +453,14 @@ final class Writeback {
         return runs;
     }
 
-    /** A copy of blocks [from, from+n) of the taken ones, made under the inode's lock: what writeback writes. */
-    private byte[] join(List<long[]> blocks, List<byte[]> bytes, int from, int n) {
-        byte[] out = new byte[n * bs];
+    private static byte[][] sources(List<byte[]> bytes, int from, int n) {
+        return bytes.subList(from, from + n).toArray(new byte[0][]);
+    }
+
+    private static int[] offsets(List<long[]> blocks, int from, int n) {
+        int[] out = new int[n];
         for (int k = 0; k < n; k++) {
-            System.arraycopy(bytes.get(from + k), (int) blocks.get(from + k)[2], out, k * bs, bs);
+            out[k] = (int) blocks.get(from + k)[2];
         }
         return out;
     }
