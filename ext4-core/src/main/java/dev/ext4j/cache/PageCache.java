@@ -5,7 +5,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -213,7 +212,7 @@ public final class PageCache {
     /** The pages of one inode, by page index, and its size as writes left it in memory. */
     public final class FilePages {
         public final long ino;
-        final ConcurrentSkipListMap<Long, Page> pages = new ConcurrentSkipListMap<>();
+        final PageTable<Page> pages = new PageTable<>();
         final AtomicLong dirtyPages = new AtomicLong();
         /** i_size when writes moved it past the size on disk (i_disksize); -1 otherwise. Under the inode lock. */
         private volatile long size = -1;
@@ -242,8 +241,7 @@ public final class PageCache {
 
         /** The first cached page index at or after {@code index}, or -1. */
         public long nextIndex(long index) {
-            Long k = pages.ceilingKey(index);
-            return k == null ? -1 : k;
+            return pages.nextIndex(index);
         }
 
         public boolean isEmpty() {
@@ -339,7 +337,7 @@ public final class PageCache {
         /** When the longest-dirty page of this file was dirtied (System.nanoTime()). */
         public long oldestDirtyNanos() {
             long oldest = Long.MAX_VALUE;
-            for (Page p : pages.values()) {
+            for (Page p : pages.range(0, Long.MAX_VALUE)) {
                 synchronized (p) {
                     if (p.dirtyMask != 0) {
                         oldest = Math.min(oldest, p.dirtiedAt);
@@ -349,15 +347,11 @@ public final class PageCache {
             return oldest;
         }
 
-        /** The pages from {@code fromIndex} on, in order (a live view). */
+        /** The pages from {@code fromIndex} on, in order (a snapshot). */
         public Iterable<Page> from(long fromIndex) {
-            return pages.tailMap(fromIndex).values();
+            return pages.range(fromIndex, Long.MAX_VALUE);
         }
 
-        /** Pages in [from, to), in order (a live view). */
-        public Map<Long, Page> range(long from, long to) {
-            return pages.subMap(from, to);
-        }
 
         /**
          * Drops the pages from {@code fromIndex} on (truncate, punch, delete); returns how many
@@ -371,7 +365,7 @@ public final class PageCache {
         /** Drops the pages in [from, to); see {@link #dropFrom}. */
         public long dropRange(long from, long to) {
             long freed = 0;
-            for (Page p : List.copyOf(pages.subMap(from, to).values())) {
+            for (Page p : pages.range(from, to)) {
                 synchronized (p) {
                     freed += Integer.bitCount(p.clearBlocks(-1));
                     p.evicted = true;
