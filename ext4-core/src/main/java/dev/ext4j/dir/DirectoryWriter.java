@@ -864,6 +864,10 @@ public final class DirectoryWriter implements DirChanges {
     }
 
     private static void zero(ByteBuffer b, int from, int to) {
+        if (b.hasArray()) {
+            java.util.Arrays.fill(b.array(), b.arrayOffset() + from, b.arrayOffset() + Math.max(from, to), (byte) 0);
+            return;
+        }
         for (int i = from; i < to; i++) {
             b.put(i, (byte) 0);
         }
