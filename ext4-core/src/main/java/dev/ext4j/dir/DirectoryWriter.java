@@ -100,9 +100,17 @@ public final class DirectoryWriter implements DirChanges {
      *                       corruption, and whatever the growth hooks throw
      */
     public void add(byte[] name, long ino, int fileType) throws Ext4Exception {
+        if (dir.find(name) != null) {
+            throw new Ext4Exception(Errno.EEXIST, "directory inode " + dir.ino() + ": '" + printable(name) + "' exists");
+        }
+        addNew(name, ino, fileType);
+    }
+
+    @Override
+    public void addNew(byte[] name, long ino, int fileType) throws Ext4Exception {
         checkName(name);
         checkTarget(ino, fileType);
-        if (isDotOrDotDot(name) || dir.find(name) != null) {
+        if (isDotOrDotDot(name)) {
             throw new Ext4Exception(Errno.EEXIST, "directory inode " + dir.ino() + ": '" + printable(name) + "' exists");
         }
         boolean dxFallback = false;
