@@ -83,8 +83,8 @@ public final class GroupTable {
 
     /**
      * Changes descriptor {@code group} under its lock, restamps its checksum and puts it in the
-     * primary table's block in the cache. Callers that also change the group's bitmaps hold {@link #lock(long)} around
-     * both.
+     * primary table's block in the cache. Callers that also change the group's bitmaps hold
+     * {@link #lock(long)} around both.
      */
     public void update(long group, BlockCache cache, DescriptorMutator m) throws Ext4Exception {
         synchronized (lock(group)) {

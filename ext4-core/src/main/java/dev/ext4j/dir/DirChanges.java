@@ -15,6 +15,14 @@ public interface DirChanges {
     /** ext4_add_entry(): adds {@code name} for inode {@code ino}; EEXIST when the name is taken. */
     void add(byte[] name, long ino, int fileType) throws Ext4Exception;
 
+    /**
+     * {@link #add} for a name the caller has just looked up and not found, under the directory's
+     * lock: the search for it is not made again.
+     */
+    default void addNew(byte[] name, long ino, int fileType) throws Ext4Exception {
+        add(name, ino, fileType);
+    }
+
     /** ext4_delete_entry(): removes {@code name} and returns the inode it pointed to; ENOENT when absent. */
     long remove(byte[] name) throws Ext4Exception;
 

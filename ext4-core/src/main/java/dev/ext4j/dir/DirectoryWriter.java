@@ -100,9 +100,17 @@ public final class DirectoryWriter implements DirChanges {
      *                       corruption, and whatever the growth hooks throw
      */
     public void add(byte[] name, long ino, int fileType) throws Ext4Exception {
+        if (dir.find(name) != null) {
+            throw new Ext4Exception(Errno.EEXIST, "directory inode " + dir.ino() + ": '" + printable(name) + "' exists");
+        }
+        addNew(name, ino, fileType);
+    }
+
+    @Override
+    public void addNew(byte[] name, long ino, int fileType) throws Ext4Exception {
         checkName(name);
         checkTarget(ino, fileType);
-        if (isDotOrDotDot(name) || dir.find(name) != null) {
+        if (isDotOrDotDot(name)) {
             throw new Ext4Exception(Errno.EEXIST, "directory inode " + dir.ino() + ": '" + printable(name) + "' exists");
         }
         boolean dxFallback = false;
@@ -864,6 +872,10 @@ public final class DirectoryWriter implements DirChanges {
     }
 
     private static void zero(ByteBuffer b, int from, int to) {
+        if (b.hasArray()) {
+            java.util.Arrays.fill(b.array(), b.arrayOffset() + from, b.arrayOffset() + Math.max(from, to), (byte) 0);
+            return;
+        }
         for (int i = from; i < to; i++) {
             b.put(i, (byte) 0);
         }

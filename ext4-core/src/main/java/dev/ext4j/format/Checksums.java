@@ -16,7 +16,34 @@ public final class Checksums {
     private static final int CRC32C_POLY = 0x82F63B78; // reflected Castagnoli polynomial
     private static final int CRC16_POLY = 0xA001;       // reflected 0x8005, as lib/crc16.c
 
-    private static final ThreadLocal<CRC32C> CRC = ThreadLocal.withInitial(CRC32C::new);
+    /** A thread's CRC32C, the prefixes of the seeds it used lately, and a scratch array. */
+    private static final class State {
+        final CRC32C crc = new CRC32C();
+        /** Recent seeds and their prefixes, direct-mapped: inodes, directories and the filesystem seed alternate. */
+        final int[] seeds = new int[64];
+        final int[] prefixes = new int[64];
+        final boolean[] known = new boolean[64];
+        private byte[] scratch = new byte[4096];
+
+        int prefix(int seed) {
+            int i = (seed ^ (seed >>> 16) ^ (seed >>> 8)) & 63;
+            if (!known[i] || seeds[i] != seed) {
+                seeds[i] = seed;
+                prefixes[i] = seedPrefix(seed);
+                known[i] = true;
+            }
+            return prefixes[i];
+        }
+
+        byte[] scratch(int len) {
+            if (scratch.length < len) {
+                scratch = new byte[len];
+            }
+            return scratch;
+        }
+    }
+
+    private static final ThreadLocal<State> CRC = ThreadLocal.withInitial(State::new);
 
     private Checksums() {
     }
@@ -24,7 +51,15 @@ public final class Checksums {
     /** The kernel's crc32c(seed, buf[off, off+len)). */
     public static int crc32c(int seed, ByteBuffer buf, int off, int len) {
         CRC32C c = start(seed);
-        c.update(buf.duplicate().limit(off + len).position(off));
+        if (buf.hasArray() || buf.isDirect()) {
+            c.update(buf.duplicate().limit(off + len).position(off));
+        } else {
+            // a read-only heap view (a cached block): one bulk copy beats CRC32C's own fallback,
+            // which allocates and copies in small chunks
+            byte[] scratch = CRC.get().scratch(len);
+            buf.get(off, scratch, 0, len);
+            c.update(scratch, 0, len);
+        }
         return ~(int) c.getValue();
     }
 
@@ -34,10 +69,26 @@ public final class Checksums {
         return ~(int) c.getValue();
     }
 
+    /** The reflected Castagnoli table, for short inputs where steering the JDK's CRC32C costs more than it saves. */
+    private static final int[] TABLE = new int[256];
+
+    static {
+        for (int i = 0; i < 256; i++) {
+            int c = i;
+            for (int k = 0; k < 8; k++) {
+                c = (c & 1) != 0 ? (c >>> 1) ^ CRC32C_POLY : c >>> 1;
+            }
+            TABLE[i] = c;
+        }
+    }
+
     /** crc32c over the four little-endian bytes of {@code value}. */
     public static int crc32cLe32(int seed, int value) {
-        return crc32c(seed, new byte[] {(byte) value, (byte) (value >>> 8), (byte) (value >>> 16),
-                (byte) (value >>> 24)}, 0, 4);
+        int c = seed;
+        for (int k = 0; k < 32; k += 8) {
+            c = TABLE[(c ^ (value >>> k)) & 0xFF] ^ (c >>> 8);
+        }
+        return c;
     }
 
     /** crc32c over the eight little-endian bytes of {@code value}. */
@@ -46,9 +97,10 @@ public final class Checksums {
     }
 
     private static CRC32C start(int seed) {
-        CRC32C c = CRC.get();
+        State st = CRC.get();
+        CRC32C c = st.crc;
         c.reset();
-        int p = seedPrefix(seed);
+        int p = st.prefix(seed);
         c.update(p & 0xFF);
         c.update((p >>> 8) & 0xFF);
         c.update((p >>> 16) & 0xFF);

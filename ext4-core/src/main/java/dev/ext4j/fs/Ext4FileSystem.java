@@ -443,9 +443,6 @@ public final class Ext4FileSystem implements Closeable {
         this.panicHandler = handler;
     }
 
-    public ErrorPolicy errorPolicy() {
-        return errorPolicy;
-    }
 
     // ---- attributes ----
 
@@ -701,7 +698,10 @@ public final class Ext4FileSystem implements Closeable {
     void finishOrphan(long ino) throws Ext4Exception {
         try (InodeLocks.Held h = locks.lockAll(ino)) {
             Inode copy = inode(ino).inode().copy();
-            if (copy.linksCount() == 0) {
+            if (copy.mode() == 0) {
+                LOG.log(Level.ERROR, "orphan list: inode " + ino + " is not in use; dropped from the list");
+                orphans.remove(ino);
+            } else if (copy.linksCount() == 0) {
                 freeInode(ino, copy);
             } else {
                 fileWrite.finishTruncate(ino);

@@ -123,7 +123,7 @@ final class Namei {
          */
         void add(byte[] name, long target, int fileType) throws Ext4Exception {
             try {
-                entries.add(name, target, fileType);
+                entries.addNew(name, target, fileType); // every caller looked the name up first
             } catch (Ext4Exception | RuntimeException e) {
                 try {
                     write();
