@@ -225,8 +225,6 @@ public final class Superblock {
         buf.put(codeOff, (byte) errcode);
     }
 
-    public long lastErrorTime() { return u32(S_LAST_ERROR_TIME) | (long) (buf.get(S_LAST_ERROR_TIME_HI) & 0xFF) << 32; }
-
     /** Stores the checksum over the current bytes (with metadata_csum). */
     public void updateChecksum() {
         if (has(Feature.METADATA_CSUM)) {

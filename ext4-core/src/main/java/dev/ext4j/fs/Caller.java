@@ -44,11 +44,11 @@ public final class Caller {
         return s.ids;
     }
 
-    static long uid() {
+    public static long uid() {
         return ids()[0];
     }
 
-    static long gid() {
+    public static long gid() {
         return ids()[1];
     }
 

@@ -451,7 +451,7 @@ final class ScratchFile implements AutoCloseable {
         List<String> odd = new ArrayList<>();
         for (String line : r.all().split("\n")) {
             String l = line.trim();
-            if (l.isEmpty() || l.startsWith("Pass ") || l.startsWith("e2fsck ") || l.startsWith(img.toString() + ":")) {
+            if (l.isEmpty() || l.startsWith("Pass ") || l.startsWith("e2fsck ") || l.startsWith(img.toString() + ":") || Images.isClockNote(l)) {
                 continue;
             }
             if (allowOptimize && (l.contains("could be narrower") || l.contains("could be shorter") || l.equals("Optimize? no"))) {

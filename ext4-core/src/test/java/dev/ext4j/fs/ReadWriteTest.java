@@ -916,14 +916,9 @@ class ReadWriteTest {
                     done += f.get(Math.max(1, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
                 }
             } catch (TimeoutException e) {
-                StringBuilder dump = new StringBuilder();
-                for (ThreadInfo ti : ManagementFactory.getThreadMXBean().dumpAllThreads(true, true)) {
-                    if (ti.getThreadName().equals("rw-worker")) {
-                        dump.append(ti);
-                    }
-                }
+                String stacks = workerStacks();
                 pool.shutdownNow();
-                throw new AssertionError("the workers did not finish within 60 s (deadlock?):\n" + dump);
+                throw new AssertionError("the workers did not finish within 60 s (deadlock?):\n" + stacks);
             } catch (ExecutionException e) {
                 pool.shutdownNow();
                 throw new AssertionError("a worker failed: " + e.getCause(), e.getCause());
@@ -1044,6 +1039,17 @@ class ReadWriteTest {
      * Looks a regular file up, opens it and runs {@code action} only while the name still leads to
      * it, as an open file handle pins an inode against a racing unlink (FUSE's open after lookup).
      */
+    /** The stacks of the test's worker threads, for a deadlock report (taken before they are interrupted). */
+    private static String workerStacks() {
+        StringBuilder dump = new StringBuilder();
+        for (ThreadInfo ti : ManagementFactory.getThreadMXBean().dumpAllThreads(true, true)) {
+            if (ti.getThreadName().equals("rw-worker")) {
+                dump.append(ti);
+            }
+        }
+        return dump.toString();
+    }
+
     private static void withOpenFile(Ext4FileSystem fs, long dir, byte[] name, InoAction action) throws Ext4Exception {
         long ino = fs.lookup(dir, name);
         fs.open(ino);
@@ -1232,14 +1238,9 @@ class ReadWriteTest {
                             TimeUnit.NANOSECONDS);
                 }
             } catch (TimeoutException e) {
-                StringBuilder dump = new StringBuilder();
-                for (ThreadInfo ti : ManagementFactory.getThreadMXBean().dumpAllThreads(true, true)) {
-                    if (ti.getThreadName().equals("rw-worker")) {
-                        dump.append(ti);
-                    }
-                }
+                String stacks = workerStacks();
                 pool.shutdownNow();
-                throw new AssertionError("deadlock:\n" + dump);
+                throw new AssertionError("deadlock:\n" + stacks);
             }
             pool.shutdown();
         }

@@ -678,7 +678,8 @@ final class RwModel {
         List<String> odd = new ArrayList<>();
         for (String line : r.all().split("\n")) {
             String l = line.trim();
-            if (l.isEmpty() || l.startsWith("Pass ") || l.startsWith("e2fsck ") || l.matches(".*: \\d+/\\d+ files \\(.*\\), \\d+/\\d+ blocks")
+            if (l.isEmpty() || l.startsWith("Pass ") || l.startsWith("e2fsck ") || Images.isClockNote(l)
+                    || l.matches(".*: \\d+/\\d+ files \\(.*\\), \\d+/\\d+ blocks")
                     || l.matches("Inode \\d+ extent tree \\(at level \\d+\\) could be narrower\\.  Optimize\\? no")) {
                 continue;
             }

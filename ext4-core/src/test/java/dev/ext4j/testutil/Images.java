@@ -205,6 +205,17 @@ public final class Images {
         }
     }
 
+    /**
+     * e2fsck's notes about the clock ("Superblock last write time is in the future", "(by less than
+     * a day, ...)"): they say the host clock stepped back since the image was written, not that
+     * anything in the image is wrong, and e2fsck -n exits 0 after them.
+     */
+    public static boolean isClockNote(String line) {
+        String l = line.trim();
+        return l.matches("Superblock last (mount|write) time is in the future\\.?.*")
+                || l.startsWith("(by less than a day, probably due to the hardware clock being incorrectly set)");
+    }
+
     /** {@code e2fsck -fn img}: exit code 0 means clean. */
     public static Result fsckCheck(Path img) {
         return run(List.of("e2fsck", "-fn", img.toString()));

@@ -322,19 +322,11 @@ public final class Ext4Fuse extends FuseStubFS {
         return new Parent(dir, name);
     }
 
-    private long callerUid() {
-        return getContext().uid.get();
-    }
-
-    private long callerGid() {
-        return getContext().gid.get();
-    }
-
     @Override
     public int create(String path, @jnr.ffi.types.mode_t long mode, FuseFileInfo fi) {
         return guard("create", path, () -> {
             Parent p = parent(path);
-            long ino = fs.mknod(p.dir(), p.name(), (int) mode, 0, 0, callerUid(), callerGid());
+            long ino = fs.mknod(p.dir(), p.name(), (int) mode, 0, 0, Caller.uid(), Caller.gid());
             fs.open(ino);
             fi.fh.set(ino);
             return 0;
@@ -347,7 +339,7 @@ public final class Ext4Fuse extends FuseStubFS {
             Parent p = parent(path);
             int major = (int) (((rdev >>> 8) & 0xFFF) | ((rdev >>> 32) & ~0xFFFL));
             int minor = (int) ((rdev & 0xFF) | ((rdev >>> 12) & ~0xFFL));
-            fs.mknod(p.dir(), p.name(), (int) mode, major, minor, callerUid(), callerGid());
+            fs.mknod(p.dir(), p.name(), (int) mode, major, minor, Caller.uid(), Caller.gid());
             return 0;
         });
     }
@@ -356,7 +348,7 @@ public final class Ext4Fuse extends FuseStubFS {
     public int mkdir(String path, @jnr.ffi.types.mode_t long mode) {
         return guard("mkdir", path, () -> {
             Parent p = parent(path);
-            fs.mkdir(p.dir(), p.name(), (int) mode, callerUid(), callerGid());
+            fs.mkdir(p.dir(), p.name(), (int) mode, Caller.uid(), Caller.gid());
             return 0;
         });
     }
@@ -365,7 +357,7 @@ public final class Ext4Fuse extends FuseStubFS {
     public int symlink(String target, String path) {
         return guard("symlink", path, () -> {
             Parent p = parent(path);
-            fs.symlink(p.dir(), p.name(), bytes(target), callerUid(), callerGid());
+            fs.symlink(p.dir(), p.name(), bytes(target), Caller.uid(), Caller.gid());
             return 0;
         });
     }

@@ -29,9 +29,10 @@ import org.junit.jupiter.api.Test;
  * (or the holder's death), and then come back. The image is e2fsck-clean afterwards and the kernel
  * finds no trace of the file.
  *
- * <p>libfuse 2 without {@code hard_remove} renames such a file to {@code .fuse_hidden*} instead of
- * unlinking it; the checks that catch this are collected as "problems" so that the rest of the
- * behaviour is still checked and reported in the same run.
+ * <p>libfuse 2 renames such a file to {@code .fuse_hidden*} instead of unlinking it, and ext4j
+ * turns that rename into the real unlink (the orphan list). The checks that would see a hidden
+ * name are collected as "problems", so that the rest of the behaviour is still checked and
+ * reported in the same run.
  */
 class OpenUnlinkedIT extends FuseTestBase {
     private static final long MIB = 1 << 20;

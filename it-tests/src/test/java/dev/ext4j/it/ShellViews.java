@@ -26,26 +26,20 @@ public final class ShellViews {
     public static Map<String, String> findListing(Path root, boolean withIno, boolean withBlocks, boolean withTimes, String... excludeTop) {
         String fmt = "%P\\t%y " + (withIno ? "ino=%i " : "") + (withBlocks ? "blocks=%b " : "")
                 + "nlink=%n mode=%m uid=%U gid=%G size=%s" + (withTimes ? " mtime=%T@ ctime=%C@ atime=%A@" : "") + " link=%l\\0";
-        Tools.Result r = Tools.run(TIMEOUT, null, root, List.of("find", ".", "-mindepth", "1", "-printf", fmt)).requireOk();
-        Map<String, String> out = new TreeMap<>();
-        for (String rec : r.stdout().split("\0")) {
-            if (rec.isEmpty()) {
-                continue;
-            }
-            int tab = rec.indexOf('\t');
-            String path = rec.substring(0, tab);
-            String top = path.contains("/") ? path.substring(0, path.indexOf('/')) : path;
-            if (List.of(excludeTop).contains(top)) {
-                continue;
-            }
-            out.put(path, rec.substring(tab + 1));
-        }
-        return out;
+        return find(root, fmt, excludeTop);
     }
 
     /** path → "mtime=SECONDS.NANOS" from {@code find -printf %T@}: exact for any date, unlike Java's FileTime (which ends in 2262). */
     public static Map<String, String> mtimes(Path root, String... excludeTop) {
-        Tools.Result r = Tools.run(TIMEOUT, null, root, List.of("find", ".", "-mindepth", "1", "-printf", "%P\\t%T@\\0")).requireOk();
+        return find(root, "%P\\t%T@\\0", excludeTop);
+    }
+
+    /**
+     * {@code find -printf FMT} where FMT prints "PATH\tVALUE\0" per entry, as path → value; entries
+     * whose first path component is in {@code excludeTop} are left out.
+     */
+    private static Map<String, String> find(Path root, String fmt, String... excludeTop) {
+        Tools.Result r = Tools.run(TIMEOUT, null, root, List.of("find", ".", "-mindepth", "1", "-printf", fmt)).requireOk();
         Map<String, String> out = new TreeMap<>();
         for (String rec : r.stdout().split("\0")) {
             if (rec.isEmpty()) {
