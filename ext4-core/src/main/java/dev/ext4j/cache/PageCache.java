@@ -1,8 +1,9 @@
 package dev.ext4j.cache;
 
+import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicLong;
@@ -16,6 +17,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * them up under the read lock. Eviction, from any thread, takes only clean pages that are not
  * under writeback, and each page's own monitor decides the race with a writer that is about to
  * dirty it. Dirty pages are never evicted: writeback cleans them (see fs.Writeback).
+ *
+ * <p>Page memory is direct memory in frames of one page, carved from chunks as the cache grows to
+ * its bound and reused through a free list, so the cache costs the garbage collector nothing and
+ * its footprint is the bound. A reader copies from a page without a lock that eviction would
+ * take, so it checks afterwards that the page was not evicted (and its frame reused) meanwhile:
+ * see {@link Page#evicted()}.
  */
 public final class PageCache {
     private final int pageSize;
@@ -26,11 +33,52 @@ public final class PageCache {
     private final ConcurrentLinkedQueue<Page> clean = new ConcurrentLinkedQueue<>();
     private final AtomicLong bytes = new AtomicLong();
     private final AtomicLong dirtyBytes = new AtomicLong();
+    /** Frames not in use; under its own monitor. */
+    private final ArrayDeque<ByteBuffer> freeFrames = new ArrayDeque<>();
+    /** Frames carved so far, at most maxBytes / pageSize. Under freeFrames' monitor. */
+    private long framesMade;
+    /** Bytes of direct memory carved at once. */
+    private static final int CHUNK = 4 << 20;
 
     public PageCache(int blockSize, long maxBytes) {
         this.blockSize = blockSize;
         this.pageSize = Math.max(4096, blockSize);
         this.maxBytes = Math.max(maxBytes, 64L * pageSize);
+    }
+
+    /**
+     * A free frame: from the free list, from a new chunk while the bound allows, else from clean
+     * pages evicted now. Null when every frame holds a dirty page or one under writeback.
+     */
+    private ByteBuffer takeFrame() {
+        for (int attempt = 0; attempt < 2; attempt++) {
+            synchronized (freeFrames) {
+                ByteBuffer f = freeFrames.poll();
+                if (f != null) {
+                    return f;
+                }
+                long room = maxBytes / pageSize - framesMade;
+                if (room > 0) {
+                    int n = (int) Math.min(room, Math.max(1, CHUNK / pageSize));
+                    ByteBuffer chunk = ByteBuffer.allocateDirect(n * pageSize);
+                    for (int i = 1; i < n; i++) {
+                        freeFrames.push(chunk.slice(i * pageSize, pageSize));
+                    }
+                    framesMade += n;
+                    return chunk.slice(0, pageSize);
+                }
+            }
+            evictUntil(Math.min(bytes.get(), maxBytes) - pageSize);
+        }
+        return null;
+    }
+
+    private void giveFrame(ByteBuffer frame) {
+        if (frame.isDirect()) { // heap frames are the overflow of a full cache: the collector takes them
+            synchronized (freeFrames) {
+                freeFrames.push(frame);
+            }
+        }
     }
 
     public int pageSize() {
@@ -88,15 +136,19 @@ public final class PageCache {
      * pages are counted but not evicted; the caller starts writeback for those.
      */
     public void shrink() {
-        long budget = bytes.get() / pageSize + 16; // every queued page at most once
-        while (bytes.get() > maxBytes && budget-- > 0) {
+        evictUntil(maxBytes);
+    }
+
+    private void evictUntil(long target) {
+        long budget = 2 * (bytes.get() / pageSize) + 16; // every queued page at most twice
+        while (bytes.get() > target && budget-- > 0) {
             Page p = clean.poll();
             if (p == null) {
                 return;
             }
             synchronized (p) {
-                if (p.evicted || p.dirtyMask != 0 || p.writeback) {
-                    continue; // gone, or no longer clean: it is queued again when it is
+                if (p.evicted || p.dirtyMask != 0 || p.writeback || p.filling) {
+                    continue; // gone, or no longer clean, or still being filled: queued again when clean
                 }
                 if (p.referenced) {
                     p.referenced = false;
@@ -107,13 +159,15 @@ public final class PageCache {
                 p.owner.pages.remove(p.index, p);
             }
             bytes.addAndGet(-pageSize);
+            giveFrame(p.data);
         }
     }
 
     /** One page of a file. Fields other than the data are guarded by the page's monitor. */
     public final class Page {
         public final long index;
-        public final byte[] data;
+        /** The page's bytes: a frame, used only with absolute gets and puts. */
+        public final ByteBuffer data;
         final FilePages owner;
         /** Blocks changed since their last writeback, one bit per block of the page. */
         int dirtyMask;
@@ -126,9 +180,11 @@ public final class PageCache {
         /** The blocks the current writeback took. */
         int takenMask;
         boolean referenced;
-        boolean evicted;
+        volatile boolean evicted;
+        /** New, and its writer has not dirtied it yet: its frame must not be taken away. */
+        boolean filling = true;
 
-        Page(FilePages owner, long index, byte[] data) {
+        Page(FilePages owner, long index, ByteBuffer data) {
             this.owner = owner;
             this.index = index;
             this.data = data;
@@ -154,6 +210,7 @@ public final class PageCache {
             if (evicted) {
                 return false;
             }
+            filling = false;
             if (dirtyMask == 0) {
                 dirtiedAt = System.nanoTime();
                 owner.dirtyPages.incrementAndGet();
@@ -204,8 +261,28 @@ public final class PageCache {
             return freed;
         }
 
+        /** The writer that made the page did not dirty it after all: it may be evicted. */
+        public synchronized void filled() {
+            if (filling) {
+                filling = false;
+                if (dirtyMask == 0 && !writeback && !evicted) {
+                    clean.add(this);
+                }
+            }
+        }
+
         public void touch() {
             referenced = true;
+        }
+
+        /**
+         * Whether the page left the cache: a reader that copied from it without the inode's write
+         * lock asks afterwards, and reads again from the image when it did (only clean pages are
+         * evicted behind a reader's back, so the image holds the same bytes).
+         */
+        public boolean evicted() {
+            java.lang.invoke.VarHandle.acquireFence(); // the copy happens before this read
+            return evicted;
         }
     }
 
@@ -256,16 +333,30 @@ public final class PageCache {
             return p;
         }
 
-        /** Adds a page filled with {@code data}; returns the page now cached at {@code index}. */
-        public Page add(long index, byte[] data) {
-            Page fresh = new Page(this, index, data);
+        /**
+         * A new page at {@code index} with undefined bytes, for the caller (who holds the inode's
+         * write lock) to fill; null when the cache is full of dirty pages, which the caller writes
+         * back before it asks again.
+         */
+        public Page add(long index) {
+            ByteBuffer frame = takeFrame();
+            return frame == null ? null : install(index, frame);
+        }
+
+        /** A new page over the cache's bound, in heap memory: for when writeback could not make room. */
+        public Page addOverflow(long index) {
+            return install(index, ByteBuffer.allocate(pageSize));
+        }
+
+        private Page install(long index, ByteBuffer frame) {
+            Page fresh = new Page(this, index, frame);
             Page had = pages.putIfAbsent(index, fresh);
             if (had != null) {
+                giveFrame(frame);
                 return had;
             }
             bytes.addAndGet(pageSize);
-            clean.add(fresh);
-            return fresh;
+            return fresh; // queued for eviction once its writer lets go of it (markDirty, filled)
         }
 
         public synchronized void startIo() {
@@ -371,6 +462,7 @@ public final class PageCache {
                     p.evicted = true;
                     if (pages.remove(p.index, p)) {
                         bytes.addAndGet(-pageSize);
+                        giveFrame(p.data);
                     }
                 }
             }

@@ -980,7 +980,12 @@ public final class Ext4FileSystem implements Closeable {
             if (p != null) {
                 int inPage = (int) (pos - index * ps);
                 int n = (int) Math.min(ps - inPage, end - pos);
-                dst.put(p.data, inPage, n);
+                dst.put(dst.position(), p.data, inPage, n);
+                if (!p.evicted()) {
+                    dst.position(dst.position() + n);
+                } else { // evicted while copied: it was clean, so the image has its bytes
+                    readFromImage(info, pos, pos + n, dst);
+                }
                 pos += n;
                 continue;
             }

@@ -104,41 +104,48 @@ final class Writeback {
                 int inPage = (int) (pos - index * ps);
                 int n = (int) Math.min(ps - inPage, end - pos);
                 int mask = blockMask(inPage, n);
-                Page p;
+                Page p = null;
                 int holes;
-                do {
-                    p = pageForWrite(ino, f, map, index, inPage == 0 && n == ps, size);
-                    holes = 0;
-                    int reservedBefore = p.reservedMask();
-                    for (int b = 0; b < perPage; b++) {
-                        if ((mask & (1 << b)) != 0 && (reservedBefore & (1 << b)) == 0 && mc.isHole(index * perPage + b)) {
-                            holes |= 1 << b;
-                        }
-                    }
-                    if (holes != 0) {
-                        try {
-                            promise(f, Integer.bitCount(holes), map.hasExtents());
-                        } catch (Ext4Exception e) {
-                            if (retried || e.errno() != dev.ext4j.Errno.ENOSPC) {
-                                throw e;
+                try {
+                    do {
+                        p = pageForWrite(ino, f, map, index, inPage == 0 && n == ps, size);
+                        holes = 0;
+                        int reservedBefore = p.reservedMask();
+                        for (int b = 0; b < perPage; b++) {
+                            if ((mask & (1 << b)) != 0 && (reservedBefore & (1 << b)) == 0 && mc.isHole(index * perPage + b)) {
+                                holes |= 1 << b;
                             }
-                            // as ext4_should_retry_alloc(): write back this inode, which turns
-                            // its promises into blocks, and try once more
-                            retried = true;
-                            writeback(ino);
-                            info = fs.inode(ino);
-                            copy = info.inode().copy();
-                            map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
-                            mc = new MappingCache(map, f);
-                            continue;
                         }
+                        if (holes != 0) {
+                            try {
+                                promise(f, Integer.bitCount(holes), map.hasExtents());
+                            } catch (Ext4Exception e) {
+                                if (retried || e.errno() != dev.ext4j.Errno.ENOSPC) {
+                                    throw e;
+                                }
+                                // as ext4_should_retry_alloc(): write back this inode, which turns
+                                // its promises into blocks, and try once more
+                                retried = true;
+                                writeback(ino);
+                                info = fs.inode(ino);
+                                copy = info.inode().copy();
+                                map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
+                                mc = new MappingCache(map, f);
+                                continue;
+                            }
+                        }
+                        if (p.markDirty(mask, holes)) {
+                            break;
+                        }
+                        unpromise(f, Integer.bitCount(holes), map.hasExtents()); // evicted just now: again
+                    } while (true);
+                } catch (Ext4Exception e) {
+                    if (p != null) {
+                        p.filled(); // made for this write, which failed: evictable again
                     }
-                    if (p.markDirty(mask, holes)) {
-                        break;
-                    }
-                    unpromise(f, Integer.bitCount(holes), map.hasExtents()); // evicted just now: again
-                } while (true);
-                src.get(src.position(), p.data, inPage, n);
+                    throw e;
+                }
+                p.data.put(inPage, src, src.position(), n);
                 src.position(src.position() + n);
                 pos += n;
             }
@@ -160,24 +167,44 @@ final class Writeback {
         if (p != null) {
             return p;
         }
-        byte[] data = new byte[ps];
-        if (!whole && index * ps < size) {
-            fill(ino, map, index, data, size);
+        p = f.add(index);
+        if (p == null) {
+            // every frame is dirty or in flight: this page goes over the bound, and the
+            // writer's balance() after the write writes back and shrinks the cache again
+            p = f.addOverflow(index);
         }
-        return f.add(index, data);
+        if (whole) {
+            return p;
+        }
+        zero(p.data, 0, ps);
+        if (index * ps < size) {
+            fill(map, index, p.data, size);
+        }
+        return p;
     }
 
     /** Reads the on-disk bytes of page {@code index} below {@code size} into {@code data}. */
-    private void fill(long ino, FileMap map, long index, byte[] data, long size) throws Ext4Exception {
+    private void fill(FileMap map, long index, ByteBuffer data, long size) throws Ext4Exception {
         long first = index * perPage;
         int blocks = (int) Math.min(perPage, (size - index * ps + bs - 1) / bs);
         for (int b = 0; b < blocks; ) {
             Mapping m = map.map(first + b, blocks - b);
             int n = (int) Math.min(m.length(), blocks - b);
             if (!m.readsAsZeros()) {
-                fs.cache().readDirect(m.physical(), 0, ByteBuffer.wrap(data, b * bs, n * bs));
+                fs.cache().readDirect(m.physical(), 0, data.slice(b * bs, n * bs));
             }
             b += n;
+        }
+    }
+
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(64 * 1024);
+
+    /** Zeros bytes [from, to) of a page. */
+    private static void zero(ByteBuffer page, int from, int to) {
+        for (int at = from; at < to; ) {
+            int n = Math.min(to - at, ZEROS.capacity());
+            page.put(at, ZEROS, 0, n);
+            at += n;
         }
     }
 
@@ -210,13 +237,18 @@ final class Writeback {
             }
             p = pageForWrite(ino, f, map, index, false, size);
         }
-        java.util.Arrays.fill(p.data, inPage, ps, (byte) 0);
+        zero(p.data, inPage, ps);
         if (size % bs != 0) {
             int eofBlock = inPage / bs;
             int bit = 1 << eofBlock;
             int reserved = (p.reservedMask() & bit) == 0 && new MappingCache(map, f).isHole(index * perPage + eofBlock) ? bit : 0;
             if (reserved != 0) {
-                promise(f, 1, map.hasExtents());
+                try {
+                    promise(f, 1, map.hasExtents());
+                } catch (Ext4Exception e) {
+                    p.filled();
+                    throw e;
+                }
             }
             p.markDirty(bit, reserved);
         }
@@ -277,13 +309,13 @@ final class Writeback {
 
     // -------------------------------------------------------------------------------- writeback
 
-    /** One run of dirty blocks taken for writeback: where they go and a copy of their bytes. */
     /**
-     * A run of dirty blocks taken for writeback: where they go, and for each block the page array
-     * and offset its bytes are in. The bytes are read from the live pages when written: a write
-     * meanwhile dirties its page again, so the next writeback writes the newer bytes.
+     * A run of dirty blocks taken for writeback: where they go, and the pages their bytes are in
+     * ({@code pages[from + k]} holds block {@code lblk + k}). The bytes are read from the live
+     * pages when written: a write meanwhile dirties its page again, so the next writeback writes
+     * the newer bytes.
      */
-    private record Run(long lblk, int length, long physical, boolean fresh, boolean unwritten, byte[][] src, int[] srcOffset) {
+    private record Run(long lblk, int length, long physical, boolean fresh, boolean unwritten, Page[] pages, int from) {
     }
 
     /** A reused direct buffer for data writes, so the JDK needs no temporary copy. */
@@ -297,9 +329,10 @@ final class Writeback {
             int n = Math.min(perSlice, r.length() - k);
             buf.clear();
             for (int j = k; j < k + n; j++) {
-                buf.put(r.src()[j], r.srcOffset()[j], bs);
+                int inPage = (int) ((r.lblk() + j) % perPage) * bs;
+                buf.put((j - k) * bs, r.pages()[r.from() + j].data, inPage, bs);
             }
-            buf.flip();
+            buf.limit(n * bs);
             fs.cache().writeDirect(r.physical() + k, 0, buf);
         }
     }
@@ -378,9 +411,12 @@ final class Writeback {
         Inode copy = info.inode().copy();
         long size = size(ino);
         long eofBlocks = (size + bs - 1) / bs;
-        // the dirty blocks inside i_size, in order, with the pages they are in
-        List<long[]> blocks = new ArrayList<>(); // {lblk}
-        List<byte[]> bytes = new ArrayList<>(); // the page each block is in, copied from at the end
+        // the dirty blocks inside i_size, in order: each one's number, page and promise, in
+        // arrays rather than an object per block, as a writeback can take a million blocks
+        int count = 0;
+        long[] lblks = new long[64];
+        Page[] pageOf = new Page[64];
+        boolean[] promised = new boolean[64];
         long beyond = 0;
         for (Page p : f.from(0)) {
             int dirty = p.dirtyMask();
@@ -399,13 +435,19 @@ final class Writeback {
                     beyond += (reserved >> b) & 1; // past EOF: dropped, its promise given back
                     continue;
                 }
-                blocks.add(new long[] {lblk, (reserved >> b) & 1, b * bs});
-                bytes.add(p.data);
+                if (count == lblks.length) {
+                    lblks = java.util.Arrays.copyOf(lblks, 2 * count);
+                    pageOf = java.util.Arrays.copyOf(pageOf, 2 * count);
+                    promised = java.util.Arrays.copyOf(promised, 2 * count);
+                }
+                lblks[count] = lblk;
+                pageOf[count] = p;
+                promised[count++] = ((reserved >> b) & 1) != 0;
             }
         }
         boolean extents = copy.hasFlag(Inode.EXTENTS_FL);
         unpromise(f, beyond, extents);
-        if (blocks.isEmpty()) {
+        if (count == 0) {
             return List.of();
         }
         BlockAccount acct = fs.account(ino, copy).reserved();
@@ -414,12 +456,12 @@ final class Writeback {
         long promisedUsed = 0;
         try {
             int i = 0;
-            while (i < blocks.size()) {
+            while (i < count) {
                 // a run of consecutive logical blocks with the same on-disk state
-                long lblk = blocks.get(i)[0];
+                long lblk = lblks[i];
                 Mapping m = map.map(lblk, MAX_RUN);
                 int j = i + 1;
-                while (j < blocks.size() && blocks.get(j)[0] == lblk + (j - i) && j - i < m.length()) {
+                while (j < count && lblks[j] == lblk + (j - i) && j - i < m.length()) {
                     j++;
                 }
                 int n = j - i;
@@ -429,15 +471,13 @@ final class Writeback {
                     if (extents) {
                         map.insert(lblk, got.start(), n, true);
                     }
-                    runs.add(new Run(lblk, n, got.start(), true, extents, sources(bytes, i, n), offsets(blocks, i, n)));
-                    for (int k = i; k < i + n; k++) {
-                        promisedUsed += blocks.get(k)[1];
-                    }
+                    runs.add(new Run(lblk, n, got.start(), true, extents, pageOf, i));
                 } else {
-                    runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), sources(bytes, i, n), offsets(blocks, i, n)));
-                    for (int k = i; k < i + n; k++) {
-                        promisedUsed += blocks.get(k)[1]; // filled by fallocate meanwhile: the promise goes
-                    }
+                    // already mapped (or filled by fallocate meanwhile: the promise goes)
+                    runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), pageOf, i));
+                }
+                for (int k = i; k < i + n; k++) {
+                    promisedUsed += promised[k] ? 1 : 0;
                 }
                 i += n;
             }
@@ -451,18 +491,6 @@ final class Writeback {
             }
         }
         return runs;
-    }
-
-    private static byte[][] sources(List<byte[]> bytes, int from, int n) {
-        return bytes.subList(from, from + n).toArray(new byte[0][]);
-    }
-
-    private static int[] offsets(List<long[]> blocks, int from, int n) {
-        int[] out = new int[n];
-        for (int k = 0; k < n; k++) {
-            out[k] = (int) blocks.get(from + k)[2];
-        }
-        return out;
     }
 
     /** Goal for new data at {@code lblk}: right after the block before it, when that is mapped. */
@@ -630,7 +658,7 @@ final class Writeback {
         }
         int a = (int) (from % ps);
         int b = (int) Math.min(ps, a + (to - from));
-        java.util.Arrays.fill(p.data, a, b, (byte) 0);
+        zero(p.data, a, b);
         int firstWhole = (a + bs - 1) / bs;
         int endWhole = b / bs;
         int mask = 0;
@@ -663,6 +691,7 @@ final class Writeback {
     void forgetCached(long ino, long from, long to) {
         FilePages f = pages.peek(ino);
         if (f != null) {
+            f.awaitIo(); // a writeback may be writing from these pages' frames
             f.dropRange(from / ps, (to + ps - 1) / ps);
         }
     }

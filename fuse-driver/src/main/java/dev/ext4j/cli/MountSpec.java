@@ -1,6 +1,7 @@
 package dev.ext4j.cli;
 
 import dev.ext4j.fs.ErrorPolicy;
+import dev.ext4j.fs.MountOptions;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -12,7 +13,7 @@ import java.util.Set;
  * that mean nothing to a FUSE mount are dropped; anything else is an error.
  */
 record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOnly, boolean debug,
-                 List<String> fuseOptions, Path logFile, ErrorPolicy errors) {
+                 List<String> fuseOptions, Path logFile, ErrorPolicy errors, List<String> tuning) {
 
     /** FUSE options passed through to libfuse. */
     private static final Set<String> FUSE_FLAGS = Set.of("allow_other", "allow_root", "default_permissions", "auto_unmount");
@@ -55,6 +56,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         Path log = null;
         ErrorPolicy errors = null;
         List<String> fuse = new ArrayList<>();
+        List<String> tuning = new ArrayList<>();
         for (String o : opts) {
             if (o.isEmpty() || IGNORED.contains(o) || o.startsWith("x-") || o.startsWith("comment=")) {
                 continue;
@@ -71,6 +73,9 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 } catch (IllegalArgumentException e) {
                     throw new UsageException(e.getMessage());
                 }
+            } else if (o.startsWith("cache_size=") || o.startsWith("commit=") || o.startsWith("dirty_expire=")) {
+                tune(MountOptions.defaults(), o); // checked now, applied by coreOptions()
+                tuning.add(o);
             } else if (o.startsWith("log=")) {
                 log = Path.of(o.substring(4));
             } else if (FUSE_FLAGS.contains(o) || o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask=")) {
@@ -79,7 +84,58 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 throw new UsageException("unknown mount option " + o);
             }
         }
-        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors);
+        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, tuning);
+    }
+
+    /** The options for the filesystem core: ro, errors= and the cache and writeback tuning. */
+    MountOptions coreOptions() {
+        MountOptions o = MountOptions.defaults().withReadOnly(readOnly).withErrors(errors);
+        for (String t : tuning) {
+            try {
+                o = tune(o, t);
+            } catch (UsageException e) {
+                throw new IllegalStateException("checked by parse()", e);
+            }
+        }
+        return o;
+    }
+
+    /** {@code cache_size=SIZE[KMG]}, {@code commit=SECONDS}, {@code dirty_expire=SECONDS}. */
+    private static MountOptions tune(MountOptions o, String opt) throws UsageException {
+        String key = opt.substring(0, opt.indexOf('='));
+        String value = opt.substring(opt.indexOf('=') + 1);
+        try {
+            return switch (key) {
+                case "cache_size" -> o.withWriteback(parseBytes(value), o.flushIntervalMillis(), o.dirtyExpireMillis());
+                case "commit" -> o.withWriteback(o.cacheBytes(), positive(key, Long.parseLong(value)) * 1000, o.dirtyExpireMillis());
+                default -> o.withWriteback(o.cacheBytes(), o.flushIntervalMillis(), positive(key, Long.parseLong(value)) * 1000);
+            };
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("bad value in " + opt + ": " + e.getMessage());
+        }
+    }
+
+    /** A byte count with an optional K, M, G or T suffix (powers of 1024). */
+    static long parseBytes(String v) {
+        int shift = switch (v.isEmpty() ? ' ' : Character.toUpperCase(v.charAt(v.length() - 1))) {
+            case 'K' -> 10;
+            case 'M' -> 20;
+            case 'G' -> 30;
+            case 'T' -> 40;
+            default -> 0;
+        };
+        long n = Long.parseLong(shift == 0 ? v : v.substring(0, v.length() - 1));
+        if (n < 0 || n > Long.MAX_VALUE >> shift) {
+            throw new IllegalArgumentException(v + " is out of range");
+        }
+        return n << shift;
+    }
+
+    private static long positive(String key, long v) {
+        if (v <= 0) {
+            throw new IllegalArgumentException(key + " must be at least 1");
+        }
+        return v;
     }
 
     /** The same command for the foreground child of a background mount. */
@@ -95,6 +151,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         if (errors != null) {
             o.add("errors=" + errors.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-'));
         }
+        o.addAll(tuning);
         if (!o.isEmpty()) {
             a.add("-o");
             a.add(String.join(",", o));
