@@ -5,7 +5,6 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -13,72 +12,39 @@ import java.util.concurrent.atomic.AtomicLong;
  * bytes. A page holds {@link #pageSize()} bytes of one file, always whole: a page that a write only
  * partly covers is first filled from the image (or zeros), so reads can be answered from any page.
  *
- * <p>Pages change only under their inode's write lock (writes, truncate, writeback); reads look
- * them up under the read lock. Eviction, from any thread, takes only clean pages that are not
- * under writeback, and each page's own monitor decides the race with a writer that is about to
- * dirty it. Dirty pages are never evicted: writeback cleans them (see fs.Writeback).
+ * <p>Pages are frames: a fixed set of page objects over direct memory, made as the cache grows to
+ * its bound and then reused, so the cache costs the garbage collector nothing and its footprint is
+ * the bound. A frame that is free, or that holds another file's page, must not be touched in the
+ * name of the old one; so code that works on a page pins it first ({@link FilePages#pin}), which
+ * checks whose page it is, and eviction passes over pinned, dirty and in-flight pages.
  *
- * <p>Page memory is direct memory in frames of one page, carved from chunks as the cache grows to
- * its bound and reused through a free list, so the cache costs the garbage collector nothing and
- * its footprint is the bound. A reader copies from a page without a lock that eviction would
- * take, so it checks afterwards that the page was not evicted (and its frame reused) meanwhile:
- * see {@link Page#evicted()}.
+ * <p>Pages change only under their inode's write lock (writes, truncate, writeback); reads pin
+ * them under the read lock. Eviction is a clock over the frames, from any thread, taking clean
+ * unpinned pages not seen since the hand last passed. Dirty pages are never evicted: writeback
+ * cleans them (see fs.Writeback).
  */
 public final class PageCache {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+    /** Frames made at once: 4 MiB of pages. */
+    private static final int CHUNK = 4 << 20;
+
     private final int pageSize;
     private final int blockSize;
     private final long maxBytes;
     private final ConcurrentHashMap<Long, FilePages> files = new ConcurrentHashMap<>();
-    /** Clean pages in the order they became clean; a page seen again since gets a second chance. */
-    private final ConcurrentLinkedQueue<Page> clean = new ConcurrentLinkedQueue<>();
     private final AtomicLong bytes = new AtomicLong();
     private final AtomicLong dirtyBytes = new AtomicLong();
-    /** Frames not in use; under its own monitor. */
-    private final ArrayDeque<ByteBuffer> freeFrames = new ArrayDeque<>();
-    /** Frames carved so far, at most maxBytes / pageSize. Under freeFrames' monitor. */
-    private long framesMade;
-    /** Bytes of direct memory carved at once. */
-    private static final int CHUNK = 4 << 20;
+    /** Every frame made, and the free ones; under {@code frames}' monitor. */
+    private final ArrayList<Page> frames = new ArrayList<>();
+    private final ArrayDeque<Page> freeFrames = new ArrayDeque<>();
+    /** The clock hand: the next frame eviction looks at; under {@code frames}' monitor. */
+    private int hand;
+    private boolean warnedOverBound;
 
     public PageCache(int blockSize, long maxBytes) {
         this.blockSize = blockSize;
         this.pageSize = Math.max(4096, blockSize);
         this.maxBytes = Math.max(maxBytes, 64L * pageSize);
-    }
-
-    /**
-     * A free frame: from the free list, from a new chunk while the bound allows, else from clean
-     * pages evicted now. Null when every frame holds a dirty page or one under writeback.
-     */
-    private ByteBuffer takeFrame() {
-        for (int attempt = 0; attempt < 2; attempt++) {
-            synchronized (freeFrames) {
-                ByteBuffer f = freeFrames.poll();
-                if (f != null) {
-                    return f;
-                }
-                long room = maxBytes / pageSize - framesMade;
-                if (room > 0) {
-                    int n = (int) Math.min(room, Math.max(1, CHUNK / pageSize));
-                    ByteBuffer chunk = ByteBuffer.allocateDirect(n * pageSize);
-                    for (int i = 1; i < n; i++) {
-                        freeFrames.push(chunk.slice(i * pageSize, pageSize));
-                    }
-                    framesMade += n;
-                    return chunk.slice(0, pageSize);
-                }
-            }
-            evictUntil(Math.min(bytes.get(), maxBytes) - pageSize);
-        }
-        return null;
-    }
-
-    private void giveFrame(ByteBuffer frame) {
-        if (frame.isDirect()) { // heap frames are the overflow of a full cache: the collector takes them
-            synchronized (freeFrames) {
-                freeFrames.push(frame);
-            }
-        }
     }
 
     public int pageSize() {
@@ -131,44 +97,109 @@ public final class PageCache {
         }
     }
 
-    /**
-     * Evicts clean pages until the cache is back under its bound (or nothing more can go). Dirty
-     * pages are counted but not evicted; the caller starts writeback for those.
-     */
+    /** Evicts clean pages until the cache is back under its bound (or nothing more can go). */
     public void shrink() {
-        evictUntil(maxBytes);
-    }
-
-    private void evictUntil(long target) {
-        long budget = 2 * (bytes.get() / pageSize) + 16; // every queued page at most twice
-        while (bytes.get() > target && budget-- > 0) {
-            Page p = clean.poll();
-            if (p == null) {
-                return;
-            }
-            synchronized (p) {
-                if (p.evicted || p.dirtyMask != 0 || p.writeback || p.filling) {
-                    continue; // gone, or no longer clean, or still being filled: queued again when clean
-                }
-                if (p.referenced) {
-                    p.referenced = false;
-                    clean.add(p);
-                    continue;
-                }
-                p.evicted = true;
-                p.owner.pages.remove(p.index, p);
-            }
-            bytes.addAndGet(-pageSize);
-            giveFrame(p.data);
+        while (bytes.get() > maxBytes && evictOne()) {
+            // one more
         }
     }
 
-    /** One page of a file. Fields other than the data are guarded by the page's monitor. */
+    /**
+     * A free frame: from the free list, new while the bound allows, else one evicted now; past
+     * the bound when every frame is dirty, pinned or in flight (writers then write back before
+     * they dirty more, so that stays rare and short).
+     */
+    private Page takeFrame() {
+        synchronized (frames) {
+            Page p = freeFrames.poll();
+            if (p != null) {
+                return p;
+            }
+            if ((long) frames.size() * pageSize < maxBytes) {
+                return makeFrames();
+            }
+        }
+        if (evictOne()) {
+            synchronized (frames) {
+                Page p = freeFrames.poll();
+                if (p != null) {
+                    return p;
+                }
+            }
+        }
+        synchronized (frames) {
+            if (!warnedOverBound) {
+                warnedOverBound = true;
+                LOG.log(System.Logger.Level.WARNING, "page cache: every page is dirty or in flight; growing past cache_size");
+            }
+            return makeFrames();
+        }
+    }
+
+    /** Makes a chunk of frames; returns one and frees the rest. Under {@code frames}' monitor. */
+    private Page makeFrames() {
+        int n = Math.max(1, CHUNK / pageSize);
+        ByteBuffer chunk = ByteBuffer.allocateDirect(n * pageSize);
+        for (int i = 0; i < n; i++) {
+            Page p = new Page(chunk.slice(i * pageSize, pageSize));
+            frames.add(p);
+            if (i > 0) {
+                freeFrames.push(p);
+            }
+        }
+        return frames.get(frames.size() - n);
+    }
+
+    private void freeFrame(Page p) {
+        bytes.addAndGet(-pageSize);
+        synchronized (frames) {
+            freeFrames.push(p);
+        }
+    }
+
+    /** One turn of the clock: evicts the first clean unpinned page not referenced since the last turn. */
+    private boolean evictOne() {
+        int budget;
+        synchronized (frames) {
+            budget = 2 * frames.size();
+        }
+        while (budget-- > 0) {
+            Page p;
+            synchronized (frames) {
+                if (frames.isEmpty()) {
+                    return false;
+                }
+                hand = (hand + 1) % frames.size();
+                p = frames.get(hand);
+            }
+            synchronized (p) {
+                if (p.owner == null || p.pins > 0 || p.dirtyMask != 0 || p.writeback) {
+                    continue;
+                }
+                if (p.referenced) {
+                    p.referenced = false;
+                    continue;
+                }
+                p.owner.pages.remove(p.index, p);
+                p.owner = null;
+            }
+            freeFrame(p);
+            return true;
+        }
+        return false;
+    }
+
+    /**
+     * One frame, and the page of a file it holds while {@link #owner} is set. Fields other than
+     * the data are guarded by the frame's monitor.
+     */
     public final class Page {
-        public final long index;
-        /** The page's bytes: a frame, used only with absolute gets and puts. */
+        /** The page's bytes, used only with absolute gets and puts. */
         public final ByteBuffer data;
-        final FilePages owner;
+        /** The file whose page this is; null while the frame is free. */
+        FilePages owner;
+        /** Its index in that file. */
+        long index;
         /** Blocks changed since their last writeback, one bit per block of the page. */
         int dirtyMask;
         /** Dirty blocks that were holes when dirtied: each holds a delayed-allocation reservation. */
@@ -179,19 +210,33 @@ public final class PageCache {
         boolean writeback;
         /** The blocks the current writeback took. */
         int takenMask;
+        /** Truncated away while under writeback: the frame is freed when the writeback ends. */
+        boolean dropped;
+        /** Users between pin and unpin: a pinned page is not evicted. */
+        int pins;
         boolean referenced;
-        volatile boolean evicted;
-        /** New, and its writer has not dirtied it yet: its frame must not be taken away. */
-        boolean filling = true;
 
-        Page(FilePages owner, long index, ByteBuffer data) {
-            this.owner = owner;
-            this.index = index;
+        Page(ByteBuffer data) {
             this.data = data;
         }
 
-        public synchronized int dirtyMask() {
-            return dirtyMask;
+        public long index() {
+            return index;
+        }
+
+        public synchronized void unpin() {
+            pins--;
+        }
+
+        /** Marks blocks dirty, and which of them hold a reservation. The caller has the page pinned. */
+        public synchronized void markDirty(int blocks, int reserved) {
+            if (dirtyMask == 0) {
+                dirtiedAt = System.nanoTime();
+                owner.dirtyPages.incrementAndGet();
+                dirtyBytes.addAndGet(pageSize);
+            }
+            dirtyMask |= blocks;
+            reservedMask |= reserved;
         }
 
         public synchronized int reservedMask() {
@@ -203,46 +248,41 @@ public final class PageCache {
         }
 
         /**
-         * Marks blocks dirty (and which of them hold a reservation); returns false when the page
-         * was evicted meanwhile, in which case the caller gets a new one.
+         * Writeback takes the dirty blocks of this page of {@code f}: returns them and which were
+         * reserved as {@code dirty | reserved << 32}, or 0 when the page is not {@code f}'s any
+         * more, is clean, or is another writeback's. The page is then pinned by the writeback until
+         * {@link #endWriteback}.
          */
-        public synchronized boolean markDirty(int blocks, int reserved) {
-            if (evicted) {
-                return false;
+        public synchronized long takeForWriteback(FilePages f) {
+            if (owner != f || dropped || dirtyMask == 0 || writeback) {
+                return 0;
             }
-            filling = false;
-            if (dirtyMask == 0) {
-                dirtiedAt = System.nanoTime();
-                owner.dirtyPages.incrementAndGet();
-                dirtyBytes.addAndGet(pageSize);
-            }
-            dirtyMask |= blocks;
-            reservedMask |= reserved;
-            return true;
-        }
-
-        /** Writeback took the dirty blocks: the page is clean but pinned until {@link #endWriteback}. */
-        public synchronized void startWriteback() {
-            if (dirtyMask != 0) {
-                owner.dirtyPages.decrementAndGet();
-                dirtyBytes.addAndGet(-pageSize);
-            }
+            long taken = (dirtyMask & 0xFFFFFFFFL) | (long) reservedMask << 32;
+            owner.dirtyPages.decrementAndGet();
+            dirtyBytes.addAndGet(-pageSize);
             takenMask = dirtyMask;
             dirtyMask = 0;
             reservedMask = 0;
             writeback = true;
+            return taken;
         }
 
         /** The writeback is over; when its data write failed, the blocks it took are dirty again. */
-        public synchronized void endWriteback(boolean failed) {
-            writeback = false;
-            if (failed && takenMask != 0 && !evicted) {
-                markDirty(takenMask, 0);
+        public void endWriteback(boolean failed) {
+            synchronized (this) {
+                writeback = false;
+                if (!dropped) {
+                    if (failed && takenMask != 0) {
+                        markDirty(takenMask, 0);
+                    }
+                    takenMask = 0;
+                    return;
+                }
+                dropped = false;
+                owner = null;
+                takenMask = 0;
             }
-            takenMask = 0;
-            if (dirtyMask == 0 && !evicted) {
-                clean.add(this);
-            }
+            freeFrame(this);
         }
 
         /** Clears blocks {@code mask} without writing them (truncated away); returns the reserved ones. */
@@ -254,35 +294,18 @@ public final class PageCache {
             if (wasDirty && dirtyMask == 0) {
                 owner.dirtyPages.decrementAndGet();
                 dirtyBytes.addAndGet(-pageSize);
-                if (!writeback) {
-                    clean.add(this);
-                }
             }
             return freed;
         }
 
-        /** The writer that made the page did not dirty it after all: it may be evicted. */
-        public synchronized void filled() {
-            if (filling) {
-                filling = false;
-                if (dirtyMask == 0 && !writeback && !evicted) {
-                    clean.add(this);
-                }
+        /** This page of {@code f}'s, pinned; false when the frame holds something else now. */
+        synchronized boolean pin(FilePages f, long idx) {
+            if (owner != f || index != idx || dropped) {
+                return false;
             }
-        }
-
-        public void touch() {
+            pins++;
             referenced = true;
-        }
-
-        /**
-         * Whether the page left the cache: a reader that copied from it without the inode's write
-         * lock asks afterwards, and reads again from the image when it did (only clean pages are
-         * evicted behind a reader's back, so the image holds the same bytes).
-         */
-        public boolean evicted() {
-            java.lang.invoke.VarHandle.acquireFence(); // the copy happens before this read
-            return evicted;
+            return true;
         }
     }
 
@@ -325,38 +348,29 @@ public final class PageCache {
             return pages.isEmpty();
         }
 
-        public Page get(long index) {
+        /** The cached page at {@code index}, pinned (the caller unpins it), or null. */
+        public Page pin(long index) {
             Page p = pages.get(index);
-            if (p != null) {
-                p.referenced = true;
-            }
-            return p;
+            return p != null && p.pin(this, index) ? p : null;
         }
 
         /**
-         * A new page at {@code index} with undefined bytes, for the caller (who holds the inode's
-         * write lock) to fill; null when the cache is full of dirty pages, which the caller writes
-         * back before it asks again.
+         * A new page at {@code index} with undefined bytes, pinned, for the caller (who holds the
+         * inode's write lock and found no page there) to fill.
          */
         public Page add(long index) {
-            ByteBuffer frame = takeFrame();
-            return frame == null ? null : install(index, frame);
-        }
-
-        /** A new page over the cache's bound, in heap memory: for when writeback could not make room. */
-        public Page addOverflow(long index) {
-            return install(index, ByteBuffer.allocate(pageSize));
-        }
-
-        private Page install(long index, ByteBuffer frame) {
-            Page fresh = new Page(this, index, frame);
-            Page had = pages.putIfAbsent(index, fresh);
-            if (had != null) {
-                giveFrame(frame);
-                return had;
+            Page p = takeFrame();
+            synchronized (p) {
+                p.owner = this;
+                p.index = index;
+                p.pins = 1;
+                p.referenced = false;
+                p.dirtyMask = 0;
+                p.reservedMask = 0;
             }
             bytes.addAndGet(pageSize);
-            return fresh; // queued for eviction once its writer lets go of it (markDirty, filled)
+            pages.putIfAbsent(index, p);
+            return p;
         }
 
         public synchronized void startIo() {
@@ -430,7 +444,7 @@ public final class PageCache {
             long oldest = Long.MAX_VALUE;
             for (Page p : pages.range(0, Long.MAX_VALUE)) {
                 synchronized (p) {
-                    if (p.dirtyMask != 0) {
+                    if (p.owner == this && p.dirtyMask != 0) {
                         oldest = Math.min(oldest, p.dirtiedAt);
                     }
                 }
@@ -457,13 +471,22 @@ public final class PageCache {
         public long dropRange(long from, long to) {
             long freed = 0;
             for (Page p : pages.range(from, to)) {
+                boolean free;
                 synchronized (p) {
-                    freed += Integer.bitCount(p.clearBlocks(-1));
-                    p.evicted = true;
-                    if (pages.remove(p.index, p)) {
-                        bytes.addAndGet(-pageSize);
-                        giveFrame(p.data);
+                    if (p.owner != this || p.dropped || p.index < from || p.index >= to) {
+                        continue; // evicted and reused meanwhile
                     }
+                    freed += Integer.bitCount(p.clearBlocks(-1));
+                    pages.remove(p.index, p);
+                    free = !p.writeback;
+                    if (free) {
+                        p.owner = null;
+                    } else {
+                        p.dropped = true; // its writeback frees it
+                    }
+                }
+                if (free) {
+                    freeFrame(p);
                 }
             }
             return freed;

@@ -976,16 +976,16 @@ public final class Ext4FileSystem implements Closeable {
         int ps = writeback.pages().pageSize();
         while (pos < end) {
             long index = pos / ps;
-            dev.ext4j.cache.PageCache.Page p = pages.get(index);
+            dev.ext4j.cache.PageCache.Page p = pages.pin(index);
             if (p != null) {
                 int inPage = (int) (pos - index * ps);
                 int n = (int) Math.min(ps - inPage, end - pos);
-                dst.put(dst.position(), p.data, inPage, n);
-                if (!p.evicted()) {
-                    dst.position(dst.position() + n);
-                } else { // evicted while copied: it was clean, so the image has its bytes
-                    readFromImage(info, pos, pos + n, dst);
+                try {
+                    dst.put(dst.position(), p.data, inPage, n);
+                } finally {
+                    p.unpin();
                 }
+                dst.position(dst.position() + n);
                 pos += n;
                 continue;
             }

@@ -104,11 +104,10 @@ final class Writeback {
                 int inPage = (int) (pos - index * ps);
                 int n = (int) Math.min(ps - inPage, end - pos);
                 int mask = blockMask(inPage, n);
-                Page p = null;
-                int holes;
+                Page p = pageForWrite(f, map, index, inPage == 0 && n == ps, size);
                 try {
-                    do {
-                        p = pageForWrite(ino, f, map, index, inPage == 0 && n == ps, size);
+                    int holes;
+                    while (true) {
                         holes = 0;
                         int reservedBefore = p.reservedMask();
                         for (int b = 0; b < perPage; b++) {
@@ -116,36 +115,31 @@ final class Writeback {
                                 holes |= 1 << b;
                             }
                         }
-                        if (holes != 0) {
-                            try {
-                                promise(f, Integer.bitCount(holes), map.hasExtents());
-                            } catch (Ext4Exception e) {
-                                if (retried || e.errno() != dev.ext4j.Errno.ENOSPC) {
-                                    throw e;
-                                }
-                                // as ext4_should_retry_alloc(): write back this inode, which turns
-                                // its promises into blocks, and try once more
-                                retried = true;
-                                writeback(ino);
-                                info = fs.inode(ino);
-                                copy = info.inode().copy();
-                                map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
-                                mc = new MappingCache(map, f);
-                                continue;
-                            }
-                        }
-                        if (p.markDirty(mask, holes)) {
+                        if (holes == 0) {
                             break;
                         }
-                        unpromise(f, Integer.bitCount(holes), map.hasExtents()); // evicted just now: again
-                    } while (true);
-                } catch (Ext4Exception e) {
-                    if (p != null) {
-                        p.filled(); // made for this write, which failed: evictable again
+                        try {
+                            promise(f, Integer.bitCount(holes), map.hasExtents());
+                            break;
+                        } catch (Ext4Exception e) {
+                            if (retried || e.errno() != dev.ext4j.Errno.ENOSPC) {
+                                throw e;
+                            }
+                            // as ext4_should_retry_alloc(): write back this inode, which turns
+                            // its promises into blocks, and try once more
+                            retried = true;
+                            writeback(ino);
+                            info = fs.inode(ino);
+                            copy = info.inode().copy();
+                            map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
+                            mc = new MappingCache(map, f);
+                        }
                     }
-                    throw e;
+                    p.markDirty(mask, holes);
+                    p.data.put(inPage, src, src.position(), n);
+                } finally {
+                    p.unpin();
                 }
-                p.data.put(inPage, src, src.position(), n);
                 src.position(src.position() + n);
                 pos += n;
             }
@@ -161,24 +155,28 @@ final class Writeback {
         return (int) (pos - offset);
     }
 
-    /** The page at {@code index}, cached, filled from the image unless the write covers it all. */
-    private Page pageForWrite(long ino, FilePages f, FileMap map, long index, boolean whole, long size) throws Ext4Exception {
-        Page p = f.get(index);
+    /**
+     * The page at {@code index}, pinned (the caller unpins it): the cached one, or a new one filled
+     * from the image unless the write covers it all.
+     */
+    private Page pageForWrite(FilePages f, FileMap map, long index, boolean whole, long size) throws Ext4Exception {
+        Page p = f.pin(index);
         if (p != null) {
             return p;
         }
         p = f.add(index);
-        if (p == null) {
-            // every frame is dirty or in flight: this page goes over the bound, and the
-            // writer's balance() after the write writes back and shrinks the cache again
-            p = f.addOverflow(index);
-        }
         if (whole) {
             return p;
         }
-        zero(p.data, 0, ps);
-        if (index * ps < size) {
-            fill(map, index, p.data, size);
+        try {
+            zero(p.data, 0, ps);
+            if (index * ps < size) {
+                fill(map, index, p.data, size);
+            }
+        } catch (Ext4Exception | RuntimeException e) {
+            p.unpin();
+            f.dropRange(index, index + 1); // never filled: it must not be read
+            throw e;
         }
         return p;
     }
@@ -230,27 +228,26 @@ final class Writeback {
             return;
         }
         long index = size / ps;
-        Page p = f.get(index);
+        Page p = f.pin(index);
         if (p == null) {
             if (size % bs == 0 || map.map(size / bs, 1).readsAsZeros()) {
                 return; // nothing on disk past EOF in its block
             }
-            p = pageForWrite(ino, f, map, index, false, size);
+            p = pageForWrite(f, map, index, false, size);
         }
-        zero(p.data, inPage, ps);
-        if (size % bs != 0) {
-            int eofBlock = inPage / bs;
-            int bit = 1 << eofBlock;
-            int reserved = (p.reservedMask() & bit) == 0 && new MappingCache(map, f).isHole(index * perPage + eofBlock) ? bit : 0;
-            if (reserved != 0) {
-                try {
+        try {
+            zero(p.data, inPage, ps);
+            if (size % bs != 0) {
+                int eofBlock = inPage / bs;
+                int bit = 1 << eofBlock;
+                int reserved = (p.reservedMask() & bit) == 0 && new MappingCache(map, f).isHole(index * perPage + eofBlock) ? bit : 0;
+                if (reserved != 0) {
                     promise(f, 1, map.hasExtents());
-                } catch (Ext4Exception e) {
-                    p.filled();
-                    throw e;
                 }
+                p.markDirty(bit, reserved);
             }
-            p.markDirty(bit, reserved);
+        } finally {
+            p.unpin();
         }
     }
 
@@ -419,18 +416,18 @@ final class Writeback {
         boolean[] promised = new boolean[64];
         long beyond = 0;
         for (Page p : f.from(0)) {
-            int dirty = p.dirtyMask();
-            if (dirty == 0 || p.underWriteback()) {
+            long took = p.takeForWriteback(f);
+            if (took == 0) {
                 continue; // clean, or another writeback is writing it: the next round takes it
             }
-            int reserved = p.reservedMask();
-            p.startWriteback();
+            int dirty = (int) took;
+            int reserved = (int) (took >>> 32);
             taken.add(p);
             for (int b = 0; b < perPage; b++) {
                 if ((dirty & (1 << b)) == 0) {
                     continue;
                 }
-                long lblk = p.index * perPage + b;
+                long lblk = p.index() * perPage + b;
                 if (lblk >= eofBlocks) {
                     beyond += (reserved >> b) & 1; // past EOF: dropped, its promise given back
                     continue;
@@ -652,26 +649,30 @@ final class Writeback {
         if (to <= from) {
             return 0;
         }
-        Page p = f.get(from / ps);
+        Page p = f.pin(from / ps);
         if (p == null) {
             return 0;
         }
-        int a = (int) (from % ps);
-        int b = (int) Math.min(ps, a + (to - from));
-        zero(p.data, a, b);
-        int firstWhole = (a + bs - 1) / bs;
-        int endWhole = b / bs;
-        int mask = 0;
-        for (int k = firstWhole; k < endWhole; k++) {
-            mask |= 1 << k;
+        try {
+            int a = (int) (from % ps);
+            int b = (int) Math.min(ps, a + (to - from));
+            zero(p.data, a, b);
+            int firstWhole = (a + bs - 1) / bs;
+            int endWhole = b / bs;
+            int mask = 0;
+            for (int k = firstWhole; k < endWhole; k++) {
+                mask |= 1 << k;
+            }
+            int partial = (1 << ((b - 1) / bs + 1)) - (1 << (a / bs)) & ~mask;
+            if (partial != 0 && p.underWriteback()) {
+                // the writeback in flight will not convert these blocks (they are cancelled), so the
+                // bytes they keep are written again by the next one
+                p.markDirty(partial, 0);
+            }
+            return Integer.bitCount(p.clearBlocks(mask));
+        } finally {
+            p.unpin();
         }
-        int partial = (1 << ((b - 1) / bs + 1)) - (1 << (a / bs)) & ~mask;
-        if (partial != 0 && p.underWriteback()) {
-            // the writeback in flight will not convert these blocks (they are cancelled), so the
-            // bytes they keep are written again by the next one
-            p.markDirty(partial, 0);
-        }
-        return Integer.bitCount(p.clearBlocks(mask));
     }
 
     /**
