@@ -148,6 +148,20 @@ public final class JournalSuperblock {
         return Checksums.crc32c(~0, uuid(), 0, 16);
     }
 
+    /**
+     * The checksum a descriptor tag carries for a logged block (CSUM_V2/V3): crc32c(seed,
+     * big-endian tid, the block as logged), all 32 bits in a tag3, the low 16 in a v2 tag; 0
+     * without v2/v3 checksums.
+     */
+    public int blockTagChecksum(int seed, int tid, byte[] logged) {
+        if (!hasCsumV2or3()) {
+            return 0;
+        }
+        byte[] t = {(byte) (tid >>> 24), (byte) (tid >>> 16), (byte) (tid >>> 8), (byte) tid};
+        int c = Checksums.crc32c(Checksums.crc32c(seed, t, 0, 4), logged, 0, logged.length);
+        return hasIncompat(INCOMPAT_CSUM_V3) ? c : c & 0xFFFF;
+    }
+
     /** crc32c(~0, the 1024 superblock bytes with s_checksum as zero). */
     public int computeChecksum() {
         ByteBuffer copy = ByteBuffer.allocate(SIZE);
@@ -159,6 +173,9 @@ public final class JournalSuperblock {
     public void setSequence(int v) { buf.putInt(S_SEQUENCE, v); }
     public void setStart(long v) { buf.putInt(S_START, (int) v); }
     public void setErrno(int v) { buf.putInt(S_ERRNO, v); }
+    public void setFeatureCompat(int v) { buf.putInt(S_FEATURE_COMPAT, v); }
+    public void setFeatureIncompat(int v) { buf.putInt(S_FEATURE_INCOMPAT, v); }
+    public void setChecksumType(int v) { buf.put(S_CHECKSUM_TYPE, (byte) v); }
 
     /** Stores the checksum over the current bytes when the journal has v2/v3 checksums. */
     public void updateChecksum() {

@@ -235,11 +235,7 @@ public final class JournalRecovery {
             return;
         }
         if (csum) {
-            byte[] data = journal.readLogBlock(logBlock);
-            int c = Checksums.crc32c(seed, new byte[] {(byte) (tid >>> 24), (byte) (tid >>> 16), (byte) (tid >>> 8), (byte) tid}, 0, 4);
-            c = Checksums.crc32c(c, data, 0, data.length);
-            boolean v3 = jsb.hasIncompat(JournalSuperblock.INCOMPAT_CSUM_V3);
-            int expected = v3 ? c : c & 0xFFFF;
+            int expected = jsb.blockTagChecksum(seed, tid, journal.readLogBlock(logBlock));
             if (tag.checksum() != expected) {
                 throw Ext4Exception.badChecksum("journal inode " + journal.inodeNumber() + ": data block for block "
                         + tag.homeBlock() + " at log block " + logBlock + " in transaction " + tid + " (run e2fsck)",
