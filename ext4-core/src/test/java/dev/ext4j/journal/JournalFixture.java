@@ -11,7 +11,6 @@ import dev.ext4j.format.Inode;
 import dev.ext4j.testutil.FsUtil;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -186,13 +185,5 @@ final class JournalFixture {
     @FunctionalInterface
     interface IoAction {
         void run() throws Exception;
-    }
-
-    static void uncheckedWrite(Path p, byte[] b) {
-        try {
-            Files.write(p, b);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
     }
 }
