@@ -54,8 +54,6 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class OnlineResize {
     private static final System.Logger LOG = System.getLogger("ext4j");
-    /** resize2fs keeps a last partial group only when it has this many blocks past its metadata. */
-    private static final long MIN_LAST_GROUP_SPARE = 50;
     private static final long MAX_U32 = 0xFFFFFFFFL;
 
     /** What a resize needs from the mounted filesystem. */

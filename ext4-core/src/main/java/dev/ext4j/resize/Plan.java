@@ -23,6 +23,8 @@ import java.util.List;
  * such run when one is full.
  */
 final class Plan {
+    /** resize2fs keeps a last partial group only when it has this many blocks past its metadata. */
+    private static final long MIN_LAST_GROUP_SPARE = 50;
     final Superblock target;
     final long oldGroups;
     final long newGroups;
@@ -58,16 +60,18 @@ final class Plan {
      * metadata plus 50 blocks is left out, as resize2fs does.
      */
     static Plan make(Superblock old, long wanted, OnlineResize.ResizeInodeLoader loader) throws Ext4Exception {
-        Plan p = plan(old, wanted, loader);
+        Plan p = layout(old, wanted, loader);
         long rem = (wanted - old.firstDataBlock()) % old.blocksPerGroup();
         if (p.newGroups > p.oldGroups && rem != 0
-                && rem < Layout.baseMetaBlocks(p.target, p.newGroups - 1) + 2 + p.itb + 50) {
-            p = plan(old, wanted - rem, loader);
+                && rem < Layout.baseMetaBlocks(p.target, p.newGroups - 1) + 2 + p.itb + MIN_LAST_GROUP_SPARE) {
+            p = layout(old, wanted - rem, loader);
         }
+        p.placeTables();
         return p;
     }
 
-    private static Plan plan(Superblock old, long blocks, OnlineResize.ResizeInodeLoader loader) throws Ext4Exception {
+    /** The grown superblock and the descriptor blocks; the tables are placed later. */
+    private static Plan layout(Superblock old, long blocks, OnlineResize.ResizeInodeLoader loader) throws Ext4Exception {
         Superblock t = new Superblock(old.raw());
         t.setBlocksCount(blocks);
         long groups = t.groupCount();
@@ -79,7 +83,6 @@ final class Plan {
         t.setReservedBlocksCount((long) (old.reservedBlocksCount() * (double) blocks / old.blocksCount()));
         Plan p = new Plan(t, old.groupCount());
         p.planDescriptorBlocks(old, loader);
-        p.placeTables();
         return p;
     }
 

@@ -189,6 +189,109 @@ class OnlineResizeTest {
         }
     }
 
+
+    /** 1 KiB blocks: several new groups, new descriptor blocks from the reserved GDT blocks, a short last group. */
+    @Test
+    void grow1kSeveralGroupsUsesReservedGdt() throws Exception {
+        Path img = mkfs("r1k", "64M", "-b", "1024");
+        int reservedBefore = Integer.parseInt(Images.dumpe2fsHeader(img).get("Reserved GDT blocks"));
+        long blocks = 300 * MIB / 1024 + 777;
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "before", 5 * MIB, 3);
+            fs.resize(blocks);
+            assertEquals(blocks, fs.superblock().blocksCount());
+            assertTrue(fs.superblock().reservedGdtBlocks() < reservedBefore, "reserved GDT blocks were used");
+            write(fs, "after", 100 * MIB, 4);
+            verifyFiles(fs);
+        }
+        checkImage(img, blocks);
+        compareWithResize2fs(img, "64M", List.of("-b", "1024"), blocks);
+    }
+
+    /** Growing in steps, one of them only the last group (GROUP_EXTEND), each step checked by e2fsck. */
+    @Test
+    void growInStepsFromAPartialLastGroup() throws Exception {
+        Path img = mkfs("steps", "20000K", "-b", "1024");
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "a", 300 * 1024, 5);
+            fs.resize(20000 + 1000); // inside the last group
+            assertEquals(21000, fs.superblock().blocksCount());
+            write(fs, "b", 300 * 1024, 6);
+            fs.resize(3 * 8192 + 1 + 20); // a last group of 20 blocks is too small: rounded down
+            assertEquals(3 * 8192 + 1, fs.superblock().blocksCount());
+            fs.resize(90000);
+            assertEquals(90000, fs.superblock().blocksCount());
+            write(fs, "c", 30 * MIB, 7);
+        }
+        checkImage(img, 90000);
+    }
+
+    /** Without resize_inode there are no reserved GDT blocks: the filesystem turns meta_bg. */
+    @Test
+    void growWithoutResizeInodeTo8GUsesMetaBg() throws Exception {
+        // 1 KiB blocks: 16 descriptors per block, so 8 GiB needs 64 descriptor blocks, not 4
+        Path img = mkfs("nores", "512M", "-b", "1024", "-O", "^resize_inode");
+        long blocks = 8 * GIB / 1024;
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "before", 2 * MIB, 8);
+            fs.resize(blocks);
+            assertTrue(fs.superblock().has(dev.ext4j.format.Feature.META_BG), "meta_bg set");
+            write(fs, "after", 3 * MIB, 9);
+            writeBig(fs, "big", 700 * MIB);
+        }
+        checkImage(img, blocks);
+        Map<String, String> h = Images.dumpe2fsHeader(img);
+        assertTrue(h.get("Filesystem features").contains("meta_bg"), h.get("Filesystem features"));
+    }
+
+    /** Reserved GDT blocks run out part way: they are used first, then the filesystem turns meta_bg. */
+    @Test
+    void reservedGdtExhaustedConvertsToMetaBg() throws Exception {
+        Path img = mkfs("exhaust", "32M", "-b", "1024", "-E", "resize=" + (160 * 1024));
+        int reserved = Integer.parseInt(Images.dumpe2fsHeader(img).get("Reserved GDT blocks"));
+        assertTrue(reserved > 0, "mkfs reserved some GDT blocks");
+        long blocks = 600 * MIB / 1024;
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "before", 1 * MIB, 10);
+            fs.resize(blocks);
+            assertEquals(0, fs.superblock().reservedGdtBlocks());
+            assertTrue(fs.superblock().has(dev.ext4j.format.Feature.META_BG));
+            assertFalse(fs.superblock().has(dev.ext4j.format.Feature.RESIZE_INODE));
+            write(fs, "after", 40 * MIB, 11);
+        }
+        checkImage(img, blocks);
+    }
+
+    /** Files written by another thread before, during and after the grow are all intact. */
+    @Test
+    void concurrentWriterDuringGrow() throws Exception {
+        Path img = mkfs("conc", "256M", "-b", "4096");
+        AtomicBoolean stop = new AtomicBoolean();
+        ExecutorService ex = Executors.newSingleThreadExecutor();
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "first", MIB, 12);
+            Future<Integer> writer = ex.submit(() -> {
+                int n = 0;
+                while (!stop.get() || n < 20) {
+                    write(fs, "w" + n, 64 * 1024 + n * 4096L, 100 + n);
+                    n++;
+                }
+                return n;
+            });
+            Thread.sleep(50);
+            fs.resize(1536 * MIB / 4096);
+            fs.resize(3 * GIB / 4096);
+            stop.set(true);
+            int n = writer.get(120, TimeUnit.SECONDS);
+            assertTrue(n >= 20);
+            writeBig(fs, "big", 400 * MIB);
+            verifyFiles(fs);
+        } finally {
+            ex.shutdownNow();
+        }
+        checkImage(img, 3 * GIB / 4096);
+    }
+
     // ================================================================ refusals
 
     @Test
@@ -207,5 +310,77 @@ class OnlineResizeTest {
         }
         assertEquals(Files.size(img), 64 * MIB);
         assertTrue(before.length() > 0);
+    }
+
+    @Test
+    void refusalsWithNothingChanged() throws Exception {
+        // 64bit off: at most 2^32 - 1 blocks
+        Path small = mkfs("no64", "64M", "-b", "1024", "-O", "^64bit");
+        String sum = Images.sha256(small);
+        try (Ext4FileSystem fs = openRw(small)) {
+            Expect.errno(Errno.EFBIG, () -> fs.resize(1L << 32));
+        }
+        assertEquals(64 * MIB, Files.size(small));
+        assertFsckClean(small);
+
+        // sparse_super2
+        Path s2 = mkfs("ss2", "64M", "-b", "4096", "-O", "sparse_super2");
+        try (Ext4FileSystem fs = openRw(s2)) {
+            Expect.errno(Errno.EOPNOTSUPP, () -> fs.resize(fs.superblock().blocksCount() * 2));
+        }
+        assertEquals(64 * MIB, Files.size(s2));
+        assertFsckClean(s2);
+
+        // an image that cannot grow (a fixed-size device)
+        Path fixed = mkfs("fixed", "64M", "-b", "4096");
+        BlockDevice dev = new FixedSize(FileBlockDevice.open(fixed, false));
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, MountOptions.defaults())) {
+            long blocks = fs.superblock().blocksCount();
+            Expect.errno(Errno.ENOSPC, () -> fs.resize(blocks * 4));
+            assertEquals(blocks, fs.superblock().blocksCount());
+            assertEquals(blocks * 4096 - fs.statfs().blocks(), blocks * 4096 - fs.statfs().blocks());
+        }
+        assertEquals(64 * MIB, Files.size(fixed));
+        assertFsckClean(fixed);
+        assertTrue(sum.length() > 0);
+    }
+
+    /** A device of fixed size: everything but grow() goes to the image file. */
+    private static final class FixedSize implements BlockDevice {
+        private final BlockDevice inner;
+
+        FixedSize(BlockDevice inner) {
+            this.inner = inner;
+        }
+
+        @Override
+        public void read(long offset, ByteBuffer dst) throws IOException {
+            inner.read(offset, dst);
+        }
+
+        @Override
+        public void write(long offset, ByteBuffer src) throws IOException {
+            inner.write(offset, src);
+        }
+
+        @Override
+        public long size() throws IOException {
+            return inner.size();
+        }
+
+        @Override
+        public void sync() throws IOException {
+            inner.sync();
+        }
+
+        @Override
+        public boolean isReadOnly() {
+            return inner.isReadOnly();
+        }
+
+        @Override
+        public void close() throws IOException {
+            inner.close();
+        }
     }
 }
