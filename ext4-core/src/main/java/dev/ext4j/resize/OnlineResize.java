@@ -282,8 +282,11 @@ public final class OnlineResize {
             copy.updateChecksum();
             ByteBuffer raw = copy.raw();
             cache.create(first, b -> b.put(0, raw, 0, Superblock.SIZE));
-            for (long i = 0; i < plainGdb; i++) {
-                writeBlockCopy((int) i, first + 1 + i);
+            // the old-style GDT copies live only in groups below the first meta group
+            if (!t.has(Feature.META_BG) || g < t.firstMetaBg() * dpb) {
+                for (long i = 0; i < plainGdb; i++) {
+                    writeBlockCopy((int) i, first + 1 + i);
+                }
             }
         }
         for (long i = plainGdb; i < gdb; i++) {
