@@ -132,9 +132,6 @@ public final class OnlineResize {
             LOG.log(System.Logger.Level.INFO, "resize to " + wanted + " blocks: the last group would be too small, size stays " + oldBlocks);
             return oldBlocks;
         }
-        if (plan.newGroups * old.inodesPerGroup() > MAX_U32) {
-            throw new Ext4Exception(Errno.EFBIG, plan.newGroups + " groups of " + old.inodesPerGroup() + " inodes exceed 2^32 inodes");
-        }
         long oldDeviceBytes = growDevice(newBlocks * old.blockSize());
         cache.growTo(newBlocks);
         writeGroups(plan, oldDeviceBytes);
@@ -197,6 +194,7 @@ public final class OnlineResize {
         int seed = csum ? t.checksumSeed() : 0;
         long ipg = t.inodesPerGroup();
         long itb = Layout.inodeTableBlocks(t);
+        boolean descCsum = csum || t.has(Feature.GDT_CSUM);
         for (int n = 0; n < plan.newGroupsPlaced(); n++) {
             final int i = n;
             long g = plan.oldGroups + i;
@@ -210,7 +208,6 @@ public final class OnlineResize {
             int bbCsum = csum ? Checksums.crc32c(seed, bbm, 0, (int) (t.blocksPerGroup() / 8)) : 0;
             int ibCsum = csum ? Checksums.crc32c(seed, ibm, 0, (int) (ipg / 8)) : 0;
             int flags = plan.flags[i];
-            boolean descCsum = csum || t.has(Feature.GDT_CSUM);
             plan.descriptors.add(gd -> {
                 gd.setBlockBitmap(plan.bb[i]);
                 gd.setInodeBitmap(plan.ib[i]);

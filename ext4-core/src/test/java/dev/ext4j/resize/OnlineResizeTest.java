@@ -323,10 +323,10 @@ class OnlineResizeTest {
 
     // ================================================================ refusals
 
+    /** Shrinking is refused, the same size is a no-op, a read-only mount refuses with EROFS. */
     @Test
-    void refusalsChangeNothing() throws Exception {
+    void shrinkSameSizeAndReadOnly() throws Exception {
         Path img = mkfs("refuse", "64M", "-b", "4096");
-        String before = Images.sha256(img);
         try (Ext4FileSystem fs = openRw(img)) {
             long blocks = fs.superblock().blocksCount();
             Expect.errno(Errno.EINVAL, () -> fs.resize(blocks * 9 / 10));
@@ -337,15 +337,13 @@ class OnlineResizeTest {
         try (Ext4FileSystem ro = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
             Expect.errno(Errno.EROFS, () -> ro.resize(ro.superblock().blocksCount() * 2));
         }
-        assertEquals(Files.size(img), 64 * MIB);
-        assertTrue(before.length() > 0);
+        assertEquals(64 * MIB, Files.size(img));
     }
 
+    /** EFBIG without 64bit past 2^32 - 1 blocks, EOPNOTSUPP with sparse_super2, ENOSPC when the image cannot grow. */
     @Test
     void refusalsWithNothingChanged() throws Exception {
-        // 64bit off: at most 2^32 - 1 blocks
         Path small = mkfs("no64", "64M", "-b", "1024", "-O", "^64bit");
-        String sum = Images.sha256(small);
         try (Ext4FileSystem fs = openRw(small)) {
             Expect.errno(Errno.EFBIG, () -> fs.resize(1L << 32));
         }
@@ -367,11 +365,9 @@ class OnlineResizeTest {
             long blocks = fs.superblock().blocksCount();
             Expect.errno(Errno.ENOSPC, () -> fs.resize(blocks * 4));
             assertEquals(blocks, fs.superblock().blocksCount());
-            assertEquals(blocks * 4096 - fs.statfs().blocks(), blocks * 4096 - fs.statfs().blocks());
         }
         assertEquals(64 * MIB, Files.size(fixed));
         assertFsckClean(fixed);
-        assertTrue(sum.length() > 0);
     }
 
     /** A device of fixed size: everything but grow() goes to the image file. */
