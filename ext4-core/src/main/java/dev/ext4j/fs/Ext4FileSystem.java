@@ -28,6 +28,7 @@ import dev.ext4j.io.ReadAroundDevice;
 import dev.ext4j.journal.Journal;
 import dev.ext4j.journal.JournalRecovery;
 import dev.ext4j.journal.ReplayOverlay;
+import dev.ext4j.resize.OnlineResize;
 import dev.ext4j.xattr.Acl;
 import dev.ext4j.xattr.Xattr;
 import dev.ext4j.xattr.XattrNames;
@@ -64,7 +65,8 @@ public final class Ext4FileSystem implements Closeable {
     private final int blockSize;
     private final boolean metadataCsum;
     private final int csumSeed;
-    private final DirFormat dirFormat;
+    /** Replaced when an online resize changes s_inodes_count. */
+    private volatile DirFormat dirFormat;
     private final Lru<Long, InodeInfo> inodes;
     private final DentryCache dentries = new DentryCache(1 << 18);
     private final InodeLocks locks = new InodeLocks();
@@ -74,7 +76,10 @@ public final class Ext4FileSystem implements Closeable {
     /** The block and inode allocator; null on a read-only mount. */
     private final dev.ext4j.alloc.Allocator allocator;
     private final Orphans orphans;
-    private final BlockAccount.Reserve reserve;
+    /** Online grow; null on a read-only mount. */
+    private final OnlineResize resizer;
+    /** Replaced when an online resize changes s_r_blocks_count. */
+    private volatile BlockAccount.Reserve reserve;
     private final long resvClusters;
     private final ErrorPolicy errorPolicy;
     /** Set when errors=remount-ro took effect: every change is refused from then on. */
@@ -109,6 +114,7 @@ public final class Ext4FileSystem implements Closeable {
         this.reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), resvClusters, sb.defResuid(), sb.defResgid());
         this.errorPolicy = options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors());
         this.flusher = readOnly ? null : startFlusher(options.flushIntervalMillis());
+        this.resizer = readOnly ? null : new OnlineResize(device, sb, cache, groups, allocator, new ResizeHost());
     }
 
     private java.util.concurrent.ScheduledExecutorService startFlusher(long intervalMillis) {
@@ -1162,6 +1168,44 @@ public final class Ext4FileSystem implements Closeable {
         long reserved = sb.reservedBlocksCount() + resvClusters;
         return new StatFs(blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
                 sb.inodesCount(), freeInodes, 255, readOnly);
+    }
+
+    /**
+     * Grows the filesystem online to {@code newBlocksCount} blocks (EXT4_IOC_RESIZE_FS); see
+     * {@link OnlineResize} for the refusals and the locking. A last group too small to be useful
+     * is left out, as resize2fs does: {@link #superblock()} tells the size reached.
+     */
+    public void resize(long newBlocksCount) throws Ext4Exception {
+        requireWritable();
+        resizer.grow(newBlocksCount);
+    }
+
+    /** What {@link OnlineResize} needs of this mount. */
+    private final class ResizeHost implements OnlineResize.Host {
+        @Override
+        public Inode readInode(long ino) throws Ext4Exception {
+            return inode(ino).inode().copy();
+        }
+
+        @Override
+        public void writeInode(long ino, Inode changed) throws Ext4Exception {
+            Ext4FileSystem.this.writeInode(ino, changed);
+        }
+
+        @Override
+        public void writeSuperblock() throws Ext4Exception {
+            Ext4FileSystem.this.writeSuperblock();
+        }
+
+        @Override
+        public void geometryChanged() {
+            DirFormat d = dirFormat;
+            dirFormat = new DirFormat(d.blockSize(), d.fileType(), d.metadataCsum(), d.dirIndex(), d.largeDir(), d.hashSeed(),
+                    d.hashUnsigned(), sb.inodesCount());
+            BlockAccount.Reserve r = reserve;
+            reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), r.resvClusters(), r.resuid(), r.resgid());
+            overhead = -1;
+        }
     }
 
     /** s_resv_clusters (ext4_calculate_resv_clusters()): 2% of the blocks, at most 4096 clusters, with extents. */
