@@ -17,6 +17,7 @@ import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.GroupDescriptor;
 import dev.ext4j.format.Inode;
+import dev.ext4j.format.JournalSuperblock;
 import dev.ext4j.format.Superblock;
 import dev.ext4j.inline.InlineDirectory;
 import dev.ext4j.io.BlockCache;
@@ -24,6 +25,10 @@ import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.io.Lru;
 import dev.ext4j.io.ReadAroundDevice;
+import dev.ext4j.journal.Journal;
+import dev.ext4j.journal.JournalRecovery;
+import dev.ext4j.journal.ReplayOverlay;
+import dev.ext4j.resize.OnlineResize;
 import dev.ext4j.xattr.Acl;
 import dev.ext4j.xattr.Xattr;
 import dev.ext4j.xattr.XattrNames;
@@ -60,7 +65,8 @@ public final class Ext4FileSystem implements Closeable {
     private final int blockSize;
     private final boolean metadataCsum;
     private final int csumSeed;
-    private final DirFormat dirFormat;
+    /** Replaced when an online resize changes s_inodes_count. */
+    private volatile DirFormat dirFormat;
     private final Lru<Long, InodeInfo> inodes;
     private final DentryCache dentries = new DentryCache(1 << 18);
     private final InodeLocks locks = new InodeLocks();
@@ -73,7 +79,10 @@ public final class Ext4FileSystem implements Closeable {
     /** The block and inode allocator; null on a read-only mount. */
     private final dev.ext4j.alloc.Allocator allocator;
     private final Orphans orphans;
-    private final BlockAccount.Reserve reserve;
+    /** Online grow; null on a read-only mount. */
+    private final OnlineResize resizer;
+    /** Replaced when an online resize changes s_r_blocks_count. */
+    private volatile BlockAccount.Reserve reserve;
     private final long resvClusters;
     private final ErrorPolicy errorPolicy;
     /** Set when errors=remount-ro took effect: every change is refused from then on. */
@@ -110,6 +119,7 @@ public final class Ext4FileSystem implements Closeable {
         this.options = options;
         this.writeback = readOnly ? null : new Writeback(this, new dev.ext4j.cache.PageCache(blockSize, options.cacheBytes()), reserve);
         this.flusher = readOnly ? null : startFlusher(options.flushIntervalMillis());
+        this.resizer = readOnly ? null : new OnlineResize(device, sb, cache, groups, allocator, new ResizeHost());
     }
 
     Writeback writeback() {
@@ -191,30 +201,19 @@ public final class Ext4FileSystem implements Closeable {
      */
     public static Ext4FileSystem mount(BlockDevice device, MountOptions options) throws Ext4Exception {
         List<String> messages = new ArrayList<>();
-        long deviceSize;
-        ByteBuffer raw = ByteBuffer.allocate(Superblock.SIZE);
-        try {
-            deviceSize = device.size();
-            if (deviceSize < Superblock.OFFSET_IN_IMAGE + Superblock.SIZE) {
-                throw Ext4Exception.corrupted("image of " + deviceSize + " bytes is too small to hold a superblock");
-            }
-            device.read(Superblock.OFFSET_IN_IMAGE, raw);
-        } catch (IOException e) {
-            throw new Ext4Exception(Errno.EIO, "cannot read the superblock: " + e.getMessage(), e);
-        }
-        Superblock sb = new Superblock(raw.flip());
-        sb.validate();
-        if (sb.has(Feature.METADATA_CSUM)) {
-            if (sb.checksumType() != 1) {
-                throw Ext4Exception.corrupted("superblock: checksum type " + sb.checksumType() + " (expected 1, crc32c)");
-            }
-            int computed = sb.computeChecksum();
-            if (computed != sb.storedChecksum()) {
-                throw Ext4Exception.badChecksum("superblock", sb.storedChecksum() & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
-            }
-        }
+        Superblock sb = readSuperblock(device);
         boolean readOnly = options.readOnly() || device.isReadOnly();
         readOnly |= gateFeatures(sb, messages);
+        if (sb.has(Feature.RECOVER)) {
+            List<String> journalMessages = new ArrayList<>();
+            device = recoverJournal(device, sb, readOnly, journalMessages);
+            // replay may have rewritten the superblock and the group descriptors: start over from them
+            sb = readSuperblock(device);
+            messages.clear();
+            readOnly |= gateFeatures(sb, messages);
+            messages.addAll(journalMessages);
+        }
+        long deviceSize = deviceSize(device);
         long bytes = sb.blocksCount() * sb.blockSize();
         if (bytes > deviceSize) {
             throw Ext4Exception.corrupted("image is truncated: the superblock says " + sb.blocksCount() + " blocks of "
@@ -239,6 +238,106 @@ public final class Ext4FileSystem implements Closeable {
             LOG.log(Level.WARNING, "the orphan list (from inode " + sb.lastOrphan() + ") is left for a read-write mount to finish");
         }
         return fs;
+    }
+
+    private static long deviceSize(BlockDevice device) throws Ext4Exception {
+        try {
+            return device.size();
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "cannot read the image size: " + e.getMessage(), e);
+        }
+    }
+
+    /** Reads, validates and checksums the primary superblock. */
+    private static Superblock readSuperblock(BlockDevice device) throws Ext4Exception {
+        ByteBuffer raw = ByteBuffer.allocate(Superblock.SIZE);
+        long deviceSize = deviceSize(device);
+        if (deviceSize < Superblock.OFFSET_IN_IMAGE + Superblock.SIZE) {
+            throw Ext4Exception.corrupted("image of " + deviceSize + " bytes is too small to hold a superblock");
+        }
+        try {
+            device.read(Superblock.OFFSET_IN_IMAGE, raw);
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "cannot read the superblock: " + e.getMessage(), e);
+        }
+        Superblock sb = new Superblock(raw.flip());
+        sb.validate();
+        if (sb.has(Feature.METADATA_CSUM)) {
+            if (sb.checksumType() != 1) {
+                throw Ext4Exception.corrupted("superblock: checksum type " + sb.checksumType() + " (expected 1, crc32c)");
+            }
+            int computed = sb.computeChecksum();
+            if (computed != sb.storedChecksum()) {
+                throw Ext4Exception.badChecksum("superblock", sb.storedChecksum() & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
+            }
+        }
+        return sb;
+    }
+
+    /**
+     * Replays the journal of a filesystem that needs recovery (ext4_load_journal()). Read-write:
+     * the replayed blocks are written home, the journal is emptied (s_start 0, s_sequence past the
+     * last transaction) and needs_recovery is cleared, each step made durable before the next.
+     * Read-only: nothing is written; the returned device shows the replayed blocks from memory.
+     *
+     * @return the device to mount from
+     */
+    private static BlockDevice recoverJournal(BlockDevice device, Superblock sb, boolean readOnly, List<String> messages)
+            throws Ext4Exception {
+        if (!sb.has(Feature.HAS_JOURNAL)) {
+            throw Ext4Exception.corrupted("superblock: needs_recovery is set but the filesystem has no journal; run e2fsck");
+        }
+        Journal journal = Journal.open(device, sb);
+        JournalSuperblock jsb = journal.superblock();
+        JournalRecovery.Result r = JournalRecovery.recover(journal);
+        String what = r.transactions() == 0 ? "journal was empty"
+                : "journal replayed: transactions " + r.startTid() + ".." + (r.endTid() - 1) + ", " + r.blocks().size()
+                        + " blocks, " + r.revokeHits() + " revoked copies skipped";
+        for (long home : r.blocks().keySet()) {
+            if (home <= 0 || home >= sb.blocksCount()) {
+                throw Ext4Exception.corrupted("journal inode " + journal.inodeNumber() + ": transaction logs block " + home
+                        + " outside the filesystem (1.." + (sb.blocksCount() - 1) + "); run e2fsck");
+            }
+        }
+        if (readOnly) {
+            messages.add(what + " in memory (read-only mount; the image is unchanged)");
+            if (jsb.errno() != 0) {
+                messages.add("journal recorded error " + jsb.errno() + " in a previous mount; run e2fsck");
+            }
+            return new ReplayOverlay(device, journal, r);
+        }
+        int bs = sb.blockSize();
+        try {
+            for (var e : r.blocks().entrySet()) {
+                device.write(e.getKey() * bs, ByteBuffer.wrap(JournalRecovery.contents(journal, e.getValue())));
+            }
+            device.sync();
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "writing replayed blocks home failed: " + e.getMessage(), e);
+        }
+        int journalErrno = jsb.errno();
+        jsb.setStart(0);
+        jsb.setSequence(r.endTid() + 1);
+        jsb.setErrno(0);
+        journal.writeSuperblock();
+        journal.sync();
+        Superblock replayed = readSuperblock(device);
+        replayed.setFeatureIncompat(replayed.featureIncompat() & ~Feature.RECOVER.mask());
+        if (journalErrno != 0) {
+            // ext4_clear_journal_err(): an aborted journal marks the filesystem as having errors
+            replayed.setState(replayed.state() | Superblock.STATE_ERROR);
+            messages.add("journal recorded error " + journalErrno + " in a previous mount; the filesystem is marked"
+                    + " with errors; run e2fsck");
+        }
+        replayed.updateChecksum();
+        try {
+            device.write(Superblock.OFFSET_IN_IMAGE, replayed.raw());
+            device.sync();
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "writing the superblock after journal replay failed: " + e.getMessage(), e);
+        }
+        messages.add(what);
+        return device;
     }
 
     /** The feature gate; returns true when the mount must be read-only. */
@@ -268,10 +367,6 @@ public final class Ext4FileSystem implements Closeable {
         }
         if (!notWritable.isEmpty()) {
             messages.add("ext4j cannot write features " + String.join(" ", notWritable) + "; mounted read-only");
-            ro = true;
-        }
-        if (sb.has(Feature.RECOVER)) {
-            messages.add("the journal needs recovery and ext4j cannot replay it yet; mounted read-only, recent changes may be missing");
             ro = true;
         }
         return ro;
@@ -1147,6 +1242,44 @@ public final class Ext4FileSystem implements Closeable {
         long reserved = sb.reservedBlocksCount() + resvClusters;
         return new StatFs(blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
                 sb.inodesCount(), freeInodes, 255, readOnly);
+    }
+
+    /**
+     * Grows the filesystem online to {@code newBlocksCount} blocks (EXT4_IOC_RESIZE_FS); see
+     * {@link OnlineResize} for the refusals and the locking. A last group too small to be useful
+     * is left out, as resize2fs does: {@link #superblock()} tells the size reached.
+     */
+    public void resize(long newBlocksCount) throws Ext4Exception {
+        requireWritable();
+        resizer.grow(newBlocksCount);
+    }
+
+    /** What {@link OnlineResize} needs of this mount. */
+    private final class ResizeHost implements OnlineResize.Host {
+        @Override
+        public Inode readInode(long ino) throws Ext4Exception {
+            return inode(ino).inode().copy();
+        }
+
+        @Override
+        public void writeInode(long ino, Inode changed) throws Ext4Exception {
+            Ext4FileSystem.this.writeInode(ino, changed);
+        }
+
+        @Override
+        public void writeSuperblock() throws Ext4Exception {
+            Ext4FileSystem.this.writeSuperblock();
+        }
+
+        @Override
+        public void geometryChanged() {
+            DirFormat d = dirFormat;
+            dirFormat = new DirFormat(d.blockSize(), d.fileType(), d.metadataCsum(), d.dirIndex(), d.largeDir(), d.hashSeed(),
+                    d.hashUnsigned(), sb.inodesCount());
+            BlockAccount.Reserve r = reserve;
+            reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), r.resvClusters(), r.resuid(), r.resgid());
+            overhead = -1;
+        }
     }
 
     /** s_resv_clusters (ext4_calculate_resv_clusters()): 2% of the blocks, at most 4096 clusters, with extents. */

@@ -28,7 +28,8 @@ import java.util.concurrent.locks.ReentrantLock;
 public final class BlockCache {
     private final BlockDevice device;
     private final int blockSize;
-    private final long blockCount;
+    /** Grows with an online resize ({@link #growTo}); volatile so every thread sees the new range. */
+    private volatile long blockCount;
     private final Lru<Long, byte[]> blocks;
     private final ConcurrentHashMap<Long, byte[]> dirty = new ConcurrentHashMap<>();
     private final long maxDirty;
@@ -64,6 +65,13 @@ public final class BlockCache {
 
     public int blockSize() {
         return blockSize;
+    }
+
+    /** Accepts blocks up to {@code newBlockCount} (online resize, after the device has grown). */
+    public void growTo(long newBlockCount) {
+        if (newBlockCount > blockCount) {
+            blockCount = newBlockCount;
+        }
     }
 
     /** The block as a read-only little-endian buffer, position 0, limit the block size. */
