@@ -42,7 +42,8 @@ final class BlockAccount implements BlockSource {
      * kernel's EXT4_MB_USE_RESERVED allocations do, so a change is not left half done.
      */
     static final class Reserve {
-        private final long forRoot;
+        /** Blocks only root (or s_def_resuid/resgid) may use; online resize changes it. */
+        private volatile long forRoot;
         private final long resvClusters;
         private final long resuid;
         private final long resgid;
@@ -54,6 +55,11 @@ final class BlockAccount implements BlockSource {
             this.resvClusters = resvClusters;
             this.resuid = resuid;
             this.resgid = resgid;
+        }
+
+        /** The root reserve after an online resize (it keeps its share of the blocks). */
+        void setForRoot(long blocks) {
+            forRoot = blocks;
         }
 
         boolean privileged() {

@@ -82,7 +82,7 @@ public final class Ext4FileSystem implements Closeable {
     /** Online grow; null on a read-only mount. */
     private final OnlineResize resizer;
     /** Replaced when an online resize changes s_r_blocks_count. */
-    private volatile BlockAccount.Reserve reserve;
+    private final BlockAccount.Reserve reserve;
     private final long resvClusters;
     private final ErrorPolicy errorPolicy;
     /** Set when errors=remount-ro took effect: every change is refused from then on. */
@@ -1276,8 +1276,7 @@ public final class Ext4FileSystem implements Closeable {
             DirFormat d = dirFormat;
             dirFormat = new DirFormat(d.blockSize(), d.fileType(), d.metadataCsum(), d.dirIndex(), d.largeDir(), d.hashSeed(),
                     d.hashUnsigned(), sb.inodesCount());
-            BlockAccount.Reserve r = reserve;
-            reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), r.resvClusters(), r.resuid(), r.resgid());
+            reserve.setForRoot(sb.reservedBlocksCount());
             overhead = -1;
         }
     }
