@@ -138,6 +138,7 @@ final class FileWrite {
             }
             addBlocks(copy, acct);
             fs.writeInode(ino, copy);
+            fs.writeback().mapChanged(ino);
             fs.writeback().sizeSettled(ino);
         }
         int written = part.position() - start;
@@ -432,6 +433,7 @@ final class FileWrite {
                 }
                 addBlocks(copy, acct);
                 fs.writeInode(ino, copy);
+                fs.writeback().mapChanged(ino);
                 if (copy.size() >= memSize) {
                     fs.writeback().sizeSettled(ino);
                 }

@@ -697,6 +697,17 @@ final class Writeback {
         }
     }
 
+    /**
+     * The block map changed outside writeback (fallocate, a write-through): mappings looked up
+     * before are stale, as the extent status sequence now says.
+     */
+    void mapChanged(long ino) {
+        FilePages f = pages.peek(ino);
+        if (f != null) {
+            f.mapSeq.incrementAndGet();
+        }
+    }
+
     /** Truncate or fallocate set the on-disk size: it is i_size again. */
     void sizeSettled(long ino) {
         FilePages f = pages.peek(ino);
