@@ -295,9 +295,10 @@ public final class Ext4FileSystem implements Closeable {
                 : "journal replayed: transactions " + r.startTid() + ".." + (r.endTid() - 1) + ", " + r.blocks().size()
                         + " blocks, " + r.revokeHits() + " revoked copies skipped";
         for (long home : r.blocks().keySet()) {
-            if (home <= 0 || home >= sb.blocksCount()) {
+            // block 0 is legitimate: it holds the superblock of a filesystem with blocks over 1 KiB
+            if (home < 0 || home >= sb.blocksCount()) {
                 throw Ext4Exception.corrupted("journal inode " + journal.inodeNumber() + ": transaction logs block " + home
-                        + " outside the filesystem (1.." + (sb.blocksCount() - 1) + "); run e2fsck");
+                        + " outside the filesystem (0.." + (sb.blocksCount() - 1) + "); run e2fsck");
             }
         }
         if (readOnly) {
