@@ -227,7 +227,16 @@ public final class Ext4FileSystem implements Closeable {
         if (!sb.has(Feature.HAS_JOURNAL) || !options.journal()) {
             return null;
         }
-        Journal journal = Journal.open(device, sb);
+        Journal journal;
+        try {
+            journal = Journal.open(device, sb);
+        } catch (Ext4Exception e) {
+            if (e.errno() != Errno.EOPNOTSUPP) {
+                throw e;
+            }
+            messages.add(e.getMessage() + "; changes are not journaled (as with journal=off)");
+            return null;
+        }
         JournalSuperblock jsb = journal.superblock();
         if (jsb.start() != 0) {
             JournalRecovery.Result r = JournalRecovery.recover(journal);
@@ -238,7 +247,15 @@ public final class Ext4FileSystem implements Closeable {
             journal.writeSuperblock();
             journal.sync();
         }
-        return JournalLog.open(journal, sb.has(Feature.METADATA_CSUM), sb.has(Feature.BIT64));
+        try {
+            return JournalLog.open(journal, sb.has(Feature.METADATA_CSUM), sb.has(Feature.BIT64));
+        } catch (Ext4Exception e) {
+            if (e.errno() != Errno.EOPNOTSUPP) {
+                throw e;
+            }
+            messages.add(e.getMessage() + "; changes are not journaled (as with journal=off)");
+            return null;
+        }
     }
 
     private static long deviceSize(BlockDevice device) throws Ext4Exception {
@@ -1288,7 +1305,7 @@ public final class Ext4FileSystem implements Closeable {
                 // needs_recovery is home and durable before the first transaction reaches the log
                 sb.setFeatureIncompat(sb.featureIncompat() | Feature.RECOVER.mask());
             }
-            writeSuperblockHome();
+            writeSuperblock(true);
             cache.force();
         }
     }
@@ -1298,25 +1315,21 @@ public final class Ext4FileSystem implements Closeable {
      * block cache) when the mount journals, else straight to the image.
      */
     void writeSuperblock() throws Ext4Exception {
-        if (!tx.journaled()) {
-            writeSuperblockHome();
-            return;
-        }
+        writeSuperblock(!tx.journaled());
+    }
+
+    /** {@code home}: straight to the image, as at mount and unmount (the log empty), or without a journal. */
+    private void writeSuperblock(boolean home) throws Ext4Exception {
         synchronized (sb) {
             sb.setWtime(Time.now().seconds());
             sb.updateChecksum();
             ByteBuffer raw = sb.raw();
-            cache.update(Superblock.OFFSET_IN_IMAGE / blockSize,
-                    b -> b.put((int) (Superblock.OFFSET_IN_IMAGE % blockSize), raw, 0, Superblock.SIZE));
-        }
-    }
-
-    /** Writes the primary superblock straight to the image (mount, unmount, no journal). */
-    private void writeSuperblockHome() throws Ext4Exception {
-        synchronized (sb) {
-            sb.setWtime(Time.now().seconds());
-            sb.updateChecksum();
-            cache.writeRaw(Superblock.OFFSET_IN_IMAGE, sb.raw());
+            if (home) {
+                cache.writeRaw(Superblock.OFFSET_IN_IMAGE, raw);
+            } else {
+                cache.update(Superblock.OFFSET_IN_IMAGE / blockSize,
+                        b -> b.put((int) (Superblock.OFFSET_IN_IMAGE % blockSize), raw, 0, Superblock.SIZE));
+            }
         }
     }
 
@@ -1353,7 +1366,7 @@ public final class Ext4FileSystem implements Closeable {
                     sb.setFreeInodesCount(s.freeInodes());
                     sb.setState(mountState);
                     sb.setFeatureIncompat(sb.featureIncompat() & ~Feature.RECOVER.mask());
-                    writeSuperblockHome();
+                    writeSuperblock(true);
                 }
                 cache.force();
             }

@@ -215,6 +215,9 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     @Override
     public void unmount() throws Ext4Exception {
         commit(-1, true);
+        if (!log.isEmpty()) {
+            throw new Ext4Exception(Errno.EIO, "journal: the log is not empty after the last checkpoint");
+        }
     }
 
     @Override
