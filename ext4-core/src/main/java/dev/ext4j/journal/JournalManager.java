@@ -122,31 +122,38 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             return this::stop;
         }
         int want = Math.max(1, Math.min(credits, defaultCredits * 4));
-        while (true) {
-            int full;
-            synchronized (state) {
-                while (locked) {
-                    waitOn(state);
+        boolean interrupted = false;
+        try {
+            while (true) {
+                int full;
+                synchronized (state) {
+                    while (locked) {
+                        interrupted |= waitOn(state);
+                    }
+                    Txn t = running;
+                    boolean fits = t.blocks.size() + t.credits + want <= maxTransaction;
+                    if (fits || (t.handles == 0 && t.blocks.isEmpty()) || aborted != null) {
+                        t.handles++;
+                        t.credits += want;
+                        r.credits = want;
+                        r.depth = 1;
+                        return this::stop;
+                    }
+                    if (t.isEmpty()) {
+                        interrupted |= waitOn(state); // only reservations fill it: wait for a handle to stop
+                        continue;
+                    }
+                    full = t.tid;
                 }
-                Txn t = running;
-                boolean fits = t.blocks.size() + t.credits + want <= maxTransaction;
-                if (fits || (t.handles == 0 && t.blocks.isEmpty()) || aborted != null) {
-                    t.handles++;
-                    t.credits += want;
-                    r.credits = want;
-                    r.depth = 1;
-                    return this::stop;
+                try {
+                    commit(full, false); // jbd2 has kjournald commit it; here the waiting starter does
+                } catch (Ext4Exception e) {
+                    LOG.log(Level.ERROR, "journal: commit of a full transaction failed: {0}", e.toString());
                 }
-                if (t.isEmpty()) {
-                    waitOn(state); // only reservations fill it: wait for a handle to stop
-                    continue;
-                }
-                full = t.tid;
             }
-            try {
-                commit(full, false); // jbd2 has kjournald commit it; here the waiting starter does
-            } catch (Ext4Exception e) {
-                LOG.log(Level.ERROR, "journal: commit of a full transaction failed: {0}", e.toString());
+        } finally {
+            if (interrupted) {
+                Thread.currentThread().interrupt();
             }
         }
     }
@@ -163,11 +170,16 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         }
     }
 
-    private static void waitOn(Object monitor) {
+    /**
+     * Waits on {@code monitor} (held); returns true when interrupted. The waits are short and must
+     * not be cut off, so callers wait on and set the interrupt flag again when they are done.
+     */
+    private static boolean waitOn(Object monitor) {
         try {
             monitor.wait();
+            return false;
         } catch (InterruptedException e) {
-            Thread.currentThread().interrupt(); // the wait is short; keep the flag for the caller
+            return true;
         }
     }
 
@@ -268,8 +280,12 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
                 return false;
             }
             locked = true;
+            boolean interrupted = false;
             while (t.handles > 0) {
-                waitOn(state);
+                interrupted |= waitOn(state);
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
             }
             List<Long> order = new ArrayList<>(t.blocks);
             order.sort(null);
