@@ -98,6 +98,55 @@ public final class Allocator {
         boolean inodeBitmapChecked;
         Ext4Exception blockBitmapBad;
         Ext4Exception inodeBitmapBad;
+        /** Blocks (group offsets) freed by a journal transaction not yet committed: free on disk, not yet reusable. */
+        java.util.BitSet busy;
+    }
+
+    /**
+     * Told of every freed range when a journal logs the changes (the kernel's ext4_free_data list
+     * of mballoc): the blocks stay unusable until {@link #releaseFreed} says the transaction that
+     * freed them is committed, so a crash before that commit never finds them holding new data.
+     */
+    public interface FreeDeferral {
+        void freed(long start, long length);
+    }
+
+    private volatile FreeDeferral deferral;
+
+    public void setFreeDeferral(FreeDeferral d) {
+        this.deferral = d;
+    }
+
+    /** The transaction that freed {@code [start, start + length)} is committed: the blocks may be reused. */
+    public void releaseFreed(long start, long length) {
+        long block = start;
+        long end = start + length;
+        while (block < end) {
+            long g = (block - firstDataBlock) / blocksPerGroup;
+            int off = (int) (block - groupFirstBlock(g));
+            int n = (int) Math.min(end - block, groupLength(g) - off);
+            synchronized (groups.lock(g)) {
+                java.util.BitSet busy = state(g).busy;
+                if (busy != null) {
+                    busy.clear(off, off + n);
+                }
+            }
+            block += n;
+        }
+    }
+
+    /** The bitmap to search in: {@code bm}, or a copy with the group's busy blocks marked used. Caller holds the group lock. */
+    private ByteBuffer searchView(long g, ByteBuffer bm) {
+        java.util.BitSet busy = state(g).busy;
+        if (busy == null || busy.isEmpty()) {
+            return bm;
+        }
+        ByteBuffer view = ByteBuffer.allocate(blockSize).order(ByteOrder.LITTLE_ENDIAN);
+        view.put(0, bm, 0, blockSize);
+        for (int a = busy.nextSetBit(0); a >= 0; a = busy.nextSetBit(busy.nextClearBit(a))) {
+            Bitmaps.set(view, a, busy.nextClearBit(a));
+        }
+        return view;
     }
 
     /**
@@ -232,8 +281,15 @@ public final class Allocator {
             g0 = (goal - firstDataBlock) / blocksPerGroup;
             off0 = (int) ((goal - firstDataBlock) % blocksPerGroup);
         }
+        boolean avoidBusy = true;
         for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-            Run r = searchBlocks(g0, off0, want, ngroups);
+            Run r = searchBlocks(g0, off0, want, ngroups, avoidBusy);
+            if (r == null && avoidBusy && deferral != null) {
+                // the last free blocks wait for a commit; the kernel would commit and retry
+                // (ext4_should_retry_alloc()), which a handle cannot do for itself: take them
+                avoidBusy = false;
+                continue;
+            }
             if (r == null) {
                 throw new Ext4Exception(Errno.ENOSPC, "no free block for a run of up to " + maxLength + " blocks (goal "
                         + goal + "): " + groupCount + " groups hold " + freeBlocksCount() + " free blocks" + skippedGroups(true)
@@ -248,10 +304,11 @@ public final class Allocator {
     }
 
     /**
-     * One pass over groups {@code [0, ngroups)}; null when nothing is free, RETRY when the chosen run
+     * One pass over groups {@code [0, ngroups)}, skipping blocks freed by an uncommitted
+     * transaction when {@code avoidBusy}; null when nothing is free, RETRY when the chosen run
      * was taken meanwhile.
      */
-    private Run searchBlocks(long g0, int off0, int want, long ngroups) throws Ext4Exception {
+    private Run searchBlocks(long g0, int off0, int want, long ngroups, boolean avoidBusy) throws Ext4Exception {
         long bestGroup = -1;
         int bestStart = 0;
         int bestLen = 0;
@@ -273,22 +330,23 @@ public final class Allocator {
                     continue;
                 }
                 ByteBuffer bm = readBlockBitmap(g, gd);
+                ByteBuffer view = avoidBusy ? searchView(g, bm) : bm;
                 if (bestGroup >= 0) {
                     readSinceCandidate++;
                 }
                 int len = groupLength(g);
-                if (i == 0 && !Bitmaps.isSet(bm, off0)) {
-                    int end = Bitmaps.nextSet(bm, off0, (int) Math.min(len, (long) off0 + want));
+                if (i == 0 && !Bitmaps.isSet(view, off0)) {
+                    int end = Bitmaps.nextSet(view, off0, (int) Math.min(len, (long) off0 + want));
                     return take(g, gd, bm, off0, end - off0);
                 }
                 int from = i == 0 ? off0 : 0;
                 int to = tail ? off0 : len;
                 while (from < to) {
-                    int a = Bitmaps.nextClear(bm, from, to);
+                    int a = Bitmaps.nextClear(view, from, to);
                     if (a < 0) {
                         break;
                     }
-                    int b = Bitmaps.nextSet(bm, a, (int) Math.min(len, (long) a + want));
+                    int b = Bitmaps.nextSet(view, a, (int) Math.min(len, (long) a + want));
                     if (b - a >= want) {
                         return take(g, gd, bm, a, want);
                     }
@@ -310,10 +368,11 @@ public final class Allocator {
                 return RETRY;
             }
             ByteBuffer bm = readBlockBitmap(bestGroup, gd);
-            if (Bitmaps.isSet(bm, bestStart)) {
+            ByteBuffer view = avoidBusy ? searchView(bestGroup, bm) : bm;
+            if (Bitmaps.isSet(view, bestStart)) {
                 return RETRY;
             }
-            int end = Bitmaps.nextSet(bm, bestStart, bestStart + bestLen);
+            int end = Bitmaps.nextSet(view, bestStart, bestStart + bestLen);
             return take(bestGroup, gd, bm, bestStart, end - bestStart);
         }
     }
@@ -379,6 +438,17 @@ public final class Allocator {
                     }
                     Bitmaps.clear(b, off, off + n);
                 }, n);
+                if (deferral != null) {
+                    GroupState st = state(g);
+                    if (st.busy == null) {
+                        st.busy = new java.util.BitSet();
+                    }
+                    st.busy.set(off, off + n);
+                }
+            }
+            FreeDeferral d = deferral;
+            if (d != null) {
+                d.freed(block, n);
             }
             for (long b = block; b < block + n; b++) {
                 cache.forget(b);

@@ -26,7 +26,10 @@ import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.io.Lru;
 import dev.ext4j.io.ReadAroundDevice;
 import dev.ext4j.journal.Journal;
+import dev.ext4j.journal.JournalLog;
+import dev.ext4j.journal.JournalManager;
 import dev.ext4j.journal.JournalRecovery;
+import dev.ext4j.journal.Transactions;
 import dev.ext4j.journal.ReplayOverlay;
 import dev.ext4j.resize.OnlineResize;
 import dev.ext4j.xattr.Acl;
@@ -69,7 +72,9 @@ public final class Ext4FileSystem implements Closeable {
     private volatile DirFormat dirFormat;
     private final Lru<Long, InodeInfo> inodes;
     private final DentryCache dentries = new DentryCache(1 << 18);
-    private final InodeLocks locks = new InodeLocks();
+    private final InodeLocks locks;
+    /** The journal, or the cache's own write-back when the mount does not journal. */
+    private final Transactions tx;
     private final java.util.concurrent.ConcurrentHashMap<Long, Integer> openCounts = new java.util.concurrent.ConcurrentHashMap<>();
     private final Namei namei;
     private final FileWrite fileWrite;
@@ -95,7 +100,7 @@ public final class Ext4FileSystem implements Closeable {
     private final java.util.concurrent.atomic.AtomicReference<Ext4Exception> flushError = new java.util.concurrent.atomic.AtomicReference<>();
 
     private Ext4FileSystem(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups,
-                           boolean readOnly, List<String> messages, MountOptions options) throws Ext4Exception {
+                           boolean readOnly, List<String> messages, MountOptions options, JournalLog log) throws Ext4Exception {
         this.device = device;
         this.sb = sb;
         this.cache = cache;
@@ -110,6 +115,8 @@ public final class Ext4FileSystem implements Closeable {
                 sb.has(Feature.LARGEDIR), sb.hashSeed(), (fl & Superblock.FLAG_UNSIGNED_HASH) != 0, sb.inodesCount());
         this.inodes = new Lru<>(options.inodeCacheEntries());
         this.allocator = readOnly ? null : new dev.ext4j.alloc.Allocator(sb, groups, cache);
+        this.tx = log == null ? Transactions.unjournaled(cache) : new JournalManager(cache, log, allocator);
+        this.locks = new InodeLocks(tx);
         this.namei = new Namei(this);
         this.fileWrite = new FileWrite(this);
         this.orphans = new Orphans(this);
@@ -147,7 +154,7 @@ public final class Ext4FileSystem implements Closeable {
         try {
             var pc = writeback.pages();
             writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
-            cache.flush();
+            tx.tick(); // commit and checkpoint, or write changed metadata home without a journal
         } catch (Ext4Exception | RuntimeException e) {
             if (e instanceof Ext4Exception x) {
                 flushError.compareAndSet(null, x);
@@ -221,7 +228,8 @@ public final class Ext4FileSystem implements Closeable {
         }
         BlockCache cache = new BlockCache(device, sb.blockSize(), sb.blocksCount(), options.metadataCacheBytes());
         GroupTable groups = GroupTable.load(sb, cache, readOnly, messages);
-        Ext4FileSystem fs = new Ext4FileSystem(device, sb, cache, groups, readOnly, messages, options);
+        JournalLog log = readOnly ? null : openJournalLog(device, sb, options, messages);
+        Ext4FileSystem fs = new Ext4FileSystem(device, sb, cache, groups, readOnly, messages, options, log);
         FileAttributes root = fs.stat(ROOT_INO);
         if ((root.mode() & Inode.S_IFMT) != Inode.S_IFDIR) {
             throw Ext4Exception.corrupted("root inode 2 is not a directory (mode " + Integer.toOctalString(root.mode()) + ")");
@@ -238,6 +246,48 @@ public final class Ext4FileSystem implements Closeable {
             LOG.log(Level.WARNING, "the orphan list (from inode " + sb.lastOrphan() + ") is left for a read-write mount to finish");
         }
         return fs;
+    }
+
+    /**
+     * The log a read-write mount of a has_journal filesystem writes its transactions into (null:
+     * no journaling, by the image or by {@code journal=off}). A log left non-empty without
+     * needs_recovery is wiped as the kernel's jbd2_journal_wipe() does: its transactions are
+     * skipped, not replayed, and the next tid follows the last one found.
+     */
+    private static JournalLog openJournalLog(BlockDevice device, Superblock sb, MountOptions options, List<String> messages)
+            throws Ext4Exception {
+        if (!sb.has(Feature.HAS_JOURNAL) || !options.journal()) {
+            return null;
+        }
+        Journal journal;
+        try {
+            journal = Journal.open(device, sb);
+        } catch (Ext4Exception e) {
+            if (e.errno() != Errno.EOPNOTSUPP) {
+                throw e;
+            }
+            messages.add(e.getMessage() + "; changes are not journaled (as with journal=off)");
+            return null;
+        }
+        JournalSuperblock jsb = journal.superblock();
+        if (jsb.start() != 0) {
+            JournalRecovery.Result r = JournalRecovery.recover(journal);
+            messages.add("journal inode " + journal.inodeNumber() + " holds transactions " + r.startTid() + ".."
+                    + (r.endTid() - 1) + " but the filesystem does not need recovery: they are cleared, not replayed");
+            jsb.setStart(0);
+            jsb.setSequence(r.endTid() + 1);
+            journal.writeSuperblock();
+            journal.sync();
+        }
+        try {
+            return JournalLog.open(journal, sb.has(Feature.METADATA_CSUM), sb.has(Feature.BIT64));
+        } catch (Ext4Exception e) {
+            if (e.errno() != Errno.EOPNOTSUPP) {
+                throw e;
+            }
+            messages.add(e.getMessage() + "; changes are not journaled (as with journal=off)");
+            return null;
+        }
     }
 
     private static long deviceSize(BlockDevice device) throws Ext4Exception {
@@ -294,9 +344,10 @@ public final class Ext4FileSystem implements Closeable {
                 : "journal replayed: transactions " + r.startTid() + ".." + (r.endTid() - 1) + ", " + r.blocks().size()
                         + " blocks, " + r.revokeHits() + " revoked copies skipped";
         for (long home : r.blocks().keySet()) {
-            if (home <= 0 || home >= sb.blocksCount()) {
+            // block 0 is legitimate: it holds the superblock of a filesystem with blocks over 1 KiB
+            if (home < 0 || home >= sb.blocksCount()) {
                 throw Ext4Exception.corrupted("journal inode " + journal.inodeNumber() + ": transaction logs block " + home
-                        + " outside the filesystem (1.." + (sb.blocksCount() - 1) + "); run e2fsck");
+                        + " outside the filesystem (0.." + (sb.blocksCount() - 1) + "); run e2fsck");
             }
         }
         if (readOnly) {
@@ -508,7 +559,7 @@ public final class Ext4FileSystem implements Closeable {
             case EUCLEAN -> 5;
             default -> 2;
         };
-        try {
+        try (Transactions.Handle h = tx.start(1)) {
             synchronized (sb) {
                 sb.recordError(Time.now().seconds(), 0, 0, op, code);
                 sb.setState(sb.state() | Superblock.STATE_ERROR);
@@ -1251,7 +1302,9 @@ public final class Ext4FileSystem implements Closeable {
      */
     public void resize(long newBlocksCount) throws Ext4Exception {
         requireWritable();
-        resizer.grow(newBlocksCount);
+        try (Transactions.Handle h = tx.start(Integer.MAX_VALUE)) {
+            resizer.grow(newBlocksCount);
+        }
     }
 
     /** What {@link OnlineResize} needs of this mount. */
@@ -1321,16 +1374,35 @@ public final class Ext4FileSystem implements Closeable {
             sb.setState(mountState & ~Superblock.STATE_VALID);
             sb.setMountCount(sb.mountCount() + 1);
             sb.setMtime(Time.now().seconds());
-            writeSuperblock();
+            if (tx.journaled()) {
+                // needs_recovery is home and durable before the first transaction reaches the log
+                sb.setFeatureIncompat(sb.featureIncompat() | Feature.RECOVER.mask());
+            }
+            writeSuperblock(true);
+            cache.force();
         }
     }
 
-    /** Stamps the superblock checksum and writes the primary superblock. */
+    /**
+     * Stamps the superblock checksum and writes the primary superblock: through the journal (the
+     * block cache) when the mount journals, else straight to the image.
+     */
     void writeSuperblock() throws Ext4Exception {
+        writeSuperblock(!tx.journaled());
+    }
+
+    /** {@code home}: straight to the image, as at mount and unmount (the log empty), or without a journal. */
+    private void writeSuperblock(boolean home) throws Ext4Exception {
         synchronized (sb) {
             sb.setWtime(Time.now().seconds());
             sb.updateChecksum();
-            cache.writeRaw(Superblock.OFFSET_IN_IMAGE, sb.raw());
+            ByteBuffer raw = sb.raw();
+            if (home) {
+                cache.writeRaw(Superblock.OFFSET_IN_IMAGE, raw);
+            } else {
+                cache.update(Superblock.OFFSET_IN_IMAGE / blockSize,
+                        b -> b.put((int) (Superblock.OFFSET_IN_IMAGE % blockSize), raw, 0, Superblock.SIZE));
+            }
         }
     }
 
@@ -1338,7 +1410,7 @@ public final class Ext4FileSystem implements Closeable {
     public void sync() throws Ext4Exception {
         if (!readOnly) {
             writeback.writebackAll();
-            cache.sync();
+            tx.sync();
             Ext4Exception earlier = flushError.getAndSet(null);
             if (earlier != null) {
                 throw new Ext4Exception(Errno.EIO, "an earlier background write failed: " + earlier.getMessage(), earlier);
@@ -1364,15 +1436,16 @@ public final class Ext4FileSystem implements Closeable {
                 if (errorReadOnly == null) {
                     writeback.writebackAll();
                 }
-                cache.flush(); // everything home before the superblock says clean
+                tx.unmount(); // everything home (the log empty) before the superblock says clean
                 synchronized (sb) {
                     StatFs s = statfs();
                     sb.setFreeBlocksCount(s.freeBlocks());
                     sb.setFreeInodesCount(s.freeInodes());
                     sb.setState(mountState);
-                    writeSuperblock();
+                    sb.setFeatureIncompat(sb.featureIncompat() & ~Feature.RECOVER.mask());
+                    writeSuperblock(true);
                 }
-                cache.sync();
+                cache.force();
             }
         } catch (Ext4Exception e) {
             throw new IOException("unmount of a read-write filesystem failed: " + e.getMessage(), e);

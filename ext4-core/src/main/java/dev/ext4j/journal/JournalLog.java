@@ -122,7 +122,11 @@ public final class JournalLog {
         return capacity() - used - 1;
     }
 
-    /** The most log blocks one transaction may take (a quarter of the log, as jbd2's j_max_transaction_buffers). */
+    /**
+     * The log blocks a transaction should stay within (a quarter of the log, as jbd2's
+     * j_max_transaction_buffers): handles are admitted against it. A transaction that outgrew its
+     * credits may still be committed as long as it fits in the whole log.
+     */
     public long maxTransactionBlocks() {
         return capacity() / 4;
     }
@@ -156,9 +160,9 @@ public final class JournalLog {
             throw new Ext4Exception(Errno.EINVAL, "journal: transaction " + tid + " committed out of order (expected " + nextTid + ")");
         }
         long need = blocksNeeded(blocks.size(), revoked.size());
-        if (need > maxTransactionBlocks()) {
+        if (need > capacity() - 1) {
             throw new Ext4Exception(Errno.EINVAL, "journal: transaction " + tid + " needs " + need + " log blocks, more than the "
-                    + maxTransactionBlocks() + " one transaction may take");
+                    + (capacity() - 1) + " the whole log holds");
         }
         if (need > freeSpace()) {
             throw new Ext4Exception(Errno.ENOSPC, "journal: transaction " + tid + " needs " + need + " log blocks, "

@@ -262,12 +262,13 @@ public final class OnlineResize {
     }
 
     /**
-     * update_backups(): a copy of the superblock (s_block_group_nr set, checksum restamped) and of
-     * the descriptor blocks in every backup group; meta_bg descriptor blocks in the second and last
-     * group of their meta group.
+     * update_backups(): a copy of the superblock (s_block_group_nr set, needs_recovery cleared as
+     * e2fsprogs leaves backups, checksum restamped) and of the descriptor blocks in every backup
+     * group; meta_bg descriptor blocks in the second and last group of their meta group.
      */
     private void writeBackups(Plan plan) throws Ext4Exception {
         Superblock copy = snapshot();
+        copy.setFeatureIncompat(copy.featureIncompat() & ~Feature.RECOVER.mask());
         Superblock t = plan.target;
         int bs = t.blockSize();
         long dpb = bs / t.descSize();

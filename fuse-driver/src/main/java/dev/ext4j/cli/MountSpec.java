@@ -73,7 +73,8 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 } catch (IllegalArgumentException e) {
                     throw new UsageException(e.getMessage());
                 }
-            } else if (o.startsWith("cache_size=") || o.startsWith("commit=") || o.startsWith("dirty_expire=")) {
+            } else if (o.startsWith("cache_size=") || o.startsWith("commit=") || o.startsWith("dirty_expire=")
+                    || o.startsWith("journal=")) {
                 tune(MountOptions.defaults(), o); // checked now, applied by coreOptions()
                 tuning.add(o);
             } else if (o.startsWith("log=")) {
@@ -100,13 +101,18 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         return o;
     }
 
-    /** {@code cache_size=SIZE[KMG]}, {@code commit=SECONDS}, {@code dirty_expire=SECONDS}. */
+    /** {@code cache_size=SIZE[KMG]}, {@code commit=SECONDS}, {@code dirty_expire=SECONDS}, {@code journal=on|off}. */
     private static MountOptions tune(MountOptions o, String opt) throws UsageException {
         String key = opt.substring(0, opt.indexOf('='));
         String value = opt.substring(opt.indexOf('=') + 1);
         try {
             return switch (key) {
                 case "cache_size" -> o.withWriteback(parseBytes(value), o.flushIntervalMillis(), o.dirtyExpireMillis());
+                case "journal" -> switch (value) {
+                    case "on" -> o.withJournal(true);
+                    case "off" -> o.withJournal(false);
+                    default -> throw new IllegalArgumentException("journal is on or off");
+                };
                 case "commit" -> o.withWriteback(o.cacheBytes(), positive(key, Long.parseLong(value)) * 1000, o.dirtyExpireMillis());
                 default -> o.withWriteback(o.cacheBytes(), o.flushIntervalMillis(), positive(key, Long.parseLong(value)) * 1000);
             };
