@@ -140,7 +140,7 @@ class JournalCrashTest {
 
     private static MountOptions noTimer() {
         // no timer commits: the run is the same every time and commits happen at sync, when full and at unmount
-        return new MountOptions(false, 64L << 20, 65536, 3_600_000, null, -1, true);
+        return MountOptions.defaults().withWriteback(MountOptions.DEFAULT_CACHE_BYTES, 3_600_000, 30_000);
     }
 
     private static byte[] b(String s) {
