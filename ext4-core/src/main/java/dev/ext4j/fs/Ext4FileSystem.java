@@ -579,6 +579,19 @@ public final class Ext4FileSystem implements Closeable {
             }
             case PANIC -> {
                 LOG.log(Level.ERROR, "errors=panic: stopping after " + op + ": " + e.getMessage());
+                // as ext4_commit_super() before the kernel panics: the error reaches the image
+                // now, in the log (so a replay keeps it) and at home (so dumpe2fs shows it)
+                try {
+                    tx.sync();
+                } catch (Ext4Exception f) {
+                    LOG.log(Level.ERROR, "committing the journal before stopping failed: {0}", f.toString());
+                }
+                try {
+                    writeSuperblock(true);
+                    cache.force();
+                } catch (Ext4Exception f) {
+                    LOG.log(Level.ERROR, "writing the superblock before stopping failed: {0}", f.toString());
+                }
                 panicHandler.run();
             }
         }
