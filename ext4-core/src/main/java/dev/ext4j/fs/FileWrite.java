@@ -37,7 +37,16 @@ final class FileWrite {
         return max;
     }
 
+    /** A copy of a regular file to change; EPERM when it is immutable or append-only. */
     private Inode regularCopy(InodeInfo info) throws Ext4Exception {
+        return regularCopy(info, -1);
+    }
+
+    /**
+     * As {@link #regularCopy(InodeInfo)}, for a write at {@code offset}: an append-only file takes
+     * writes at or past its end (the kernel lets only O_APPEND writers open it).
+     */
+    private Inode regularCopy(InodeInfo info, long offset) throws Ext4Exception {
         Inode i = info.inode();
         if (i.isDirectory()) {
             throw new Ext4Exception(Errno.EISDIR, "inode " + info.ino() + " is a directory");
@@ -45,8 +54,12 @@ final class FileWrite {
         if (!i.isRegular()) {
             throw new Ext4Exception(Errno.EINVAL, "inode " + info.ino() + " is not a regular file");
         }
-        if (i.hasFlag(Inode.IMMUTABLE_FL) || i.hasFlag(Inode.APPEND_FL)) {
-            throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is immutable or append-only");
+        if (i.hasFlag(Inode.IMMUTABLE_FL)) {
+            throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is immutable");
+        }
+        if (i.hasFlag(Inode.APPEND_FL) && (offset < 0 || offset < i.size())) {
+            throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is append-only"
+                    + (offset < 0 ? "" : ": write at " + offset + " before its end " + i.size()));
         }
         return i.copy();
     }
@@ -66,7 +79,7 @@ final class FileWrite {
         }
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
-            Inode copy = regularCopy(info);
+            Inode copy = regularCopy(info, offset);
             if (copy.hasFlag(Inode.INLINE_DATA_FL) || mayStartInline(copy)) {
                 int n = writeInline(ino, copy, offset, src);
                 if (n > 0) {
