@@ -435,6 +435,9 @@ public final class Ext4FileSystem implements Closeable {
         requireWritable();
         try (Entered g = enterGate(); InodeLocks.Held h = locks.lockAll(ino)) {
             Inode i = inode(ino).inode().copy();
+            if (mode != null || uid != null || gid != null) {
+                Namei.requireNotImmutable(ino, i); // notify_change()
+            }
             Time now = Time.now();
             if (mode != null) {
                 i.setMode((i.mode() & Inode.S_IFMT) | (mode & 07777));
@@ -1261,8 +1264,9 @@ public final class Ext4FileSystem implements Closeable {
     /**
      * EXT4_IOC_SETFLAGS (ext4_ioctl_setflags()): changes the user-modifiable flags, keeps the
      * others. Only the owner or root may (EPERM); immutable and append-only only root (EPERM).
-     * Setting EXTENTS_FL migrates the file as {@link #migrate} does; clearing it is refused
-     * (EOPNOTSUPP: ext4j has no extent-to-indirect migration).
+     * Setting EXTENTS_FL migrates the file as {@link #migrate} does. A request without it leaves
+     * it alone: the VFS masks flags to FS_FL_USER_MODIFIABLE, which lacks it, before a FUSE
+     * server sees them (and ext4j has no extent-to-indirect migration).
      */
     public void setFlags(long ino, int flags) throws Ext4Exception {
         requireWritable();
@@ -1274,11 +1278,7 @@ public final class Ext4FileSystem implements Closeable {
         if (((flags ^ old) & (Inode.IMMUTABLE_FL | Inode.APPEND_FL)) != 0 && !Caller.isRoot()) {
             throw new Ext4Exception(Errno.EPERM, "inode " + ino + ": immutable and append-only need CAP_LINUX_IMMUTABLE");
         }
-        boolean toExtents = (flags & Inode.EXTENTS_FL) != 0 && (old & Inode.EXTENTS_FL) == 0;
-        if ((flags & Inode.EXTENTS_FL) == 0 && (old & Inode.EXTENTS_FL) != 0) {
-            throw new Ext4Exception(Errno.EOPNOTSUPP, "inode " + ino + ": extent-mapped files cannot go back to block maps");
-        }
-        if (toExtents) {
+        if ((flags & Inode.EXTENTS_FL) != 0 && (old & Inode.EXTENTS_FL) == 0) {
             migrate(ino);
         }
         try (Entered g = enterGate(); InodeLocks.Held h = locks.lockAll(ino)) {

@@ -12,7 +12,10 @@ import java.util.Set;
  * that mean nothing to a FUSE mount are dropped; anything else is an error.
  */
 record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOnly, boolean debug,
-                 List<String> fuseOptions, Path logFile, ErrorPolicy errors) {
+                 List<String> fuseOptions, Path logFile, ErrorPolicy errors, String controlName) {
+
+    /** The control file's name unless {@code -o control=NAME} says otherwise. */
+    static final String DEFAULT_CONTROL = ".ext4j-control";
 
     /** FUSE options passed through to libfuse. */
     private static final Set<String> FUSE_FLAGS = Set.of("allow_other", "allow_root", "default_permissions", "auto_unmount");
@@ -54,6 +57,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         boolean debug = false;
         Path log = null;
         ErrorPolicy errors = null;
+        String control = DEFAULT_CONTROL;
         List<String> fuse = new ArrayList<>();
         for (String o : opts) {
             if (o.isEmpty() || IGNORED.contains(o) || o.startsWith("x-") || o.startsWith("comment=")) {
@@ -71,6 +75,11 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 } catch (IllegalArgumentException e) {
                     throw new UsageException(e.getMessage());
                 }
+            } else if (o.startsWith("control=")) {
+                control = o.substring(8);
+                if (control.isEmpty() || control.contains("/") || control.equals(".") || control.equals("..") || control.length() > 255) {
+                    throw new UsageException("control=NAME needs a file name (no '/', not . or ..)");
+                }
             } else if (o.startsWith("log=")) {
                 log = Path.of(o.substring(4));
             } else if (FUSE_FLAGS.contains(o) || o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask=")) {
@@ -79,7 +88,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 throw new UsageException("unknown mount option " + o);
             }
         }
-        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors);
+        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, control);
     }
 
     /** The same command for the foreground child of a background mount. */
@@ -94,6 +103,9 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         }
         if (errors != null) {
             o.add("errors=" + errors.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-'));
+        }
+        if (!controlName.equals(DEFAULT_CONTROL)) {
+            o.add("control=" + controlName);
         }
         if (!o.isEmpty()) {
             a.add("-o");
