@@ -19,6 +19,7 @@ import org.junit.jupiter.api.Test;
  */
 class ControlFileIT extends FuseTestBase {
     private static final String CTL = ".ext4j-control";
+    private static final int WRITERS = 12;
 
     /** {@code echo CMD > CTL} in a shell, run in the mount. */
     private static Tools.Result send(Path mnt, String cmd) {
@@ -66,6 +67,10 @@ class ControlFileIT extends FuseTestBase {
             assertFalse(send(mnt, "resize 8G").ok(), "online resize is not built yet");
             assertEquals("error EOPNOTSUPP: online resize is not built yet\n", reply(mnt, "resize 8G"));
             assertTrue(reply(mnt, "resize 12x").startsWith("error EINVAL: size"), "a malformed size");
+            // resize2fs finds the mount by its fsname (the image's real path) and asks through EXT4_IOC_RESIZE_FS
+            // on the mount point, an ioctl on a directory
+            Tools.Result rz = Tools.run(Tools.SHORT, "resize2fs", image.toRealPath().toString(), "80M");
+            assertTrue(rz.output().contains("on-line resizing required") && rz.output().contains("Operation not supported"), rz.describe());
 
             assertTrue(Tools.run(Tools.SHORT, "rm", "-f", mnt.resolve(CTL).toString()).stderr().contains("Operation not permitted"));
             assertTrue(Tools.run(Tools.SHORT, "mv", mnt.resolve(CTL).toString(), mnt.resolve("x").toString()).stderr()
@@ -86,8 +91,12 @@ class ControlFileIT extends FuseTestBase {
         try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"))) {
             Files.writeString(mnt.resolve("other"), "other\n");
             String copied;
-            Process writer = new ProcessBuilder("bash", "-c", "i=0; while :; do echo line $i >> \"$1\"; i=$((i+1)); done", "bash", log.toString())
-                    .redirectErrorStream(true).start();
+            // more writers than the server's 8 first request threads: all of them wait while frozen, and the thaw must still get through
+            List<Process> writers = new java.util.ArrayList<>();
+            for (int w = 0; w < WRITERS; w++) {
+                writers.add(new ProcessBuilder("bash", "-c", "i=0; while :; do echo line $i >> \"$1\"; i=$((i+1)); done", "bash",
+                        (w == 0 ? log : mnt.resolve("log" + w)).toString()).redirectErrorStream(true).start());
+            }
             boolean frozen = false;
             try {
                 await().atMost(Duration.ofSeconds(30)).until(() -> Files.exists(log) && Files.size(log) > 1000);
@@ -95,7 +104,7 @@ class ControlFileIT extends FuseTestBase {
                 frozen = true;
                 long atFreeze = Files.size(log);
                 await().during(Duration.ofSeconds(1)).atMost(Duration.ofSeconds(5)).until(() -> Files.size(log) == atFreeze);
-                assertTrue(writer.isAlive(), "the writer waits, it does not fail");
+                assertTrue(writers.stream().allMatch(Process::isAlive), "the writers wait, they do not fail");
                 assertTrue(reply(mnt, "status").contains("frozen: yes\n"));
                 assertEquals("error EBUSY: the filesystem is frozen already\n", reply(mnt, "freeze"));
 
@@ -114,7 +123,9 @@ class ControlFileIT extends FuseTestBase {
                 if (frozen) {
                     send(mnt, "thaw"); // never leave a writer hanging in a frozen mount
                 }
-                writer.destroyForcibly().waitFor();
+                for (Process w : writers) {
+                    w.destroyForcibly().waitFor();
+                }
             }
             assertTrue(Files.readString(log).startsWith(copied), "the copy's log is the start of the log written on");
             assertEquals("error EINVAL: the filesystem is not frozen\n", reply(mnt, "thaw"));
