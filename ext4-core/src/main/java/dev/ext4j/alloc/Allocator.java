@@ -70,28 +70,84 @@ public final class Allocator {
     private final BlockCache cache;
     private final int blockSize;
     private final long firstDataBlock;
-    private final long blocksCount;
+    // The geometry below grows with an online resize (publishGrowth()); groupCount is written
+    // last, so a thread that reads it sees the blocks, inodes, metadata map and group states of
+    // every group below it. Searches snapshot groupCount once and use only groups below it.
+    private volatile long blocksCount;
     /** The sum of bg_free_blocks_count, kept as the descriptors change. */
     private final java.util.concurrent.atomic.AtomicLong freeBlocks;
     private final long blocksPerGroup;
     private final long inodesPerGroup;
-    private final long inodesCount;
+    private volatile long inodesCount;
     private final long firstIno;
-    private final long groupCount;
+    private volatile long groupCount;
     /** Groups wholly below 2^32 blocks, usable by indirect-mapped files (s_blockfile_groups). */
-    private final long blockfileGroups;
+    private volatile long blockfileGroups;
     private final int flexSize;
     /** Group descriptors carry checksums (gdt_csum or metadata_csum): the UNINIT flags and bg_itable_unused count. */
     private final boolean descCsum;
     private final boolean metadataCsum;
     private final int csumSeed;
-    private final MetadataMap metadata;
+    private volatile MetadataMap metadata;
+    /** Per group; a resize copies the array but keeps the objects, so no change is lost. */
+    private volatile GroupState[] states;
 
-    // per group, guarded by groups.lock(g)
-    private final boolean[] blockBitmapChecked;
-    private final boolean[] inodeBitmapChecked;
-    private final Ext4Exception[] blockBitmapBad;
-    private final Ext4Exception[] inodeBitmapBad;
+    /** What the allocator learnt about one group's bitmaps; guarded by groups.lock(g). */
+    private static final class GroupState {
+        boolean blockBitmapChecked;
+        boolean inodeBitmapChecked;
+        Ext4Exception blockBitmapBad;
+        Ext4Exception inodeBitmapBad;
+        /** Blocks (group offsets) freed by a journal transaction not yet committed: free on disk, not yet reusable. */
+        java.util.BitSet busy;
+    }
+
+    /**
+     * Told of every freed range when a journal logs the changes (the kernel's ext4_free_data list
+     * of mballoc): the blocks stay unusable until {@link #releaseFreed} says the transaction that
+     * freed them is committed, so a crash before that commit never finds them holding new data.
+     */
+    public interface FreeDeferral {
+        void freed(long start, long length);
+    }
+
+    private volatile FreeDeferral deferral;
+
+    public void setFreeDeferral(FreeDeferral d) {
+        this.deferral = d;
+    }
+
+    /** The transaction that freed {@code [start, start + length)} is committed: the blocks may be reused. */
+    public void releaseFreed(long start, long length) {
+        long block = start;
+        long end = start + length;
+        while (block < end) {
+            long g = (block - firstDataBlock) / blocksPerGroup;
+            int off = (int) (block - groupFirstBlock(g));
+            int n = (int) Math.min(end - block, groupLength(g) - off);
+            synchronized (groups.lock(g)) {
+                java.util.BitSet busy = state(g).busy;
+                if (busy != null) {
+                    busy.clear(off, off + n);
+                }
+            }
+            block += n;
+        }
+    }
+
+    /** The bitmap to search in: {@code bm}, or a copy with the group's busy blocks marked used. Caller holds the group lock. */
+    private ByteBuffer searchView(long g, ByteBuffer bm) {
+        java.util.BitSet busy = state(g).busy;
+        if (busy == null || busy.isEmpty()) {
+            return bm;
+        }
+        ByteBuffer view = ByteBuffer.allocate(blockSize).order(ByteOrder.LITTLE_ENDIAN);
+        view.put(0, bm, 0, blockSize);
+        for (int a = busy.nextSetBit(0); a >= 0; a = busy.nextSetBit(busy.nextClearBit(a))) {
+            Bitmaps.set(view, a, busy.nextClearBit(a));
+        }
+        return view;
+    }
 
     /**
      * @throws Ext4Exception EOPNOTSUPP with bigalloc
@@ -115,22 +171,84 @@ public final class Allocator {
         this.inodesCount = sb.inodesCount();
         this.firstIno = sb.firstIno();
         this.groupCount = groups.groupCount();
-        this.blockfileGroups = Math.max(1, Math.min(groupCount, (MAX_BLOCK_FILE_PHYS - firstDataBlock) / blocksPerGroup));
+        this.blockfileGroups = blockfileGroups(groupCount);
         this.flexSize = sb.has(Feature.FLEX_BG) && sb.logGroupsPerFlex() < 31 ? 1 << sb.logGroupsPerFlex() : 1;
         this.metadataCsum = sb.has(Feature.METADATA_CSUM);
         this.descCsum = metadataCsum || sb.has(Feature.GDT_CSUM);
         this.csumSeed = metadataCsum ? sb.checksumSeed() : 0;
         this.metadata = MetadataMap.build(sb, groups);
-        int n = (int) groupCount;
-        this.blockBitmapChecked = new boolean[n];
-        this.inodeBitmapChecked = new boolean[n];
-        this.blockBitmapBad = new Ext4Exception[n];
-        this.inodeBitmapBad = new Ext4Exception[n];
+        this.states = grownStates(new GroupState[0], groupCount);
         long free = 0;
         for (long g = 0; g < groupCount; g++) {
             free += groups.get(g).freeBlocksCount();
         }
         this.freeBlocks = new java.util.concurrent.atomic.AtomicLong(free);
+    }
+
+    private long blockfileGroups(long groups) {
+        return Math.max(1, Math.min(groups, (MAX_BLOCK_FILE_PHYS - firstDataBlock) / blocksPerGroup));
+    }
+
+    private static GroupState[] grownStates(GroupState[] old, long groups) {
+        GroupState[] s = java.util.Arrays.copyOf(old, (int) groups);
+        for (int i = old.length; i < s.length; i++) {
+            s[i] = new GroupState();
+        }
+        return s;
+    }
+
+    private GroupState state(long g) {
+        return states[(int) g];
+    }
+
+    // ---------------------------------------------------------------- online resize
+
+    /**
+     * The allocator's part of an online resize (ext4_group_extend_no_check() and the
+     * s_groups_count update of ext4_update_super()). The caller has written the new groups'
+     * bitmaps, inode tables and descriptors (held by {@code groups}, not yet published) and
+     * passes the superblock of the grown filesystem. Then:
+     * <ol>
+     * <li>under the old last group's lock, that group grows to {@code newSb}'s size: the bits
+     *     past its old end are cleared and its free count goes up; the block count, metadata map
+     *     and per-group states are replaced while that lock is held, so a thread that holds it
+     *     sees the group's length, bitmap and count agree;
+     * <li>the new groups' free blocks join the total, and the group count is published last.
+     * </ol>
+     * From then on allocations may use the new groups. Only this one call changes the geometry,
+     * and the resize that makes it is serialized by its caller.
+     */
+    public void publishGrowth(Superblock newSb) throws Ext4Exception {
+        long oldGroups = groupCount;
+        long newGroups = newSb.groupCount();
+        long newBlocks = newSb.blocksCount();
+        if (newBlocks < blocksCount || newGroups < oldGroups) {
+            throw new IllegalArgumentException("growth from " + blocksCount + " to " + newBlocks + " blocks");
+        }
+        MetadataMap map = MetadataMap.build(newSb, groups);
+        GroupState[] grown = grownStates(states, newGroups);
+        long last = oldGroups - 1;
+        synchronized (groups.lock(last)) {
+            GroupDescriptor gd = groups.get(last);
+            int oldLen = groupLength(last);
+            int newLen = (int) Math.min(blocksPerGroup, newBlocks - groupFirstBlock(last));
+            if (newLen > oldLen) {
+                ByteBuffer bm = readBlockBitmap(last, gd);
+                long added = (newLen - oldLen) - (Bitmaps.countClear(bm, newLen) - Bitmaps.countClear(bm, oldLen));
+                changeBlockBitmap(last, gd, bm, b -> Bitmaps.clear(b, oldLen, newLen), added);
+            }
+            metadata = map;
+            states = grown;
+            inodesCount = newSb.inodesCount();
+            blocksCount = newBlocks;
+        }
+        long free = 0;
+        for (long g = oldGroups; g < newGroups; g++) {
+            free += groups.get(g).freeBlocksCount();
+        }
+        freeBlocks.addAndGet(free);
+        groupCount = newGroups;
+        blockfileGroups = blockfileGroups(newGroups);
     }
 
     // ---------------------------------------------------------------- blocks
@@ -163,11 +281,18 @@ public final class Allocator {
             g0 = (goal - firstDataBlock) / blocksPerGroup;
             off0 = (int) ((goal - firstDataBlock) % blocksPerGroup);
         }
+        boolean avoidBusy = true;
         for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-            Run r = searchBlocks(g0, off0, want, ngroups);
+            Run r = searchBlocks(g0, off0, want, ngroups, avoidBusy);
+            if (r == null && avoidBusy && deferral != null) {
+                // the last free blocks wait for a commit; the kernel would commit and retry
+                // (ext4_should_retry_alloc()), which a handle cannot do for itself: take them
+                avoidBusy = false;
+                continue;
+            }
             if (r == null) {
                 throw new Ext4Exception(Errno.ENOSPC, "no free block for a run of up to " + maxLength + " blocks (goal "
-                        + goal + "): " + groupCount + " groups hold " + freeBlocksCount() + " free blocks" + skippedGroups(blockBitmapBad)
+                        + goal + "): " + groupCount + " groups hold " + freeBlocksCount() + " free blocks" + skippedGroups(true)
                         + (ngroups < groupCount ? "; a block-mapped file can use only the " + ngroups + " groups below block 2^32" : ""));
             }
             if (r != RETRY) {
@@ -179,10 +304,11 @@ public final class Allocator {
     }
 
     /**
-     * One pass over groups {@code [0, ngroups)}; null when nothing is free, RETRY when the chosen run
+     * One pass over groups {@code [0, ngroups)}, skipping blocks freed by an uncommitted
+     * transaction when {@code avoidBusy}; null when nothing is free, RETRY when the chosen run
      * was taken meanwhile.
      */
-    private Run searchBlocks(long g0, int off0, int want, long ngroups) throws Ext4Exception {
+    private Run searchBlocks(long g0, int off0, int want, long ngroups, boolean avoidBusy) throws Ext4Exception {
         long bestGroup = -1;
         int bestStart = 0;
         int bestLen = 0;
@@ -200,26 +326,27 @@ public final class Allocator {
             synchronized (groups.lock(g)) {
                 GroupDescriptor gd = groups.get(g);
                 long free = gd.freeBlocksCount();
-                if (blockBitmapBad[(int) g] != null || free == 0 || free <= bestLen) {
+                if (state(g).blockBitmapBad != null || free == 0 || free <= bestLen) {
                     continue;
                 }
                 ByteBuffer bm = readBlockBitmap(g, gd);
+                ByteBuffer view = avoidBusy ? searchView(g, bm) : bm;
                 if (bestGroup >= 0) {
                     readSinceCandidate++;
                 }
                 int len = groupLength(g);
-                if (i == 0 && !Bitmaps.isSet(bm, off0)) {
-                    int end = Bitmaps.nextSet(bm, off0, (int) Math.min(len, (long) off0 + want));
+                if (i == 0 && !Bitmaps.isSet(view, off0)) {
+                    int end = Bitmaps.nextSet(view, off0, (int) Math.min(len, (long) off0 + want));
                     return take(g, gd, bm, off0, end - off0);
                 }
                 int from = i == 0 ? off0 : 0;
                 int to = tail ? off0 : len;
                 while (from < to) {
-                    int a = Bitmaps.nextClear(bm, from, to);
+                    int a = Bitmaps.nextClear(view, from, to);
                     if (a < 0) {
                         break;
                     }
-                    int b = Bitmaps.nextSet(bm, a, (int) Math.min(len, (long) a + want));
+                    int b = Bitmaps.nextSet(view, a, (int) Math.min(len, (long) a + want));
                     if (b - a >= want) {
                         return take(g, gd, bm, a, want);
                     }
@@ -237,14 +364,15 @@ public final class Allocator {
         }
         synchronized (groups.lock(bestGroup)) {
             GroupDescriptor gd = groups.get(bestGroup);
-            if (blockBitmapBad[(int) bestGroup] != null || gd.freeBlocksCount() == 0) {
+            if (state(bestGroup).blockBitmapBad != null || gd.freeBlocksCount() == 0) {
                 return RETRY;
             }
             ByteBuffer bm = readBlockBitmap(bestGroup, gd);
-            if (Bitmaps.isSet(bm, bestStart)) {
+            ByteBuffer view = avoidBusy ? searchView(bestGroup, bm) : bm;
+            if (Bitmaps.isSet(view, bestStart)) {
                 return RETRY;
             }
-            int end = Bitmaps.nextSet(bm, bestStart, bestStart + bestLen);
+            int end = Bitmaps.nextSet(view, bestStart, bestStart + bestLen);
             return take(bestGroup, gd, bm, bestStart, end - bestStart);
         }
     }
@@ -310,6 +438,17 @@ public final class Allocator {
                     }
                     Bitmaps.clear(b, off, off + n);
                 }, n);
+                if (deferral != null) {
+                    GroupState st = state(g);
+                    if (st.busy == null) {
+                        st.busy = new java.util.BitSet();
+                    }
+                    st.busy.set(off, off + n);
+                }
+            }
+            FreeDeferral d = deferral;
+            if (d != null) {
+                d.freed(block, n);
             }
             for (long b = block; b < block + n; b++) {
                 cache.forget(b);
@@ -359,9 +498,10 @@ public final class Allocator {
         }
         // find_group_other(): the parent's group and the following ones, first those that also
         // have free blocks for the new inode's data, then any with a free inode
+        long n = groupCount;
         for (int pass = 0; pass < 2; pass++) {
-            for (long i = 0; i < groupCount; i++) {
-                long g = (parentGroup + i) % groupCount;
+            for (long i = 0; i < n; i++) {
+                long g = (parentGroup + i) % n;
                 GroupDescriptor gd = groups.get(g);
                 if (gd.freeInodesCount() == 0 || pass == 0 && gd.freeBlocksCount() == 0) {
                     continue;
@@ -372,8 +512,8 @@ public final class Allocator {
                 }
             }
         }
-        throw new Ext4Exception(Errno.ENOSPC, "no free inode: " + groupCount + " groups of " + inodesPerGroup
-                + " inodes hold " + freeInodesCount() + " free" + skippedGroups(inodeBitmapBad));
+        throw new Ext4Exception(Errno.ENOSPC, "no free inode: " + n + " groups of " + inodesPerGroup
+                + " inodes hold " + freeInodesCount() + " free" + skippedGroups(false));
     }
 
     /**
@@ -382,18 +522,19 @@ public final class Allocator {
      * directories (the lowest number on a tie). -1 when none qualifies.
      */
     private long orlovGroup() {
+        long n = groupCount;
         long freeInodes = 0;
         long freeBlocks = 0;
-        for (long g = 0; g < groupCount; g++) {
+        for (long g = 0; g < n; g++) {
             GroupDescriptor gd = groups.get(g);
             freeInodes += gd.freeInodesCount();
             freeBlocks += gd.freeBlocksCount();
         }
-        long avgInodes = freeInodes / groupCount;
-        long avgBlocks = freeBlocks / groupCount;
+        long avgInodes = freeInodes / n;
+        long avgBlocks = freeBlocks / n;
         long best = -1;
         long bestDirs = Long.MAX_VALUE;
-        for (long g = 0; g < groupCount; g++) {
+        for (long g = 0; g < n; g++) {
             GroupDescriptor gd = groups.get(g);
             long fi = gd.freeInodesCount();
             if (fi == 0 || fi < avgInodes || gd.freeBlocksCount() < avgBlocks) {
@@ -412,7 +553,7 @@ public final class Allocator {
     private long tryAllocateInode(long g, boolean directory) throws Ext4Exception {
         synchronized (groups.lock(g)) {
             GroupDescriptor gd = groups.get(g);
-            if (inodeBitmapBad[(int) g] != null || gd.freeInodesCount() == 0) {
+            if (state(g).inodeBitmapBad != null || gd.freeInodesCount() == 0) {
                 return 0;
             }
             ByteBuffer bm = readInodeBitmap(g, gd);
@@ -452,7 +593,7 @@ public final class Allocator {
                     d.setInodeBitmapChecksum(csum & 0xFFFFFFFFL);
                 }
             });
-            inodeBitmapChecked[(int) g] = true;
+            state(g).inodeBitmapChecked = true;
             return ino;
         }
     }
@@ -502,7 +643,8 @@ public final class Allocator {
     /** Free inodes of all groups (the sum of bg_free_inodes_count). */
     public long freeInodesCount() {
         long sum = 0;
-        for (long g = 0; g < groupCount; g++) {
+        long n = groupCount;
+        for (long g = 0; g < n; g++) {
             synchronized (groups.lock(g)) {
                 sum += groups.get(g).freeInodesCount();
             }
@@ -556,9 +698,9 @@ public final class Allocator {
      * verified the first time, or built for a BLOCK_UNINIT group. Caller holds the group lock.
      */
     private ByteBuffer readBlockBitmap(long g, GroupDescriptor gd) throws Ext4Exception {
-        int gi = (int) g;
-        if (blockBitmapBad[gi] != null) {
-            throw again(blockBitmapBad[gi]);
+        GroupState st = state(g);
+        if (st.blockBitmapBad != null) {
+            throw again(st.blockBitmapBad);
         }
         ByteBuffer bm;
         String where;
@@ -568,7 +710,7 @@ public final class Allocator {
         } else {
             bm = cache.get(gd.blockBitmap());
             where = "block bitmap of group " + g + " (block " + gd.blockBitmap() + ")";
-            if (!blockBitmapChecked[gi] && metadataCsum) {
+            if (!st.blockBitmapChecked && metadataCsum) {
                 int computed = Checksums.crc32c(csumSeed, bm, 0, (int) (blocksPerGroup / 8));
                 long mask = gd.hasChecksumHi() ? 0xFFFFFFFFL : 0xFFFFL;
                 if ((computed & mask) != gd.blockBitmapChecksum()) {
@@ -576,13 +718,13 @@ public final class Allocator {
                 }
             }
         }
-        if (!blockBitmapChecked[gi]) {
+        if (!st.blockBitmapChecked) {
             long free = Bitmaps.countClear(bm, groupLength(g));
             if (free != gd.freeBlocksCount()) {
                 throw markBlockBitmapBad(g, Ext4Exception.corrupted(where + " has " + free
                         + " free blocks, bg_free_blocks_count says " + gd.freeBlocksCount() + "; run e2fsck"));
             }
-            blockBitmapChecked[gi] = true;
+            st.blockBitmapChecked = true;
         }
         return bm;
     }
@@ -601,9 +743,9 @@ public final class Allocator {
 
     /** ext4_read_inode_bitmap(): from the cache, verified the first time, or built for INODE_UNINIT. */
     private ByteBuffer readInodeBitmap(long g, GroupDescriptor gd) throws Ext4Exception {
-        int gi = (int) g;
-        if (inodeBitmapBad[gi] != null) {
-            throw again(inodeBitmapBad[gi]);
+        GroupState st = state(g);
+        if (st.inodeBitmapBad != null) {
+            throw again(st.inodeBitmapBad);
         }
         ByteBuffer bm;
         String where;
@@ -614,7 +756,7 @@ public final class Allocator {
         } else {
             bm = cache.get(gd.inodeBitmap());
             where = "inode bitmap of group " + g + " (block " + gd.inodeBitmap() + ")";
-            if (!inodeBitmapChecked[gi] && metadataCsum) {
+            if (!st.inodeBitmapChecked && metadataCsum) {
                 int computed = Checksums.crc32c(csumSeed, bm, 0, (int) (inodesPerGroup / 8));
                 long mask = gd.hasChecksumHi() ? 0xFFFFFFFFL : 0xFFFFL;
                 if ((computed & mask) != gd.inodeBitmapChecksum()) {
@@ -622,13 +764,13 @@ public final class Allocator {
                 }
             }
         }
-        if (!inodeBitmapChecked[gi]) {
+        if (!st.inodeBitmapChecked) {
             long free = Bitmaps.countClear(bm, (int) inodesPerGroup);
             if (free != gd.freeInodesCount()) {
                 throw markInodeBitmapBad(g, Ext4Exception.corrupted(where + " has " + free
                         + " free inodes, bg_free_inodes_count says " + gd.freeInodesCount() + "; run e2fsck"));
             }
-            inodeBitmapChecked[gi] = true;
+            st.inodeBitmapChecked = true;
         }
         return bm;
     }
@@ -679,16 +821,16 @@ public final class Allocator {
                 d.setBlockBitmapChecksum(csum & 0xFFFFFFFFL);
             }
         });
-        blockBitmapChecked[(int) g] = true;
+        state(g).blockBitmapChecked = true;
     }
 
     private Ext4Exception markBlockBitmapBad(long g, Ext4Exception e) {
-        blockBitmapBad[(int) g] = e;
+        state(g).blockBitmapBad = e;
         return e;
     }
 
     private Ext4Exception markInodeBitmapBad(long g, Ext4Exception e) {
-        inodeBitmapBad[(int) g] = e;
+        state(g).inodeBitmapBad = e;
         return e;
     }
 
@@ -698,10 +840,10 @@ public final class Allocator {
     }
 
     /** ", N groups skipped as damaged" for ENOSPC messages; reads the flags without the locks. */
-    private String skippedGroups(Ext4Exception[] bad) {
+    private String skippedGroups(boolean blockBitmaps) {
         int n = 0;
-        for (Ext4Exception e : bad) {
-            if (e != null) {
+        for (GroupState st : states) {
+            if ((blockBitmaps ? st.blockBitmapBad : st.inodeBitmapBad) != null) {
                 n++;
             }
         }

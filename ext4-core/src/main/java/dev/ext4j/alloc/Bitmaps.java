@@ -10,7 +10,7 @@ import java.nio.ByteBuffer;
  * <p>Buffers are little-endian with the bitmap at index 0; their capacity is a whole block (at
  * least 1024 bytes), so every word touched by a bit below {@code 8 * blockSize} is inside.
  */
-final class Bitmaps {
+public final class Bitmaps {
 
     private Bitmaps() {
     }
@@ -49,7 +49,7 @@ final class Bitmaps {
     }
 
     /** Clear bits in {@code [0, to)}. */
-    static int countClear(ByteBuffer bm, int to) {
+    public static int countClear(ByteBuffer bm, int to) {
         int clear = 0;
         int full = to >>> 6;
         for (int w = 0; w < full; w++) {
@@ -64,7 +64,7 @@ final class Bitmaps {
     }
 
     /** Sets bits {@code [from, to)}. */
-    static void set(ByteBuffer bm, int from, int to) {
+    public static void set(ByteBuffer bm, int from, int to) {
         int i = from;
         for (; i < to && (i & 7) != 0; i++) {
             bm.put(i >>> 3, (byte) (bm.get(i >>> 3) | (1 << (i & 7))));

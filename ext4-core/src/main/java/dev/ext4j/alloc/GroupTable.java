@@ -18,15 +18,23 @@ import java.util.List;
 public final class GroupTable {
     private final Superblock sb;
     private final int descSize;
-    private final long groups;
-    private final ByteBuffer table;
+    private final int perBlock;
+    /**
+     * One buffer per descriptor block. An online resize appends blocks ({@link #grow}) and then
+     * publishes the larger count ({@link #publish}); the old buffers are kept, so a descriptor
+     * changed meanwhile under its group lock is never lost to a copy.
+     */
+    private volatile ByteBuffer[] blocks;
+    /** Groups in use; written last by a resize, after their descriptors are complete. */
+    private volatile long groups;
     private final Object[] locks = new Object[1024];
 
-    private GroupTable(Superblock sb, ByteBuffer table) {
+    private GroupTable(Superblock sb, ByteBuffer[] blocks) {
         this.sb = sb;
         this.descSize = sb.descSize();
+        this.perBlock = sb.blockSize() / descSize;
         this.groups = sb.groupCount();
-        this.table = table;
+        this.blocks = blocks;
         for (int i = 0; i < locks.length; i++) {
             locks[i] = new Object();
         }
@@ -42,20 +50,23 @@ public final class GroupTable {
         long groups = sb.groupCount();
         long perBlock = bs / descSize;
         long gdtBlocks = (groups + perBlock - 1) / perBlock;
-        if (groups * descSize > Integer.MAX_VALUE) {
+        if (gdtBlocks > Integer.MAX_VALUE) {
             throw new Ext4Exception(Errno.EFBIG, "superblock: " + groups + " groups are more than ext4j can hold");
         }
-        ByteBuffer table = ByteBuffer.allocate((int) (gdtBlocks * bs)).order(ByteOrder.LITTLE_ENDIAN);
-        for (long i = 0; i < gdtBlocks; i++) {
-            table.put(cache.get(descriptorBlock(sb, i)));
+        ByteBuffer[] blocks = new ByteBuffer[(int) gdtBlocks];
+        for (int i = 0; i < gdtBlocks; i++) {
+            blocks[i] = ByteBuffer.allocate(bs).order(ByteOrder.LITTLE_ENDIAN).put(cache.get(descriptorBlock(sb, i))).flip();
         }
-        GroupTable gt = new GroupTable(sb, table.flip());
+        GroupTable gt = new GroupTable(sb, blocks);
         gt.check(readOnly, warnings);
         return gt;
     }
 
-    /** Location of GDT block {@code i} (ext4's descriptor_loc()). */
-    static long descriptorBlock(Superblock sb, long i) {
+    /**
+     * Location of GDT block {@code i} (ext4's descriptor_loc()) in the layout {@code sb} describes
+     * (an online resize passes the superblock it is about to install).
+     */
+    public static long descriptorBlock(Superblock sb, long i) {
         long first = sb.firstDataBlock();
         long perBlock = sb.blockSize() / sb.descSize();
         if (!sb.has(Feature.META_BG) || i < sb.firstMetaBg()) {
@@ -72,7 +83,76 @@ public final class GroupTable {
     }
 
     public GroupDescriptor get(long group) {
-        return new GroupDescriptor(table, (int) (group * descSize), descSize);
+        return new GroupDescriptor(blocks[(int) (group / perBlock)], (int) (group % perBlock) * descSize, descSize);
+    }
+
+    /** Descriptor blocks held in memory (s_gdb_count once a resize has published its groups). */
+    public int blockCount() {
+        return blocks.length;
+    }
+
+    /** A copy of descriptor block {@code i}, for writing it whole (a new block, the backups). */
+    public ByteBuffer blockCopy(int i) {
+        ByteBuffer b = blocks[i];
+        return ByteBuffer.allocate(b.capacity()).order(ByteOrder.LITTLE_ENDIAN).put(0, b, 0, b.capacity());
+    }
+
+    /**
+     * Online resize, before the new groups are published: holds descriptors for {@code newGroups}
+     * groups, the added ones zero. Caller is the one resize in progress.
+     */
+    public void grow(long newGroups) {
+        int need = (int) ((newGroups + perBlock - 1) / perBlock);
+        ByteBuffer[] old = blocks;
+        if (need > old.length) {
+            ByteBuffer[] b = java.util.Arrays.copyOf(old, need);
+            for (int i = old.length; i < need; i++) {
+                b[i] = ByteBuffer.allocate(sb.blockSize()).order(ByteOrder.LITTLE_ENDIAN);
+            }
+            blocks = b;
+        }
+    }
+
+    /**
+     * Fills in the descriptor of a group being added (not yet published): zeroed, changed by
+     * {@code m}, checksum stamped. Nothing is written; see {@link #writeNew}.
+     */
+    public void initNew(long group, DescriptorMutator m) throws Ext4Exception {
+        GroupDescriptor gd = get(group);
+        ByteBuffer b = blocks[(int) (group / perBlock)];
+        int off = (int) (group % perBlock) * descSize;
+        b.put(off, new byte[descSize]);
+        m.apply(gd);
+        stamp(group, gd);
+    }
+
+    /**
+     * Writes the descriptors of groups {@code [first, end)} (being added) into the cache at the
+     * locations {@code layout} gives: a descriptor block holding only new groups is written whole
+     * (over a reserved GDT block or free space), one shared with existing groups descriptor by
+     * descriptor, so concurrent changes to its older descriptors stay.
+     */
+    public void writeNew(long first, long end, BlockCache cache, Superblock layout) throws Ext4Exception {
+        int bs = sb.blockSize();
+        for (long i = first / perBlock; i * perBlock < end; i++) {
+            long block = descriptorBlock(layout, i);
+            if (i * perBlock >= first) {
+                ByteBuffer whole = blockCopy((int) i);
+                cache.create(block, b -> b.put(0, whole, 0, bs));
+            } else {
+                for (long g = first; g < Math.min(end, (i + 1) * perBlock); g++) {
+                    store(g, cache, block);
+                }
+            }
+        }
+    }
+
+    /** Online resize: groups {@code [0, newGroups)} are in use from now on. */
+    public void publish(long newGroups) {
+        if (newGroups > (long) blocks.length * perBlock) {
+            throw new IllegalStateException(newGroups + " groups published, descriptors held for " + (long) blocks.length * perBlock);
+        }
+        groups = newGroups;
     }
 
     /** Changes one group's descriptor. */
@@ -90,16 +170,23 @@ public final class GroupTable {
         synchronized (lock(group)) {
             GroupDescriptor gd = get(group);
             m.apply(gd);
-            boolean csum = sb.has(Feature.METADATA_CSUM);
-            if (csum || sb.has(Feature.GDT_CSUM)) {
-                gd.setChecksum(gd.computeChecksum(csum, csum ? sb.checksumSeed() : 0, sb.uuid(), group));
-            }
-            int off = (int) (group * descSize);
-            int bs = sb.blockSize();
-            long block = descriptorBlock(sb, off / bs);
-            ByteBuffer desc = table.duplicate().position(off).limit(off + descSize);
-            cache.update(block, b -> b.position(off % bs).put(desc));
+            stamp(group, gd);
+            store(group, cache, descriptorBlock(sb, group / perBlock));
         }
+    }
+
+    private void stamp(long group, GroupDescriptor gd) {
+        boolean csum = sb.has(Feature.METADATA_CSUM);
+        if (csum || sb.has(Feature.GDT_CSUM)) {
+            gd.setChecksum(gd.computeChecksum(csum, csum ? sb.checksumSeed() : 0, sb.uuid(), group));
+        }
+    }
+
+    /** Puts descriptor {@code group} into its descriptor block {@code block} in the cache. */
+    private void store(long group, BlockCache cache, long block) throws Ext4Exception {
+        int off = (int) (group % perBlock) * descSize;
+        ByteBuffer desc = blocks[(int) (group / perBlock)].duplicate().position(off).limit(off + descSize);
+        cache.update(block, b -> b.position(off).put(desc));
     }
 
     /** The lock of one group: bitmaps, descriptor and free counts change under it. */

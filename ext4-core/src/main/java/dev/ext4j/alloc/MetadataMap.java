@@ -9,8 +9,8 @@ import java.util.Arrays;
  * The fixed metadata of the whole filesystem as sorted, merged block ranges: each group's
  * superblock backup with its descriptor and reserved descriptor blocks, and every group's block
  * bitmap, inode bitmap and inode table wherever they were placed (flex_bg packs them into the first
- * group of a flex group). Built once from the descriptor table; the locations never change while
- * the filesystem is mounted (an online resize builds a new map).
+ * group of a flex group). Built from the descriptor table at mount; the locations never change while
+ * the filesystem is mounted, except that an online resize builds a new map for the grown layout.
  *
  * <p>Two uses: building the block bitmap of a BLOCK_UNINIT group (ext4_init_block_bitmap()), and
  * refusing to hand out or free a metadata block, as the kernel's ext4_inode_block_valid() and
@@ -26,8 +26,9 @@ final class MetadataMap {
         this.ends = ends;
     }
 
+    /** The map of the {@code sb.groupCount()} groups that {@code sb} describes. */
     static MetadataMap build(Superblock sb, GroupTable groups) {
-        long n = groups.groupCount();
+        long n = sb.groupCount();
         long itb = Layout.inodeTableBlocks(sb);
         long[] s = new long[(int) (4 * n)];
         long[] e = new long[s.length];

@@ -120,6 +120,28 @@ public final class Checksums {
         return x ^ 0xFFFFFFFF;
     }
 
+    /** The MSB-first table of crc32 (polynomial 0x04C11DB7), for jbd2's v1 commit checksums. */
+    private static final int[] TABLE_BE = new int[256];
+
+    static {
+        for (int i = 0; i < 256; i++) {
+            int c = i << 24;
+            for (int k = 0; k < 8; k++) {
+                c = (c & 0x80000000) != 0 ? (c << 1) ^ 0x04C11DB7 : c << 1;
+            }
+            TABLE_BE[i] = c;
+        }
+    }
+
+    /** The kernel's crc32_be(crc, buf[off, off+len)): no reflection, no final inversion. */
+    public static int crc32Be(int crc, byte[] buf, int off, int len) {
+        int c = crc;
+        for (int i = off; i < off + len; i++) {
+            c = (c << 8) ^ TABLE_BE[((c >>> 24) ^ buf[i]) & 0xFF];
+        }
+        return c;
+    }
+
     /** The kernel's crc16(crc, buf[off, off+len)). */
     public static int crc16(int crc, ByteBuffer buf, int off, int len) {
         int c = crc & 0xFFFF;

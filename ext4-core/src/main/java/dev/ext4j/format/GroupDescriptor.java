@@ -96,6 +96,9 @@ public final class GroupDescriptor {
         }
     }
 
+    public void setBlockBitmap(long v) { put32(BG_BLOCK_BITMAP_LO, BG_BLOCK_BITMAP_HI, v); }
+    public void setInodeBitmap(long v) { put32(BG_INODE_BITMAP_LO, BG_INODE_BITMAP_HI, v); }
+    public void setInodeTable(long v) { put32(BG_INODE_TABLE_LO, BG_INODE_TABLE_HI, v); }
     public void setFreeBlocksCount(long v) { put16(BG_FREE_BLOCKS_COUNT_LO, BG_FREE_BLOCKS_COUNT_HI, v); }
     public void setFreeInodesCount(long v) { put16(BG_FREE_INODES_COUNT_LO, BG_FREE_INODES_COUNT_HI, v); }
     public void setUsedDirsCount(long v) { put16(BG_USED_DIRS_COUNT_LO, BG_USED_DIRS_COUNT_HI, v); }

@@ -19,7 +19,7 @@ import java.util.List;
  * 0x034 s_mnt_count (16)      0x036 s_max_mnt_count (16)  0x038 s_magic (16) 0x03A s_state (16)
  * 0x03C s_errors (16)         0x03E s_minor_rev_level     0x04C s_rev_level 0x050 s_def_resuid (16)
  * 0x052 s_def_resgid (16)     0x054 s_first_ino
- * 0x058 s_inode_size (16)     0x05C s_feature_compat      0x060 s_feature_incompat
+ * 0x058 s_inode_size (16)     0x05A s_block_group_nr (16) 0x05C s_feature_compat      0x060 s_feature_incompat
  * 0x064 s_feature_ro_compat   0x068 s_uuid[16]            0x078 s_volume_name[16]
  * 0x0CE s_reserved_gdt_blocks 0x0E0 s_journal_inum        0x0E8 s_last_orphan
  * 0x0EC s_hash_seed[4]        0x0FC s_def_hash_version    0x0FE s_desc_size (16)
@@ -63,6 +63,7 @@ public final class Superblock {
     static final int S_DEF_RESGID = 0x052;
     static final int S_FIRST_INO = 0x054;
     static final int S_INODE_SIZE = 0x058;
+    static final int S_BLOCK_GROUP_NR = 0x05A;
     static final int S_FEATURE_COMPAT = 0x05C;
     static final int S_FEATURE_INCOMPAT = 0x060;
     static final int S_FEATURE_RO_COMPAT = 0x064;
@@ -185,6 +186,14 @@ public final class Superblock {
     }
 
     public void setFreeBlocksCount(long v) { put64(S_FREE_BLOCKS_COUNT_LO, S_FREE_BLOCKS_COUNT_HI, v); }
+    public void setBlocksCount(long v) { put64(S_BLOCKS_COUNT_LO, S_BLOCKS_COUNT_HI, v); }
+    public void setReservedBlocksCount(long v) { put64(S_R_BLOCKS_COUNT_LO, S_R_BLOCKS_COUNT_HI, v); }
+    public void setInodesCount(long v) { buf.putInt(S_INODES_COUNT, (int) v); }
+    public void setReservedGdtBlocks(int v) { buf.putShort(S_RESERVED_GDT_BLOCKS, (short) v); }
+    public void setFirstMetaBg(long v) { buf.putInt(S_FIRST_META_BG, (int) v); }
+    public void setFeatureCompat(int v) { buf.putInt(S_FEATURE_COMPAT, v); }
+    /** s_block_group_nr: the group a superblock copy is stored in (0 for the primary). */
+    public void setBlockGroupNr(int v) { buf.putShort(S_BLOCK_GROUP_NR, (short) v); }
     public void setFreeInodesCount(long v) { buf.putInt(S_FREE_INODES_COUNT, (int) v); }
     public void setState(int v) { buf.putShort(S_STATE, (short) v); }
     public void setMountCount(int v) { buf.putShort(S_MNT_COUNT, (short) v); }

@@ -27,39 +27,103 @@ final class BlockAccount implements BlockSource {
         this.below32 = below32;
     }
 
+    /** Allocations from here on were reserved beforehand (writeback of delayed pages): no reserve check. */
+    private boolean reserved;
+
+    BlockAccount reserved() {
+        this.reserved = true;
+        return this;
+    }
+
     /**
      * The blocks ordinary allocations leave free (ext4_has_free_clusters()): s_r_blocks_count for
      * everyone but root and s_def_resuid/s_def_resgid, and s_resv_clusters (2% up to 4096) for all
      * file data. Metadata that an operation in progress needs may use s_resv_clusters, as the
      * kernel's EXT4_MB_USE_RESERVED allocations do, so a change is not left half done.
      */
-    record Reserve(long forRoot, long resvClusters, long resuid, long resgid) {
+    static final class Reserve {
+        /** Blocks only root (or s_def_resuid/resgid) may use; online resize changes it. */
+        private volatile long forRoot;
+        private final long resvClusters;
+        private final long resuid;
+        private final long resgid;
+        /** Blocks promised to dirty pages (delayed allocation, data and worst-case metadata). */
+        private final java.util.concurrent.atomic.AtomicLong delayed = new java.util.concurrent.atomic.AtomicLong();
+
+        Reserve(long forRoot, long resvClusters, long resuid, long resgid) {
+            this.forRoot = forRoot;
+            this.resvClusters = resvClusters;
+            this.resuid = resuid;
+            this.resgid = resgid;
+        }
+
+        /** The root reserve after an online resize (it keeps its share of the blocks). */
+        void setForRoot(long blocks) {
+            forRoot = blocks;
+        }
+
         boolean privileged() {
             return Caller.isRoot() || Caller.uid() == resuid || (resgid != 0 && Caller.gid() == resgid);
         }
 
-        /** How many of {@code want} blocks the caller may take with {@code free} left; ENOSPC for none. */
+        private long keep(boolean metadata) {
+            return (privileged() ? 0 : forRoot) + (metadata ? 0 : resvClusters);
+        }
+
+        /**
+         * How many of {@code want} blocks the caller may take with {@code free} left, after what
+         * delayed allocation has promised; ENOSPC for none.
+         */
         int allowance(long free, int want, boolean metadata) throws Ext4Exception {
-            long keep = (privileged() ? 0 : forRoot) + (metadata ? 0 : resvClusters);
-            long may = free - keep;
+            long keep = keep(metadata);
+            long may = free - delayed.get() - keep;
             if (may <= 0) {
-                throw new Ext4Exception(Errno.ENOSPC, free + " blocks free, " + keep + " of them reserved"
-                        + (privileged() ? "" : " (uid " + Caller.uid() + " may not use root's " + forRoot + ")"));
+                throw noSpace(free, keep);
             }
             return (int) Math.min(want, may);
+        }
+
+        private Ext4Exception noSpace(long free, long keep) {
+            return new Ext4Exception(Errno.ENOSPC, free + " blocks free, " + delayed.get() + " promised to delayed writes, "
+                    + keep + " reserved" + (privileged() ? "" : " (uid " + Caller.uid() + " may not use root's " + forRoot + ")"));
+        }
+
+        /** ext4_da_reserve_space(): promises {@code n} blocks to dirty pages, or ENOSPC for all of them. */
+        synchronized void reserveDelayed(long free, long n) throws Ext4Exception {
+            long keep = keep(false);
+            if (free - delayed.get() - keep < n) {
+                throw noSpace(free, keep);
+            }
+            delayed.addAndGet(n);
+        }
+
+        /** Gives back promised blocks (written back, truncated away, or a write that fell short). */
+        void releaseDelayed(long n) {
+            delayed.addAndGet(-n);
+        }
+
+        long delayed() {
+            return delayed.get();
+        }
+
+        /** Map blocks that delayed writes need come from s_resv_clusters, so they need no promise. */
+        boolean poolsMetadata() {
+            return resvClusters > 0;
         }
     }
 
     @Override
     public long allocateMetaBlock(long goal) throws Ext4Exception {
-        reserve.allowance(allocator.freeBlocksCount(), 1, true);
+        if (!reserved) {
+            reserve.allowance(allocator.freeBlocksCount(), 1, true);
+        }
         Allocator.Run r = allocator.allocateBlocks(goal != 0 ? goal : inodeGoal, 1, below32);
         delta += r.length();
         return r.start();
     }
 
     Allocator.Run allocateData(long goal, int maxLength) throws Ext4Exception {
-        int n = reserve.allowance(allocator.freeBlocksCount(), maxLength, false);
+        int n = reserved ? maxLength : reserve.allowance(allocator.freeBlocksCount(), maxLength, false);
         Allocator.Run r = allocator.allocateBlocks(goal != 0 ? goal : inodeGoal, n, below32);
         delta += r.length();
         return r;

@@ -17,6 +17,7 @@ import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.GroupDescriptor;
 import dev.ext4j.format.Inode;
+import dev.ext4j.format.JournalSuperblock;
 import dev.ext4j.format.Superblock;
 import dev.ext4j.inline.InlineDirectory;
 import dev.ext4j.io.BlockCache;
@@ -24,6 +25,13 @@ import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.io.Lru;
 import dev.ext4j.io.ReadAroundDevice;
+import dev.ext4j.journal.Journal;
+import dev.ext4j.journal.JournalLog;
+import dev.ext4j.journal.JournalManager;
+import dev.ext4j.journal.JournalRecovery;
+import dev.ext4j.journal.Transactions;
+import dev.ext4j.journal.ReplayOverlay;
+import dev.ext4j.resize.OnlineResize;
 import dev.ext4j.xattr.Acl;
 import dev.ext4j.xattr.Xattr;
 import dev.ext4j.xattr.XattrNames;
@@ -60,10 +68,13 @@ public final class Ext4FileSystem implements Closeable {
     private final int blockSize;
     private final boolean metadataCsum;
     private final int csumSeed;
-    private final DirFormat dirFormat;
+    /** Replaced when an online resize changes s_inodes_count. */
+    private volatile DirFormat dirFormat;
     private final Lru<Long, InodeInfo> inodes;
     private final DentryCache dentries = new DentryCache(1 << 18);
-    private final InodeLocks locks = new InodeLocks();
+    private final InodeLocks locks;
+    /** The journal, or the cache's own write-back when the mount does not journal. */
+    private final Transactions tx;
     /** Every change passes it before taking inode locks; closed while frozen. */
     private final WriteGate gate = new WriteGate();
     /** Serializes freeze and thaw (the kernel's s_umount around freeze_super()). */
@@ -71,9 +82,15 @@ public final class Ext4FileSystem implements Closeable {
     private final java.util.concurrent.ConcurrentHashMap<Long, Integer> openCounts = new java.util.concurrent.ConcurrentHashMap<>();
     private final Namei namei;
     private final FileWrite fileWrite;
+    /** The page cache and the buffered write path; null on a read-only mount. */
+    private final Writeback writeback;
+    private final MountOptions options;
     /** The block and inode allocator; null on a read-only mount. */
     private final dev.ext4j.alloc.Allocator allocator;
     private final Orphans orphans;
+    /** Online grow; null on a read-only mount. */
+    private final OnlineResize resizer;
+    /** Replaced when an online resize changes s_r_blocks_count. */
     private final BlockAccount.Reserve reserve;
     private final long resvClusters;
     private final ErrorPolicy errorPolicy;
@@ -87,7 +104,7 @@ public final class Ext4FileSystem implements Closeable {
     private final java.util.concurrent.atomic.AtomicReference<Ext4Exception> flushError = new java.util.concurrent.atomic.AtomicReference<>();
 
     private Ext4FileSystem(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups,
-                           boolean readOnly, List<String> messages, MountOptions options) throws Ext4Exception {
+                           boolean readOnly, List<String> messages, MountOptions options, JournalLog log) throws Ext4Exception {
         this.device = device;
         this.sb = sb;
         this.cache = cache;
@@ -102,13 +119,52 @@ public final class Ext4FileSystem implements Closeable {
                 sb.has(Feature.LARGEDIR), sb.hashSeed(), (fl & Superblock.FLAG_UNSIGNED_HASH) != 0, sb.inodesCount());
         this.inodes = new Lru<>(options.inodeCacheEntries());
         this.allocator = readOnly ? null : new dev.ext4j.alloc.Allocator(sb, groups, cache);
+        this.tx = log == null ? Transactions.unjournaled(cache) : new JournalManager(cache, log, allocator);
+        this.locks = new InodeLocks(tx);
         this.namei = new Namei(this);
         this.fileWrite = new FileWrite(this);
         this.orphans = new Orphans(this);
         this.resvClusters = options.reservedClusters() >= 0 ? options.reservedClusters() : defaultResvClusters(sb);
         this.reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), resvClusters, sb.defResuid(), sb.defResgid());
         this.errorPolicy = options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors());
+        this.options = options;
+        this.writeback = readOnly ? null : new Writeback(this, new dev.ext4j.cache.PageCache(blockSize, options.cacheBytes()), reserve);
         this.flusher = readOnly ? null : startFlusher(options.flushIntervalMillis());
+        this.resizer = readOnly ? null : new OnlineResize(device, sb, cache, groups, allocator, new ResizeHost());
+    }
+
+    Writeback writeback() {
+        return writeback;
+    }
+
+    /**
+     * After a write: above the dirty limit (half the page cache) the writer writes back its own
+     * inode before it returns, as balance_dirty_pages() throttles; above the background limit (a
+     * quarter) the flusher is woken.
+     */
+    void balanceDirty(long ino) throws Ext4Exception {
+        var pc = writeback.pages();
+        writeback.balance(ino, pc.maxBytes() / 2);
+        if (pc.dirtyBytes() > pc.maxBytes() / 4 && flushQueued.compareAndSet(false, true)) {
+            flusher.execute(this::flushRound);
+        }
+    }
+
+    private final java.util.concurrent.atomic.AtomicBoolean flushQueued = new java.util.concurrent.atomic.AtomicBoolean();
+
+    /** One round of the flusher: expired or excess dirty pages, then changed metadata. */
+    private void flushRound() {
+        flushQueued.set(false);
+        try {
+            var pc = writeback.pages();
+            writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
+            tx.tick(); // commit and checkpoint, or write changed metadata home without a journal
+        } catch (Ext4Exception | RuntimeException e) {
+            if (e instanceof Ext4Exception x) {
+                flushError.compareAndSet(null, x);
+            }
+            LOG.log(Level.ERROR, "writeback failed (the data stays dirty and is retried): {0}", e.toString());
+        }
     }
 
     private java.util.concurrent.ScheduledExecutorService startFlusher(long intervalMillis) {
@@ -117,14 +173,7 @@ public final class Ext4FileSystem implements Closeable {
             t.setDaemon(true);
             return t;
         });
-        ex.scheduleWithFixedDelay(() -> {
-            try {
-                cache.flush();
-            } catch (Ext4Exception e) {
-                flushError.compareAndSet(null, e);
-                LOG.log(Level.ERROR, "writing changed metadata home failed (kept dirty, retried): {0}", e.toString());
-            }
-        }, intervalMillis, intervalMillis, java.util.concurrent.TimeUnit.MILLISECONDS);
+        ex.scheduleWithFixedDelay(this::flushRound, intervalMillis, intervalMillis, java.util.concurrent.TimeUnit.MILLISECONDS);
         return ex;
     }
 
@@ -163,30 +212,19 @@ public final class Ext4FileSystem implements Closeable {
      */
     public static Ext4FileSystem mount(BlockDevice device, MountOptions options) throws Ext4Exception {
         List<String> messages = new ArrayList<>();
-        long deviceSize;
-        ByteBuffer raw = ByteBuffer.allocate(Superblock.SIZE);
-        try {
-            deviceSize = device.size();
-            if (deviceSize < Superblock.OFFSET_IN_IMAGE + Superblock.SIZE) {
-                throw Ext4Exception.corrupted("image of " + deviceSize + " bytes is too small to hold a superblock");
-            }
-            device.read(Superblock.OFFSET_IN_IMAGE, raw);
-        } catch (IOException e) {
-            throw new Ext4Exception(Errno.EIO, "cannot read the superblock: " + e.getMessage(), e);
-        }
-        Superblock sb = new Superblock(raw.flip());
-        sb.validate();
-        if (sb.has(Feature.METADATA_CSUM)) {
-            if (sb.checksumType() != 1) {
-                throw Ext4Exception.corrupted("superblock: checksum type " + sb.checksumType() + " (expected 1, crc32c)");
-            }
-            int computed = sb.computeChecksum();
-            if (computed != sb.storedChecksum()) {
-                throw Ext4Exception.badChecksum("superblock", sb.storedChecksum() & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
-            }
-        }
+        Superblock sb = readSuperblock(device);
         boolean readOnly = options.readOnly() || device.isReadOnly();
         readOnly |= gateFeatures(sb, messages);
+        if (sb.has(Feature.RECOVER)) {
+            List<String> journalMessages = new ArrayList<>();
+            device = recoverJournal(device, sb, readOnly, journalMessages);
+            // replay may have rewritten the superblock and the group descriptors: start over from them
+            sb = readSuperblock(device);
+            messages.clear();
+            readOnly |= gateFeatures(sb, messages);
+            messages.addAll(journalMessages);
+        }
+        long deviceSize = deviceSize(device);
         long bytes = sb.blocksCount() * sb.blockSize();
         if (bytes > deviceSize) {
             throw Ext4Exception.corrupted("image is truncated: the superblock says " + sb.blocksCount() + " blocks of "
@@ -194,7 +232,8 @@ public final class Ext4FileSystem implements Closeable {
         }
         BlockCache cache = new BlockCache(device, sb.blockSize(), sb.blocksCount(), options.metadataCacheBytes());
         GroupTable groups = GroupTable.load(sb, cache, readOnly, messages);
-        Ext4FileSystem fs = new Ext4FileSystem(device, sb, cache, groups, readOnly, messages, options);
+        JournalLog log = readOnly ? null : openJournalLog(device, sb, options, messages);
+        Ext4FileSystem fs = new Ext4FileSystem(device, sb, cache, groups, readOnly, messages, options, log);
         FileAttributes root = fs.stat(ROOT_INO);
         if ((root.mode() & Inode.S_IFMT) != Inode.S_IFDIR) {
             throw Ext4Exception.corrupted("root inode 2 is not a directory (mode " + Integer.toOctalString(root.mode()) + ")");
@@ -211,6 +250,149 @@ public final class Ext4FileSystem implements Closeable {
             LOG.log(Level.WARNING, "the orphan list (from inode " + sb.lastOrphan() + ") is left for a read-write mount to finish");
         }
         return fs;
+    }
+
+    /**
+     * The log a read-write mount of a has_journal filesystem writes its transactions into (null:
+     * no journaling, by the image or by {@code journal=off}). A log left non-empty without
+     * needs_recovery is wiped as the kernel's jbd2_journal_wipe() does: its transactions are
+     * skipped, not replayed, and the next tid follows the last one found.
+     */
+    private static JournalLog openJournalLog(BlockDevice device, Superblock sb, MountOptions options, List<String> messages)
+            throws Ext4Exception {
+        if (!sb.has(Feature.HAS_JOURNAL) || !options.journal()) {
+            return null;
+        }
+        Journal journal;
+        try {
+            journal = Journal.open(device, sb);
+        } catch (Ext4Exception e) {
+            if (e.errno() != Errno.EOPNOTSUPP) {
+                throw e;
+            }
+            messages.add(e.getMessage() + "; changes are not journaled (as with journal=off)");
+            return null;
+        }
+        JournalSuperblock jsb = journal.superblock();
+        if (jsb.start() != 0) {
+            JournalRecovery.Result r = JournalRecovery.recover(journal);
+            messages.add("journal inode " + journal.inodeNumber() + " holds transactions " + r.startTid() + ".."
+                    + (r.endTid() - 1) + " but the filesystem does not need recovery: they are cleared, not replayed");
+            jsb.setStart(0);
+            jsb.setSequence(r.endTid() + 1);
+            journal.writeSuperblock();
+            journal.sync();
+        }
+        try {
+            return JournalLog.open(journal, sb.has(Feature.METADATA_CSUM), sb.has(Feature.BIT64));
+        } catch (Ext4Exception e) {
+            if (e.errno() != Errno.EOPNOTSUPP) {
+                throw e;
+            }
+            messages.add(e.getMessage() + "; changes are not journaled (as with journal=off)");
+            return null;
+        }
+    }
+
+    private static long deviceSize(BlockDevice device) throws Ext4Exception {
+        try {
+            return device.size();
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "cannot read the image size: " + e.getMessage(), e);
+        }
+    }
+
+    /** Reads, validates and checksums the primary superblock. */
+    private static Superblock readSuperblock(BlockDevice device) throws Ext4Exception {
+        ByteBuffer raw = ByteBuffer.allocate(Superblock.SIZE);
+        long deviceSize = deviceSize(device);
+        if (deviceSize < Superblock.OFFSET_IN_IMAGE + Superblock.SIZE) {
+            throw Ext4Exception.corrupted("image of " + deviceSize + " bytes is too small to hold a superblock");
+        }
+        try {
+            device.read(Superblock.OFFSET_IN_IMAGE, raw);
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "cannot read the superblock: " + e.getMessage(), e);
+        }
+        Superblock sb = new Superblock(raw.flip());
+        sb.validate();
+        if (sb.has(Feature.METADATA_CSUM)) {
+            if (sb.checksumType() != 1) {
+                throw Ext4Exception.corrupted("superblock: checksum type " + sb.checksumType() + " (expected 1, crc32c)");
+            }
+            int computed = sb.computeChecksum();
+            if (computed != sb.storedChecksum()) {
+                throw Ext4Exception.badChecksum("superblock", sb.storedChecksum() & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
+            }
+        }
+        return sb;
+    }
+
+    /**
+     * Replays the journal of a filesystem that needs recovery (ext4_load_journal()). Read-write:
+     * the replayed blocks are written home, the journal is emptied (s_start 0, s_sequence past the
+     * last transaction) and needs_recovery is cleared, each step made durable before the next.
+     * Read-only: nothing is written; the returned device shows the replayed blocks from memory.
+     *
+     * @return the device to mount from
+     */
+    private static BlockDevice recoverJournal(BlockDevice device, Superblock sb, boolean readOnly, List<String> messages)
+            throws Ext4Exception {
+        if (!sb.has(Feature.HAS_JOURNAL)) {
+            throw Ext4Exception.corrupted("superblock: needs_recovery is set but the filesystem has no journal; run e2fsck");
+        }
+        Journal journal = Journal.open(device, sb);
+        JournalSuperblock jsb = journal.superblock();
+        JournalRecovery.Result r = JournalRecovery.recover(journal);
+        String what = r.transactions() == 0 ? "journal was empty"
+                : "journal replayed: transactions " + r.startTid() + ".." + (r.endTid() - 1) + ", " + r.blocks().size()
+                        + " blocks, " + r.revokeHits() + " revoked copies skipped";
+        for (long home : r.blocks().keySet()) {
+            // block 0 is legitimate: it holds the superblock of a filesystem with blocks over 1 KiB
+            if (home < 0 || home >= sb.blocksCount()) {
+                throw Ext4Exception.corrupted("journal inode " + journal.inodeNumber() + ": transaction logs block " + home
+                        + " outside the filesystem (0.." + (sb.blocksCount() - 1) + "); run e2fsck");
+            }
+        }
+        if (readOnly) {
+            messages.add(what + " in memory (read-only mount; the image is unchanged)");
+            if (jsb.errno() != 0) {
+                messages.add("journal recorded error " + jsb.errno() + " in a previous mount; run e2fsck");
+            }
+            return new ReplayOverlay(device, journal, r);
+        }
+        int bs = sb.blockSize();
+        try {
+            for (var e : r.blocks().entrySet()) {
+                device.write(e.getKey() * bs, ByteBuffer.wrap(JournalRecovery.contents(journal, e.getValue())));
+            }
+            device.sync();
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "writing replayed blocks home failed: " + e.getMessage(), e);
+        }
+        int journalErrno = jsb.errno();
+        jsb.setStart(0);
+        jsb.setSequence(r.endTid() + 1);
+        jsb.setErrno(0);
+        journal.writeSuperblock();
+        journal.sync();
+        Superblock replayed = readSuperblock(device);
+        replayed.setFeatureIncompat(replayed.featureIncompat() & ~Feature.RECOVER.mask());
+        if (journalErrno != 0) {
+            // ext4_clear_journal_err(): an aborted journal marks the filesystem as having errors
+            replayed.setState(replayed.state() | Superblock.STATE_ERROR);
+            messages.add("journal recorded error " + journalErrno + " in a previous mount; the filesystem is marked"
+                    + " with errors; run e2fsck");
+        }
+        replayed.updateChecksum();
+        try {
+            device.write(Superblock.OFFSET_IN_IMAGE, replayed.raw());
+            device.sync();
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "writing the superblock after journal replay failed: " + e.getMessage(), e);
+        }
+        messages.add(what);
+        return device;
     }
 
     /** The feature gate; returns true when the mount must be read-only. */
@@ -240,10 +422,6 @@ public final class Ext4FileSystem implements Closeable {
         }
         if (!notWritable.isEmpty()) {
             messages.add("ext4j cannot write features " + String.join(" ", notWritable) + "; mounted read-only");
-            ro = true;
-        }
-        if (sb.has(Feature.RECOVER)) {
-            messages.add("the journal needs recovery and ext4j cannot replay it yet; mounted read-only, recent changes may be missing");
             ro = true;
         }
         return ro;
@@ -385,7 +563,7 @@ public final class Ext4FileSystem implements Closeable {
             case EUCLEAN -> 5;
             default -> 2;
         };
-        try {
+        try (Transactions.Handle h = tx.start(1)) {
             synchronized (sb) {
                 sb.recordError(Time.now().seconds(), 0, 0, op, code);
                 sb.setState(sb.state() | Superblock.STATE_ERROR);
@@ -813,7 +991,12 @@ public final class Ext4FileSystem implements Closeable {
         if (i.hasFlag(Inode.INLINE_DATA_FL) && i.isRegular()) {
             blocks += (isize(i) + 511) >> 9; // as ext4_file_getattr(): inline files are not sparse
         }
-        return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), isize(i), blocks,
+        long size = isize(i);
+        if (writeback != null && i.isRegular()) {
+            size = writeback.size(ino);
+            blocks += writeback.delayedBlocks(ino) * (blockSize / 512); // as ext4_getattr(): delayed blocks count
+        }
+        return new FileAttributes(ino, i.mode(), nlink, i.uid(), i.gid(), size, blocks,
                 i.atimeSeconds(), i.atimeNanos(), i.mtimeSeconds(), i.mtimeNanos(),
                 i.ctimeSeconds(), i.ctimeNanos(), i.crtimeSeconds(), i.crtimeNanos(),
                 i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize);
@@ -934,7 +1117,7 @@ public final class Ext4FileSystem implements Closeable {
         if (i.hasFlag(Inode.ENCRYPT_FL)) {
             throw new Ext4Exception(Errno.ENOKEY, "inode " + ino + " is encrypted");
         }
-        long size = isize(i);
+        long size = writeback != null && i.isRegular() ? writeback.size(ino) : isize(i);
         if (offset >= size || !dst.hasRemaining()) {
             return 0;
         }
@@ -951,8 +1134,43 @@ public final class Ext4FileSystem implements Closeable {
         if (info.map() == null) {
             throw Ext4Exception.corrupted("inode " + ino + " has no block map to read");
         }
-        long pos = offset;
-        long end = offset + len;
+        dev.ext4j.cache.PageCache.FilePages pages = writeback != null ? writeback.pages().peek(ino) : null;
+        if (pages != null && !pages.isEmpty()) {
+            readThroughPages(info, pages, offset, offset + len, dst);
+            return len;
+        }
+        readFromImage(info, offset, offset + len, dst);
+        return len;
+    }
+
+    /** Reads [pos, end) from the cached pages where there are some, and from the image between them. */
+    private void readThroughPages(InodeInfo info, dev.ext4j.cache.PageCache.FilePages pages, long pos, long end, ByteBuffer dst)
+            throws Ext4Exception {
+        int ps = writeback.pages().pageSize();
+        while (pos < end) {
+            long index = pos / ps;
+            dev.ext4j.cache.PageCache.Page p = pages.pin(index);
+            if (p != null) {
+                int inPage = (int) (pos - index * ps);
+                int n = (int) Math.min(ps - inPage, end - pos);
+                try {
+                    dst.put(dst.position(), p.data, inPage, n);
+                } finally {
+                    p.unpin();
+                }
+                dst.position(dst.position() + n);
+                pos += n;
+                continue;
+            }
+            long next = pages.nextIndex(index);
+            long stop = next < 0 ? end : Math.min(end, next * ps);
+            readFromImage(info, pos, stop, dst);
+            pos = stop;
+        }
+    }
+
+    /** Reads [pos, end) of a block-mapped file from the image: holes and unwritten blocks are zeros. */
+    private void readFromImage(InodeInfo info, long pos, long end, ByteBuffer dst) throws Ext4Exception {
         while (pos < end) {
             long lblk = pos / blockSize;
             int inBlock = (int) (pos % blockSize);
@@ -970,7 +1188,6 @@ public final class Ext4FileSystem implements Closeable {
             }
             pos = runEnd;
         }
-        return len;
     }
 
     private static void fillZeros(ByteBuffer dst, int n) {
@@ -1097,9 +1314,51 @@ public final class Ext4FileSystem implements Closeable {
         }
         int ratio = sb.clusterRatio();
         free *= ratio;
+        if (reserve != null) {
+            free = Math.max(0, free - reserve.delayed()); // as ext4_statfs(): delayed blocks are as good as used
+        }
         long reserved = sb.reservedBlocksCount() + resvClusters;
         return new StatFs(blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
                 sb.inodesCount(), freeInodes, 255, readOnly);
+    }
+
+    /**
+     * Grows the filesystem online to {@code newBlocksCount} blocks (EXT4_IOC_RESIZE_FS); see
+     * {@link OnlineResize} for the refusals and the locking. A last group too small to be useful
+     * is left out, as resize2fs does: {@link #superblock()} tells the size reached.
+     */
+    public void resize(long newBlocksCount) throws Ext4Exception {
+        requireWritable();
+        try (Entered g = enterGate(); Transactions.Handle h = tx.start(Integer.MAX_VALUE)) {
+            resizer.grow(newBlocksCount);
+        }
+    }
+
+    /** What {@link OnlineResize} needs of this mount. */
+    private final class ResizeHost implements OnlineResize.Host {
+        @Override
+        public Inode readInode(long ino) throws Ext4Exception {
+            return inode(ino).inode().copy();
+        }
+
+        @Override
+        public void writeInode(long ino, Inode changed) throws Ext4Exception {
+            Ext4FileSystem.this.writeInode(ino, changed);
+        }
+
+        @Override
+        public void writeSuperblock() throws Ext4Exception {
+            Ext4FileSystem.this.writeSuperblock();
+        }
+
+        @Override
+        public void geometryChanged() {
+            DirFormat d = dirFormat;
+            dirFormat = new DirFormat(d.blockSize(), d.fileType(), d.metadataCsum(), d.dirIndex(), d.largeDir(), d.hashSeed(),
+                    d.hashUnsigned(), sb.inodesCount());
+            reserve.setForRoot(sb.reservedBlocksCount());
+            overhead = -1;
+        }
     }
 
     /** s_resv_clusters (ext4_calculate_resv_clusters()): 2% of the blocks, at most 4096 clusters, with extents. */
@@ -1141,47 +1400,75 @@ public final class Ext4FileSystem implements Closeable {
             mountState = sb.state();
             sb.setMountCount(sb.mountCount() + 1);
             sb.setMtime(Time.now().seconds());
-            markNotClean();
-        }
-    }
-
-    /** s_state without the valid bit while the filesystem may change. */
-    private void markNotClean() throws Ext4Exception {
-        synchronized (sb) {
-            sb.setState(mountState & ~Superblock.STATE_VALID);
-            writeSuperblock();
+            markInUse();
         }
     }
 
     /**
-     * ext4_put_super() / ext4_freeze(): every changed block home, the free counts and the state
-     * found at mount in the superblock, all of it durable. Nothing may be changing meanwhile.
+     * The superblock of a filesystem that may change: s_state without the valid bit and, with a
+     * journal, needs_recovery, home and durable before the first transaction reaches the log (at
+     * mount, and when a freeze ends).
+     */
+    private void markInUse() throws Ext4Exception {
+        synchronized (sb) {
+            sb.setState(mountState & ~Superblock.STATE_VALID);
+            if (tx.journaled()) {
+                sb.setFeatureIncompat(sb.featureIncompat() | Feature.RECOVER.mask());
+            }
+            writeSuperblock(true);
+            cache.force();
+        }
+    }
+
+    /**
+     * ext4_put_super() / ext4_freeze(): the file data and metadata home, the log empty, and the
+     * superblock clean (free counts, the state found at mount, no needs_recovery), all durable.
+     * Nothing may be changing meanwhile.
      */
     private void writeClean() throws Ext4Exception {
-        cache.flush(); // everything home before the superblock says clean
+        if (errorReadOnly == null) {
+            writeback.writebackAll();
+        }
+        tx.unmount(); // everything home (the log empty) before the superblock says clean
         synchronized (sb) {
             StatFs s = statfs();
             sb.setFreeBlocksCount(s.freeBlocks());
             sb.setFreeInodesCount(s.freeInodes());
             sb.setState(mountState);
-            writeSuperblock();
+            sb.setFeatureIncompat(sb.featureIncompat() & ~Feature.RECOVER.mask());
+            writeSuperblock(true);
         }
-        cache.sync();
+        cache.force();
     }
 
-    /** Stamps the superblock checksum and writes the primary superblock. */
+    /**
+     * Stamps the superblock checksum and writes the primary superblock: through the journal (the
+     * block cache) when the mount journals, else straight to the image.
+     */
     void writeSuperblock() throws Ext4Exception {
+        writeSuperblock(!tx.journaled());
+    }
+
+    /** {@code home}: straight to the image, as at mount and unmount (the log empty), or without a journal. */
+    private void writeSuperblock(boolean home) throws Ext4Exception {
         synchronized (sb) {
             sb.setWtime(Time.now().seconds());
             sb.updateChecksum();
-            cache.writeRaw(Superblock.OFFSET_IN_IMAGE, sb.raw());
+            ByteBuffer raw = sb.raw();
+            if (home) {
+                cache.writeRaw(Superblock.OFFSET_IN_IMAGE, raw);
+            } else {
+                cache.update(Superblock.OFFSET_IN_IMAGE / blockSize,
+                        b -> b.put((int) (Superblock.OFFSET_IN_IMAGE % blockSize), raw, 0, Superblock.SIZE));
+            }
         }
     }
 
     /** Makes everything written so far durable (sync(2), fsync(2)). */
     public void sync() throws Ext4Exception {
         if (!readOnly) {
-            cache.sync();
+            writeback.writebackAll();
+            tx.sync();
             Ext4Exception earlier = flushError.getAndSet(null);
             if (earlier != null) {
                 throw new Ext4Exception(Errno.EIO, "an earlier background write failed: " + earlier.getMessage(), earlier);
@@ -1195,6 +1482,14 @@ public final class Ext4FileSystem implements Closeable {
     interface Entered extends AutoCloseable {
         @Override
         void close();
+    }
+
+    /**
+     * A journal handle for changes made without an inode lock (a migration building its detached
+     * tree); the thread must take no inode lock while it runs (see {@link InodeLocks}).
+     */
+    Transactions.Handle startHandle(int credits) {
+        return tx.start(credits);
     }
 
     /** sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}). */
@@ -1231,7 +1526,7 @@ public final class Ext4FileSystem implements Closeable {
                 throw new Ext4Exception(Errno.EINVAL, "the filesystem is not frozen");
             }
             try {
-                markNotClean();
+                markInUse();
             } finally {
                 gate.thaw();
             }
@@ -1307,15 +1602,6 @@ public final class Ext4FileSystem implements Closeable {
             new Migrate(this).run(ino);
         }
     }
-
-    // ---- online resize: the body below is a stub that the resize work replaces ----
-
-    /** Grows the filesystem to {@code newBlocksCount} blocks while mounted (ext4_resize_fs()). */
-    public void resize(long newBlocksCount) throws Ext4Exception {
-        throw new Ext4Exception(Errno.EOPNOTSUPP, "online resize is not built yet");
-    }
-
-    // ---- end of online resize ----
 
     /** Unmount: a read-write mount writes the free counts and a clean state, then syncs; a frozen one is thawed first. */
     @Override

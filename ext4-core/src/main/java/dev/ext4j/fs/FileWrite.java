@@ -39,14 +39,15 @@ final class FileWrite {
 
     /** A copy of a regular file to change; EPERM when it is immutable or append-only. */
     private Inode regularCopy(InodeInfo info) throws Ext4Exception {
-        return regularCopy(info, -1);
+        return regularCopy(info, -1, 0);
     }
 
     /**
-     * As {@link #regularCopy(InodeInfo)}, for a write at {@code offset}: an append-only file takes
-     * writes at or past its end (the kernel lets only O_APPEND writers open it).
+     * As {@link #regularCopy(InodeInfo)}, for a write at {@code offset} into a file of {@code size}
+     * bytes (its cached size): an append-only file takes writes at or past its end (the kernel
+     * lets only O_APPEND writers open it).
      */
-    private Inode regularCopy(InodeInfo info, long offset) throws Ext4Exception {
+    private Inode regularCopy(InodeInfo info, long offset, long size) throws Ext4Exception {
         Inode i = info.inode();
         if (i.isDirectory()) {
             throw new Ext4Exception(Errno.EISDIR, "inode " + info.ino() + " is a directory");
@@ -57,9 +58,9 @@ final class FileWrite {
         if (i.hasFlag(Inode.IMMUTABLE_FL)) {
             throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is immutable");
         }
-        if (i.hasFlag(Inode.APPEND_FL) && (offset < 0 || offset < i.size())) {
+        if (i.hasFlag(Inode.APPEND_FL) && (offset < 0 || offset < size)) {
             throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is append-only"
-                    + (offset < 0 ? "" : ": write at " + offset + " before its end " + i.size()));
+                    + (offset < 0 ? "" : ": write at " + offset + " before its end " + size));
         }
         return i.copy();
     }
@@ -77,10 +78,12 @@ final class FileWrite {
         if (src.remaining() == 0) {
             return 0;
         }
+        int written;
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
-            Inode copy = regularCopy(info, offset);
-            if (copy.hasFlag(Inode.INLINE_DATA_FL) || mayStartInline(copy)) {
+            Inode copy = regularCopy(info, offset, fs.writeback().size(ino));
+            if (copy.hasFlag(Inode.INLINE_DATA_FL) || (mayStartInline(copy) && fs.writeback().size(ino) == copy.size()
+                    && !fs.writeback().hasPages(ino))) {
                 int n = writeInline(ino, copy, offset, src);
                 if (n > 0) {
                     return n;
@@ -97,35 +100,64 @@ final class FileWrite {
                 throw new Ext4Exception(Errno.EFBIG, "write at " + offset + " is at or past the largest file size " + max);
             }
             int len = (int) Math.min(src.remaining(), max - offset);
-            ByteBuffer part = src.duplicate();
-            part.limit(part.position() + len);
-            int start = part.position();
-            long oldSize = copy.size();
-            if (offset > oldSize) {
-                zeroTail(map, oldSize);
-            }
-            try {
-                writeRange(map, acct, offset, part);
-            } catch (Ext4Exception e) {
-                if (part.position() == start) {
-                    throw e;
-                }
-                // a short write: what was written stays and counts
-            } finally {
-                int written = part.position() - start;
+            if (!fs.writeback().lowOnSpace()) {
+                written = fs.writeback().write(ino, offset, src, len);
+                copy = fs.inode(ino).inode().copy(); // writeback may have changed it meanwhile
                 Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
-                if (written > 0) {
-                    copy.setSize(Math.max(oldSize, offset + written));
-                    copy.setMtime(now.seconds(), now.nanos());
-                    copy.setCtime(now.seconds(), now.nanos());
-                }
-                addBlocks(copy, acct);
+                copy.setMtime(now.seconds(), now.nanos());
+                copy.setCtime(now.seconds(), now.nanos());
                 fs.writeInode(ino, copy);
+            } else {
+                written = writeThrough(ino, offset, src, len);
             }
-            int written = part.position() - start;
-            src.position(src.position() + written);
-            return written;
         }
+        fs.balanceDirty(ino);
+        return written;
+    }
+
+    /**
+     * The write without delayed allocation, for when free space runs low (the kernel's
+     * ext4_nonda_switch()): the inode's dirty pages are written back first, then the data goes
+     * straight to allocated blocks, so ENOSPC comes exactly when the last block is gone. The
+     * caller holds the inode's write lock.
+     */
+    private int writeThrough(long ino, long offset, ByteBuffer src, int len) throws Ext4Exception {
+        fs.writeback().writeback(ino);
+        fs.writeback().forgetCached(ino, offset, offset + len);
+        InodeInfo info = fs.inode(ino);
+        Inode copy = info.inode().copy();
+        BlockAccount acct = fs.account(ino, copy);
+        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+        ByteBuffer part = src.duplicate();
+        part.limit(part.position() + len);
+        int start = part.position();
+        long oldSize = copy.size();
+        if (offset > oldSize) {
+            zeroTail(map, oldSize);
+        }
+        try {
+            writeRange(map, acct, offset, part);
+        } catch (Ext4Exception e) {
+            if (part.position() == start) {
+                throw e;
+            }
+            // a short write: what was written stays and counts
+        } finally {
+            int written = part.position() - start;
+            Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+            if (written > 0) {
+                copy.setSize(Math.max(oldSize, offset + written));
+                copy.setMtime(now.seconds(), now.nanos());
+                copy.setCtime(now.seconds(), now.nanos());
+            }
+            addBlocks(copy, acct);
+            fs.writeInode(ino, copy);
+            fs.writeback().mapChanged(ino);
+            fs.writeback().sizeSettled(ino);
+        }
+        int written = part.position() - start;
+        src.position(src.position() + written);
+        return written;
     }
 
     /**
@@ -290,6 +322,12 @@ final class FileWrite {
                 throw new Ext4Exception(Errno.EFBIG, "size " + size + " is past the largest file size " + maxSize(map));
             }
             long old = copy.size();
+            long memSize = fs.writeback().size(ino);
+            if (size < memSize) {
+                fs.writeback().forgetRange(ino, size, Long.MAX_VALUE, map.hasExtents());
+            } else if (size > memSize) {
+                fs.writeback().zeroPageTail(ino, map, memSize);
+            }
             boolean orphan = size < old;
             try {
                 if (orphan) {
@@ -313,6 +351,7 @@ final class FileWrite {
                     fs.orphans().remove(ino);
                 }
                 fs.writeInode(ino, copy);
+                fs.writeback().sizeSettled(ino);
             }
         }
     }
@@ -347,6 +386,7 @@ final class FileWrite {
 
     /** Frees every block of an inode that is being deleted; returns the changed copy. */
     Inode releaseAll(InodeInfo info, Inode copy) throws Ext4Exception {
+        fs.writeback().evict(info.ino(), copy.hasFlag(Inode.EXTENTS_FL));
         if (info.map() == null || copy.hasFlag(Inode.INLINE_DATA_FL)) {
             return copy;
         }
@@ -385,15 +425,17 @@ final class FileWrite {
             if (end > maxSize(map)) {
                 throw new Ext4Exception(Errno.EFBIG, "fallocate past the largest file size " + maxSize(map));
             }
+            long memSize = fs.writeback().size(ino);
             try {
                 if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) != 0) {
-                    long size = copy.size();
-                    long zeroEnd = (mode & FALLOC_FL_PUNCH_HOLE) != 0 ? Math.min(end, size) : end;
+                    long zeroEnd = (mode & FALLOC_FL_PUNCH_HOLE) != 0 ? Math.min(end, memSize) : end;
+                    fs.writeback().forgetRange(ino, offset, zeroEnd, map.hasExtents());
                     punch(map, offset, zeroEnd);
                 }
                 if ((mode & FALLOC_FL_PUNCH_HOLE) == 0) {
                     preallocate(map, acct, offset, end);
-                    if ((mode & FALLOC_FL_KEEP_SIZE) == 0 && end > copy.size()) {
+                    if ((mode & FALLOC_FL_KEEP_SIZE) == 0 && end > memSize) {
+                        fs.writeback().zeroPageTail(ino, map, memSize);
                         copy.setSize(end);
                     }
                 }
@@ -405,6 +447,10 @@ final class FileWrite {
                 }
                 addBlocks(copy, acct);
                 fs.writeInode(ino, copy);
+                fs.writeback().mapChanged(ino);
+                if (copy.size() >= memSize) {
+                    fs.writeback().sizeSettled(ino);
+                }
             }
         }
     }

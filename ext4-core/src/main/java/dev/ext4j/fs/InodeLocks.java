@@ -1,5 +1,6 @@
 package dev.ext4j.fs;
 
+import dev.ext4j.journal.Transactions;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -8,12 +9,19 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * change, as sb_start_write() comes before i_rwsem; a freeze waits for it to drain and never holds
  * an inode lock), then the rename lock (cross-directory renames only), then every
  * inode lock an operation needs, taken at once by {@link #lockAll} in ascending stripe order (each
- * stripe once, so two inodes sharing a stripe cannot deadlock), then the allocator's group locks
- * (never two at once), then the orphan list's monitor ({@link Orphans}), then the superblock's.
- * Innermost of all, the install monitors ({@link #installLock}), held only around the block cache
- * and the inode cache while an inode is loaded or written, never while taking another lock:
- * loading an inode needs no inode lock, so it may happen under any of them. The block cache's
- * per-block locks and its flush lock are leaves below everything.
+ * stripe once, so two inodes sharing a stripe cannot deadlock), then the journal handle (started
+ * by {@link #lockAll} right after the inode locks, as the kernel starts its handle after i_rwsem
+ * and before i_data_sem; a commit run by a starter whose transaction is full sits here too), then
+ * the allocator's group locks (never two at once), then the orphan list's monitor
+ * ({@link Orphans}), then the superblock's. Innermost of all, the install monitors
+ * ({@link #installLock}), held only around the block cache and the inode cache while an inode is
+ * loaded or written, never while taking another lock: loading an inode needs no inode lock, so it
+ * may happen under any of them. The block cache's per-block locks and its flush lock are leaves
+ * below everything, with the journal's state monitor below them.
+ *
+ * <p>The rule that keeps commits from deadlocking: a thread that runs a handle never waits for an
+ * inode lock (a commit waits for every running handle to stop, and a thread waiting to start one
+ * may hold inode locks). Nested lockAll calls of a thread re-take locks it already holds.
  */
 final class InodeLocks {
     private static final int STRIPES = 1024;
@@ -22,8 +30,10 @@ final class InodeLocks {
     final Object renameLock = new Object();
 
     private final Object[] installLocks = new Object[STRIPES];
+    private final Transactions transactions;
 
-    InodeLocks() {
+    InodeLocks(Transactions transactions) {
+        this.transactions = transactions;
         for (int i = 0; i < STRIPES; i++) {
             locks[i] = new ReentrantReadWriteLock();
             installLocks[i] = new Object();
@@ -43,29 +53,37 @@ final class InodeLocks {
         return locks[(int) (ino % STRIPES)];
     }
 
-    /** A held set of write locks, released in reverse order by close(). */
+    /** A held set of write locks and the handle started under them, released in reverse order by close(). */
     final class Held implements AutoCloseable {
         private final int[] stripes;
+        private final Transactions.Handle handle;
 
-        Held(int[] stripes) {
+        Held(int[] stripes, Transactions.Handle handle) {
             this.stripes = stripes;
+            this.handle = handle;
         }
 
         @Override
         public void close() {
+            handle.close();
             for (int i = stripes.length - 1; i >= 0; i--) {
                 locks[stripes[i]].writeLock().unlock();
             }
         }
     }
 
-    /** Write-locks the given inodes (0 entries are skipped) in the documented order. */
+    /** Write-locks the given inodes (0 entries are skipped) in the documented order, then starts a journal handle. */
     Held lockAll(long... inos) {
         int[] s = java.util.Arrays.stream(inos).filter(i -> i != 0).mapToInt(i -> (int) (i % STRIPES)).sorted().distinct().toArray();
         for (int stripe : s) {
             locks[stripe].writeLock().lock();
         }
-        return new Held(s);
+        try {
+            return new Held(s, transactions.start(Transactions.DEFAULT_CREDITS));
+        } catch (RuntimeException | Error e) {
+            new Held(s, () -> { }).close();
+            throw e;
+        }
     }
 
     /** Read-locks one inode. */

@@ -10,6 +10,7 @@ import dev.ext4j.format.ExtentNode;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.io.BlockCache;
+import dev.ext4j.journal.Transactions;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
@@ -26,8 +27,8 @@ import java.util.concurrent.locks.Lock;
  * <ol>
  * <li>under the inode's read lock, the indirect map is read: its data blocks coalesced into
  *     extents of at most 32768 blocks, and its indirect blocks;
- * <li>with no inode lock, a new tree is built from those extents (index and leaf blocks are
- *     allocated as needed, checksummed with the inode's seed);
+ * <li>with no inode lock, in a journal handle of its own, a new tree is built from those extents
+ *     (index and leaf blocks are allocated as needed, checksummed with the inode's seed);
  * <li>under the inode's write lock the map is read again. If it changed (a write filled a hole or
  *     a truncate freed blocks: the kernel's EXT4_STATE_EXT_MIGRATE was cleared), the new tree's
  *     blocks are freed and the answer is EAGAIN, the file as it was. Otherwise i_block becomes the
@@ -82,9 +83,11 @@ final class Migrate {
         ByteBuffer root = ByteBuffer.allocate(Inode.I_BLOCK_SIZE);
         ExtentTree.initEmpty(root);
         try {
-            ExtentTree tree = ExtentTree.writable(fs.cache(), ino, root, info.csumSeed(), fs.metadataCsum(), source);
-            for (Extent e : before.extents()) {
-                tree.insert(e);
+            try (Transactions.Handle h = fs.startHandle(Transactions.DEFAULT_CREDITS)) {
+                ExtentTree tree = ExtentTree.writable(fs.cache(), ino, root, info.csumSeed(), fs.metadataCsum(), source);
+                for (Extent e : before.extents()) {
+                    tree.insert(e);
+                }
             }
             beforeSwap.run();
             try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
@@ -106,7 +109,7 @@ final class Migrate {
                 }
             }
         } catch (Ext4Exception | RuntimeException e) {
-            try {
+            try (Transactions.Handle h = fs.startHandle(Transactions.DEFAULT_CREDITS)) {
                 source.releaseAll();
             } catch (Ext4Exception | RuntimeException f) {
                 e.addSuppressed(f);

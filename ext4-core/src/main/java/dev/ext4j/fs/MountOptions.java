@@ -10,12 +10,19 @@ package dev.ext4j.fs;
  * @param errors             what a detected corruption does; null takes the superblock's s_errors
  * @param reservedClusters   blocks kept back from file data for everyone (the kernel's
  *                           reserved_clusters sysfs tunable); -1 for the default, 2% up to 4096
+ * @param cacheBytes         bound of the page cache (file data)
+ * @param dirtyExpireMillis  how old dirty data gets before the flusher writes it back (dirty_expire)
+ * @param journal            log metadata changes in the journal of a has_journal image (journal=off
+ *                           writes them home unjournaled, as on an image without a journal)
  */
 public record MountOptions(boolean readOnly, long metadataCacheBytes, int inodeCacheEntries, long flushIntervalMillis,
-                           ErrorPolicy errors, long reservedClusters) {
+                           ErrorPolicy errors, long reservedClusters, long cacheBytes, long dirtyExpireMillis, boolean journal) {
+
+    /** The default page cache: 256 MiB. */
+    public static final long DEFAULT_CACHE_BYTES = 256L << 20;
 
     public MountOptions(boolean readOnly, long metadataCacheBytes, int inodeCacheEntries) {
-        this(readOnly, metadataCacheBytes, inodeCacheEntries, 5000, null, -1);
+        this(readOnly, metadataCacheBytes, inodeCacheEntries, 5000, null, -1, DEFAULT_CACHE_BYTES, 30_000, true);
     }
 
     public static MountOptions defaults() {
@@ -23,14 +30,23 @@ public record MountOptions(boolean readOnly, long metadataCacheBytes, int inodeC
     }
 
     public MountOptions withReadOnly(boolean ro) {
-        return new MountOptions(ro, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters);
+        return new MountOptions(ro, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, journal);
     }
 
     public MountOptions withErrors(ErrorPolicy policy) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, policy, reservedClusters);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, policy, reservedClusters, cacheBytes, dirtyExpireMillis, journal);
     }
 
     public MountOptions withReservedClusters(long blocks) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, blocks);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, blocks, cacheBytes, dirtyExpireMillis, journal);
+    }
+
+    /** The page cache bound, the writeback period and the age at which dirty data is written. */
+    public MountOptions withWriteback(long cache, long intervalMillis, long expireMillis) {
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, intervalMillis, errors, reservedClusters, cache, expireMillis, journal);
+    }
+
+    public MountOptions withJournal(boolean on) {
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, on);
     }
 }

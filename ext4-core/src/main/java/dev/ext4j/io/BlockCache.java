@@ -28,13 +28,29 @@ import java.util.concurrent.locks.ReentrantLock;
 public final class BlockCache {
     private final BlockDevice device;
     private final int blockSize;
-    private final long blockCount;
+    /** Grows with an online resize ({@link #growTo}); volatile so every thread sees the new range. */
+    private volatile long blockCount;
     private final Lru<Long, byte[]> blocks;
     private final ConcurrentHashMap<Long, byte[]> dirty = new ConcurrentHashMap<>();
     private final long maxDirty;
     private final ReentrantLock[] updateLocks = new ReentrantLock[256];
     /** One flush at a time; a writer over the dirty limit waits for it. */
     private final ReentrantLock flushLock = new ReentrantLock();
+    /** The journal that logs every change, or null: dirty blocks are then written home by {@link #flush}. */
+    private volatile Tracker tracker;
+
+    /**
+     * Told of every change and every forgotten block (the jbd2 hooks jbd2_journal_dirty_metadata()
+     * and jbd2_journal_forget()/revoke). Called under the block's lock: it must not take locks
+     * that wait for other blocks or for handles.
+     */
+    public interface Tracker {
+        /** {@code block}'s new contents are in the cache (see {@link #dirtyCopy}). */
+        void dirtied(long block);
+
+        /** {@code block} was freed and dropped from the cache. */
+        void forgotten(long block);
+    }
 
     /** Changes a block's bytes in place; the buffer is little-endian, position 0. */
     @FunctionalInterface
@@ -64,6 +80,52 @@ public final class BlockCache {
 
     public int blockSize() {
         return blockSize;
+    }
+
+    /**
+     * Hands every later change to {@code t} (a journal): dirty blocks then leave the cache only
+     * through {@link #writeHome}, never through {@link #flush}, and the dirty limit no longer
+     * forces a flush (the journal bounds it with its transactions).
+     */
+    public void setTracker(Tracker t) {
+        this.tracker = t;
+    }
+
+    /** Changed blocks kept before a flush is forced (without a tracker). */
+    public long maxDirty() {
+        return maxDirty;
+    }
+
+    /**
+     * The newest contents of a dirty block, or null when it is not dirty. The array is never
+     * changed afterwards (a change replaces it), so it serves as a frozen copy.
+     */
+    public byte[] dirtyCopy(long block) {
+        return dirty.get(block);
+    }
+
+    /**
+     * Writes {@code contents}, an earlier {@link #dirtyCopy} of {@code block}, home (a journal
+     * checkpoint). The block stops being dirty only when no later change replaced that copy.
+     */
+    public void writeHome(long block, byte[] contents) throws Ext4Exception {
+        ReentrantLock lock = lockOf(block);
+        lock.lock();
+        try {
+            writeToDevice(block * blockSize, ByteBuffer.wrap(contents));
+            if (dirty.remove(block, contents)) {
+                blocks.put(block, contents);
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Accepts blocks up to {@code newBlockCount} (online resize, after the device has grown). */
+    public void growTo(long newBlockCount) {
+        if (newBlockCount > blockCount) {
+            blockCount = newBlockCount;
+        }
     }
 
     /** The block as a read-only little-endian buffer, position 0, limit the block size. */
@@ -115,6 +177,11 @@ public final class BlockCache {
             }
             dirty.put(block, copy);
             blocks.remove(block);
+            Tracker t = tracker;
+            if (t != null) {
+                t.dirtied(block);
+                return;
+            }
         } finally {
             lock.unlock();
         }
@@ -137,6 +204,10 @@ public final class BlockCache {
         try {
             dirty.remove(block);
             blocks.remove(block);
+            Tracker t = tracker;
+            if (t != null) {
+                t.forgotten(block);
+            }
         } finally {
             lock.unlock();
         }
@@ -153,6 +224,9 @@ public final class BlockCache {
      * written by the next flush.
      */
     public void flush() throws Ext4Exception {
+        if (tracker != null) {
+            throw new IllegalStateException("a journaled cache writes blocks home only by checkpoint");
+        }
         flushLock.lock();
         try {
             List<Long> order = new ArrayList<>(dirty.keySet());
@@ -203,6 +277,11 @@ public final class BlockCache {
     /** Writes the dirty blocks and makes every write so far durable. */
     public void sync() throws Ext4Exception {
         flush();
+        force();
+    }
+
+    /** Makes every write so far durable. */
+    public void force() throws Ext4Exception {
         try {
             device.sync();
         } catch (IOException e) {

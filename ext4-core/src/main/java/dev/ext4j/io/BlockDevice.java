@@ -24,4 +24,13 @@ public interface BlockDevice extends Closeable {
     void sync() throws IOException;
 
     boolean isReadOnly();
+
+    /**
+     * Makes the device at least {@code newSize} bytes long, for an online resize; the new bytes read
+     * as zeros (a sparse extension where the file system allows). A device that cannot grow (a
+     * fixed-size device, a read-only image, a failed write) throws and keeps its size.
+     */
+    default void grow(long newSize) throws IOException {
+        throw new IOException("the device cannot grow (" + size() + " bytes, " + newSize + " wanted)");
+    }
 }

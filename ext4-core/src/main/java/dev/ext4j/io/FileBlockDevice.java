@@ -56,6 +56,20 @@ public final class FileBlockDevice implements BlockDevice {
         return channel.size();
     }
 
+    /** Extends the file sparsely by writing its last byte (a zero), as truncate(1) would. */
+    @Override
+    public void grow(long newSize) throws IOException {
+        if (readOnly) {
+            throw new IOException("image is open read-only");
+        }
+        if (newSize > channel.size()) {
+            ByteBuffer zero = ByteBuffer.allocate(1);
+            while (zero.hasRemaining()) {
+                channel.write(zero, newSize - 1);
+            }
+        }
+    }
+
     @Override
     public void sync() throws IOException {
         if (!readOnly) {

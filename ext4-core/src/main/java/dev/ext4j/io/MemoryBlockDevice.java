@@ -5,7 +5,7 @@ import java.nio.ByteBuffer;
 
 /** An image held in memory, for tests that craft or damage structures byte by byte. */
 public final class MemoryBlockDevice implements BlockDevice {
-    private final byte[] data;
+    private byte[] data;
     private final boolean readOnly;
 
     public MemoryBlockDevice(byte[] data, boolean readOnly) {
@@ -34,8 +34,19 @@ public final class MemoryBlockDevice implements BlockDevice {
     }
 
     @Override
-    public long size() {
+    public synchronized long size() {
         return data.length;
+    }
+
+    /** Grows the array (up to 2 GiB) when the device is writable. */
+    @Override
+    public synchronized void grow(long newSize) throws java.io.IOException {
+        if (readOnly || newSize > Integer.MAX_VALUE - 8) {
+            throw new java.io.IOException("memory device cannot grow to " + newSize + " bytes" + (readOnly ? ": read-only" : ""));
+        }
+        if (newSize > data.length) {
+            data = java.util.Arrays.copyOf(data, (int) newSize);
+        }
     }
 
     @Override

@@ -56,6 +56,11 @@ public final class ReadAroundDevice implements BlockDevice {
     }
 
     @Override
+    public void grow(long newSize) throws IOException {
+        inner.grow(newSize);
+    }
+
+    @Override
     public void sync() throws IOException {
         inner.sync();
     }

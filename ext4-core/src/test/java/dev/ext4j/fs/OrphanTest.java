@@ -50,6 +50,13 @@ class OrphanTest {
         return ino;
     }
 
+    /**
+     * Unjournaled: these tests read the orphan list at its home location while mounted, where a
+     * journaling mount keeps it in the log until a checkpoint (JournalCrashTest crashes with orphans
+     * pending on journaled mounts).
+     */
+    private static final MountOptions OPTIONS = MountOptions.defaults().withJournal(false);
+
     private static long firstOrphan(Path img) {
         String v = Images.dumpe2fsHeader(img).get("First orphan inode");
         return v == null ? 0 : Long.parseLong(v.trim());
@@ -64,7 +71,7 @@ class OrphanTest {
     void anOpenUnlinkedFileKeepsItsDataUntilTheLastRelease() throws Exception {
         Path img = mkfs("open.img");
         byte[] data = pattern(1 << 20, 7);
-        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
             long free0 = fs.statfs().freeBlocks();
             long ino = createWith(fs, "f", data);
             fs.open(ino);
@@ -94,7 +101,7 @@ class OrphanTest {
         Path img = mkfs("crash.img");
         Path crashed = work.resolve("crashed.img");
         long freeBefore;
-        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
             freeBefore = fs.statfs().freeBlocks();
             createWith(fs, "keep", pattern(5000, 1));
             long[] inos = new long[4];
@@ -111,7 +118,7 @@ class OrphanTest {
         }
         assertFalse(Images.fsckCheck(crashed).exitCode() == 0, "before the next mount, e2fsck sees the orphans' blocks in use");
 
-        try (Ext4FileSystem fs = Ext4FileSystem.open(crashed, MountOptions.defaults())) {
+        try (Ext4FileSystem fs = Ext4FileSystem.open(crashed, OPTIONS)) {
             assertEquals(freeBefore - 2, fs.statfs().freeBlocks(), "only /keep (2 blocks) is left in use");
             byte[] back = new byte[5000];
             fs.read(fs.lookup(Ext4FileSystem.ROOT_INO, name("keep")), 0, ByteBuffer.wrap(back));
@@ -131,7 +138,7 @@ class OrphanTest {
         // a truncate to one block that stopped after its first step: size cut, blocks still mapped
         Images.debugfs(img, "sif /f size 4096", "ssv last_orphan " + ino);
         long freeBefore = Long.parseLong(Images.dumpe2fsHeader(img).get("Free blocks").trim());
-        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
             assertEquals(freeBefore + 9, fs.statfs().freeBlocks(), "the nine blocks past EOF were freed");
             byte[] back = new byte[4096];
             assertEquals(4096, fs.read(ino, 0, ByteBuffer.wrap(back)));
@@ -145,7 +152,7 @@ class OrphanTest {
     @Test
     void aTruncateInProgressIsOnTheListAndLeavesItAfter() throws Exception {
         Path img = mkfs("shrink.img");
-        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
             long a = createWith(fs, "a", pattern(300_000, 2));
             long b = createWith(fs, "b", pattern(300_000, 3));
             fs.open(a);
@@ -169,7 +176,7 @@ class OrphanTest {
         // an orphan whose next link points back at itself; it still has a name, so only its
         // blocks past EOF (none) go
         Images.debugfs(img, "ssv last_orphan " + ino, "sif /x dtime " + ino);
-        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
             assertEquals(ino, fs.lookup(Ext4FileSystem.ROOT_INO, name("x")));
             byte[] back = new byte[8192];
             fs.read(ino, 0, ByteBuffer.wrap(back));

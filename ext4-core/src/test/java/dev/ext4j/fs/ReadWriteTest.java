@@ -744,6 +744,21 @@ class ReadWriteTest {
                     off += pos;
                 }
             }
+            // delayed allocation promised map blocks that writeback may not need; once written
+            // back, what is left over is filled too (writes go straight to blocks when space is low)
+            fs.sync();
+            long last = d.create("/fill/last", 0644);
+            files.add("/fill/last");
+            for (long at = 0; ; at += 1024) {
+                byte[] data = random(rnd, 1024);
+                try {
+                    assertEquals(1024, fs.write(last, at, ByteBuffer.wrap(data)));
+                    d.node("/fill/last").content.write(at, data, 0, 1024);
+                } catch (Ext4Exception e) {
+                    assertEquals(Errno.ENOSPC, e.errno(), e.toString());
+                    break;
+                }
+            }
             assertEquals(0, fs.statfs().freeBlocks(), "no free block is left when a write gets ENOSPC");
             // one free block: the first directory split gets block 1 and fails on block 2; the
             // directory keeps an index over one leaf, as make_indexed_dir() leaves it

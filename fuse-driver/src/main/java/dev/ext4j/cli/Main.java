@@ -88,7 +88,7 @@ public final class Main {
             err.println("ext4j: " + mnt + " is already a mount point");
             return 1;
         }
-        MountSpec resolved = new MountSpec(image, mnt, spec.foreground(), spec.readOnly(), spec.debug(), spec.fuseOptions(), spec.logFile(), spec.errors(), spec.controlName());
+        MountSpec resolved = new MountSpec(image, mnt, spec.foreground(), spec.readOnly(), spec.debug(), spec.fuseOptions(), spec.logFile(), spec.errors(), spec.tuning(), spec.controlName());
         return spec.foreground() ? foreground(resolved, err) : Daemon.start(resolved, err, MOUNT_TIMEOUT_MS);
     }
 
@@ -97,7 +97,7 @@ public final class Main {
         configureLogging(spec.debug());
         Ext4FileSystem fs;
         try {
-            fs = Ext4FileSystem.open(spec.image(), MountOptions.defaults().withReadOnly(spec.readOnly()).withErrors(spec.errors()));
+            fs = Ext4FileSystem.open(spec.image(), spec.coreOptions());
         } catch (Ext4Exception e) {
             err.println("ext4j: cannot mount " + spec.image() + ": " + e.getMessage() + " (" + e.errno() + ")");
             return 1;

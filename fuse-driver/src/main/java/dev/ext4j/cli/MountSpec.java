@@ -1,6 +1,8 @@
 package dev.ext4j.cli;
 
 import dev.ext4j.fs.ErrorPolicy;
+import dev.ext4j.fs.MountOptions;
+import dev.ext4j.fuse.ByteSize;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -12,7 +14,8 @@ import java.util.Set;
  * that mean nothing to a FUSE mount are dropped; anything else is an error.
  */
 record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOnly, boolean debug,
-                 List<String> fuseOptions, Path logFile, ErrorPolicy errors, String controlName) {
+                 List<String> fuseOptions, Path logFile, ErrorPolicy errors, List<String> tuning,
+                 String controlName) {
 
     /** The control file's name unless {@code -o control=NAME} says otherwise. */
     static final String DEFAULT_CONTROL = ".ext4j-control";
@@ -59,6 +62,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         ErrorPolicy errors = null;
         String control = DEFAULT_CONTROL;
         List<String> fuse = new ArrayList<>();
+        List<String> tuning = new ArrayList<>();
         for (String o : opts) {
             if (o.isEmpty() || IGNORED.contains(o) || o.startsWith("x-") || o.startsWith("comment=")) {
                 continue;
@@ -80,6 +84,10 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 if (control.isEmpty() || control.contains("/") || control.equals(".") || control.equals("..") || control.length() > 255) {
                     throw new UsageException("control=NAME needs a file name (no '/', not . or ..)");
                 }
+            } else if (o.startsWith("cache_size=") || o.startsWith("commit=") || o.startsWith("dirty_expire=")
+                    || o.startsWith("journal=")) {
+                tune(MountOptions.defaults(), o); // checked now, applied by coreOptions()
+                tuning.add(o);
             } else if (o.startsWith("log=")) {
                 log = Path.of(o.substring(4));
             } else if (FUSE_FLAGS.contains(o) || o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask=")) {
@@ -88,7 +96,47 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 throw new UsageException("unknown mount option " + o);
             }
         }
-        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, control);
+        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, tuning, control);
+    }
+
+    /** The options for the filesystem core: ro, errors= and the cache and writeback tuning. */
+    MountOptions coreOptions() {
+        MountOptions o = MountOptions.defaults().withReadOnly(readOnly).withErrors(errors);
+        for (String t : tuning) {
+            try {
+                o = tune(o, t);
+            } catch (UsageException e) {
+                throw new IllegalStateException("checked by parse()", e);
+            }
+        }
+        return o;
+    }
+
+    /** {@code cache_size=SIZE[KMG]}, {@code commit=SECONDS}, {@code dirty_expire=SECONDS}, {@code journal=on|off}. */
+    private static MountOptions tune(MountOptions o, String opt) throws UsageException {
+        String key = opt.substring(0, opt.indexOf('='));
+        String value = opt.substring(opt.indexOf('=') + 1);
+        try {
+            return switch (key) {
+                case "cache_size" -> o.withWriteback(ByteSize.parse(value), o.flushIntervalMillis(), o.dirtyExpireMillis());
+                case "journal" -> switch (value) {
+                    case "on" -> o.withJournal(true);
+                    case "off" -> o.withJournal(false);
+                    default -> throw new IllegalArgumentException("journal is on or off");
+                };
+                case "commit" -> o.withWriteback(o.cacheBytes(), positive(key, Long.parseLong(value)) * 1000, o.dirtyExpireMillis());
+                default -> o.withWriteback(o.cacheBytes(), o.flushIntervalMillis(), positive(key, Long.parseLong(value)) * 1000);
+            };
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("bad value in " + opt + ": " + e.getMessage());
+        }
+    }
+
+    private static long positive(String key, long v) {
+        if (v <= 0) {
+            throw new IllegalArgumentException(key + " must be at least 1");
+        }
+        return v;
     }
 
     /** The same command for the foreground child of a background mount. */
@@ -104,6 +152,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         if (errors != null) {
             o.add("errors=" + errors.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-'));
         }
+        o.addAll(tuning);
         if (!controlName.equals(DEFAULT_CONTROL)) {
             o.add("control=" + controlName);
         }

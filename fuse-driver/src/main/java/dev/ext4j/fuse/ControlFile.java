@@ -25,7 +25,6 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Only parsing and dispatch live here; what the commands do is in ext4-core.
  */
 final class ControlFile {
-    static final String DEFAULT_NAME = ".ext4j-control";
     private static final System.Logger LOG = System.getLogger("ext4j");
     /** File handles of control file opens: far above any inode number, so never mistaken for one. */
     private static final long HANDLE_BASE = 1L << 62;
@@ -161,9 +160,8 @@ final class ControlFile {
         }
         switch (cmd) {
             case "resize" -> {
-                long blocks = parseSize(arg, fs.status().blockSize());
-                fs.resize(blocks);
-                return "resized to " + blocks + " blocks";
+                fs.resize(parseSize(arg, fs.superblock().blockSize()));
+                return "resized to " + fs.superblock().blocksCount() + " blocks";
             }
             case "freeze" -> {
                 fs.freeze();
@@ -200,25 +198,18 @@ final class ControlFile {
      * 1024) is bytes, rounded down to whole blocks.
      */
     static long parseSize(String s, int blockSize) throws Ext4Exception {
-        String t = s.strip().toUpperCase(Locale.ROOT);
-        int shift = switch (t.isEmpty() ? ' ' : t.charAt(t.length() - 1)) {
-            case 'K' -> 10;
-            case 'M' -> 20;
-            case 'G' -> 30;
-            case 'T' -> 40;
-            default -> -1;
-        };
-        String digits = shift < 0 ? t : t.substring(0, t.length() - 1);
+        String t = s.strip();
+        boolean bytes = !t.isEmpty() && !Character.isDigit(t.charAt(t.length() - 1));
         long n;
         try {
-            n = Long.parseLong(digits);
-        } catch (NumberFormatException e) {
+            n = ByteSize.parse(t);
+        } catch (IllegalArgumentException e) {
             throw new Ext4Exception(Errno.EINVAL, "size \"" + s + "\" is not a number of blocks or of bytes with K, M, G or T");
         }
-        if (n <= 0 || (shift > 0 && n > Long.MAX_VALUE >> shift)) {
+        if (n <= 0) {
             throw new Ext4Exception(Errno.EINVAL, "size \"" + s + "\" is out of range");
         }
-        return shift < 0 ? n : (n << shift) / blockSize;
+        return bytes ? n / blockSize : n;
     }
 
     /** The status text, "key: value" lines after a first line. */

@@ -239,10 +239,7 @@ public final class Ext4Fuse extends FuseStubFS {
             if (ino == 0) {
                 ino = resolve(path);
             }
-            byte[] data = new byte[(int) Math.min(size, 1 << 24)];
-            int n = fs.read(ino, offset, ByteBuffer.wrap(data));
-            buf.put(0, data, 0, n);
-            return n;
+            return fs.read(ino, offset, view(buf, Math.min(size, 1 << 24)));
         });
     }
 
@@ -574,15 +571,15 @@ public final class Ext4Fuse extends FuseStubFS {
     public int write(String path, Pointer buf, @size_t long size, @off_t long offset, FuseFileInfo fi) {
         return guard("write", path, () -> {
             long ino = handleOr(fi);
-            byte[] data = new byte[(int) size];
-            buf.get(0, data, 0, data.length);
             if (control.owns(ino)) {
+                byte[] data = new byte[(int) size];
+                buf.get(0, data, 0, data.length);
                 return control.write(ino, data);
             }
             if (ino == 0) {
                 ino = resolve(path);
             }
-            return fs.write(ino, offset, ByteBuffer.wrap(data));
+            return fs.write(ino, offset, view(buf, size));
         });
     }
 
@@ -746,5 +743,16 @@ public final class Ext4Fuse extends FuseStubFS {
         } catch (IOException e) {
             LOG.log(Level.ERROR, "closing the image: {0}", e.toString());
         }
+    }
+
+    /**
+     * libfuse's request buffer as a ByteBuffer over the same memory, so data is copied once, by
+     * the core, and not first into the Java heap. Valid only during the callback.
+     */
+    private static ByteBuffer view(Pointer buf, long size) {
+        if (buf.isDirect()) {
+            return com.kenai.jffi.MemoryIO.getInstance().newDirectByteBuffer(buf.address(), (int) size);
+        }
+        throw new IllegalStateException("libfuse passed a buffer that is not native memory");
     }
 }

@@ -64,13 +64,16 @@ class ControlFileIT extends FuseTestBase {
             assertEquals("ok synced\n", reply(mnt, "sync"));
             assertTrue(reply(mnt, "status").startsWith("ok status\nsize: 67108864\n"));
 
-            assertFalse(send(mnt, "resize 8G").ok(), "online resize is not built yet");
-            assertEquals("error EOPNOTSUPP: online resize is not built yet\n", reply(mnt, "resize 8G"));
+            assertEquals("ok resized to 32768 blocks\n", reply(mnt, "resize 128M"), "64 MiB to 128 MiB of 4 KiB blocks");
+            assertTrue(reply(mnt, "status").contains("size: 134217728\n"));
+            Tools.Result shrink = send(mnt, "resize 1000");
+            assertTrue(!shrink.ok() && shrink.stderr().contains("Invalid argument"), "shrinking: " + shrink.describe());
             assertTrue(reply(mnt, "resize 12x").startsWith("error EINVAL: size"), "a malformed size");
-            // resize2fs finds the mount by its fsname (the image's real path) and asks through EXT4_IOC_RESIZE_FS
-            // on the mount point, an ioctl on a directory
-            Tools.Result rz = Tools.run(Tools.SHORT, "resize2fs", image.toRealPath().toString(), "80M");
-            assertTrue(rz.output().contains("on-line resizing required") && rz.output().contains("Operation not supported"), rz.describe());
+            // resize2fs finds the mount by its fsname (the image's real path) and grows it through
+            // EXT4_IOC_RESIZE_FS on the mount point, an ioctl on a directory
+            Tools.Result rz = Tools.run(Tools.SHORT, "resize2fs", image.toRealPath().toString(), "160M");
+            assertTrue(rz.ok() && rz.output().contains("on-line resizing required"), rz.describe());
+            assertTrue(reply(mnt, "status").contains("size: 167772160\n"), reply(mnt, "status"));
 
             assertTrue(Tools.run(Tools.SHORT, "rm", "-f", mnt.resolve(CTL).toString()).stderr().contains("Operation not permitted"));
             assertTrue(Tools.run(Tools.SHORT, "mv", mnt.resolve(CTL).toString(), mnt.resolve("x").toString()).stderr()

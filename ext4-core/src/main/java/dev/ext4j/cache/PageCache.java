@@ -1,0 +1,495 @@
+package dev.ext4j.cache;
+
+import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * File data pages (the page cache of the kernel's buffered I/O path), for every inode, bounded in
+ * bytes. A page holds {@link #pageSize()} bytes of one file, always whole: a page that a write only
+ * partly covers is first filled from the image (or zeros), so reads can be answered from any page.
+ *
+ * <p>Pages are frames: a fixed set of page objects over direct memory, made as the cache grows to
+ * its bound and then reused, so the cache costs the garbage collector nothing and its footprint is
+ * the bound. A frame that is free, or that holds another file's page, must not be touched in the
+ * name of the old one; so code that works on a page pins it first ({@link FilePages#pin}), which
+ * checks whose page it is, and eviction passes over pinned, dirty and in-flight pages.
+ *
+ * <p>Pages change only under their inode's write lock (writes, truncate, writeback); reads pin
+ * them under the read lock. Eviction is a clock over the frames, from any thread, taking clean
+ * unpinned pages not seen since the hand last passed. Dirty pages are never evicted: writeback
+ * cleans them (see fs.Writeback).
+ */
+public final class PageCache {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+    /** Frames made at once: 4 MiB of pages. */
+    private static final int CHUNK = 4 << 20;
+
+    private final int pageSize;
+    private final int blockSize;
+    private final long maxBytes;
+    private final ConcurrentHashMap<Long, FilePages> files = new ConcurrentHashMap<>();
+    private final AtomicLong bytes = new AtomicLong();
+    private final AtomicLong dirtyBytes = new AtomicLong();
+    /** Every frame made, and the free ones; under {@code frames}' monitor. */
+    private final ArrayList<Page> frames = new ArrayList<>();
+    private final ArrayDeque<Page> freeFrames = new ArrayDeque<>();
+    /** The clock hand: the next frame eviction looks at; under {@code frames}' monitor. */
+    private int hand;
+    private boolean warnedOverBound;
+
+    public PageCache(int blockSize, long maxBytes) {
+        this.blockSize = blockSize;
+        this.pageSize = Math.max(4096, blockSize);
+        this.maxBytes = Math.max(maxBytes, 64L * pageSize);
+    }
+
+    public int pageSize() {
+        return pageSize;
+    }
+
+    public int blocksPerPage() {
+        return pageSize / blockSize;
+    }
+
+    public long maxBytes() {
+        return maxBytes;
+    }
+
+    public long bytes() {
+        return bytes.get();
+    }
+
+    public long dirtyBytes() {
+        return dirtyBytes.get();
+    }
+
+    /** The pages of inode {@code ino}, made on first use. */
+    public FilePages of(long ino) {
+        return files.computeIfAbsent(ino, FilePages::new);
+    }
+
+    /** The pages of inode {@code ino}, or null when it has none. */
+    public FilePages peek(long ino) {
+        return files.get(ino);
+    }
+
+    /** Inodes that have dirty pages or a writeback under way, oldest first dirtied first. */
+    public List<FilePages> dirtyFiles() {
+        List<FilePages> out = new ArrayList<>();
+        for (FilePages f : files.values()) {
+            if (f.dirtyPages.get() > 0 || f.busy()) {
+                out.add(f);
+            }
+        }
+        out.sort((a, b) -> Long.compare(a.oldestDirtyNanos(), b.oldestDirtyNanos()));
+        return out;
+    }
+
+    /** Forgets an inode's pages (it was deleted). Its dirty pages must have been dropped first. */
+    public void remove(long ino) {
+        FilePages f = files.remove(ino);
+        if (f != null) {
+            f.dropFrom(0);
+        }
+    }
+
+    /** Evicts clean pages until the cache is back under its bound (or nothing more can go). */
+    public void shrink() {
+        while (bytes.get() > maxBytes && evictOne()) {
+            // one more
+        }
+    }
+
+    /**
+     * A free frame: from the free list, new while the bound allows, else one evicted now; past
+     * the bound when every frame is dirty, pinned or in flight (writers then write back before
+     * they dirty more, so that stays rare and short).
+     */
+    private Page takeFrame() {
+        synchronized (frames) {
+            Page p = freeFrames.poll();
+            if (p != null) {
+                return p;
+            }
+            if ((long) frames.size() * pageSize < maxBytes) {
+                return makeFrames();
+            }
+        }
+        if (evictOne()) {
+            synchronized (frames) {
+                Page p = freeFrames.poll();
+                if (p != null) {
+                    return p;
+                }
+            }
+        }
+        synchronized (frames) {
+            if (!warnedOverBound) {
+                warnedOverBound = true;
+                LOG.log(System.Logger.Level.WARNING, "page cache: every page is dirty or in flight; growing past cache_size");
+            }
+            return makeFrames();
+        }
+    }
+
+    /** Makes a chunk of frames; returns one and frees the rest. Under {@code frames}' monitor. */
+    private Page makeFrames() {
+        int n = Math.max(1, CHUNK / pageSize);
+        ByteBuffer chunk = ByteBuffer.allocateDirect(n * pageSize);
+        for (int i = 0; i < n; i++) {
+            Page p = new Page(chunk.slice(i * pageSize, pageSize));
+            frames.add(p);
+            if (i > 0) {
+                freeFrames.push(p);
+            }
+        }
+        return frames.get(frames.size() - n);
+    }
+
+    private void freeFrame(Page p) {
+        bytes.addAndGet(-pageSize);
+        synchronized (frames) {
+            freeFrames.push(p);
+        }
+    }
+
+    /** One turn of the clock: evicts the first clean unpinned page not referenced since the last turn. */
+    private boolean evictOne() {
+        int budget;
+        synchronized (frames) {
+            budget = 2 * frames.size();
+        }
+        while (budget-- > 0) {
+            Page p;
+            synchronized (frames) {
+                if (frames.isEmpty()) {
+                    return false;
+                }
+                hand = (hand + 1) % frames.size();
+                p = frames.get(hand);
+            }
+            synchronized (p) {
+                if (p.owner == null || p.pins > 0 || p.dirtyMask != 0 || p.writeback) {
+                    continue;
+                }
+                if (p.referenced) {
+                    p.referenced = false;
+                    continue;
+                }
+                p.owner.pages.remove(p.index, p);
+                p.owner = null;
+            }
+            freeFrame(p);
+            return true;
+        }
+        return false;
+    }
+
+    /**
+     * One frame, and the page of a file it holds while {@link #owner} is set. Fields other than
+     * the data are guarded by the frame's monitor.
+     */
+    public final class Page {
+        /** The page's bytes, used only with absolute gets and puts. */
+        public final ByteBuffer data;
+        /** The file whose page this is; null while the frame is free. */
+        FilePages owner;
+        /** Its index in that file. */
+        long index;
+        /** Blocks changed since their last writeback, one bit per block of the page. */
+        int dirtyMask;
+        /** Dirty blocks that were holes when dirtied: each holds a delayed-allocation reservation. */
+        int reservedMask;
+        /** When the page was first dirtied (System.nanoTime()). */
+        long dirtiedAt;
+        /** Being written back: it must stay until its blocks are converted to written. */
+        boolean writeback;
+        /** The blocks the current writeback took. */
+        int takenMask;
+        /** Truncated away while under writeback: the frame is freed when the writeback ends. */
+        boolean dropped;
+        /** Users between pin and unpin: a pinned page is not evicted. */
+        int pins;
+        boolean referenced;
+
+        Page(ByteBuffer data) {
+            this.data = data;
+        }
+
+        public long index() {
+            return index;
+        }
+
+        public synchronized void unpin() {
+            pins--;
+        }
+
+        /** Marks blocks dirty, and which of them hold a reservation. The caller has the page pinned. */
+        public synchronized void markDirty(int blocks, int reserved) {
+            if (dirtyMask == 0) {
+                dirtiedAt = System.nanoTime();
+                owner.dirtyPages.incrementAndGet();
+                dirtyBytes.addAndGet(pageSize);
+            }
+            dirtyMask |= blocks;
+            reservedMask |= reserved;
+        }
+
+        public synchronized int reservedMask() {
+            return reservedMask;
+        }
+
+        public synchronized boolean underWriteback() {
+            return writeback;
+        }
+
+        /**
+         * Writeback takes the dirty blocks of this page of {@code f}: returns them and which were
+         * reserved as {@code dirty | reserved << 32}, or 0 when the page is not {@code f}'s any
+         * more, is clean, or is another writeback's. The page is then pinned by the writeback until
+         * {@link #endWriteback}.
+         */
+        public synchronized long takeForWriteback(FilePages f) {
+            if (owner != f || dropped || dirtyMask == 0 || writeback) {
+                return 0;
+            }
+            long taken = (dirtyMask & 0xFFFFFFFFL) | (long) reservedMask << 32;
+            owner.dirtyPages.decrementAndGet();
+            dirtyBytes.addAndGet(-pageSize);
+            takenMask = dirtyMask;
+            dirtyMask = 0;
+            reservedMask = 0;
+            writeback = true;
+            return taken;
+        }
+
+        /** The writeback is over; when its data write failed, the blocks it took are dirty again. */
+        public void endWriteback(boolean failed) {
+            synchronized (this) {
+                writeback = false;
+                if (!dropped) {
+                    if (failed && takenMask != 0) {
+                        markDirty(takenMask, 0);
+                    }
+                    takenMask = 0;
+                    return;
+                }
+                dropped = false;
+                owner = null;
+                takenMask = 0;
+            }
+            freeFrame(this);
+        }
+
+        /** Clears blocks {@code mask} without writing them (truncated away); returns the reserved ones. */
+        public synchronized int clearBlocks(int mask) {
+            int freed = reservedMask & mask;
+            boolean wasDirty = dirtyMask != 0;
+            dirtyMask &= ~mask;
+            reservedMask &= ~mask;
+            if (wasDirty && dirtyMask == 0) {
+                owner.dirtyPages.decrementAndGet();
+                dirtyBytes.addAndGet(-pageSize);
+            }
+            return freed;
+        }
+
+        /** This page of {@code f}'s, pinned; false when the frame holds something else now. */
+        synchronized boolean pin(FilePages f, long idx) {
+            if (owner != f || index != idx || dropped) {
+                return false;
+            }
+            pins++;
+            referenced = true;
+            return true;
+        }
+    }
+
+    /** The pages of one inode, by page index, and its size as writes left it in memory. */
+    public final class FilePages {
+        public final long ino;
+        final PageTable<Page> pages = new PageTable<>();
+        final AtomicLong dirtyPages = new AtomicLong();
+        /** i_size when writes moved it past the size on disk (i_disksize); -1 otherwise. Under the inode lock. */
+        private volatile long size = -1;
+        /**
+         * The extent status sequence: bumped by every change to the inode's block map, so a
+         * mapping looked up earlier can tell whether it still holds (the validity cookie).
+         */
+        public final AtomicLong mapSeq = new AtomicLong();
+        /** Delayed-allocation reservations of this inode: data blocks, and metadata blocks for them. */
+        public long reservedData;
+        public long reservedMeta;
+        /** Writebacks whose data writes are in flight; truncate and punch wait for none. */
+        private int inFlight;
+        /**
+         * The writebacks between their two locked steps, each with the logical block ranges
+         * [from, to) that a truncate or punch took away meanwhile, which it must not map or
+         * convert. Under the inode's lock.
+         */
+        public final List<List<long[]>> tickets = new ArrayList<>();
+        /** Writebacks started and not yet finished; under this object's monitor. */
+        private int writebacks;
+
+        FilePages(long ino) {
+            this.ino = ino;
+        }
+
+        /** The first cached page index at or after {@code index}, or -1. */
+        public long nextIndex(long index) {
+            return pages.nextIndex(index);
+        }
+
+        public boolean isEmpty() {
+            return pages.isEmpty();
+        }
+
+        /** The cached page at {@code index}, pinned (the caller unpins it), or null. */
+        public Page pin(long index) {
+            Page p = pages.get(index);
+            return p != null && p.pin(this, index) ? p : null;
+        }
+
+        /**
+         * A new page at {@code index} with undefined bytes, pinned, for the caller (who holds the
+         * inode's write lock and found no page there) to fill.
+         */
+        public Page add(long index) {
+            Page p = takeFrame();
+            synchronized (p) {
+                p.owner = this;
+                p.index = index;
+                p.pins = 1;
+                p.referenced = false;
+                p.dirtyMask = 0;
+                p.reservedMask = 0;
+            }
+            bytes.addAndGet(pageSize);
+            pages.putIfAbsent(index, p);
+            return p;
+        }
+
+        public synchronized void startIo() {
+            inFlight++;
+        }
+
+        public synchronized void endIo() {
+            if (--inFlight == 0) {
+                notifyAll();
+            }
+        }
+
+        synchronized boolean busy() {
+            return writebacks > 0;
+        }
+
+        public synchronized void beginRound() {
+            writebacks++;
+        }
+
+        public synchronized void endRound() {
+            if (--writebacks == 0) {
+                notifyAll();
+            }
+        }
+
+        /** Waits until every writeback of this inode has finished (not under the inode's lock). */
+        public synchronized void awaitWritebacks() {
+            boolean interrupted = false;
+            while (writebacks > 0) {
+                try {
+                    wait();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        /** Waits until no writeback of this inode is writing data (blocks may be freed after). */
+        public synchronized void awaitIo() {
+            boolean interrupted = false;
+            while (inFlight > 0) {
+                try {
+                    wait();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        public boolean hasDirty() {
+            return dirtyPages.get() > 0;
+        }
+
+        public long size() {
+            return size;
+        }
+
+        public void setSize(long s) {
+            size = s;
+        }
+
+        /** When the longest-dirty page of this file was dirtied (System.nanoTime()). */
+        public long oldestDirtyNanos() {
+            long oldest = Long.MAX_VALUE;
+            for (Page p : pages.range(0, Long.MAX_VALUE)) {
+                synchronized (p) {
+                    if (p.owner == this && p.dirtyMask != 0) {
+                        oldest = Math.min(oldest, p.dirtiedAt);
+                    }
+                }
+            }
+            return oldest;
+        }
+
+        /** The pages from {@code fromIndex} on, in order (a snapshot). */
+        public Iterable<Page> from(long fromIndex) {
+            return pages.range(fromIndex, Long.MAX_VALUE);
+        }
+
+
+        /**
+         * Drops the pages from {@code fromIndex} on (truncate, punch, delete); returns how many
+         * reserved blocks they held. A page under writeback goes too: its writeback holds its own
+         * copy of the data, and finds the blocks gone when it comes to convert them.
+         */
+        public long dropFrom(long fromIndex) {
+            return dropRange(fromIndex, Long.MAX_VALUE);
+        }
+
+        /** Drops the pages in [from, to); see {@link #dropFrom}. */
+        public long dropRange(long from, long to) {
+            long freed = 0;
+            for (Page p : pages.range(from, to)) {
+                boolean free;
+                synchronized (p) {
+                    if (p.owner != this || p.dropped || p.index < from || p.index >= to) {
+                        continue; // evicted and reused meanwhile
+                    }
+                    freed += Integer.bitCount(p.clearBlocks(-1));
+                    pages.remove(p.index, p);
+                    free = !p.writeback;
+                    if (free) {
+                        p.owner = null;
+                    } else {
+                        p.dropped = true; // its writeback frees it
+                    }
+                }
+                if (free) {
+                    freeFrame(p);
+                }
+            }
+            return freed;
+        }
+    }
+}

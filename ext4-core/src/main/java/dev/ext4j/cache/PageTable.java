@@ -1,0 +1,111 @@
+package dev.ext4j.cache;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentSkipListMap;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+
+/**
+ * The pages of one file by index, in the shape of the kernel's xarray: slots of 512 pages, found
+ * by their first index in an ordered map, so a lookup is one map probe and an array read, and
+ * walking in order costs nothing extra. A slot goes when its last page does.
+ */
+final class PageTable<P> {
+    private static final int SHIFT = 9;
+    private static final int SIZE = 1 << SHIFT;
+
+    private static final class Slot<P> {
+        final AtomicReferenceArray<P> pages = new AtomicReferenceArray<>(SIZE);
+        final AtomicInteger count = new AtomicInteger();
+    }
+
+    private final ConcurrentSkipListMap<Long, Slot<P>> slots = new ConcurrentSkipListMap<>();
+    private final AtomicInteger size = new AtomicInteger();
+
+    P get(long index) {
+        Slot<P> s = slots.get(index >>> SHIFT);
+        return s == null ? null : s.pages.get((int) (index & (SIZE - 1)));
+    }
+
+    /** Puts {@code p} at {@code index} unless a page is there; returns the page that was there, or null. */
+    P putIfAbsent(long index, P p) {
+        while (true) {
+            Slot<P> s = slots.get(index >>> SHIFT);
+            if (s == null) {
+                Slot<P> fresh = new Slot<>();
+                s = slots.putIfAbsent(index >>> SHIFT, fresh);
+                if (s == null) {
+                    s = fresh;
+                }
+            }
+            P had = s.pages.compareAndExchange((int) (index & (SIZE - 1)), null, p);
+            if (had != null) {
+                return had;
+            }
+            s.count.incrementAndGet();
+            if (slots.get(index >>> SHIFT) == s) {
+                size.incrementAndGet();
+                return null;
+            }
+            // the slot was dropped as empty meanwhile: take the page back out and retry
+            if (s.pages.compareAndSet((int) (index & (SIZE - 1)), p, null)) {
+                s.count.decrementAndGet();
+            }
+        }
+    }
+
+    /** Removes {@code p} from {@code index} if it is still there. */
+    boolean remove(long index, P p) {
+        Slot<P> s = slots.get(index >>> SHIFT);
+        if (s == null || !s.pages.compareAndSet((int) (index & (SIZE - 1)), p, null)) {
+            return false;
+        }
+        size.decrementAndGet();
+        if (s.count.decrementAndGet() == 0) {
+            slots.remove(index >>> SHIFT, s);
+        }
+        return true;
+    }
+
+    boolean isEmpty() {
+        return size.get() == 0;
+    }
+
+    /** The first index at or after {@code index} that holds a page, or -1. */
+    long nextIndex(long index) {
+        for (Map.Entry<Long, Slot<P>> e : slots.tailMap(index >>> SHIFT).entrySet()) {
+            long base = e.getKey() << SHIFT;
+            for (int i = (int) Math.max(0, index - base); i < SIZE; i++) {
+                if (e.getValue().pages.get(i) != null) {
+                    return base + i;
+                }
+            }
+        }
+        return -1;
+    }
+
+    /** The pages with index in [from, to), in order: a snapshot. */
+    List<P> range(long from, long to) {
+        List<P> out = new ArrayList<>();
+        long toSlot = to == Long.MAX_VALUE ? Long.MAX_VALUE : (to - 1) >>> SHIFT;
+        for (Map.Entry<Long, Slot<P>> e : slots.tailMap(from >>> SHIFT).entrySet()) {
+            if (e.getKey() > toSlot) {
+                break;
+            }
+            long base = e.getKey() << SHIFT;
+            for (int i = 0; i < SIZE; i++) {
+                long idx = base + i;
+                if (idx < from || idx >= to) {
+                    continue;
+                }
+                P p = e.getValue().pages.get(i);
+                if (p != null) {
+                    out.add(p);
+                }
+            }
+        }
+        return out;
+    }
+}

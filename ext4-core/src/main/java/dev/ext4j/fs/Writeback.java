@@ -1,0 +1,773 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.Allocator;
+import dev.ext4j.cache.PageCache;
+import dev.ext4j.cache.PageCache.FilePages;
+import dev.ext4j.cache.PageCache.Page;
+import dev.ext4j.extent.Mapping;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.Inode;
+import java.lang.System.Logger.Level;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The buffered write path, iomap style (the kernel's ext4 buffered iomap series and page-io.c).
+ *
+ * <p>A write copies into cached pages under the inode's write lock, marks the blocks it touched
+ * dirty, and promises a block for each dirty block that is a hole on disk (delayed allocation:
+ * ENOSPC comes from write(), never later). i_size moves in memory only.
+ *
+ * <p>Writeback of an inode, in three steps: (1) under the inode's lock, take the dirty blocks
+ * inside i_size with a copy of their bytes, allocate the holes among them as unwritten extents
+ * (whole runs at once, so a file written in order gets long extents) and note the extent
+ * sequence; (2) without the lock, write the data; (3) under the lock again, convert the blocks
+ * that are still mapped where the data went to written, and move the on-disk size forward. The
+ * on-disk size and the "written" state therefore never run ahead of the data, and a crash never
+ * shows stale blocks. On a file with block maps instead of extents, which have no unwritten
+ * state, step (1) only allocates and step (3) maps the blocks.
+ */
+final class Writeback {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+    /** Longest run written back at once: the longest unwritten extent. */
+    private static final int MAX_RUN = 32767;
+    /** Bytes per write of the data: 1 MiB. */
+    private static final int SLICE = 1 << 20;
+
+    private final Ext4FileSystem fs;
+    private final PageCache pages;
+    private final BlockAccount.Reserve reserve;
+    private final int bs;
+    private final int ps;
+    private final int perPage;
+
+    Writeback(Ext4FileSystem fs, PageCache pages, BlockAccount.Reserve reserve) {
+        this.fs = fs;
+        this.pages = pages;
+        this.reserve = reserve;
+        this.bs = fs.blockSize();
+        this.ps = pages.pageSize();
+        this.perPage = pages.blocksPerPage();
+    }
+
+    PageCache pages() {
+        return pages;
+    }
+
+    /**
+     * i_size as writes left it: past the on-disk size while written data waits for writeback. The
+     * in-memory size is read first: writers store the on-disk size before they drop it, so a
+     * reader without the inode's lock never sees an old on-disk size in between.
+     */
+    long size(long ino) throws Ext4Exception {
+        FilePages f = pages.peek(ino);
+        long s = f == null ? -1 : f.size();
+        return s >= 0 ? s : fs.inode(ino).inode().size();
+    }
+
+    boolean hasPages(long ino) {
+        FilePages f = pages.peek(ino);
+        return f != null && !f.isEmpty();
+    }
+
+    /** Blocks promised to this inode's dirty pages, counted in st_blocks as the kernel does. */
+    long delayedBlocks(long ino) {
+        FilePages f = pages.peek(ino);
+        return f == null ? 0 : f.reservedData;
+    }
+
+    // ------------------------------------------------------------------------------------ write
+
+    /**
+     * Copies {@code len} bytes of {@code src} into the pages of the file from {@code offset}; the
+     * caller holds the inode's write lock and has checked the size limits. Returns the bytes
+     * taken: fewer than asked when the space ran out part way (ENOSPC when none).
+     */
+    int write(long ino, long offset, ByteBuffer src, int len) throws Ext4Exception {
+        FilePages f = pages.of(ino);
+        InodeInfo info = fs.inode(ino);
+        Inode copy = info.inode().copy();
+        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
+        long size = size(ino);
+        boolean retried = false;
+        if (offset > size) {
+            zeroPageTail(ino, f, map, size);
+        }
+        long end = offset + len;
+        long pos = offset;
+        MappingCache mc = new MappingCache(map, f);
+        try {
+            while (pos < end) {
+                long index = pos / ps;
+                int inPage = (int) (pos - index * ps);
+                int n = (int) Math.min(ps - inPage, end - pos);
+                int mask = blockMask(inPage, n);
+                Page p = pageForWrite(f, map, index, inPage == 0 && n == ps, size);
+                try {
+                    int holes;
+                    while (true) {
+                        holes = 0;
+                        int reservedBefore = p.reservedMask();
+                        for (int b = 0; b < perPage; b++) {
+                            if ((mask & (1 << b)) != 0 && (reservedBefore & (1 << b)) == 0 && mc.isHole(index * perPage + b)) {
+                                holes |= 1 << b;
+                            }
+                        }
+                        if (holes == 0) {
+                            break;
+                        }
+                        try {
+                            promise(f, Integer.bitCount(holes), map.hasExtents());
+                            break;
+                        } catch (Ext4Exception e) {
+                            if (retried || e.errno() != dev.ext4j.Errno.ENOSPC) {
+                                throw e;
+                            }
+                            // as ext4_should_retry_alloc(): write back this inode, which turns
+                            // its promises into blocks, and try once more
+                            retried = true;
+                            writeback(ino);
+                            info = fs.inode(ino);
+                            copy = info.inode().copy();
+                            map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
+                            mc = new MappingCache(map, f);
+                        }
+                    }
+                    p.markDirty(mask, holes);
+                    p.data.put(inPage, src, src.position(), n);
+                } finally {
+                    p.unpin();
+                }
+                src.position(src.position() + n);
+                pos += n;
+            }
+        } catch (Ext4Exception e) {
+            if (pos == offset) {
+                throw e;
+            }
+            // a short write: what was copied stays and counts
+        }
+        if (pos > size(ino)) {
+            f.setSize(pos);
+        }
+        return (int) (pos - offset);
+    }
+
+    /**
+     * The page at {@code index}, pinned (the caller unpins it): the cached one, or a new one filled
+     * from the image unless the write covers it all.
+     */
+    private Page pageForWrite(FilePages f, FileMap map, long index, boolean whole, long size) throws Ext4Exception {
+        Page p = f.pin(index);
+        if (p != null) {
+            return p;
+        }
+        p = f.add(index);
+        if (whole) {
+            return p;
+        }
+        try {
+            zero(p.data, 0, ps);
+            if (index * ps < size) {
+                fill(map, index, p.data, size);
+            }
+        } catch (Ext4Exception | RuntimeException e) {
+            p.unpin();
+            f.dropRange(index, index + 1); // never filled: it must not be read
+            throw e;
+        }
+        return p;
+    }
+
+    /** Reads the on-disk bytes of page {@code index} below {@code size} into {@code data}. */
+    private void fill(FileMap map, long index, ByteBuffer data, long size) throws Ext4Exception {
+        long first = index * perPage;
+        int blocks = (int) Math.min(perPage, (size - index * ps + bs - 1) / bs);
+        for (int b = 0; b < blocks; ) {
+            Mapping m = map.map(first + b, blocks - b);
+            int n = (int) Math.min(m.length(), blocks - b);
+            if (!m.readsAsZeros()) {
+                fs.cache().readDirect(m.physical(), 0, data.slice(b * bs, n * bs));
+            }
+            b += n;
+        }
+    }
+
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(64 * 1024);
+
+    /** Zeros bytes [from, to) of a page. */
+    private static void zero(ByteBuffer page, int from, int to) {
+        for (int at = from; at < to; ) {
+            int n = Math.min(to - at, ZEROS.capacity());
+            page.put(at, ZEROS, 0, n);
+            at += n;
+        }
+    }
+
+    /** Bits of the blocks of a page that bytes [inPage, inPage+n) touch. */
+    private int blockMask(int inPage, int n) {
+        int first = inPage / bs;
+        int last = (inPage + n - 1) / bs;
+        return ((1 << (last + 1)) - 1) & ~((1 << first) - 1);
+    }
+
+    /**
+     * Zeros what lies past the old EOF in its page, before a write or truncate extends the file
+     * (the partial block at EOF must read as zeros past the old size); the block becomes dirty so
+     * the zeros reach the image too.
+     */
+    void zeroPageTail(long ino, FileMap map, long size) throws Ext4Exception {
+        zeroPageTail(ino, pages.of(ino), map, size);
+    }
+
+    private void zeroPageTail(long ino, FilePages f, FileMap map, long size) throws Ext4Exception {
+        int inPage = (int) (size % ps);
+        if (inPage == 0) {
+            return;
+        }
+        long index = size / ps;
+        Page p = f.pin(index);
+        if (p == null) {
+            if (size % bs == 0 || map.map(size / bs, 1).readsAsZeros()) {
+                return; // nothing on disk past EOF in its block
+            }
+            p = pageForWrite(f, map, index, false, size);
+        }
+        try {
+            zero(p.data, inPage, ps);
+            if (size % bs != 0) {
+                int eofBlock = inPage / bs;
+                int bit = 1 << eofBlock;
+                int reserved = (p.reservedMask() & bit) == 0 && new MappingCache(map, f).isHole(index * perPage + eofBlock) ? bit : 0;
+                if (reserved != 0) {
+                    promise(f, 1, map.hasExtents());
+                }
+                p.markDirty(bit, reserved);
+            }
+        } finally {
+            p.unpin();
+        }
+    }
+
+    /** ext4_da_reserve_space(): {@code n} more data blocks and the metadata they may need. */
+    private void promise(FilePages f, int n, boolean extents) throws Ext4Exception {
+        long meta = metaFor(f.reservedData + n, extents) - f.reservedMeta;
+        reserve.reserveDelayed(fs.allocator().freeBlocksCount(), n + Math.max(0, meta));
+        f.reservedData += n;
+        f.reservedMeta += Math.max(0, meta);
+    }
+
+    /** Gives back {@code n} data blocks' promise and the metadata promise they no longer need. */
+    private void unpromise(FilePages f, long n, boolean extents) {
+        long data = Math.max(0, f.reservedData - Math.max(0, n));
+        long meta = Math.min(f.reservedMeta, metaFor(data, extents));
+        long back = (f.reservedData - data) + (f.reservedMeta - meta);
+        f.reservedData = data;
+        f.reservedMeta = meta;
+        if (back > 0) {
+            reserve.releaseDelayed(back);
+        }
+    }
+
+    /**
+     * Worst-case map blocks for {@code data} delayed blocks: a leaf (or indirect block) per full
+     * node of single-block runs, and a block per tree level above.
+     */
+    private long metaFor(long data, boolean extents) {
+        if (data == 0 || extents && reserve.poolsMetadata()) {
+            return 0; // extent blocks come from the reserved pool (s_resv_clusters), as the kernel's
+        }
+        long perNode = extents ? (bs - 12) / 12 : bs / 4;
+        return (data + perNode - 1) / perNode + 2;
+    }
+
+    /** The last mapping looked up, reused while the extent sequence says it still holds. */
+    private static final class MappingCache {
+        private final FileMap map;
+        private final FilePages f;
+        private Mapping last;
+        private long seq;
+
+        MappingCache(FileMap map, FilePages f) {
+            this.map = map;
+            this.f = f;
+        }
+
+        boolean isHole(long lblk) throws Ext4Exception {
+            if (last == null || seq != f.mapSeq.get() || lblk < last.logical() || lblk >= last.logical() + last.length()) {
+                seq = f.mapSeq.get();
+                last = map.map(lblk, MAX_RUN);
+            }
+            return last.isHole();
+        }
+    }
+
+    // -------------------------------------------------------------------------------- writeback
+
+    /**
+     * A run of dirty blocks taken for writeback: where they go, and the pages their bytes are in
+     * ({@code pages[from + k]} holds block {@code lblk + k}). The bytes are read from the live
+     * pages when written: a write meanwhile dirties its page again, so the next writeback writes
+     * the newer bytes.
+     */
+    private record Run(long lblk, int length, long physical, boolean fresh, boolean unwritten, Page[] pages, int from) {
+    }
+
+    /** A reused direct buffer for data writes, so the JDK needs no temporary copy. */
+    private static final ThreadLocal<ByteBuffer> IO_BUFFER = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(SLICE));
+
+    /** Writes run {@code r}'s bytes to its blocks, a slice at a time. */
+    private void writeRun(Run r) throws Ext4Exception {
+        ByteBuffer buf = IO_BUFFER.get();
+        int perSlice = SLICE / bs;
+        for (int k = 0; k < r.length(); k += perSlice) {
+            int n = Math.min(perSlice, r.length() - k);
+            buf.clear();
+            for (int j = k; j < k + n; j++) {
+                int inPage = (int) ((r.lblk() + j) % perPage) * bs;
+                buf.put((j - k) * bs, r.pages()[r.from() + j].data, inPage, bs);
+            }
+            buf.limit(n * bs);
+            fs.cache().writeDirect(r.physical() + k, 0, buf);
+        }
+    }
+
+    /**
+     * Writes back the dirty blocks of inode {@code ino} that no other writeback holds; returns when
+     * they are written and mapped. Pages another writeback is writing stay dirty for the next one,
+     * so two writes of one block never race (see {@link #writebackFully}).
+     */
+    void writeback(long ino) throws Ext4Exception {
+        FilePages f = pages.peek(ino);
+        if (f == null || !f.hasDirty()) {
+            return;
+        }
+        List<Page> taken = new ArrayList<>();
+        List<Run> runs;
+        long cookie;
+        List<long[]> ticket = new ArrayList<>();
+        f.beginRound();
+        try {
+            try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+                runs = prepare(ino, f, taken);
+                cookie = f.mapSeq.get();
+                f.tickets.add(ticket);
+                f.startIo();
+            }
+            Ext4Exception failed = null;
+            try {
+                for (Run r : runs) {
+                    writeRun(r);
+                }
+            } catch (Ext4Exception e) {
+                failed = e;
+            } finally {
+                f.endIo();
+            }
+            try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+                try {
+                    if (pages.peek(ino) == f) { // else deleted meanwhile: its blocks went with it
+                        complete(ino, f, runs, cookie, ticket, failed == null);
+                    }
+                } finally {
+                    f.tickets.remove(ticket);
+                    for (Page p : taken) {
+                        p.endWriteback(failed != null);
+                    }
+                }
+            }
+            if (failed != null) {
+                throw failed;
+            }
+        } finally {
+            f.endRound();
+        }
+    }
+
+    /** Writes back until nothing of the inode is dirty or being written (fsync, sync, unmount). */
+    void writebackFully(long ino) throws Ext4Exception {
+        FilePages f = pages.peek(ino);
+        if (f == null) {
+            return;
+        }
+        for (int round = 0; round < 1000; round++) {
+            writeback(ino);
+            f.awaitWritebacks();
+            if (!f.hasDirty()) {
+                return;
+            }
+        }
+        throw new Ext4Exception(dev.ext4j.Errno.EIO, "inode " + ino + ": writeback did not settle");
+    }
+
+    /** Step 1, under the inode's lock: take the dirty blocks, allocate the holes, copy the bytes. */
+    private List<Run> prepare(long ino, FilePages f, List<Page> taken) throws Ext4Exception {
+        InodeInfo info = fs.inode(ino);
+        Inode copy = info.inode().copy();
+        long size = size(ino);
+        long eofBlocks = (size + bs - 1) / bs;
+        // the dirty blocks inside i_size, in order: each one's number, page and promise, in
+        // arrays rather than an object per block, as a writeback can take a million blocks
+        int count = 0;
+        long[] lblks = new long[64];
+        Page[] pageOf = new Page[64];
+        boolean[] promised = new boolean[64];
+        long beyond = 0;
+        for (Page p : f.from(0)) {
+            long took = p.takeForWriteback(f);
+            if (took == 0) {
+                continue; // clean, or another writeback is writing it: the next round takes it
+            }
+            int dirty = (int) took;
+            int reserved = (int) (took >>> 32);
+            taken.add(p);
+            for (int b = 0; b < perPage; b++) {
+                if ((dirty & (1 << b)) == 0) {
+                    continue;
+                }
+                long lblk = p.index() * perPage + b;
+                if (lblk >= eofBlocks) {
+                    beyond += (reserved >> b) & 1; // past EOF: dropped, its promise given back
+                    continue;
+                }
+                if (count == lblks.length) {
+                    lblks = java.util.Arrays.copyOf(lblks, 2 * count);
+                    pageOf = java.util.Arrays.copyOf(pageOf, 2 * count);
+                    promised = java.util.Arrays.copyOf(promised, 2 * count);
+                }
+                lblks[count] = lblk;
+                pageOf[count] = p;
+                promised[count++] = ((reserved >> b) & 1) != 0;
+            }
+        }
+        boolean extents = copy.hasFlag(Inode.EXTENTS_FL);
+        unpromise(f, beyond, extents);
+        if (count == 0) {
+            return List.of();
+        }
+        BlockAccount acct = fs.account(ino, copy).reserved();
+        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+        List<Run> runs = new ArrayList<>();
+        long promisedUsed = 0;
+        try {
+            int i = 0;
+            while (i < count) {
+                // a run of consecutive logical blocks with the same on-disk state
+                long lblk = lblks[i];
+                Mapping m = map.map(lblk, MAX_RUN);
+                int j = i + 1;
+                while (j < count && lblks[j] == lblk + (j - i) && j - i < m.length()) {
+                    j++;
+                }
+                int n = j - i;
+                if (m.isHole()) {
+                    Allocator.Run got = acct.allocateData(goal(map, lblk), n);
+                    n = got.length();
+                    if (extents) {
+                        map.insert(lblk, got.start(), n, true);
+                    }
+                    runs.add(new Run(lblk, n, got.start(), true, extents, pageOf, i));
+                } else {
+                    // already mapped (or filled by fallocate meanwhile: the promise goes)
+                    runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), pageOf, i));
+                }
+                for (int k = i; k < i + n; k++) {
+                    promisedUsed += promised[k] ? 1 : 0;
+                }
+                i += n;
+            }
+        } finally {
+            unpromise(f, promisedUsed, extents);
+            if (acct.delta() != 0) {
+                f.mapSeq.incrementAndGet();
+                long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+                copy.setBlocks512(Math.max(0, sectors), bs);
+                fs.writeInode(ino, copy);
+            }
+        }
+        return runs;
+    }
+
+    /** Goal for new data at {@code lblk}: right after the block before it, when that is mapped. */
+    private static long goal(FileMap map, long lblk) throws Ext4Exception {
+        if (lblk == 0) {
+            return 0;
+        }
+        Mapping prev = map.map(lblk - 1, 1);
+        return prev.isHole() ? 0 : prev.physical() + 1;
+    }
+
+    /**
+     * Step 3, under the inode's lock: the data is written, so the blocks still mapped where it went
+     * become written (or, on block-mapped files, get mapped), and the on-disk size moves up to the
+     * end of what was written, capped at i_size.
+     */
+    private void complete(long ino, FilePages f, List<Run> runs, long cookie, List<long[]> cancelled, boolean written)
+            throws Ext4Exception {
+        if (runs.isEmpty()) {
+            return;
+        }
+        InodeInfo info = fs.inode(ino);
+        Inode copy = info.inode().copy();
+        BlockAccount acct = fs.account(ino, copy).reserved();
+        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+        boolean stale = f.mapSeq.get() != cookie || !cancelled.isEmpty();
+        long size = size(ino);
+        long reached = copy.size();
+        for (Run r : runs) {
+            if (!written) {
+                if (r.fresh() && !map.hasExtents()) {
+                    acct.freeBlocks(r.physical(), r.length()); // never mapped: give the blocks back
+                }
+                continue;
+            }
+            int done = r.length();
+            if (map.hasExtents()) {
+                if (r.unwritten()) {
+                    done = convertWhereStillMapped(map, r, stale, cancelled);
+                }
+            } else if (r.fresh()) {
+                done = mapWhereStillHoles(map, acct, r, size, cancelled);
+            }
+            if (done > 0) {
+                reached = Math.max(reached, Math.min(size, (r.lblk() + r.length()) * bs));
+            }
+        }
+        if (written) {
+            copy.setSize(Math.max(copy.size(), reached));
+        }
+        long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+        copy.setBlocks512(Math.max(0, sectors), bs);
+        f.mapSeq.incrementAndGet();
+        fs.writeInode(ino, copy);
+        if (f.size() >= 0 && f.size() <= copy.size()) {
+            f.setSize(-1);
+        }
+    }
+
+    /** Whether a truncate or punch took block {@code l} away during the writeback. */
+    private static boolean cancelled(List<long[]> cancelled, long l) {
+        for (long[] c : cancelled) {
+            if (l >= c[0] && l < c[1]) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The first cancelled block in (l, end), or end. */
+    private static long nextCancelled(List<long[]> cancelled, long l, long end) {
+        long next = end;
+        for (long[] c : cancelled) {
+            if (c[0] > l && c[0] < next) {
+                next = c[0];
+            }
+        }
+        return next;
+    }
+
+    /**
+     * Converts the blocks of {@code r} that are still unwritten at the place the data went. With
+     * a current cookie that is all of them; otherwise each is looked up again (a truncate, punch
+     * or fallocate changed the map while the data was in flight), and blocks taken away then are
+     * left alone.
+     */
+    private int convertWhereStillMapped(FileMap map, Run r, boolean stale, List<long[]> cancelled) throws Ext4Exception {
+        if (!stale) {
+            map.markWritten(r.lblk(), r.length());
+            return r.length();
+        }
+        int done = 0;
+        long end = r.lblk() + r.length();
+        for (long l = r.lblk(); l < end; ) {
+            if (cancelled(cancelled, l)) {
+                l++;
+                continue;
+            }
+            long stop = nextCancelled(cancelled, l, end);
+            Mapping m = map.map(l, stop - l);
+            long n = Math.min(m.length(), stop - l);
+            if (m.unwritten() && m.physical() == r.physical() + (l - r.lblk())) {
+                map.markWritten(l, n);
+                done += (int) n;
+            }
+            l += n;
+        }
+        return done;
+    }
+
+    /** Maps the fresh blocks of {@code r} whose logical blocks are still holes inside i_size; frees the rest. */
+    private int mapWhereStillHoles(FileMap map, BlockAccount acct, Run r, long size, List<long[]> cancelled) throws Ext4Exception {
+        int done = 0;
+        long eofBlocks = (size + bs - 1) / bs;
+        for (int k = 0; k < r.length(); k++) {
+            long l = r.lblk() + k;
+            if (l < eofBlocks && !cancelled(cancelled, l) && map.map(l, 1).isHole()) {
+                map.insert(l, r.physical() + k, 1, false);
+                done++;
+            } else {
+                acct.freeBlocks(r.physical() + k, 1);
+            }
+        }
+        return done;
+    }
+
+    // ------------------------------------------------------------------- truncate, punch, delete
+
+    /**
+     * Before the map of [fromByte, toByte) changes (truncate, punch, zero range, delete): waits
+     * for data writes in flight, drops the whole pages inside and gives back their promises, and
+     * zeros the covered bytes of the pages at the edges. The caller holds the inode's write lock.
+     */
+    void forgetRange(long ino, long fromByte, long toByte, boolean extents) {
+        FilePages f = pages.peek(ino);
+        if (f == null) {
+            return;
+        }
+        f.awaitIo();
+        for (List<long[]> ticket : f.tickets) {
+            ticket.add(new long[] {fromByte / bs, toByte == Long.MAX_VALUE ? Long.MAX_VALUE : (toByte + bs - 1) / bs});
+        }
+        long firstWhole = (fromByte + ps - 1) / ps;
+        long endWhole = toByte == Long.MAX_VALUE ? Long.MAX_VALUE : toByte / ps;
+        long freed = 0;
+        if (firstWhole < endWhole) {
+            freed += f.dropRange(firstWhole, endWhole);
+        }
+        freed += zeroInPage(f, fromByte, Math.min(toByte, firstWhole * ps));
+        if (toByte != Long.MAX_VALUE && endWhole >= firstWhole) {
+            freed += zeroInPage(f, Math.max(fromByte, endWhole * ps), toByte);
+        }
+        unpromise(f, freed, extents);
+        f.mapSeq.incrementAndGet();
+    }
+
+    /** Zeros [from, to) inside one cached page; blocks wholly inside stop being dirty. */
+    private long zeroInPage(FilePages f, long from, long to) {
+        if (to <= from) {
+            return 0;
+        }
+        Page p = f.pin(from / ps);
+        if (p == null) {
+            return 0;
+        }
+        try {
+            int a = (int) (from % ps);
+            int b = (int) Math.min(ps, a + (to - from));
+            zero(p.data, a, b);
+            int firstWhole = (a + bs - 1) / bs;
+            int endWhole = b / bs;
+            int mask = 0;
+            for (int k = firstWhole; k < endWhole; k++) {
+                mask |= 1 << k;
+            }
+            int partial = (1 << ((b - 1) / bs + 1)) - (1 << (a / bs)) & ~mask;
+            if (partial != 0 && p.underWriteback()) {
+                // the writeback in flight will not convert these blocks (they are cancelled), so the
+                // bytes they keep are written again by the next one
+                p.markDirty(partial, 0);
+            }
+            return Integer.bitCount(p.clearBlocks(mask));
+        } finally {
+            p.unpin();
+        }
+    }
+
+    /**
+     * ext4_nonda_switch(): true when free space is so low (less than half again the delayed
+     * blocks, or fewer than a watermark more) that writes should allocate at once instead.
+     */
+    boolean lowOnSpace() {
+        long free = fs.allocator().freeBlocksCount();
+        long dirty = reserve.delayed();
+        return 2 * free < 3 * dirty || free < dirty + LOW_SPACE_WATERMARK;
+    }
+
+    /** Free blocks under which writes stop being delayed: the kernel's 4 * 32 * CPUs for 2 CPUs. */
+    private static final long LOW_SPACE_WATERMARK = 256;
+
+    /** Drops the clean cached pages of [from, to), which a write-through is about to overwrite. */
+    void forgetCached(long ino, long from, long to) {
+        FilePages f = pages.peek(ino);
+        if (f != null) {
+            f.awaitIo(); // a writeback may be writing from these pages' frames
+            f.dropRange(from / ps, (to + ps - 1) / ps);
+        }
+    }
+
+    /**
+     * The block map changed outside writeback (fallocate, a write-through): mappings looked up
+     * before are stale, as the extent status sequence now says.
+     */
+    void mapChanged(long ino) {
+        FilePages f = pages.peek(ino);
+        if (f != null) {
+            f.mapSeq.incrementAndGet();
+        }
+    }
+
+    /** Truncate or fallocate set the on-disk size: it is i_size again. */
+    void sizeSettled(long ino) {
+        FilePages f = pages.peek(ino);
+        if (f != null) {
+            f.setSize(-1);
+        }
+    }
+
+    /** The inode is being deleted: its pages and promises go. */
+    void evict(long ino, boolean extents) {
+        FilePages f = pages.peek(ino);
+        if (f == null) {
+            return;
+        }
+        f.awaitIo();
+        unpromise(f, f.dropFrom(0), extents);
+        pages.remove(ino);
+    }
+
+    // ------------------------------------------------------------------------------- flushing
+
+    /** Writes back every inode with dirty pages (sync, fsync, freeze, unmount). */
+    void writebackAll() throws Ext4Exception {
+        Ext4Exception first = null;
+        for (FilePages f : pages.dirtyFiles()) {
+            try {
+                writebackFully(f.ino);
+            } catch (Ext4Exception e) {
+                LOG.log(Level.ERROR, "writeback of inode " + f.ino + " failed: " + e.getMessage());
+                if (first == null) {
+                    first = e;
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    /**
+     * The flusher's round: inodes dirtied longer than {@code expireNanos} ago, or all while dirty
+     * pages exceed {@code backgroundBytes}; then clean pages past the cache bound are evicted.
+     */
+    void flusherRound(long expireNanos, long backgroundBytes) throws Ext4Exception {
+        long now = System.nanoTime();
+        for (FilePages f : pages.dirtyFiles()) {
+            if (pages.dirtyBytes() > backgroundBytes || now - f.oldestDirtyNanos() >= expireNanos) {
+                writeback(f.ino);
+            }
+        }
+        pages.shrink();
+    }
+
+    /** After a write: past the dirty limit the writer writes back its own inode (balance_dirty_pages). */
+    void balance(long ino, long dirtyLimit) throws Ext4Exception {
+        if (pages.dirtyBytes() > dirtyLimit) {
+            writeback(ino);
+        }
+        if (pages.bytes() > pages.maxBytes()) {
+            pages.shrink();
+        }
+    }
+}

@@ -1,0 +1,70 @@
+package dev.ext4j.journal;
+
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.io.BlockCache;
+
+/**
+ * How a mount's metadata changes reach the image: through the journal ({@link JournalManager}), or
+ * written home in block order by the block cache ({@link #unjournaled}). Every change runs inside
+ * a handle, started after the inode locks (see InodeLocks for the lock order).
+ */
+public interface Transactions {
+    /** A running handle (jbd2's handle_t); {@link #close} stops it. */
+    interface Handle extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /** Credits for a handle that does not say better: enough for a namespace operation. */
+    int DEFAULT_CREDITS = 32;
+
+    /**
+     * Joins the running transaction (jbd2_journal_start()); a thread that already runs a handle
+     * joins its own. May wait for, or run, a commit when the transaction has no room for
+     * {@code credits} more blocks. Never fails: a commit that fails there is reported by the next
+     * {@link #sync}.
+     */
+    Handle start(int credits);
+
+    /** The flusher's timer: commit the running transaction and write committed blocks home. */
+    void tick() throws Ext4Exception;
+
+    /** fsync/sync: every change made so far is durable when this returns. */
+    void sync() throws Ext4Exception;
+
+    /** Unmount: every change is home and the log is empty when this returns. */
+    void unmount() throws Ext4Exception;
+
+    /** True when changes go through a journal (the superblock is then journaled too). */
+    boolean journaled();
+
+    /** No journal: changed blocks are written home by {@link BlockCache#flush}. */
+    static Transactions unjournaled(BlockCache cache) {
+        return new Transactions() {
+            @Override
+            public Handle start(int credits) {
+                return () -> { };
+            }
+
+            @Override
+            public void tick() throws Ext4Exception {
+                cache.flush();
+            }
+
+            @Override
+            public void sync() throws Ext4Exception {
+                cache.sync();
+            }
+
+            @Override
+            public void unmount() throws Ext4Exception {
+                cache.flush();
+            }
+
+            @Override
+            public boolean journaled() {
+                return false;
+            }
+        };
+    }
+}

@@ -1,0 +1,330 @@
+package dev.ext4j.resize;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.Allocator;
+import dev.ext4j.alloc.Bitmaps;
+import dev.ext4j.alloc.GroupTable;
+import dev.ext4j.alloc.Layout;
+import dev.ext4j.format.Checksums;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
+import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BlockDevice;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * Online grow of a mounted filesystem (the kernel's fs/ext4/resize.c: ext4_resize_fs(),
+ * ext4_group_extend_no_check(), ext4_flex_group_add()).
+ *
+ * <p>Steps, each finished before the next begins:
+ * <ol>
+ * <li>Checks, with nothing changed when one fails: read-only (EROFS), another resize running
+ *     (EBUSY), shrinking (EINVAL), sparse_super2 and bigalloc (EOPNOTSUPP), more than 2^32 blocks
+ *     without 64bit or 2^32 inodes (EFBIG), a damaged resize inode (EUCLEAN), no room for the new
+ *     groups' tables (ENOSPC). A last partial group too small for its metadata and 50 blocks is
+ *     dropped, as resize2fs does; the size reached is returned.
+ * <li>The plan ({@link Plan}): the superblock of the grown filesystem, where each new group's
+ *     bitmaps and inode table go (ext4_alloc_group_tables(): with flex_bg packed at the start of
+ *     each new flex group, without it in the group after its superblock backup and GDT), and
+ *     which new descriptor blocks come from reserved GDT blocks (add_new_gdb()), from meta_bg
+ *     (add_new_gdb_meta_bg()), or need the conversion to meta_bg first (ext4_convert_meta_bg()).
+ * <li>The image grows (ENOSPC when it cannot; nothing else has changed then).
+ * <li>The new groups are written where nobody looks yet: bitmaps, zeroed inode tables,
+ *     descriptors, the resize inode's lists.
+ * <li>The superblock takes the new sizes, the allocator extends the old last group and publishes
+ *     the group count (see {@link Allocator#publishGrowth}); from then on the space is used.
+ * <li>The backups: superblock copies (with s_block_group_nr) and GDT copies in every backup
+ *     group, old and new.
+ * </ol>
+ *
+ * <p>Locking: {@link #running} makes resizes one at a time (tryLock: EBUSY). Nothing else is
+ * held while the new groups are written: no other thread reads a group at or past the published
+ * count, or a reserved GDT block. The superblock's monitor is held while its fields change. The
+ * allocator takes one group lock (the old last group's) to extend that group and swap its
+ * geometry, and publishes the group count last (a volatile write), so an allocating thread sees
+ * either the old groups or all of the new ones complete. Lock order: running, then the
+ * superblock monitor or a group lock (never both), then the block cache's per-block locks.
+ */
+public final class OnlineResize {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+    private static final long MAX_U32 = 0xFFFFFFFFL;
+
+    /** What a resize needs from the mounted filesystem. */
+    public interface Host {
+        Inode readInode(long ino) throws Ext4Exception;
+
+        /** Stamps and writes an inode. */
+        void writeInode(long ino, Inode changed) throws Ext4Exception;
+
+        /** Stamps and writes the primary superblock. */
+        void writeSuperblock() throws Ext4Exception;
+
+        /** The superblock's counts changed: refresh what was derived from them. */
+        void geometryChanged();
+    }
+
+    private final BlockDevice device;
+    private final Superblock sb;
+    private final BlockCache cache;
+    private final GroupTable groups;
+    private final Allocator allocator;
+    private final Host host;
+    private final ReentrantLock running = new ReentrantLock();
+
+    public OnlineResize(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups, Allocator allocator, Host host) {
+        this.device = device;
+        this.sb = sb;
+        this.cache = cache;
+        this.groups = groups;
+        this.allocator = allocator;
+        this.host = host;
+    }
+
+    /**
+     * Grows the filesystem to {@code newBlocksCount} blocks, or a little less when the last group
+     * would be too small; returns the block count reached.
+     */
+    public long grow(long newBlocksCount) throws Ext4Exception {
+        if (!running.tryLock()) {
+            throw new Ext4Exception(Errno.EBUSY, "another resize is in progress");
+        }
+        try {
+            return growLocked(newBlocksCount);
+        } finally {
+            running.unlock();
+        }
+    }
+
+    private long growLocked(long wanted) throws Ext4Exception {
+        Superblock old = snapshot();
+        long oldBlocks = old.blocksCount();
+        if (wanted < oldBlocks) {
+            throw new Ext4Exception(Errno.EINVAL, "cannot shrink from " + oldBlocks + " to " + wanted + " blocks: online resize only grows");
+        }
+        if (wanted == oldBlocks) {
+            return oldBlocks;
+        }
+        for (Feature f : new Feature[] {Feature.SPARSE_SUPER2, Feature.BIGALLOC}) {
+            if (old.has(f)) {
+                throw new Ext4Exception(Errno.EOPNOTSUPP, "online resize of a filesystem with " + f.kernelName() + " is not supported");
+            }
+        }
+        if (!old.has(Feature.BIT64) && wanted > MAX_U32) {
+            throw new Ext4Exception(Errno.EFBIG, wanted + " blocks need the 64bit feature (at most " + MAX_U32 + " without it)");
+        }
+        if (old.has(Feature.RESIZE_INODE) && old.has(Feature.META_BG)) {
+            throw Ext4Exception.corrupted("resize_inode and meta_bg are both set; run e2fsck");
+        }
+        if (!old.has(Feature.RESIZE_INODE) && old.reservedGdtBlocks() != 0) {
+            throw Ext4Exception.corrupted(old.reservedGdtBlocks() + " reserved GDT blocks without resize_inode; run e2fsck");
+        }
+        Plan plan = Plan.make(old, wanted, this::resizeInode);
+        Superblock target = plan.target;
+        long newBlocks = target.blocksCount();
+        if (newBlocks == oldBlocks) {
+            LOG.log(System.Logger.Level.INFO, "resize to " + wanted + " blocks: the last group would be too small, size stays " + oldBlocks);
+            return oldBlocks;
+        }
+        long oldDeviceBytes = growDevice(newBlocks * old.blockSize());
+        cache.growTo(newBlocks);
+        writeGroups(plan, oldDeviceBytes);
+        writeDescriptors(plan);
+        if (plan.resizeInode != null) {
+            plan.resizeInode.writeBlocks((block, contents) -> cache.create(block, b -> b.put(0, contents, 0, contents.capacity())));
+            host.writeInode(ResizeInode.INO, plan.resizeInode.changedInode(plan.convertsToMetaBg, old.has(Feature.HUGE_FILE)));
+        }
+        install(old, target);
+        groups.publish(plan.newGroups);
+        allocator.publishGrowth(target);
+        if (plan.convertsToMetaBg && plan.resizeInode != null && plan.resizeInode.dindBlock() != 0) {
+            allocator.freeBlocks(plan.resizeInode.dindBlock(), 1);
+        }
+        synchronized (sb) {
+            allocator.writeCounts(sb);
+            host.writeSuperblock();
+        }
+        host.geometryChanged();
+        writeBackups(plan);
+        LOG.log(System.Logger.Level.INFO, "resized from " + oldBlocks + " to " + newBlocks + " blocks (" + plan.newGroups + " groups"
+                + (plan.convertsToMetaBg ? ", converted to meta_bg" : "") + ")");
+        return newBlocks;
+    }
+
+    private Superblock snapshot() {
+        synchronized (sb) {
+            return new Superblock(sb.raw());
+        }
+    }
+
+    private ResizeInode resizeInode(Superblock old, List<Long> backupGroups) throws Ext4Exception {
+        Inode inode = host.readInode(ResizeInode.INO);
+        return ResizeInode.load(old, inode, Layout.gdtBlocks(old), backupGroups, cache::get);
+    }
+
+    /** Grows the image to {@code bytes} if it is smaller; returns its size before. */
+    private long growDevice(long bytes) throws Ext4Exception {
+        long size;
+        try {
+            size = device.size();
+            if (size < bytes) {
+                device.grow(bytes);
+            }
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.ENOSPC, "the image cannot grow to " + bytes + " bytes: " + e.getMessage(), e);
+        }
+        return size;
+    }
+
+    /**
+     * setup_new_flex_group_blocks(): each new group's block bitmap (its metadata, and the bits past
+     * a short last group, set), inode bitmap (the bits past the inodes set) and a zeroed inode
+     * table (already zero where the image grew sparsely).
+     */
+    private void writeGroups(Plan plan, long oldDeviceBytes) throws Ext4Exception {
+        Superblock t = plan.target;
+        int bs = t.blockSize();
+        boolean csum = t.has(Feature.METADATA_CSUM);
+        int seed = csum ? t.checksumSeed() : 0;
+        long ipg = t.inodesPerGroup();
+        long itb = Layout.inodeTableBlocks(t);
+        boolean descCsum = csum || t.has(Feature.GDT_CSUM);
+        for (int n = 0; n < plan.newGroupsPlaced(); n++) {
+            final int i = n;
+            long g = plan.oldGroups + i;
+            ByteBuffer bbm = plan.blockBitmap(g);
+            ByteBuffer ibm = ByteBuffer.allocate(bs).order(ByteOrder.LITTLE_ENDIAN);
+            Bitmaps.set(ibm, (int) ipg, bs * 8);
+            cache.create(plan.bb[i], b -> b.put(0, bbm, 0, bs));
+            cache.create(plan.ib[i], b -> b.put(0, ibm, 0, bs));
+            zero(plan.it[i], itb, oldDeviceBytes);
+            long free = Bitmaps.countClear(bbm, (int) t.blocksPerGroup());
+            int bbCsum = csum ? Checksums.crc32c(seed, bbm, 0, (int) (t.blocksPerGroup() / 8)) : 0;
+            int ibCsum = csum ? Checksums.crc32c(seed, ibm, 0, (int) (ipg / 8)) : 0;
+            int flags = plan.flags[i];
+            plan.descriptors.add(gd -> {
+                gd.setBlockBitmap(plan.bb[i]);
+                gd.setInodeBitmap(plan.ib[i]);
+                gd.setInodeTable(plan.it[i]);
+                gd.setFreeBlocksCount(free);
+                gd.setFreeInodesCount(ipg);
+                gd.setItableUnused(descCsum ? ipg : 0);
+                gd.setFlags(flags);
+                if (csum) {
+                    long mask = gd.hasChecksumHi() ? 0xFFFFFFFFL : 0xFFFFL;
+                    gd.setBlockBitmapChecksum(bbCsum & mask);
+                    gd.setInodeBitmapChecksum(ibCsum & mask);
+                }
+            });
+        }
+    }
+
+    /** Writes zeros over {@code [start, start + count)} where the image held bytes before it grew. */
+    private void zero(long start, long count, long oldDeviceBytes) throws Ext4Exception {
+        int bs = sb.blockSize();
+        long from = start * bs;
+        long to = Math.min((start + count) * bs, oldDeviceBytes);
+        ByteBuffer zeros = ByteBuffer.allocate(1 << 20);
+        for (long off = from; off < to; off += zeros.capacity()) {
+            cache.writeRaw(off, zeros.clear().limit((int) Math.min(zeros.capacity(), to - off)));
+        }
+    }
+
+    private void writeDescriptors(Plan plan) throws Ext4Exception {
+        groups.grow(plan.newGroups);
+        for (int i = 0; i < plan.descriptors.size(); i++) {
+            groups.initNew(plan.oldGroups + i, plan.descriptors.get(i));
+        }
+        groups.writeNew(plan.oldGroups, plan.newGroups, cache, plan.target);
+    }
+
+    /** ext4_update_super(): the new sizes, features and GDT fields go into the live superblock. */
+    private void install(Superblock old, Superblock target) throws Ext4Exception {
+        synchronized (sb) {
+            // s_first_meta_bg before META_BG, so a descriptor location computed meanwhile is right
+            sb.setFirstMetaBg(target.firstMetaBg());
+            sb.setFeatureIncompat(target.featureIncompat());
+            sb.setFeatureCompat(target.featureCompat());
+            sb.setReservedGdtBlocks(target.reservedGdtBlocks());
+            sb.setReservedBlocksCount(target.reservedBlocksCount());
+            sb.setInodesCount(target.inodesCount());
+            sb.setFreeInodesCount(sb.freeInodesCount() + target.inodesCount() - old.inodesCount());
+            sb.setBlocksCount(target.blocksCount());
+            host.writeSuperblock();
+        }
+        host.geometryChanged();
+    }
+
+    /**
+     * update_backups(): a copy of the superblock (s_block_group_nr set, needs_recovery cleared as
+     * e2fsprogs leaves backups, checksum restamped) and of the descriptor blocks in every backup
+     * group; meta_bg descriptor blocks in the second and last group of their meta group.
+     */
+    private void writeBackups(Plan plan) throws Ext4Exception {
+        Superblock copy = snapshot();
+        copy.setFeatureIncompat(copy.featureIncompat() & ~Feature.RECOVER.mask());
+        Superblock t = plan.target;
+        int bs = t.blockSize();
+        long dpb = bs / t.descSize();
+        long gdb = (plan.newGroups + dpb - 1) / dpb;
+        long plainGdb = t.has(Feature.META_BG) ? t.firstMetaBg() : gdb;
+        for (long g : backupGroupsBelow(t, plan.newGroups)) {
+            long first = groupFirstBlock(t, g);
+            copy.setBlockGroupNr((int) g);
+            copy.updateChecksum();
+            ByteBuffer raw = copy.raw();
+            cache.create(first, b -> b.put(0, raw, 0, Superblock.SIZE));
+            // the old-style GDT copies live only in groups below the first meta group
+            if (!t.has(Feature.META_BG) || g < t.firstMetaBg() * dpb) {
+                for (long i = 0; i < plainGdb; i++) {
+                    writeBlockCopy((int) i, first + 1 + i);
+                }
+            }
+        }
+        for (long i = plainGdb; i < gdb; i++) {
+            for (long g : new long[] {i * dpb + 1, i * dpb + dpb - 1}) {
+                if (g < plan.newGroups) {
+                    writeBlockCopy((int) i, groupFirstBlock(t, g) + (Layout.hasSuper(t, g) ? 1 : 0));
+                }
+            }
+        }
+    }
+
+    private void writeBlockCopy(int i, long block) throws Ext4Exception {
+        ByteBuffer contents = groups.blockCopy(i);
+        cache.create(block, b -> b.put(0, contents, 0, contents.capacity()));
+    }
+
+    static long groupFirstBlock(Superblock sb, long g) {
+        return sb.firstDataBlock() + g * sb.blocksPerGroup();
+    }
+
+    /** The resize inode of {@code old}, loaded for a plan that uses reserved GDT blocks. */
+    @FunctionalInterface
+    interface ResizeInodeLoader {
+        ResizeInode load(Superblock old, List<Long> backupGroups) throws Ext4Exception;
+    }
+
+    /** The groups from 1 up to {@code end} (excluded) that hold a superblock backup. */
+    static List<Long> backupGroupsBelow(Superblock sb, long end) {
+        List<Long> out = new ArrayList<>();
+        for (long g = 1; g < end; g = nextBackup(sb, g)) {
+            out.add(g);
+        }
+        return out;
+    }
+
+    private static long nextBackup(Superblock sb, long g) {
+        long n = g + 1;
+        while (!Layout.hasSuper(sb, n)) {
+            n++;
+        }
+        return n;
+    }
+}

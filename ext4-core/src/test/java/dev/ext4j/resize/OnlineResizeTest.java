@@ -1,0 +1,411 @@
+package dev.ext4j.resize;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.format.Inode;
+import dev.ext4j.fs.Ext4FileSystem;
+import dev.ext4j.fs.MountOptions;
+import dev.ext4j.io.BlockDevice;
+import dev.ext4j.io.FileBlockDevice;
+import dev.ext4j.testutil.Expect;
+import dev.ext4j.testutil.FsUtil;
+import dev.ext4j.testutil.Images;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Online grow against e2fsck, dumpe2fs, resize2fs and the kernel: every test starts from an image
+ * made by mkfs.ext4, grows it through ext4j while mounted, closes it, and requires e2fsck -fn to
+ * find nothing; files written before, during and after the grow are read back through ext4j and,
+ * where loop mounts work, through the kernel.
+ */
+class OnlineResizeTest {
+    private static final long MIB = 1 << 20;
+    private static final long GIB = 1L << 30;
+
+    @TempDir
+    Path work;
+
+    /** Files written so far, by name, to check after the grow. */
+    private final Map<String, byte[]> files = new LinkedHashMap<>();
+
+    private Path mkfs(String name, String size, String... args) {
+        return Images.mkfs(work.resolve(name + ".img"), size, List.of(args), null);
+    }
+
+    private static Ext4FileSystem openRw(Path img) throws Ext4Exception {
+        Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults());
+        assertFalse(fs.isReadOnly(), "mounted read-write: " + fs.messages());
+        return fs;
+    }
+
+    private static byte[] b(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    private void write(Ext4FileSystem fs, String name, long size, long seed) throws Ext4Exception {
+        byte[] data = new byte[(int) size];
+        new Random(seed).nextBytes(data);
+        long ino = fs.mknod(Ext4FileSystem.ROOT_INO, b(name), Inode.S_IFREG | 0644, 0, 0, 0, 0);
+        int chunk = 1 << 20;
+        for (int off = 0; off < data.length; off += chunk) {
+            int n = Math.min(chunk, data.length - off);
+            assertEquals(n, fs.write(ino, off, ByteBuffer.wrap(data, off, n)));
+        }
+        synchronized (files) {
+            files.put(name, data);
+        }
+    }
+
+    /** A file of {@code size} bytes that need not be kept in memory: every byte is its offset's low byte. */
+    private static void writeBig(Ext4FileSystem fs, String name, long size) throws Ext4Exception {
+        long ino = fs.mknod(Ext4FileSystem.ROOT_INO, b(name), Inode.S_IFREG | 0644, 0, 0, 0, 0);
+        byte[] chunk = new byte[1 << 20];
+        for (int i = 0; i < chunk.length; i++) {
+            chunk[i] = (byte) i;
+        }
+        for (long off = 0; off < size; off += chunk.length) {
+            int n = (int) Math.min(chunk.length, size - off);
+            assertEquals(n, fs.write(ino, off, ByteBuffer.wrap(chunk, 0, n)));
+        }
+    }
+
+    private void verifyFiles(Ext4FileSystem fs) throws Ext4Exception {
+        for (Map.Entry<String, byte[]> e : files.entrySet()) {
+            long ino = fs.lookup(Ext4FileSystem.ROOT_INO, b(e.getKey()));
+            byte[] got = FsUtil.readAll(fs, ino, 1 << 20);
+            assertArrayEquals(e.getValue(), got, e.getKey() + ": " + FsUtil.hexDiff(e.getValue(), got));
+        }
+    }
+
+    /** e2fsck -fn finds nothing (its notes about a clock that stepped back aside). */
+    static void assertFsckClean(Path img) {
+        Images.Result r = Images.fsckCheck(img);
+        List<String> odd = new ArrayList<>();
+        for (String line : r.all().split("\n")) {
+            String l = line.trim();
+            if (l.isEmpty() || l.startsWith("Pass ") || l.startsWith("e2fsck ") || Images.isClockNote(l)
+                    || l.matches(".*: \\d+/\\d+ files \\(.*\\), \\d+/\\d+ blocks")) {
+                continue;
+            }
+            odd.add(l);
+        }
+        if (r.exitCode() != 0 || !odd.isEmpty()) {
+            throw new AssertionError("e2fsck -fn " + img + " exited " + r.exitCode() + ":\n" + r.all());
+        }
+    }
+
+    /**
+     * e2fsck -fn from the first backup superblock (group 1) and its GDT copy: backups carry the
+     * free counts of the moment they were written, and e2fsck ignores bitmap checksums from a
+     * backup (it reports the same for an image fresh from mkfs); anything about inodes, tables or
+     * the layout is a fault.
+     */
+    private static void assertBackupUsable(Path img) {
+        Map<String, String> h = Images.dumpe2fsHeader(img);
+        long bs = Long.parseLong(h.get("Block size"));
+        long backup = Long.parseLong(h.get("First block")) + Long.parseLong(h.get("Blocks per group"));
+        Images.Result r = Images.run(List.of("e2fsck", "-fn", "-b", String.valueOf(backup), "-B", String.valueOf(bs), img.toString()));
+        List<String> odd = new ArrayList<>();
+        for (String line : r.all().split("\n")) {
+            String l = line.trim();
+            if (l.isEmpty() || l.startsWith("Pass ") || l.startsWith("e2fsck ") || Images.isClockNote(l)
+                    || l.matches("Free (blocks|inodes) count wrong.*") || l.matches("Fix\\? no") || l.matches("Directories count wrong.*")
+                    || l.matches("(Block|Inode) bitmap differences:.*") || l.matches("Group \\d+ (block|inode) bitmap does not match checksum\\.")
+                    || l.equals("IGNORED.") || l.startsWith("Padding at end of inode bitmap is not set")
+                    || l.matches("[-+(][-+0-9(). ]*") || l.contains("WARNING: Filesystem still has errors") || l.startsWith("Padding at end")
+                    || l.matches(".*: \\d+/\\d+ files \\(.*\\), \\d+/\\d+ blocks") || l.startsWith("ext2fs_check_desc")
+                    || l.startsWith("Backing up journal inode block information")) {
+                continue;
+            }
+            odd.add(l);
+        }
+        assertTrue(odd.isEmpty(), "e2fsck from the backup superblock at " + backup + ":\n" + r.all());
+    }
+
+    /**
+     * After close: e2fsck, dumpe2fs's block count, the files through a read-only ext4j mount and
+     * through the kernel.
+     */
+    private void checkImage(Path img, long blocks) throws Exception {
+        assertFsckClean(img);
+        assertBackupUsable(img);
+        assertEquals(String.valueOf(blocks), Images.dumpe2fsHeader(img).get("Block count"), "dumpe2fs block count");
+        try (Ext4FileSystem ro = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            assertEquals(blocks, ro.superblock().blocksCount());
+            verifyFiles(ro);
+        }
+        verifyKernel(img, blocks);
+    }
+
+    private void verifyKernel(Path img, long blocks) throws Exception {
+        Path mnt = Files.createDirectories(work.resolve("mnt"));
+        Images.Result r = Images.run(List.of("mount", "-o", "loop,ro", img.toString(), mnt.toString()));
+        if (r.exitCode() != 0) {
+            System.err.println("loop mount of " + img + " failed, no kernel comparison: " + r.all().trim());
+            return;
+        }
+        try {
+            for (Map.Entry<String, byte[]> e : files.entrySet()) {
+                assertArrayEquals(e.getValue(), Files.readAllBytes(mnt.resolve(e.getKey())), "kernel: " + e.getKey());
+            }
+            Images.Result df = Images.runOk(List.of("stat", "-f", "-c", "%b %S", mnt.toString()));
+            String[] f = df.stdout().trim().split(" ");
+            long bytes = Long.parseLong(f[0]) * Long.parseLong(f[1]);
+            int bs = Integer.parseInt(f[1]);
+            long total = blocks * bs;
+            assertTrue(bytes > total * 9 / 10 && bytes <= total, "kernel statfs sees " + bytes + " bytes of " + total);
+        } finally {
+            Images.Result u = Images.run(List.of("umount", mnt.toString()));
+            if (u.exitCode() != 0) {
+                Images.run(List.of("umount", "-l", mnt.toString()));
+                throw new IllegalStateException("umount " + mnt + ": " + u.all());
+            }
+        }
+    }
+
+    // ================================================================ growth
+
+    @Test
+    void grow4kFlexBg512MTo2G() throws Exception {
+        Path img = mkfs("flex4k", "512M", "-b", "4096");
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "before", 3 * MIB + 123, 1);
+            fs.resize(2 * GIB / 4096);
+            assertEquals(2 * GIB / 4096, fs.superblock().blocksCount());
+            assertEquals(2 * GIB, Files.size(img));
+            write(fs, "after", 2 * MIB, 2);
+            // more than the old filesystem could hold
+            writeBig(fs, "big", 600 * MIB);
+            verifyFiles(fs);
+        }
+        checkImage(img, 2 * GIB / 4096);
+        compareWithResize2fs(img, "512M", List.of("-b", "4096"), 2 * GIB / 4096);
+    }
+
+    /**
+     * The group layout resize2fs (offline) gives the same image: the same group count, block and
+     * inode counts; and where kernel-style placement and resize2fs agree (the inode tables' flex
+     * packing), the same bitmaps and inode table locations.
+     */
+    private void compareWithResize2fs(Path ours, String size, List<String> args, long blocks) {
+        Path theirs = Images.mkfs(work.resolve("offline.img"), size, args, null);
+        Images.runOk(List.of("resize2fs", theirs.toString(), String.valueOf(blocks)));
+        Map<String, String> a = Images.dumpe2fsHeader(ours);
+        Map<String, String> b = Images.dumpe2fsHeader(theirs);
+        for (String k : List.of("Block count", "Inode count", "Reserved GDT blocks", "Filesystem features")) {
+            assertEquals(b.get(k), a.get(k), "dumpe2fs " + k + ": ext4j online vs resize2fs offline");
+        }
+    }
+
+
+    /** 1 KiB blocks: several new groups, new descriptor blocks from the reserved GDT blocks, a short last group. */
+    @Test
+    void grow1kSeveralGroupsUsesReservedGdt() throws Exception {
+        Path img = mkfs("r1k", "64M", "-b", "1024");
+        int reservedBefore = Integer.parseInt(Images.dumpe2fsHeader(img).get("Reserved GDT blocks"));
+        long blocks = 300 * MIB / 1024 + 777;
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "before", 5 * MIB, 3);
+            fs.resize(blocks);
+            assertEquals(blocks, fs.superblock().blocksCount());
+            assertTrue(fs.superblock().reservedGdtBlocks() < reservedBefore, "reserved GDT blocks were used");
+            write(fs, "after", 100 * MIB, 4);
+            verifyFiles(fs);
+        }
+        checkImage(img, blocks);
+        compareWithResize2fs(img, "64M", List.of("-b", "1024"), blocks);
+    }
+
+    /** Growing in steps, one of them only the last group (GROUP_EXTEND), each step checked by e2fsck. */
+    @Test
+    void growInStepsFromAPartialLastGroup() throws Exception {
+        Path img = mkfs("steps", "20000K", "-b", "1024");
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "a", 300 * 1024, 5);
+            fs.resize(20000 + 1000); // inside the last group
+            assertEquals(21000, fs.superblock().blocksCount());
+            write(fs, "b", 300 * 1024, 6);
+            fs.resize(3 * 8192 + 1 + 20); // a last group of 20 blocks is too small: rounded down
+            assertEquals(3 * 8192 + 1, fs.superblock().blocksCount());
+            fs.resize(90000);
+            assertEquals(90000, fs.superblock().blocksCount());
+            write(fs, "c", 30 * MIB, 7);
+        }
+        checkImage(img, 90000);
+    }
+
+    /** Without resize_inode there are no reserved GDT blocks: the filesystem turns meta_bg. */
+    @Test
+    void growWithoutResizeInodeTo8GUsesMetaBg() throws Exception {
+        // 1 KiB blocks: 16 descriptors per block, so 8 GiB needs 64 descriptor blocks, not 4
+        Path img = mkfs("nores", "512M", "-b", "1024", "-O", "^resize_inode");
+        long blocks = 8 * GIB / 1024;
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "before", 2 * MIB, 8);
+            fs.resize(blocks);
+            assertTrue(fs.superblock().has(dev.ext4j.format.Feature.META_BG), "meta_bg set");
+            write(fs, "after", 3 * MIB, 9);
+            writeBig(fs, "big", 700 * MIB);
+        }
+        checkImage(img, blocks);
+        Map<String, String> h = Images.dumpe2fsHeader(img);
+        assertTrue(h.get("Filesystem features").contains("meta_bg"), h.get("Filesystem features"));
+    }
+
+    /** Reserved GDT blocks run out part way: they are used first, then the filesystem turns meta_bg. */
+    @Test
+    void reservedGdtExhaustedConvertsToMetaBg() throws Exception {
+        Path img = mkfs("exhaust", "32M", "-b", "1024", "-E", "resize=" + (160 * 1024));
+        int reserved = Integer.parseInt(Images.dumpe2fsHeader(img).get("Reserved GDT blocks"));
+        assertTrue(reserved > 0, "mkfs reserved some GDT blocks");
+        long blocks = 600 * MIB / 1024;
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "before", 1 * MIB, 10);
+            fs.resize(blocks);
+            assertEquals(0, fs.superblock().reservedGdtBlocks());
+            assertTrue(fs.superblock().has(dev.ext4j.format.Feature.META_BG));
+            assertFalse(fs.superblock().has(dev.ext4j.format.Feature.RESIZE_INODE));
+            write(fs, "after", 40 * MIB, 11);
+        }
+        checkImage(img, blocks);
+    }
+
+    /** Files written by another thread before, during and after the grow are all intact. */
+    @Test
+    void concurrentWriterDuringGrow() throws Exception {
+        Path img = mkfs("conc", "256M", "-b", "4096");
+        AtomicBoolean stop = new AtomicBoolean();
+        ExecutorService ex = Executors.newSingleThreadExecutor();
+        try (Ext4FileSystem fs = openRw(img)) {
+            write(fs, "first", MIB, 12);
+            Future<Integer> writer = ex.submit(() -> {
+                int n = 0;
+                while (!stop.get() || n < 20) {
+                    write(fs, "w" + n, 64 * 1024 + n * 4096L, 100 + n);
+                    n++;
+                }
+                return n;
+            });
+            Thread.sleep(50);
+            fs.resize(1536 * MIB / 4096);
+            fs.resize(3 * GIB / 4096);
+            stop.set(true);
+            int n = writer.get(120, TimeUnit.SECONDS);
+            assertTrue(n >= 20);
+            writeBig(fs, "big", 400 * MIB);
+            verifyFiles(fs);
+        } finally {
+            ex.shutdownNow();
+        }
+        checkImage(img, 3 * GIB / 4096);
+    }
+
+    // ================================================================ refusals
+
+    /** Shrinking is refused, the same size is a no-op, a read-only mount refuses with EROFS. */
+    @Test
+    void shrinkSameSizeAndReadOnly() throws Exception {
+        Path img = mkfs("refuse", "64M", "-b", "4096");
+        try (Ext4FileSystem fs = openRw(img)) {
+            long blocks = fs.superblock().blocksCount();
+            Expect.errno(Errno.EINVAL, () -> fs.resize(blocks * 9 / 10));
+            fs.resize(blocks); // no-op
+            assertEquals(blocks, fs.superblock().blocksCount());
+        }
+        assertFsckClean(img);
+        try (Ext4FileSystem ro = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            Expect.errno(Errno.EROFS, () -> ro.resize(ro.superblock().blocksCount() * 2));
+        }
+        assertEquals(64 * MIB, Files.size(img));
+    }
+
+    /** EFBIG without 64bit past 2^32 - 1 blocks, EOPNOTSUPP with sparse_super2, ENOSPC when the image cannot grow. */
+    @Test
+    void refusalsWithNothingChanged() throws Exception {
+        Path small = mkfs("no64", "64M", "-b", "1024", "-O", "^64bit");
+        try (Ext4FileSystem fs = openRw(small)) {
+            Expect.errno(Errno.EFBIG, () -> fs.resize(1L << 32));
+        }
+        assertEquals(64 * MIB, Files.size(small));
+        assertFsckClean(small);
+
+        // sparse_super2
+        Path s2 = mkfs("ss2", "64M", "-b", "4096", "-O", "sparse_super2");
+        try (Ext4FileSystem fs = openRw(s2)) {
+            Expect.errno(Errno.EOPNOTSUPP, () -> fs.resize(fs.superblock().blocksCount() * 2));
+        }
+        assertEquals(64 * MIB, Files.size(s2));
+        assertFsckClean(s2);
+
+        // an image that cannot grow (a fixed-size device)
+        Path fixed = mkfs("fixed", "64M", "-b", "4096");
+        BlockDevice dev = new FixedSize(FileBlockDevice.open(fixed, false));
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, MountOptions.defaults())) {
+            long blocks = fs.superblock().blocksCount();
+            Expect.errno(Errno.ENOSPC, () -> fs.resize(blocks * 4));
+            assertEquals(blocks, fs.superblock().blocksCount());
+        }
+        assertEquals(64 * MIB, Files.size(fixed));
+        assertFsckClean(fixed);
+    }
+
+    /** A device of fixed size: everything but grow() goes to the image file. */
+    private static final class FixedSize implements BlockDevice {
+        private final BlockDevice inner;
+
+        FixedSize(BlockDevice inner) {
+            this.inner = inner;
+        }
+
+        @Override
+        public void read(long offset, ByteBuffer dst) throws IOException {
+            inner.read(offset, dst);
+        }
+
+        @Override
+        public void write(long offset, ByteBuffer src) throws IOException {
+            inner.write(offset, src);
+        }
+
+        @Override
+        public long size() throws IOException {
+            return inner.size();
+        }
+
+        @Override
+        public void sync() throws IOException {
+            inner.sync();
+        }
+
+        @Override
+        public boolean isReadOnly() {
+            return inner.isReadOnly();
+        }
+
+        @Override
+        public void close() throws IOException {
+            inner.close();
+        }
+    }
+}
