@@ -1476,7 +1476,7 @@ public final class Ext4FileSystem implements Closeable {
         }
     }
 
-    // ---- freeze, thaw, status, flags, migrate, resize (super.c, ioctl.c, migrate.c, resize.c) ----
+    // ---- freeze, thaw, status, flags, migrate (super.c, ioctl.c, migrate.c) ----
 
     /** A passage through the write gate, left by close(). */
     interface Entered extends AutoCloseable {
@@ -1509,7 +1509,7 @@ public final class Ext4FileSystem implements Closeable {
         synchronized (freezeLock) {
             gate.freeze();
             try {
-                sync();
+                sync(); // first: it reports a failed background write rather than freezing over it
                 writeClean();
             } catch (Ext4Exception | RuntimeException e) {
                 gate.thaw();
@@ -1542,9 +1542,10 @@ public final class Ext4FileSystem implements Closeable {
     public FsStatus status() {
         StatFs s = statfs();
         String ro = readOnly ? "mounted read-only" : errorReadOnly != null ? "read-only since an error: " + errorReadOnly : null;
+        long dirty = cache.dirtyBlocks() * (long) blockSize + (writeback == null ? 0 : writeback.pages().dirtyBytes());
         synchronized (sb) {
             return new FsStatus(blockSize, sb.blocksCount(), s.freeBlocks(), sb.inodesCount(), s.freeInodes(),
-                    cache.dirtyBlocks() * (long) blockSize, isFrozen(), sb.errorCount(), sb.featureNames(), ro);
+                    dirty, isFrozen(), sb.errorCount(), sb.featureNames(), ro);
         }
     }
 

@@ -5,7 +5,7 @@ import java.util.List;
 /**
  * A mounted filesystem's state, for the control file's {@code status}.
  *
- * @param dirtyBytes  changed metadata not yet written home (file data is written at once)
+ * @param dirtyBytes  file data in the page cache and metadata blocks not yet written home
  * @param errorCount  s_error_count: errors recorded in the superblock
  * @param features    the feature names set, as dumpe2fs lists them
  * @param readOnlyWhy why changes are refused, or null on a writable mount

@@ -33,6 +33,8 @@ final class ControlFile {
 
     private final Ext4FileSystem fs;
     private final String path;
+    /** The name as directory entries hold it, in the charset jnr-ffi uses for paths. */
+    private final byte[] name;
     private final String mountPoint;
     private final long ownerUid;
     private final long ownerGid;
@@ -45,7 +47,7 @@ final class ControlFile {
         int read;
 
         synchronized void set(String s) {
-            text = s.getBytes(StandardCharsets.UTF_8);
+            text = s.getBytes(StandardCharsets.ISO_8859_1); // paths in it are one char per byte
             read = 0;
         }
     }
@@ -58,7 +60,9 @@ final class ControlFile {
     ControlFile(Ext4FileSystem fs, String name, Path mountPoint, long ownerUid, long ownerGid) {
         this.fs = fs;
         this.path = "/" + name;
-        this.mountPoint = mountPoint == null ? null : mountPoint.toAbsolutePath().normalize().toString();
+        this.name = name.getBytes(java.nio.charset.Charset.defaultCharset());
+        this.mountPoint = mountPoint == null ? null : new String(mountPoint.toAbsolutePath().normalize().toString()
+                .getBytes(java.nio.charset.Charset.defaultCharset()), StandardCharsets.ISO_8859_1); // as commands are read
         this.ownerUid = ownerUid;
         this.ownerGid = ownerGid;
     }
@@ -69,8 +73,8 @@ final class ControlFile {
     }
 
     /** Whether {@code name} is the control file's name in directory {@code dirIno}. */
-    boolean isName(long dirIno, byte[] name) {
-        return dirIno == Ext4FileSystem.ROOT_INO && path.substring(1).equals(new String(name, StandardCharsets.UTF_8));
+    boolean isName(long dirIno, byte[] entry) {
+        return dirIno == Ext4FileSystem.ROOT_INO && java.util.Arrays.equals(name, entry);
     }
 
     /** Whether an open file handle is one of the control file's. */
@@ -106,7 +110,7 @@ final class ControlFile {
      */
     int write(long fh, byte[] data) {
         Reply reply = handle(fh);
-        for (String line : new String(data, StandardCharsets.UTF_8).split("\n")) {
+        for (String line : new String(data, StandardCharsets.ISO_8859_1).split("\n")) { // one char per byte: paths keep their bytes
             String cmd = line.strip();
             if (cmd.isEmpty()) {
                 continue;
@@ -172,7 +176,7 @@ final class ControlFile {
                 return "thawed";
             }
             case "migrate" -> {
-                fs.migrate(fs.resolve(insideMount(arg).getBytes(StandardCharsets.UTF_8)));
+                fs.migrate(fs.resolve(insideMount(arg).getBytes(StandardCharsets.ISO_8859_1)));
                 return "migrated " + arg;
             }
             case "sync" -> {
