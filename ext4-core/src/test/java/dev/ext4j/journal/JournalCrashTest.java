@@ -140,8 +140,7 @@ class JournalCrashTest {
 
     private static MountOptions noTimer() {
         // no timer commits: the run is the same every time and commits happen at sync, when full and at unmount
-        MountOptions d = MountOptions.defaults();
-        return d.withWriteback(d.cacheBytes(), 3_600_000, d.dirtyExpireMillis());
+        return MountOptions.defaults().withWriteback(MountOptions.DEFAULT_CACHE_BYTES, 3_600_000, 30_000);
     }
 
     private static byte[] b(String s) {
