@@ -155,6 +155,9 @@ public final class Ext4FileSystem implements Closeable {
     /** One round of the flusher: expired or excess dirty pages, then changed metadata. */
     private void flushRound() {
         flushQueued.set(false);
+        if (gate.isFrozen()) {
+            return; // everything is home, and nothing may reach the image until the thaw
+        }
         try {
             var pc = writeback.pages();
             writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);

@@ -145,48 +145,59 @@ final class ControlFile {
         return replies.computeIfAbsent(fh, k -> new Reply());
     }
 
+    /** The commands, whether they take an argument, and whether they change the filesystem. */
+    private enum Command {
+        RESIZE(true, true), FREEZE(false, true), THAW(false, true), MIGRATE(true, true), SYNC(false, false), STATUS(false, false);
+
+        final boolean takesArg;
+        final boolean changes;
+
+        Command(boolean takesArg, boolean changes) {
+            this.takesArg = takesArg;
+            this.changes = changes;
+        }
+    }
+
     /** Runs one command; returns what follows "ok ". */
     private String execute(String line) throws Ext4Exception {
         String[] words = line.split("\\s+", 2);
-        String cmd = words[0].toLowerCase(Locale.ROOT);
         String arg = words.length > 1 ? words[1].strip() : "";
-        boolean mutating = switch (cmd) {
-            case "resize", "freeze", "thaw", "migrate" -> true;
-            case "sync", "status" -> false;
-            default -> throw new Ext4Exception(Errno.EINVAL, "unknown command \"" + cmd + "\" (commands: resize SIZE, freeze, thaw, migrate PATH, sync, status)");
-        };
-        boolean takesArg = cmd.equals("resize") || cmd.equals("migrate");
-        if (takesArg == arg.isEmpty()) {
-            throw new Ext4Exception(Errno.EINVAL, cmd + (takesArg ? " needs an argument" : " takes no argument"));
+        Command cmd;
+        try {
+            cmd = Command.valueOf(words[0].toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new Ext4Exception(Errno.EINVAL, "unknown command \"" + words[0] + "\" (commands: resize SIZE, freeze, thaw, migrate PATH, sync, status)");
         }
-        if (mutating && fs.isReadOnly()) {
+        String name = cmd.name().toLowerCase(Locale.ROOT);
+        if (cmd.takesArg == arg.isEmpty()) {
+            throw new Ext4Exception(Errno.EINVAL, name + (cmd.takesArg ? " needs an argument" : " takes no argument"));
+        }
+        if (cmd.changes && fs.isReadOnly()) {
             throw new Ext4Exception(Errno.EROFS, "the filesystem is mounted read-only");
         }
-        switch (cmd) {
-            case "resize" -> {
+        return switch (cmd) {
+            case RESIZE -> {
                 fs.resize(parseSize(arg, fs.superblock().blockSize()));
-                return "resized to " + fs.superblock().blocksCount() + " blocks";
+                yield "resized to " + fs.superblock().blocksCount() + " blocks";
             }
-            case "freeze" -> {
+            case FREEZE -> {
                 fs.freeze();
-                return "frozen";
+                yield "frozen";
             }
-            case "thaw" -> {
+            case THAW -> {
                 fs.thaw();
-                return "thawed";
+                yield "thawed";
             }
-            case "migrate" -> {
+            case MIGRATE -> {
                 fs.migrate(fs.resolve(insideMount(arg).getBytes(StandardCharsets.ISO_8859_1)));
-                return "migrated " + arg;
+                yield "migrated " + arg;
             }
-            case "sync" -> {
+            case SYNC -> {
                 fs.sync();
-                return "synced";
+                yield "synced";
             }
-            default -> {
-                return status();
-            }
-        }
+            case STATUS -> status();
+        };
     }
 
     /** A path inside the mount: absolute under the mount point, or relative to the mount root. */

@@ -6,6 +6,7 @@ import dev.ext4j.fs.Caller;
 import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.FileAttributes;
 import dev.ext4j.fs.StatFs;
+import dev.ext4j.format.Inode;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
@@ -36,8 +37,6 @@ public final class Ext4Fuse extends FuseStubFS {
     private static final int O_RDONLY = 0;
     private static final int O_TRUNC = 01000;
     private static final int O_APPEND = 02000;
-    /** ext4 (and FS_*_FL) inode flags the open checks need. */
-    private static final int IMMUTABLE_FL = 0x10, APPEND_FL = 0x20;
     private static final int W_OK = 2;
 
     private final Ext4FileSystem fs;
@@ -217,7 +216,8 @@ public final class Ext4Fuse extends FuseStubFS {
                 return -Errno.EROFS.value();
             }
             int iflags = fs.stat(ino).flags();
-            if (writing && ((iflags & IMMUTABLE_FL) != 0 || ((iflags & APPEND_FL) != 0 && ((flags & O_APPEND) == 0 || (flags & O_TRUNC) != 0)))) {
+            if (writing && ((iflags & Inode.IMMUTABLE_FL) != 0
+                    || ((iflags & Inode.APPEND_FL) != 0 && ((flags & O_APPEND) == 0 || (flags & O_TRUNC) != 0)))) {
                 // may_open(): the VFS cannot see these flags on a FUSE inode, so they are checked here
                 return -Errno.EPERM.value();
             }
@@ -667,8 +667,8 @@ public final class Ext4Fuse extends FuseStubFS {
      * the old attributes of a FUSE file with FS_IOC_FSGETXATTR before every chattr.
      */
     private static final int[][] XFLAG_TO_FLAG = {
-            {0x8, IMMUTABLE_FL}, {0x10, APPEND_FL}, {0x20, 0x8 /* SYNC */}, {0x40, 0x80 /* NOATIME */},
-            {0x80, 0x40 /* NODUMP */}, {0x8000, 0x2000000 /* DAX */}, {0x200, 0x20000000 /* PROJINHERIT */}};
+            {0x8, Inode.IMMUTABLE_FL}, {0x10, Inode.APPEND_FL}, {0x20, Inode.SYNC_FL}, {0x40, Inode.NOATIME_FL},
+            {0x80, Inode.NODUMP_FL}, {0x8000, 0x2000000 /* FS_DAX_FL */}, {0x200, Inode.PROJINHERIT_FL}};
     private static final int FSXATTR_SIZE = 28;
 
     private static int toXflags(int flags) {

@@ -53,6 +53,16 @@ public final class FuseLoop {
     private final Pointer channel;
     private final long bufSize;
 
+    /**
+     * Most workers ever started. Beyond the initial ones, a worker is added whenever none is left
+     * waiting for a request, as fuse_loop_mt() does: requests that wait in the server (changes held
+     * by a freeze) must not leave no thread to receive the thaw.
+     */
+    private static final int MAX_WORKERS = 256;
+    private final List<Thread> workers = new java.util.concurrent.CopyOnWriteArrayList<>();
+    /** Workers waiting in fuse_chan_recv(). */
+    private final java.util.concurrent.atomic.AtomicInteger idle = new java.util.concurrent.atomic.AtomicInteger();
+
     private FuseLoop(LibFuseSession lib, Pointer fuse, Pointer mountpoint) {
         this.lib = lib;
         this.fuse = fuse;
@@ -79,16 +89,6 @@ public final class FuseLoop {
         }
         return new FuseLoop(lib, f, mp.getValue());
     }
-
-    /**
-     * Most workers ever started. Beyond the initial ones, a worker is added whenever none is left
-     * waiting for a request, as fuse_loop_mt() does: requests that wait in the server (changes held
-     * by a freeze) must not leave no thread to receive the thaw.
-     */
-    private static final int MAX_WORKERS = 256;
-    private final List<Thread> workers = new java.util.concurrent.CopyOnWriteArrayList<>();
-    /** Workers waiting in fuse_chan_recv(). */
-    private final java.util.concurrent.atomic.AtomicInteger idle = new java.util.concurrent.atomic.AtomicInteger();
 
     /** Serves requests on {@code threads} Java threads (more when all are busy) until the filesystem is unmounted, then tears down. */
     public void serve(int threads) {
