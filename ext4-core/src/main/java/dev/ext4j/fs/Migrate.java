@@ -82,6 +82,7 @@ final class Migrate {
         Tracked source = new Tracked(acct, fs.cache());
         ByteBuffer root = ByteBuffer.allocate(Inode.I_BLOCK_SIZE);
         ExtentTree.initEmpty(root);
+        boolean swapped = false;
         try {
             try (Transactions.Handle h = fs.startHandle(Transactions.DEFAULT_CREDITS)) {
                 ExtentTree tree = ExtentTree.writable(fs.cache(), ino, root, info.csumSeed(), fs.metadataCsum(), source);
@@ -103,12 +104,16 @@ final class Migrate {
                         + (source.held.size() - (long) before.indirect().size()) * (bs / 512);
                 copy.setBlocks512(sectors, bs);
                 fs.writeInode(ino, copy);
+                swapped = true; // the tree is the inode's now: a failure below must not free it
                 for (long b : before.indirect()) {
                     fs.cache().forget(b);
                     fs.allocator().freeBlocks(b, 1);
                 }
             }
         } catch (Ext4Exception | RuntimeException e) {
+            if (swapped) {
+                throw e;
+            }
             try (Transactions.Handle h = fs.startHandle(Transactions.DEFAULT_CREDITS)) {
                 source.releaseAll();
             } catch (Ext4Exception | RuntimeException f) {
