@@ -231,6 +231,54 @@ public final class IndirectMap implements BlockMap {
         }
     }
 
+    /** Receives what {@link #visit} finds. */
+    public interface Visitor {
+        /** Logical block {@code lblk} is mapped to {@code pblk}; called in logical order. */
+        void data(long lblk, long pblk) throws Ext4Exception;
+
+        /** {@code block} is an indirect block of the map (before the blocks below it). */
+        void indirect(long block) throws Ext4Exception;
+    }
+
+    /**
+     * Walks the whole map as ext4_ext_migrate() does (update_ind/dind/tind_extent_range()): every
+     * mapped data block in logical order, and every indirect block.
+     */
+    public void visit(Visitor v) throws Ext4Exception {
+        for (int s = 0; s < DIRECT; s++) {
+            long p = u32(iBlock, s);
+            if (p != 0) {
+                v.data(s, p);
+            }
+        }
+        long base = DIRECT;
+        long span = perBlock;
+        for (int level = 1; level <= 3; level++) {
+            long blk = u32(iBlock, IND + level - 1);
+            if (blk != 0) {
+                visitBranch(blk, level, base, span / perBlock, v);
+            }
+            base += span;
+            span *= perBlock;
+        }
+    }
+
+    private void visitBranch(long blk, int level, long base, long slotSpan, Visitor v) throws Ext4Exception {
+        v.indirect(blk);
+        ByteBuffer buf = read(blk);
+        for (int s = 0; s < perBlock; s++) {
+            long child = u32(buf, s);
+            if (child == 0) {
+                continue;
+            }
+            if (level == 1) {
+                v.data(base + s, child);
+            } else {
+                visitBranch(child, level - 1, base + s * slotSpan, slotSpan / perBlock, v);
+            }
+        }
+    }
+
     // ------------------------------------------------------------------------------------------
     // Set
 

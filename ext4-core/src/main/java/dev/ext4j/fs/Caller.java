@@ -53,7 +53,7 @@ public final class Caller {
     }
 
     /** Root, as the stand-in for CAP_SYS_ADMIN and CAP_SYS_RESOURCE. */
-    static boolean isRoot() {
+    public static boolean isRoot() {
         return uid() == 0;
     }
 }

@@ -75,6 +75,10 @@ public final class Ext4FileSystem implements Closeable {
     private final InodeLocks locks;
     /** The journal, or the cache's own write-back when the mount does not journal. */
     private final Transactions tx;
+    /** Every change passes it before taking inode locks; closed while frozen. */
+    private final WriteGate gate = new WriteGate();
+    /** Serializes freeze and thaw (the kernel's s_umount around freeze_super()). */
+    private final Object freezeLock = new Object();
     private final java.util.concurrent.ConcurrentHashMap<Long, Integer> openCounts = new java.util.concurrent.ConcurrentHashMap<>();
     private final Namei namei;
     private final FileWrite fileWrite;
@@ -151,6 +155,9 @@ public final class Ext4FileSystem implements Closeable {
     /** One round of the flusher: expired or excess dirty pages, then changed metadata. */
     private void flushRound() {
         flushQueued.set(false);
+        if (gate.isFrozen()) {
+            return; // everything is home, and nothing may reach the image until the thaw
+        }
         try {
             var pc = writeback.pages();
             writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
@@ -620,8 +627,11 @@ public final class Ext4FileSystem implements Closeable {
      */
     public FileAttributes setAttributes(long ino, Integer mode, Long uid, Long gid, Time atime, Time mtime) throws Ext4Exception {
         requireWritable();
-        try (InodeLocks.Held h = locks.lockAll(ino)) {
+        try (Entered g = enterGate(); InodeLocks.Held h = locks.lockAll(ino)) {
             Inode i = inode(ino).inode().copy();
+            if (mode != null || uid != null || gid != null) {
+                Namei.requireNotImmutable(ino, i); // notify_change()
+            }
             Time now = Time.now();
             if (mode != null) {
                 i.setMode((i.mode() & Inode.S_IFMT) | (mode & 07777));
@@ -661,43 +671,63 @@ public final class Ext4FileSystem implements Closeable {
         if (type == Inode.S_IFDIR || type == Inode.S_IFLNK) {
             throw new Ext4Exception(Errno.EINVAL, "mknod cannot make directories or symlinks");
         }
-        return namei.create(dirIno, name, m, major, minor, null, uid, gid);
+        try (Entered g = enterGate()) {
+            return namei.create(dirIno, name, m, major, minor, null, uid, gid);
+        }
     }
 
     public long mkdir(long dirIno, byte[] name, int mode, long uid, long gid) throws Ext4Exception {
-        return namei.create(dirIno, name, (mode & 07777) | Inode.S_IFDIR, 0, 0, null, uid, gid);
+        try (Entered g = enterGate()) {
+            return namei.create(dirIno, name, (mode & 07777) | Inode.S_IFDIR, 0, 0, null, uid, gid);
+        }
     }
 
     public long symlink(long dirIno, byte[] name, byte[] target, long uid, long gid) throws Ext4Exception {
-        return namei.create(dirIno, name, Inode.S_IFLNK | 0777, 0, 0, target, uid, gid);
+        try (Entered g = enterGate()) {
+            return namei.create(dirIno, name, Inode.S_IFLNK | 0777, 0, 0, target, uid, gid);
+        }
     }
 
     public void link(long ino, long dirIno, byte[] name) throws Ext4Exception {
-        namei.link(ino, dirIno, name);
+        try (Entered g = enterGate()) {
+            namei.link(ino, dirIno, name);
+        }
     }
 
     public void unlink(long dirIno, byte[] name) throws Ext4Exception {
-        namei.remove(dirIno, name, false);
+        try (Entered g = enterGate()) {
+            namei.remove(dirIno, name, false);
+        }
     }
 
     public void rmdir(long dirIno, byte[] name) throws Ext4Exception {
-        namei.remove(dirIno, name, true);
+        try (Entered g = enterGate()) {
+            namei.remove(dirIno, name, true);
+        }
     }
 
     public void rename(long fromDir, byte[] fromName, long toDir, byte[] toName) throws Ext4Exception {
-        namei.rename(fromDir, fromName, toDir, toName);
+        try (Entered g = enterGate()) {
+            namei.rename(fromDir, fromName, toDir, toName);
+        }
     }
 
     public int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
-        return fileWrite.write(ino, offset, src);
+        try (Entered g = enterGate()) {
+            return fileWrite.write(ino, offset, src);
+        }
     }
 
     public void truncate(long ino, long size) throws Ext4Exception {
-        fileWrite.truncate(ino, size);
+        try (Entered g = enterGate()) {
+            fileWrite.truncate(ino, size);
+        }
     }
 
     public void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
-        fileWrite.fallocate(ino, mode, offset, length);
+        try (Entered g = enterGate()) {
+            fileWrite.fallocate(ino, mode, offset, length);
+        }
     }
 
     /** setxattr(2): XATTR_CREATE / XATTR_REPLACE in {@code flags}; ACLs arrive in the VFS format. */
@@ -731,7 +761,7 @@ public final class Ext4FileSystem implements Closeable {
         if (value != null && (key.nameIndex() == XattrNames.POSIX_ACL_ACCESS || key.nameIndex() == XattrNames.POSIX_ACL_DEFAULT)) {
             disk = Acl.xattrToDisk(value);
         }
-        try (InodeLocks.Held h = locks.lockAll(ino)) {
+        try (Entered g = enterGate(); InodeLocks.Held h = locks.lockAll(ino)) {
             InodeInfo info = inode(ino);
             Inode copy = info.inode().copy();
             if (value != null && key.nameIndex() == XattrNames.POSIX_ACL_DEFAULT && !copy.isDirectory()) {
@@ -814,7 +844,7 @@ public final class Ext4FileSystem implements Closeable {
 
     /** ext4_evict_inode() after the last close: an inode with no name left is freed. */
     private void evictIfUnlinked(long ino) throws Ext4Exception {
-        try (InodeLocks.Held h = locks.lockAll(ino)) {
+        try (Entered g = enterGate(); InodeLocks.Held h = locks.lockAll(ino)) {
             InodeInfo info = inode(ino);
             Inode in = info.inode();
             if (in.linksCount() == 0 && in.mode() != 0 && (in.dtime() == 0 || orphans.contains(ino))) {
@@ -1315,7 +1345,7 @@ public final class Ext4FileSystem implements Closeable {
      */
     public void resize(long newBlocksCount) throws Ext4Exception {
         requireWritable();
-        try (Transactions.Handle h = tx.start(Integer.MAX_VALUE)) {
+        try (Entered g = enterGate(); Transactions.Handle h = tx.start(Integer.MAX_VALUE)) {
             resizer.grow(newBlocksCount);
         }
     }
@@ -1384,16 +1414,47 @@ public final class Ext4FileSystem implements Closeable {
     private void markMounted() throws Ext4Exception {
         synchronized (sb) {
             mountState = sb.state();
-            sb.setState(mountState & ~Superblock.STATE_VALID);
             sb.setMountCount(sb.mountCount() + 1);
             sb.setMtime(Time.now().seconds());
+            markInUse();
+        }
+    }
+
+    /**
+     * The superblock of a filesystem that may change: s_state without the valid bit and, with a
+     * journal, needs_recovery, home and durable before the first transaction reaches the log (at
+     * mount, and when a freeze ends).
+     */
+    private void markInUse() throws Ext4Exception {
+        synchronized (sb) {
+            sb.setState(mountState & ~Superblock.STATE_VALID);
             if (tx.journaled()) {
-                // needs_recovery is home and durable before the first transaction reaches the log
                 sb.setFeatureIncompat(sb.featureIncompat() | Feature.RECOVER.mask());
             }
             writeSuperblock(true);
             cache.force();
         }
+    }
+
+    /**
+     * ext4_put_super() / ext4_freeze(): the file data and metadata home, the log empty, and the
+     * superblock clean (free counts, the state found at mount, no needs_recovery), all durable.
+     * Nothing may be changing meanwhile.
+     */
+    private void writeClean() throws Ext4Exception {
+        if (errorReadOnly == null) {
+            writeback.writebackAll();
+        }
+        tx.unmount(); // everything home (the log empty) before the superblock says clean
+        synchronized (sb) {
+            StatFs s = statfs();
+            sb.setFreeBlocksCount(s.freeBlocks());
+            sb.setFreeInodesCount(s.freeInodes());
+            sb.setState(mountState);
+            sb.setFeatureIncompat(sb.featureIncompat() & ~Feature.RECOVER.mask());
+            writeSuperblock(true);
+        }
+        cache.force();
     }
 
     /**
@@ -1431,11 +1492,143 @@ public final class Ext4FileSystem implements Closeable {
         }
     }
 
-    /** Unmount: a read-write mount writes the free counts and a clean state, then syncs. */
+    // ---- freeze, thaw, status, flags, migrate (super.c, ioctl.c, migrate.c) ----
+
+    /** A passage through the write gate, left by close(). */
+    interface Entered extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /**
+     * A journal handle for changes made without an inode lock (a migration building its detached
+     * tree); the thread must take no inode lock while it runs (see {@link InodeLocks}).
+     */
+    Transactions.Handle startHandle(int credits) {
+        return tx.start(credits);
+    }
+
+    /** sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}). */
+    Entered enterGate() {
+        gate.enter();
+        return gate::exit;
+    }
+
+    /**
+     * freeze_super() / ext4_freeze(): new changes wait (they do not fail), the changes in flight
+     * finish, then everything is synced and the superblock written clean, so that the image file
+     * can be copied as a consistent, e2fsck-clean filesystem. Reads go on. EBUSY when frozen
+     * already, EROFS on a read-only mount.
+     */
+    public void freeze() throws Ext4Exception {
+        requireWritable();
+        synchronized (freezeLock) {
+            gate.freeze();
+            try {
+                sync(); // first: it reports a failed background write rather than freezing over it
+                writeClean();
+            } catch (Ext4Exception | RuntimeException e) {
+                gate.thaw();
+                throw e;
+            }
+        }
+        LOG.log(Level.INFO, "frozen: the image is consistent until thawed");
+    }
+
+    /** thaw_super() / ext4_unfreeze(): the superblock says not clean again, and waiting changes go on. EINVAL when not frozen. */
+    public void thaw() throws Ext4Exception {
+        synchronized (freezeLock) {
+            if (!gate.isFrozen()) {
+                throw new Ext4Exception(Errno.EINVAL, "the filesystem is not frozen");
+            }
+            try {
+                markInUse();
+            } finally {
+                gate.thaw();
+            }
+        }
+        LOG.log(Level.INFO, "thawed");
+    }
+
+    public boolean isFrozen() {
+        return gate.isFrozen();
+    }
+
+    /** What the control file's {@code status} reports. */
+    public FsStatus status() {
+        StatFs s = statfs();
+        String ro = readOnly ? "mounted read-only" : errorReadOnly != null ? "read-only since an error: " + errorReadOnly : null;
+        long dirty = cache.dirtyBlocks() * (long) blockSize + (writeback == null ? 0 : writeback.pages().dirtyBytes());
+        synchronized (sb) {
+            return new FsStatus(blockSize, sb.blocksCount(), s.freeBlocks(), sb.inodesCount(), s.freeInodes(),
+                    dirty, isFrozen(), sb.errorCount(), sb.featureNames(), ro);
+        }
+    }
+
+    /**
+     * EXT4_IOC_GETFLAGS: the inode flags a user may see (EXT4_FL_USER_VISIBLE); the FS_*_FL bits
+     * of chattr(1) are the same numbers.
+     */
+    public int getFlags(long ino) throws Ext4Exception {
+        return inode(ino).inode().flags() & InodeFlags.USER_VISIBLE;
+    }
+
+    /**
+     * EXT4_IOC_SETFLAGS (ext4_ioctl_setflags()): changes the user-modifiable flags, keeps the
+     * others. Only the owner or root may (EPERM); immutable and append-only only root (EPERM).
+     * Setting EXTENTS_FL migrates the file as {@link #migrate} does. A request without it leaves
+     * it alone: the VFS masks flags to FS_FL_USER_MODIFIABLE, which lacks it, before a FUSE
+     * server sees them (and ext4j has no extent-to-indirect migration).
+     */
+    public void setFlags(long ino, int flags) throws Ext4Exception {
+        requireWritable();
+        Inode current = inode(ino).inode();
+        int old = current.flags();
+        if (!Caller.isRoot() && Caller.uid() != current.uid()) {
+            throw new Ext4Exception(Errno.EPERM, "inode " + ino + ": only the owner may change its flags");
+        }
+        if (((flags ^ old) & (Inode.IMMUTABLE_FL | Inode.APPEND_FL)) != 0 && !Caller.isRoot()) {
+            throw new Ext4Exception(Errno.EPERM, "inode " + ino + ": immutable and append-only need CAP_LINUX_IMMUTABLE");
+        }
+        if ((flags & Inode.EXTENTS_FL) != 0 && (old & Inode.EXTENTS_FL) == 0) {
+            migrate(ino);
+        }
+        try (Entered g = enterGate(); InodeLocks.Held h = locks.lockAll(ino)) {
+            Inode copy = inode(ino).inode().copy();
+            int keep = copy.flags() & ~InodeFlags.USER_MODIFIABLE;
+            int wanted = (flags & InodeFlags.USER_MODIFIABLE & ~Inode.EXTENTS_FL) | (copy.flags() & Inode.EXTENTS_FL);
+            if ((keep | wanted) == copy.flags()) {
+                return;
+            }
+            copy.setFlags(keep | wanted);
+            Time now = Time.now();
+            copy.setCtime(now.seconds(), now.nanos());
+            writeInode(ino, copy);
+        }
+    }
+
+    /**
+     * EXT4_IOC_MIGRATE (ext4_ext_migrate()): converts a block-mapped file or directory to an
+     * extent tree; see {@link Migrate}. EINVAL, as the kernel, without the extents feature, for
+     * a file that is extent-mapped already or has inline data; EAGAIN when the file's blocks
+     * changed meanwhile (nothing is changed then).
+     */
+    public void migrate(long ino) throws Ext4Exception {
+        requireWritable();
+        try (Entered g = enterGate()) {
+            new Migrate(this).run(ino);
+        }
+    }
+
+    /** Unmount: a read-write mount writes the free counts and a clean state, then syncs; a frozen one is thawed first. */
     @Override
     public void close() throws IOException {
         try {
             if (!readOnly) {
+                if (gate.isFrozen()) {
+                    LOG.log(Level.INFO, "unmounting a frozen filesystem: thawed first");
+                    thaw();
+                }
                 stopFlusher();
                 // files still open at unmount are closed now: an unlinked one is freed, as its
                 // last release would have freed it. After errors=remount-ro nothing more is
@@ -1446,19 +1639,7 @@ public final class Ext4FileSystem implements Closeable {
                         evictIfUnlinked(ino);
                     }
                 }
-                if (errorReadOnly == null) {
-                    writeback.writebackAll();
-                }
-                tx.unmount(); // everything home (the log empty) before the superblock says clean
-                synchronized (sb) {
-                    StatFs s = statfs();
-                    sb.setFreeBlocksCount(s.freeBlocks());
-                    sb.setFreeInodesCount(s.freeInodes());
-                    sb.setState(mountState);
-                    sb.setFeatureIncompat(sb.featureIncompat() & ~Feature.RECOVER.mask());
-                    writeSuperblock(true);
-                }
-                cache.force();
+                writeClean();
             }
         } catch (Ext4Exception e) {
             throw new IOException("unmount of a read-write filesystem failed: " + e.getMessage(), e);

@@ -37,7 +37,17 @@ final class FileWrite {
         return max;
     }
 
+    /** A copy of a regular file to change; EPERM when it is immutable or append-only. */
     private Inode regularCopy(InodeInfo info) throws Ext4Exception {
+        return regularCopy(info, -1, 0);
+    }
+
+    /**
+     * As {@link #regularCopy(InodeInfo)}, for a write at {@code offset} into a file of {@code size}
+     * bytes (its cached size): an append-only file takes writes at or past its end (the kernel
+     * lets only O_APPEND writers open it).
+     */
+    private Inode regularCopy(InodeInfo info, long offset, long size) throws Ext4Exception {
         Inode i = info.inode();
         if (i.isDirectory()) {
             throw new Ext4Exception(Errno.EISDIR, "inode " + info.ino() + " is a directory");
@@ -45,8 +55,12 @@ final class FileWrite {
         if (!i.isRegular()) {
             throw new Ext4Exception(Errno.EINVAL, "inode " + info.ino() + " is not a regular file");
         }
-        if (i.hasFlag(Inode.IMMUTABLE_FL) || i.hasFlag(Inode.APPEND_FL)) {
-            throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is immutable or append-only");
+        if (i.hasFlag(Inode.IMMUTABLE_FL)) {
+            throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is immutable");
+        }
+        if (i.hasFlag(Inode.APPEND_FL) && (offset < 0 || offset < size)) {
+            throw new Ext4Exception(Errno.EPERM, "inode " + info.ino() + " is append-only"
+                    + (offset < 0 ? "" : ": write at " + offset + " before its end " + size));
         }
         return i.copy();
     }
@@ -67,7 +81,7 @@ final class FileWrite {
         int written;
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
-            Inode copy = regularCopy(info);
+            Inode copy = regularCopy(info, offset, fs.writeback().size(ino));
             if (copy.hasFlag(Inode.INLINE_DATA_FL) || (mayStartInline(copy) && fs.writeback().size(ino) == copy.size()
                     && !fs.writeback().hasPages(ino))) {
                 int n = writeInline(ino, copy, offset, src);

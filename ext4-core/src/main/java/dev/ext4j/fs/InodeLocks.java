@@ -5,7 +5,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * Per-inode read-write locks (the kernel's i_rwsem), striped by inode number so memory stays
- * bounded. Lock order, everywhere: the rename lock (cross-directory renames only), then every
+ * bounded. Lock order, everywhere: the write gate first ({@link WriteGate}, entered shared by every
+ * change, as sb_start_write() comes before i_rwsem; a freeze waits for it to drain and never holds
+ * an inode lock), then the rename lock (cross-directory renames only), then every
  * inode lock an operation needs, taken at once by {@link #lockAll} in ascending stripe order (each
  * stripe once, so two inodes sharing a stripe cannot deadlock), then the journal handle (started
  * by {@link #lockAll} right after the inode locks, as the kernel starts its handle after i_rwsem

@@ -297,6 +297,7 @@ final class Namei {
         checkName(name);
         try (InodeLocks.Held h = fs.locks().lockAll(dirIno, ino)) {
             Inode target = fs.inode(ino).inode().copy();
+            requireNotImmutable(ino, target);
             if (target.isDirectory()) {
                 throw new Ext4Exception(Errno.EPERM, "hard links to directories are not allowed");
             }
@@ -320,6 +321,17 @@ final class Namei {
         }
     }
 
+    /**
+     * may_delete() and may_linkat(): an immutable or append-only inode (chattr +i, +a) cannot be
+     * removed, renamed or linked, nor can entries leave such a directory (EPERM). The VFS checks
+     * this for the kernel's ext4; it cannot see the flags of a FUSE inode.
+     */
+    static void requireNotImmutable(long ino, Inode i) throws Ext4Exception {
+        if (i.hasFlag(Inode.IMMUTABLE_FL) || i.hasFlag(Inode.APPEND_FL)) {
+            throw new Ext4Exception(Errno.EPERM, "inode " + ino + " is " + (i.hasFlag(Inode.IMMUTABLE_FL) ? "immutable" : "append-only"));
+        }
+    }
+
     /** unlink(2) and rmdir(2). */
     void remove(long dirIno, byte[] name, boolean directory) throws Ext4Exception {
         fs.requireWritable();
@@ -334,6 +346,8 @@ final class Namei {
                     continue; // changed while we waited for the locks
                 }
                 Inode c = fs.inode(child).inode().copy();
+                requireNotImmutable(dirIno, dir.copy);
+                requireNotImmutable(child, c);
                 if (directory && !c.isDirectory()) {
                     throw new Ext4Exception(Errno.ENOTDIR, "inode " + child + " is not a directory");
                 }
@@ -412,6 +426,11 @@ final class Namei {
 
     private void doRename(Dir from, byte[] fromName, long src, Dir to, byte[] toName, long dst) throws Ext4Exception {
         Inode s = fs.inode(src).inode().copy();
+        requireNotImmutable(from.ino, from.copy);
+        requireNotImmutable(src, s);
+        if (dst != 0) {
+            requireNotImmutable(dst, fs.inode(dst).inode());
+        }
         boolean srcDir = s.isDirectory();
         if (srcDir && from.ino != to.ino) {
             // moving a directory into its own subtree would cut it off from the root

@@ -213,6 +213,11 @@ public final class BlockCache {
         }
     }
 
+    /** Changed metadata blocks not yet written home. */
+    public int dirtyBlocks() {
+        return dirty.size();
+    }
+
     /**
      * Writes every dirty block home in block order. A block that fails to write stays dirty and the
      * first failure is thrown after the others were tried; a block changed again while this runs is

@@ -30,6 +30,7 @@ public final class Main {
                    ext4j umount MOUNTPOINT
                    ext4j IMAGE MOUNTPOINT [-o OPTIONS]      (mount.fuse convention)
             options: ro, rw, allow_other, allow_root, default_permissions, debug, log=FILE,
+                     errors=continue|remount-ro|panic, control=NAME,
                      uid=N, gid=N, umask=M; -f stays in the foreground""";
     private static final long MOUNT_TIMEOUT_MS = 60_000;
     /** FUSE worker threads; libfuse would keep up to 10 idle. */
@@ -87,7 +88,7 @@ public final class Main {
             err.println("ext4j: " + mnt + " is already a mount point");
             return 1;
         }
-        MountSpec resolved = new MountSpec(image, mnt, spec.foreground(), spec.readOnly(), spec.debug(), spec.fuseOptions(), spec.logFile(), spec.errors(), spec.tuning());
+        MountSpec resolved = new MountSpec(image, mnt, spec.foreground(), spec.readOnly(), spec.debug(), spec.fuseOptions(), spec.logFile(), spec.errors(), spec.tuning(), spec.controlName());
         return spec.foreground() ? foreground(resolved, err) : Daemon.start(resolved, err, MOUNT_TIMEOUT_MS);
     }
 
@@ -119,7 +120,7 @@ public final class Main {
             opts.add("attr_timeout=60");
             opts.add("negative_timeout=60");
         }
-        Ext4Fuse fuse = new Ext4Fuse(fs);
+        Ext4Fuse fuse = new Ext4Fuse(fs, spec.controlName(), spec.mountPoint(), ownIds());
         List<String> args = new ArrayList<>(List.of("-o", String.join(",", opts)));
         if (spec.debug()) {
             args.add("-d");
@@ -144,6 +145,17 @@ public final class Main {
             Daemon.removePidFile(spec.mountPoint());
         }
         return 0;
+    }
+
+    /** The uid and gid this server runs as, the mounting user's: the control file belongs to them. */
+    private static long[] ownIds() {
+        try {
+            Path self = Path.of("/proc/self");
+            return new long[] {((Number) Files.getAttribute(self, "unix:uid")).longValue(),
+                    ((Number) Files.getAttribute(self, "unix:gid")).longValue()};
+        } catch (IOException | UnsupportedOperationException e) {
+            throw new IllegalStateException("cannot find out which user runs the server: " + e, e);
+        }
     }
 
     private static void configureLogging(boolean debug) {

@@ -2,6 +2,7 @@ package dev.ext4j.cli;
 
 import dev.ext4j.fs.ErrorPolicy;
 import dev.ext4j.fs.MountOptions;
+import dev.ext4j.fuse.ByteSize;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -13,7 +14,11 @@ import java.util.Set;
  * that mean nothing to a FUSE mount are dropped; anything else is an error.
  */
 record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOnly, boolean debug,
-                 List<String> fuseOptions, Path logFile, ErrorPolicy errors, List<String> tuning) {
+                 List<String> fuseOptions, Path logFile, ErrorPolicy errors, List<String> tuning,
+                 String controlName) {
+
+    /** The control file's name unless {@code -o control=NAME} says otherwise. */
+    static final String DEFAULT_CONTROL = ".ext4j-control";
 
     /** FUSE options passed through to libfuse. */
     private static final Set<String> FUSE_FLAGS = Set.of("allow_other", "allow_root", "default_permissions", "auto_unmount");
@@ -55,6 +60,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         boolean debug = false;
         Path log = null;
         ErrorPolicy errors = null;
+        String control = DEFAULT_CONTROL;
         List<String> fuse = new ArrayList<>();
         List<String> tuning = new ArrayList<>();
         for (String o : opts) {
@@ -73,6 +79,11 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 } catch (IllegalArgumentException e) {
                     throw new UsageException(e.getMessage());
                 }
+            } else if (o.startsWith("control=")) {
+                control = o.substring(8);
+                if (control.isEmpty() || control.contains("/") || control.equals(".") || control.equals("..") || control.length() > 255) {
+                    throw new UsageException("control=NAME needs a file name (no '/', not . or ..)");
+                }
             } else if (o.startsWith("cache_size=") || o.startsWith("commit=") || o.startsWith("dirty_expire=")
                     || o.startsWith("journal=")) {
                 tune(MountOptions.defaults(), o); // checked now, applied by coreOptions()
@@ -85,7 +96,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 throw new UsageException("unknown mount option " + o);
             }
         }
-        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, tuning);
+        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, tuning, control);
     }
 
     /** The options for the filesystem core: ro, errors= and the cache and writeback tuning. */
@@ -107,7 +118,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         String value = opt.substring(opt.indexOf('=') + 1);
         try {
             return switch (key) {
-                case "cache_size" -> o.withWriteback(parseBytes(value), o.flushIntervalMillis(), o.dirtyExpireMillis());
+                case "cache_size" -> o.withWriteback(ByteSize.parse(value), o.flushIntervalMillis(), o.dirtyExpireMillis());
                 case "journal" -> switch (value) {
                     case "on" -> o.withJournal(true);
                     case "off" -> o.withJournal(false);
@@ -119,22 +130,6 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         } catch (IllegalArgumentException e) {
             throw new UsageException("bad value in " + opt + ": " + e.getMessage());
         }
-    }
-
-    /** A byte count with an optional K, M, G or T suffix (powers of 1024). */
-    static long parseBytes(String v) {
-        int shift = switch (v.isEmpty() ? ' ' : Character.toUpperCase(v.charAt(v.length() - 1))) {
-            case 'K' -> 10;
-            case 'M' -> 20;
-            case 'G' -> 30;
-            case 'T' -> 40;
-            default -> 0;
-        };
-        long n = Long.parseLong(shift == 0 ? v : v.substring(0, v.length() - 1));
-        if (n < 0 || n > Long.MAX_VALUE >> shift) {
-            throw new IllegalArgumentException(v + " is out of range");
-        }
-        return n << shift;
     }
 
     private static long positive(String key, long v) {
@@ -158,6 +153,9 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
             o.add("errors=" + errors.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-'));
         }
         o.addAll(tuning);
+        if (!controlName.equals(DEFAULT_CONTROL)) {
+            o.add("control=" + controlName);
+        }
         if (!o.isEmpty()) {
             a.add("-o");
             a.add(String.join(",", o));

@@ -6,6 +6,7 @@ import dev.ext4j.fs.Caller;
 import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.FileAttributes;
 import dev.ext4j.fs.StatFs;
+import dev.ext4j.format.Inode;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
@@ -35,6 +36,7 @@ public final class Ext4Fuse extends FuseStubFS {
     private static final int O_ACCMODE = 3;
     private static final int O_RDONLY = 0;
     private static final int O_TRUNC = 01000;
+    private static final int O_APPEND = 02000;
     private static final int W_OK = 2;
 
     private final Ext4FileSystem fs;
@@ -51,8 +53,16 @@ public final class Ext4Fuse extends FuseStubFS {
     /** The charset jnr-ffi uses for path strings; names are converted back to bytes with it. */
     private final Charset charset = Charset.defaultCharset();
 
-    public Ext4Fuse(Ext4FileSystem fs) {
+    private final ControlFile control;
+
+    /**
+     * @param controlName the control file's name at the mount root
+     * @param mountPoint  where the filesystem is mounted (for absolute paths given to the control file)
+     * @param owner       uid and gid of the mounting user, who owns the control file
+     */
+    public Ext4Fuse(Ext4FileSystem fs, String controlName, java.nio.file.Path mountPoint, long[] owner) {
         this.fs = fs;
+        this.control = new ControlFile(fs, controlName, mountPoint, owner[0], owner[1]);
     }
 
     /** The callback table to hand to libfuse. */
@@ -115,7 +125,11 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int getattr(String path, FileStat stat) {
         return guard("getattr", path, () -> {
-            fill(stat, fs.stat(resolve(path)));
+            if (control.is(path)) {
+                fillControl(stat);
+            } else {
+                fill(stat, fs.stat(resolve(path)));
+            }
             return 0;
         });
     }
@@ -124,9 +138,28 @@ public final class Ext4Fuse extends FuseStubFS {
     public int fgetattr(String path, FileStat stat, FuseFileInfo fi) {
         return guard("fgetattr", path, () -> {
             long ino = handleOr(fi);
-            fill(stat, fs.stat(ino != 0 ? ino : resolve(path)));
+            if (control.is(path) || control.owns(ino)) {
+                fillControl(stat);
+            } else {
+                fill(stat, fs.stat(ino != 0 ? ino : resolve(path)));
+            }
             return 0;
         });
+    }
+
+    /** The control file: a regular file of the mounting user, mode 0600, empty (read with direct I/O). */
+    private void fillControl(FileStat st) {
+        long now = System.currentTimeMillis() / 1000;
+        st.st_ino.set(ControlFile.INO);
+        st.st_mode.set(0100600);
+        st.st_nlink.set(1);
+        st.st_uid.set(control.ownerUid());
+        st.st_gid.set(control.ownerGid());
+        st.st_size.set(0);
+        st.st_blksize.set(4096);
+        setTime(st.st_atim, now, 0);
+        setTime(st.st_mtim, now, 0);
+        setTime(st.st_ctim, now, 0);
     }
 
     private static void fill(FileStat st, FileAttributes a) {
@@ -171,10 +204,22 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int open(String path, FuseFileInfo fi) {
         return guard("open", path, () -> {
+            if (control.is(path)) {
+                fi.fh.set(control.open(Caller.uid()));
+                setDirectIo(fi); // its size says 0: reads must reach read() anyway
+                return 0;
+            }
             long ino = resolve(path);
             int flags = fi.flags.get();
-            if (fs.isReadOnly() && ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0)) {
+            boolean writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
+            if (fs.isReadOnly() && writing) {
                 return -Errno.EROFS.value();
+            }
+            int iflags = fs.stat(ino).flags();
+            if (writing && ((iflags & Inode.IMMUTABLE_FL) != 0
+                    || ((iflags & Inode.APPEND_FL) != 0 && ((flags & O_APPEND) == 0 || (flags & O_TRUNC) != 0)))) {
+                // may_open(): the VFS cannot see these flags on a FUSE inode, so they are checked here
+                return -Errno.EPERM.value();
             }
             fs.open(ino);
             fi.fh.set(ino);
@@ -186,6 +231,11 @@ public final class Ext4Fuse extends FuseStubFS {
     public int read(String path, Pointer buf, @size_t long size, @off_t long offset, FuseFileInfo fi) {
         return guard("read", path, () -> {
             long ino = handleOr(fi);
+            if (control.owns(ino)) {
+                byte[] reply = control.read(ino, size);
+                buf.put(0, reply, 0, reply.length);
+                return reply.length;
+            }
             if (ino == 0) {
                 ino = resolve(path);
             }
@@ -196,6 +246,10 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int release(String path, FuseFileInfo fi) {
         return guard("release", path, () -> {
+            if (control.owns(fi.fh.get())) {
+                control.release(fi.fh.get());
+                return 0;
+            }
             fs.release(fi.fh.get());
             return 0;
         });
@@ -222,7 +276,11 @@ public final class Ext4Fuse extends FuseStubFS {
             }
             FileStat st = new FileStat(Runtime.getSystemRuntime());
             Pointer stp = Struct.getMemory(st);
+            long dir = ino;
             fs.readdir(ino, offset, (name, entryIno, fileType, next) -> {
+                if (control.isName(dir, name)) {
+                    return true; // shadowed by the control file, which is not listed
+                }
                 byte[] z = new byte[name.length + 1];
                 System.arraycopy(name, 0, z, 0, name.length);
                 st.st_ino.set(entryIno);
@@ -260,13 +318,18 @@ public final class Ext4Fuse extends FuseStubFS {
 
     @Override
     public int getxattr(String path, String name, Pointer value, @size_t long size) {
-        return guard("getxattr", path, () -> copyOut(fs.getXattr(resolve(path), xattrName(name)), value, size));
+        return guard("getxattr", path, () -> {
+            if (control.is(path)) {
+                return -Errno.ENODATA.value();
+            }
+            return copyOut(fs.getXattr(resolve(path), xattrName(name)), value, size);
+        });
     }
 
     @Override
     public int listxattr(String path, Pointer list, @size_t long size) {
         return guard("listxattr", path, () -> {
-            List<String> names = fs.listXattrs(resolve(path));
+            List<String> names = control.is(path) ? List.of() : fs.listXattrs(resolve(path));
             int total = 0;
             for (String n : names) {
                 total += n.length() + 1;
@@ -297,6 +360,9 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int access(String path, int mask) {
         return guard("access", path, () -> {
+            if (control.is(path)) {
+                return 0;
+            }
             resolve(path);
             return (mask & W_OK) != 0 && fs.isReadOnly() ? -Errno.EROFS.value() : 0;
         });
@@ -319,10 +385,28 @@ public final class Ext4Fuse extends FuseStubFS {
         return new Parent(dir, name);
     }
 
+    /**
+     * The parent and name of a new entry. The control file's name at the root is taken, as a
+     * reserved name (EEXIST): nothing real is created under it.
+     */
+    private Parent parentOfNew(String path) throws Ext4Exception {
+        if (control.is(path)) {
+            throw new Ext4Exception(Errno.EEXIST, "the name is the control file's");
+        }
+        return parent(path);
+    }
+
+    /** EPERM for a change (unlink, rename, chmod, xattrs, ...) aimed at the control file. */
+    private void notControl(String path) throws Ext4Exception {
+        if (control.is(path)) {
+            throw new Ext4Exception(Errno.EPERM, "the control file cannot be changed this way");
+        }
+    }
+
     @Override
     public int create(String path, @jnr.ffi.types.mode_t long mode, FuseFileInfo fi) {
         return guard("create", path, () -> {
-            Parent p = parent(path);
+            Parent p = parentOfNew(path);
             long ino = fs.mknod(p.dir(), p.name(), (int) mode, 0, 0, Caller.uid(), Caller.gid());
             fs.open(ino);
             fi.fh.set(ino);
@@ -333,7 +417,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int mknod(String path, @jnr.ffi.types.mode_t long mode, @jnr.ffi.types.dev_t long rdev) {
         return guard("mknod", path, () -> {
-            Parent p = parent(path);
+            Parent p = parentOfNew(path);
             int major = (int) (((rdev >>> 8) & 0xFFF) | ((rdev >>> 32) & ~0xFFFL));
             int minor = (int) ((rdev & 0xFF) | ((rdev >>> 12) & ~0xFFL));
             fs.mknod(p.dir(), p.name(), (int) mode, major, minor, Caller.uid(), Caller.gid());
@@ -344,7 +428,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int mkdir(String path, @jnr.ffi.types.mode_t long mode) {
         return guard("mkdir", path, () -> {
-            Parent p = parent(path);
+            Parent p = parentOfNew(path);
             fs.mkdir(p.dir(), p.name(), (int) mode, Caller.uid(), Caller.gid());
             return 0;
         });
@@ -353,7 +437,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int symlink(String target, String path) {
         return guard("symlink", path, () -> {
-            Parent p = parent(path);
+            Parent p = parentOfNew(path);
             fs.symlink(p.dir(), p.name(), bytes(target), Caller.uid(), Caller.gid());
             return 0;
         });
@@ -363,7 +447,7 @@ public final class Ext4Fuse extends FuseStubFS {
     public int link(String oldpath, String newpath) {
         return guard("link", newpath, () -> {
             long ino = resolve(oldpath);
-            Parent p = parent(newpath);
+            Parent p = parentOfNew(newpath);
             fs.link(ino, p.dir(), p.name());
             return 0;
         });
@@ -372,6 +456,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int unlink(String path) {
         return guard("unlink", path, () -> {
+            notControl(path);
             if (hidden.remove(path) != null) {
                 return 0; // libfuse forgetting a hidden name: the inode went at its last release
             }
@@ -384,6 +469,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int rmdir(String path) {
         return guard("rmdir", path, () -> {
+            notControl(path);
             Parent p = parent(path);
             fs.rmdir(p.dir(), p.name());
             return 0;
@@ -393,6 +479,8 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int rename(String oldpath, String newpath) {
         return guard("rename", oldpath, () -> {
+            notControl(oldpath);
+            notControl(newpath);
             Parent from = parent(oldpath);
             Parent to = parent(newpath);
             if (isHiding(newpath)) {
@@ -416,6 +504,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int chmod(String path, @jnr.ffi.types.mode_t long mode) {
         return guard("chmod", path, () -> {
+            notControl(path);
             fs.setAttributes(resolve(path), (int) mode, null, null, null, null);
             return 0;
         });
@@ -424,6 +513,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int chown(String path, @jnr.ffi.types.uid_t long uid, @jnr.ffi.types.gid_t long gid) {
         return guard("chown", path, () -> {
+            notControl(path);
             Long u = (int) uid == -1 ? null : uid & 0xFFFFFFFFL;
             Long g = (int) gid == -1 ? null : gid & 0xFFFFFFFFL;
             fs.setAttributes(resolve(path), null, u, g, null, null);
@@ -438,6 +528,9 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int utimens(String path, Timespec[] timespec) {
         return guard("utimens", path, () -> {
+            if (control.is(path)) {
+                return 0;
+            }
             fs.setAttributes(resolve(path), null, null, null, time(timespec[0]), time(timespec[1]));
             return 0;
         });
@@ -454,6 +547,9 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int truncate(String path, @off_t long size) {
         return guard("truncate", path, () -> {
+            if (control.is(path)) {
+                return 0; // the O_TRUNC of "echo cmd > .ext4j-control"
+            }
             fs.truncate(resolve(path), size);
             return 0;
         });
@@ -463,6 +559,9 @@ public final class Ext4Fuse extends FuseStubFS {
     public int ftruncate(String path, @off_t long size, FuseFileInfo fi) {
         return guard("ftruncate", path, () -> {
             long ino = handleOr(fi);
+            if (control.owns(ino)) {
+                return 0;
+            }
             fs.truncate(ino != 0 ? ino : resolve(path), size);
             return 0;
         });
@@ -472,6 +571,11 @@ public final class Ext4Fuse extends FuseStubFS {
     public int write(String path, Pointer buf, @size_t long size, @off_t long offset, FuseFileInfo fi) {
         return guard("write", path, () -> {
             long ino = handleOr(fi);
+            if (control.owns(ino)) {
+                byte[] data = new byte[(int) size];
+                buf.get(0, data, 0, data.length);
+                return control.write(ino, data);
+            }
             if (ino == 0) {
                 ino = resolve(path);
             }
@@ -482,6 +586,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int fallocate(String path, int mode, @off_t long off, @off_t long length, FuseFileInfo fi) {
         return guard("fallocate", path, () -> {
+            notControl(path);
             long ino = handleOr(fi);
             fs.fallocate(ino != 0 ? ino : resolve(path), mode, off, length);
             return 0;
@@ -491,6 +596,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int setxattr(String path, String name, Pointer value, @size_t long size, int flags) {
         return guard("setxattr", path, () -> {
+            notControl(path);
             byte[] v = new byte[(int) size];
             value.get(0, v, 0, v.length);
             fs.setXattr(resolve(path), xattrName(name), v, flags);
@@ -501,6 +607,7 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int removexattr(String path, String name) {
         return guard("removexattr", path, () -> {
+            notControl(path);
             fs.removeXattr(resolve(path), xattrName(name));
             return 0;
         });
@@ -525,6 +632,109 @@ public final class Ext4Fuse extends FuseStubFS {
             return 0;
         });
     }
+
+    // ---- init and ioctls ----
+
+    /** struct fuse_conn_info of libfuse 2.9: the offsets of {@code capable} and {@code want}. */
+    private static final int CONN_CAPABLE = 20, CONN_WANT = 24;
+    /** FUSE_CAP_IOCTL_DIR: without it in {@code want}, libfuse 2.9 answers ENOTTY to ioctls on directories. */
+    private static final int FUSE_CAP_IOCTL_DIR = 1 << 11;
+
+    @Override
+    public Pointer init(Pointer conn) {
+        if (conn != null && (conn.getInt(CONN_CAPABLE) & FUSE_CAP_IOCTL_DIR) != 0) {
+            conn.putInt(CONN_WANT, conn.getInt(CONN_WANT) | FUSE_CAP_IOCTL_DIR);
+        } else {
+            LOG.log(Level.WARNING, "the kernel cannot pass ioctls on directories: lsattr on directories and online resize will fail");
+        }
+        return null;
+    }
+
+    /**
+     * The ioctl numbers served (include/uapi/linux/fs.h, fs/ext4/ext4.h). All are restricted
+     * ioctls: the kernel copies _IOC_SIZE(cmd) bytes in or out, and libfuse hands them over in
+     * {@code data}. FS_IOC_GETFLAGS/SETFLAGS arrive from the VFS fileattr code with a 4-byte int,
+     * whatever size their number says.
+     */
+    static final int FS_IOC_GETFLAGS = 0x80086601, FS_IOC_SETFLAGS = 0x40086602,
+            FS_IOC32_GETFLAGS = 0x80046601, FS_IOC32_SETFLAGS = 0x40046602,
+            EXT4_IOC_GROUP_EXTEND = 0x40086607, EXT4_IOC_GROUP_ADD = 0x40286608,
+            EXT4_IOC_MIGRATE = 0x6609, EXT4_IOC_RESIZE_FS = 0x40086610,
+            FS_IOC_FSGETXATTR = 0x801c581f, FS_IOC_FSSETXATTR = 0x401c5820;
+
+    /**
+     * struct fsxattr's fsx_xflags against the inode flags (fileattr_fill_xflags()): the VFS reads
+     * the old attributes of a FUSE file with FS_IOC_FSGETXATTR before every chattr.
+     */
+    private static final int[][] XFLAG_TO_FLAG = {
+            {0x8, Inode.IMMUTABLE_FL}, {0x10, Inode.APPEND_FL}, {0x20, Inode.SYNC_FL}, {0x40, Inode.NOATIME_FL},
+            {0x80, Inode.NODUMP_FL}, {0x8000, 0x2000000 /* FS_DAX_FL */}, {0x200, Inode.PROJINHERIT_FL}};
+    private static final int FSXATTR_SIZE = 28;
+
+    private static int toXflags(int flags) {
+        int x = 0;
+        for (int[] m : XFLAG_TO_FLAG) {
+            x |= (flags & m[1]) != 0 ? m[0] : 0;
+        }
+        return x;
+    }
+
+    private static int fromXflags(int xflags, int flags) {
+        for (int[] m : XFLAG_TO_FLAG) {
+            flags = (xflags & m[0]) != 0 ? flags | m[1] : flags & ~m[1];
+        }
+        return flags;
+    }
+
+    @Override
+    public int ioctl(String path, int cmd, Pointer arg, FuseFileInfo fi, long flags, Pointer data) {
+        return guard("ioctl", path, () -> {
+            if (control.is(path)) {
+                return -Errno.ENOTTY.value();
+            }
+            long ino = resolve(path);
+            switch (cmd) {
+                case FS_IOC_GETFLAGS, FS_IOC32_GETFLAGS -> data.putInt(0, fs.getFlags(ino));
+                case FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS -> fs.setFlags(ino, data.getInt(0));
+                case FS_IOC_FSGETXATTR -> {
+                    data.put(0, new byte[FSXATTR_SIZE], 0, FSXATTR_SIZE);
+                    data.putInt(0, toXflags(fs.getFlags(ino)));
+                }
+                case FS_IOC_FSSETXATTR -> fs.setFlags(ino, fromXflags(data.getInt(0), fs.getFlags(ino)));
+                case EXT4_IOC_MIGRATE -> {
+                    if (!Caller.isRoot() && Caller.uid() != fs.stat(ino).uid()) { // inode_owner_or_capable()
+                        return -Errno.EACCES.value();
+                    }
+                    fs.migrate(ino);
+                }
+                case EXT4_IOC_RESIZE_FS, EXT4_IOC_GROUP_EXTEND -> {
+                    if (!Caller.isRoot()) { // ext4_resize_begin(): CAP_SYS_RESOURCE
+                        return -Errno.EPERM.value();
+                    }
+                    fs.resize(data.getLong(0)); // both carry the new block count
+                }
+                case EXT4_IOC_GROUP_ADD -> {
+                    LOG.log(Level.INFO, "EXT4_IOC_GROUP_ADD is not supported; resize2fs uses EXT4_IOC_RESIZE_FS");
+                    return -Errno.EOPNOTSUPP.value();
+                }
+                default -> {
+                    return -Errno.ENOTTY.value();
+                }
+            }
+            return 0;
+        });
+    }
+
+    /**
+     * Sets fuse_file_info.direct_io, bit 0 of the bit-field word at offset 20 (after int flags,
+     * unsigned long fh_old and int writepage on 64-bit Linux), which jnr-fuse exposes only as padding.
+     */
+    private static void setDirectIo(FuseFileInfo fi) {
+        Pointer p = Struct.getMemory(fi);
+        p.putInt(FI_BITFIELDS, p.getInt(FI_BITFIELDS) | 1);
+    }
+
+    private static final int FI_BITFIELDS = 20;
 
     @Override
     public void destroy(Pointer initResult) {

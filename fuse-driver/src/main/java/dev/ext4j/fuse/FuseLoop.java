@@ -53,6 +53,16 @@ public final class FuseLoop {
     private final Pointer channel;
     private final long bufSize;
 
+    /**
+     * Most workers ever started. Beyond the initial ones, a worker is added whenever none is left
+     * waiting for a request, as fuse_loop_mt() does: requests that wait in the server (changes held
+     * by a freeze) must not leave no thread to receive the thaw.
+     */
+    private static final int MAX_WORKERS = 256;
+    private final List<Thread> workers = new java.util.concurrent.CopyOnWriteArrayList<>();
+    /** Workers waiting in fuse_chan_recv(). */
+    private final java.util.concurrent.atomic.AtomicInteger idle = new java.util.concurrent.atomic.AtomicInteger();
+
     private FuseLoop(LibFuseSession lib, Pointer fuse, Pointer mountpoint) {
         this.lib = lib;
         this.fuse = fuse;
@@ -80,17 +90,14 @@ public final class FuseLoop {
         return new FuseLoop(lib, f, mp.getValue());
     }
 
-    /** Serves requests on {@code threads} Java threads until the filesystem is unmounted, then tears down. */
+    /** Serves requests on {@code threads} Java threads (more when all are busy) until the filesystem is unmounted, then tears down. */
     public void serve(int threads) {
-        List<Thread> workers = new ArrayList<>();
         for (int i = 0; i < threads; i++) {
-            Thread t = new Thread(this::work, "fuse-worker-" + i);
-            t.start();
-            workers.add(t);
+            startWorker();
         }
-        for (Thread t : workers) {
+        for (int joined = 0; joined < workers.size(); joined++) {
             try {
-                t.join();
+                workers.get(joined).join();
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }
@@ -98,8 +105,26 @@ public final class FuseLoop {
         lib.fuse_teardown(fuse, mountpoint);
     }
 
+    private synchronized void startWorker() {
+        if (workers.size() >= MAX_WORKERS) {
+            return;
+        }
+        Thread t = new Thread(this::work, "fuse-worker-" + workers.size());
+        idle.incrementAndGet();
+        workers.add(t);
+        t.start();
+    }
+
     private void work() {
         Pointer buf = Runtime.getSystemRuntime().getMemoryManager().allocateDirect(bufSize);
+        try {
+            receive(buf);
+        } finally {
+            idle.decrementAndGet();
+        }
+    }
+
+    private void receive(Pointer buf) {
         while (lib.fuse_session_exited(session) == 0) {
             PointerByReference ch = new PointerByReference(channel);
             int res = lib.fuse_chan_recv(ch, buf, bufSize);
@@ -112,7 +137,14 @@ public final class FuseLoop {
                 }
                 break;
             }
-            lib.fuse_session_process(session, buf, res, ch.getValue());
+            if (idle.decrementAndGet() == 0) {
+                startWorker();
+            }
+            try {
+                lib.fuse_session_process(session, buf, res, ch.getValue());
+            } finally {
+                idle.incrementAndGet();
+            }
         }
     }
 }
