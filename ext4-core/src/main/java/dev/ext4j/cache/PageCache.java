@@ -399,23 +399,18 @@ public final class PageCache {
 
         /** Waits until every writeback of this inode has finished (not under the inode's lock). */
         public synchronized void awaitWritebacks() {
-            boolean interrupted = false;
-            while (writebacks > 0) {
-                try {
-                    wait();
-                } catch (InterruptedException e) {
-                    interrupted = true;
-                }
-            }
-            if (interrupted) {
-                Thread.currentThread().interrupt();
-            }
+            awaitUntil(() -> writebacks == 0);
         }
 
         /** Waits until no writeback of this inode is writing data (blocks may be freed after). */
         public synchronized void awaitIo() {
+            awaitUntil(() -> inFlight == 0);
+        }
+
+        /** Waits on this object's monitor (held) until {@code done}; an interrupt is kept for later. */
+        private void awaitUntil(java.util.function.BooleanSupplier done) {
             boolean interrupted = false;
-            while (inFlight > 0) {
+            while (!done.getAsBoolean()) {
                 try {
                     wait();
                 } catch (InterruptedException e) {

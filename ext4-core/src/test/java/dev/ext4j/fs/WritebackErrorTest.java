@@ -10,6 +10,7 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.testutil.Expect;
+import dev.ext4j.testutil.ForwardingDevice;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -32,18 +33,12 @@ class WritebackErrorTest {
     Path work;
 
     /** The image file, with writes that fail while {@link #failing} is set. */
-    private static final class FailingDevice implements BlockDevice {
-        final BlockDevice inner;
+    private static final class FailingDevice extends ForwardingDevice {
         final AtomicBoolean failing = new AtomicBoolean();
         final AtomicInteger failed = new AtomicInteger();
 
         FailingDevice(BlockDevice inner) {
-            this.inner = inner;
-        }
-
-        @Override
-        public void read(long offset, ByteBuffer dst) throws IOException {
-            inner.read(offset, dst);
+            super(inner);
         }
 
         @Override
@@ -52,27 +47,7 @@ class WritebackErrorTest {
                 failed.incrementAndGet();
                 throw new IOException("injected write error at byte " + offset);
             }
-            inner.write(offset, src);
-        }
-
-        @Override
-        public long size() throws IOException {
-            return inner.size();
-        }
-
-        @Override
-        public void sync() throws IOException {
-            inner.sync();
-        }
-
-        @Override
-        public boolean isReadOnly() {
-            return false;
-        }
-
-        @Override
-        public void close() throws IOException {
-            inner.close();
+            super.write(offset, src);
         }
     }
 

@@ -14,6 +14,7 @@ import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.testutil.Expect;
 import dev.ext4j.testutil.FsUtil;
+import dev.ext4j.testutil.ForwardingDevice;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -371,41 +372,9 @@ class OnlineResizeTest {
     }
 
     /** A device of fixed size: everything but grow() goes to the image file. */
-    private static final class FixedSize implements BlockDevice {
-        private final BlockDevice inner;
-
+    private static final class FixedSize extends ForwardingDevice {
         FixedSize(BlockDevice inner) {
-            this.inner = inner;
-        }
-
-        @Override
-        public void read(long offset, ByteBuffer dst) throws IOException {
-            inner.read(offset, dst);
-        }
-
-        @Override
-        public void write(long offset, ByteBuffer src) throws IOException {
-            inner.write(offset, src);
-        }
-
-        @Override
-        public long size() throws IOException {
-            return inner.size();
-        }
-
-        @Override
-        public void sync() throws IOException {
-            inner.sync();
-        }
-
-        @Override
-        public boolean isReadOnly() {
-            return inner.isReadOnly();
-        }
-
-        @Override
-        public void close() throws IOException {
-            inner.close();
+            super(inner);
         }
     }
 }
