@@ -3,6 +3,7 @@ package dev.ext4j.cache;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
@@ -77,16 +78,18 @@ public final class PageCache {
         return files.get(ino);
     }
 
-    /** Inodes that have dirty pages or a writeback under way, oldest first dirtied first. */
+    /** Inodes that have dirty pages or a writeback under way, first dirtied first. */
     public List<FilePages> dirtyFiles() {
-        List<FilePages> out = new ArrayList<>();
+        record Aged(long since, FilePages file) {
+        }
+        List<Aged> aged = new ArrayList<>();
         for (FilePages f : files.values()) {
             if (f.dirtyPages.get() > 0 || f.busy()) {
-                out.add(f);
+                aged.add(new Aged(f.dirtiedWhen, f)); // read once: the sort needs keys that hold still
             }
         }
-        out.sort((a, b) -> Long.compare(a.oldestDirtyNanos(), b.oldestDirtyNanos()));
-        return out;
+        aged.sort(Comparator.comparingLong(Aged::since));
+        return aged.stream().map(Aged::file).toList();
     }
 
     /** Forgets an inode's pages (it was deleted). Its dirty pages must have been dropped first. */
@@ -204,8 +207,6 @@ public final class PageCache {
         int dirtyMask;
         /** Dirty blocks that were holes when dirtied: each holds a delayed-allocation reservation. */
         int reservedMask;
-        /** When the page was first dirtied (System.nanoTime()). */
-        long dirtiedAt;
         /** Being written back: it must stay until its blocks are converted to written. */
         boolean writeback;
         /** The blocks the current writeback took. */
@@ -231,8 +232,9 @@ public final class PageCache {
         /** Marks blocks dirty, and which of them hold a reservation. The caller has the page pinned. */
         public synchronized void markDirty(int blocks, int reserved) {
             if (dirtyMask == 0) {
-                dirtiedAt = System.nanoTime();
-                owner.dirtyPages.incrementAndGet();
+                if (owner.dirtyPages.getAndIncrement() == 0) {
+                    owner.dirtiedWhen = System.nanoTime();
+                }
                 dirtyBytes.addAndGet(pageSize);
             }
             dirtyMask |= blocks;
@@ -314,6 +316,12 @@ public final class PageCache {
         public final long ino;
         final PageTable<Page> pages = new PageTable<>();
         final AtomicLong dirtyPages = new AtomicLong();
+        /**
+         * When the file went from clean to dirty (System.nanoTime(); the kernel's
+         * inode->dirtied_when): writeback by age starts from it, so a file rewritten all the time
+         * still goes out once it has been dirty for the expiry time.
+         */
+        private volatile long dirtiedWhen;
         /** i_size when writes moved it past the size on disk (i_disksize); -1 otherwise. Under the inode lock. */
         private volatile long size = -1;
         /**
@@ -434,17 +442,9 @@ public final class PageCache {
             size = s;
         }
 
-        /** When the longest-dirty page of this file was dirtied (System.nanoTime()). */
-        public long oldestDirtyNanos() {
-            long oldest = Long.MAX_VALUE;
-            for (Page p : pages.range(0, Long.MAX_VALUE)) {
-                synchronized (p) {
-                    if (p.owner == this && p.dirtyMask != 0) {
-                        oldest = Math.min(oldest, p.dirtiedAt);
-                    }
-                }
-            }
-            return oldest;
+        /** Since when the file has had dirty pages (System.nanoTime()); see {@link #dirtiedWhen}. */
+        public long dirtiedWhen() {
+            return dirtiedWhen;
         }
 
         /** The pages from {@code fromIndex} on, in order (a snapshot). */

@@ -754,7 +754,7 @@ final class Writeback {
     void flusherRound(long expireNanos, long backgroundBytes) throws Ext4Exception {
         long now = System.nanoTime();
         for (FilePages f : pages.dirtyFiles()) {
-            if (pages.dirtyBytes() > backgroundBytes || now - f.oldestDirtyNanos() >= expireNanos) {
+            if (pages.dirtyBytes() > backgroundBytes || now - f.dirtiedWhen() >= expireNanos) {
                 writeback(f.ino);
             }
         }
