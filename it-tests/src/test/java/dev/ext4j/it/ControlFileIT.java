@@ -18,17 +18,17 @@ import org.junit.jupiter.api.Test;
  * the same open file; freeze holds writers and leaves an image that copies e2fsck-clean.
  */
 class ControlFileIT extends FuseTestBase {
-    private static final String CTL = ".ext4j-control";
+    private static final String CTL = Control.NAME;
     private static final int WRITERS = 12;
 
     /** {@code echo CMD > CTL} in a shell, run in the mount. */
     private static Tools.Result send(Path mnt, String cmd) {
-        return Tools.bash(Tools.SHORT, "cd \"$1\" && echo \"$2\" > " + CTL, mnt.toString(), cmd);
+        return Control.send(mnt, cmd);
     }
 
     /** Writes {@code cmd} and reads the reply on one open file, as {@code exec 3<>CTL}. */
     private static String reply(Path mnt, String cmd) {
-        return Tools.bash(Tools.SHORT, "cd \"$1\" && exec 3<>" + CTL + " && { echo \"$2\" >&3; cat <&3; }", mnt.toString(), cmd).stdout();
+        return Control.reply(mnt, cmd);
     }
 
     private static Path mountDir(String name) throws IOException {
