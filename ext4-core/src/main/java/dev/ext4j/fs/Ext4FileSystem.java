@@ -245,12 +245,29 @@ public final class Ext4FileSystem implements Closeable {
             LOG.log(Level.WARNING, m);
         }
         if (!readOnly) {
+            // checked before anything is written: a damaged orphan file refuses the mount
+            OrphanFile orphanFile;
+            try {
+                orphanFile = OrphanFile.load(fs);
+            } catch (Ext4Exception | RuntimeException e) {
+                fs.flusher.shutdownNow();
+                throw e;
+            }
             fs.markMounted();
             if (sb.lastOrphan() != 0) {
                 fs.orphans.cleanup();
             }
-        } else if (sb.lastOrphan() != 0) {
-            LOG.log(Level.WARNING, "the orphan list (from inode " + sb.lastOrphan() + ") is left for a read-write mount to finish");
+            if (orphanFile != null) {
+                orphanFile.cleanup();
+            }
+        } else {
+            if (sb.lastOrphan() != 0) {
+                LOG.log(Level.WARNING, "the orphan list (from inode " + sb.lastOrphan() + ") is left for a read-write mount to finish");
+            }
+            if (sb.has(Feature.ORPHAN_PRESENT)) {
+                LOG.log(Level.WARNING, "the orphan file (inode " + sb.orphanFileInum() + ") may hold orphans; they are left for a"
+                        + " read-write mount to finish");
+            }
         }
         return fs;
     }
@@ -883,8 +900,19 @@ public final class Ext4FileSystem implements Closeable {
         return orphans;
     }
 
+    /** A change made under an orphan's locks and in its handle, so that it commits with the orphan's finish. */
+    @FunctionalInterface
+    interface LockedStep {
+        void run() throws Ext4Exception;
+    }
+
     /** Finishes what a crash interrupted for one orphan: a delete, or a truncate. */
     void finishOrphan(long ino) throws Ext4Exception {
+        finishOrphan(ino, () -> { });
+    }
+
+    /** {@link #finishOrphan(long)}, then {@code then} in the same handle (the orphan file clears its slot). */
+    void finishOrphan(long ino, LockedStep then) throws Ext4Exception {
         try (InodeLocks.Held h = locks.lockAll(ino)) {
             Inode copy = inode(ino).inode().copy();
             if (copy.mode() == 0) {
@@ -895,6 +923,7 @@ public final class Ext4FileSystem implements Closeable {
             } else {
                 fileWrite.finishTruncate(ino);
             }
+            then.run();
         }
     }
 
