@@ -235,6 +235,10 @@ public final class Ext4FileSystem implements Closeable {
         }
         BlockCache cache = new BlockCache(device, sb.blockSize(), sb.blocksCount(), options.metadataCacheBytes());
         GroupTable groups = GroupTable.load(sb, cache, readOnly, messages);
+        // the orphan file is checked through a read-only view before anything is written (opening
+        // the log writes the journal superblock): a damaged one refuses the mount untouched
+        OrphanFile orphanFile = readOnly ? null
+                : OrphanFile.load(new Ext4FileSystem(device, sb, cache, groups, true, messages, options, null));
         JournalLog log = readOnly ? null : openJournalLog(device, sb, options, messages);
         Ext4FileSystem fs = new Ext4FileSystem(device, sb, cache, groups, readOnly, messages, options, log);
         FileAttributes root = fs.stat(ROOT_INO);
@@ -245,20 +249,12 @@ public final class Ext4FileSystem implements Closeable {
             LOG.log(Level.WARNING, m);
         }
         if (!readOnly) {
-            // checked before anything is written: a damaged orphan file refuses the mount
-            OrphanFile orphanFile;
-            try {
-                orphanFile = OrphanFile.load(fs);
-            } catch (Ext4Exception | RuntimeException e) {
-                fs.flusher.shutdownNow();
-                throw e;
-            }
             fs.markMounted();
             if (sb.lastOrphan() != 0) {
                 fs.orphans.cleanup();
             }
             if (orphanFile != null) {
-                orphanFile.cleanup();
+                orphanFile.cleanup(fs);
             }
         } else {
             if (sb.lastOrphan() != 0) {

@@ -41,15 +41,13 @@ final class OrphanFile {
     record Slot(int block, int index, long ino) {
     }
 
-    private final Ext4FileSystem fs;
     private final long fileIno;
     private final int seed;
     /** Physical block of each of the file's blocks, in file order. */
     private final long[] physical;
     private final List<Slot> used;
 
-    private OrphanFile(Ext4FileSystem fs, long fileIno, int seed, long[] physical, List<Slot> used) {
-        this.fs = fs;
+    private OrphanFile(long fileIno, int seed, long[] physical, List<Slot> used) {
         this.fileIno = fileIno;
         this.seed = seed;
         this.physical = physical;
@@ -58,7 +56,8 @@ final class OrphanFile {
 
     /**
      * Reads every block of the orphan file and checks its tail (ext4_init_orphan_info()); returns
-     * null when the filesystem has no orphan file. Nothing is written.
+     * null when the filesystem has no orphan file. Nothing is written: {@code fs} may be a
+     * read-only view of the filesystem about to be mounted.
      */
     static OrphanFile load(Ext4FileSystem fs) throws Ext4Exception {
         Superblock sb = fs.superblock();
@@ -113,7 +112,7 @@ final class OrphanFile {
                 }
             }
         }
-        return new OrphanFile(fs, ino, info.csumSeed(), physical, used);
+        return new OrphanFile(ino, info.csumSeed(), physical, used);
     }
 
     /** Logs the reason a read-write mount is refused and returns it with the advice appended. */
@@ -134,14 +133,16 @@ final class OrphanFile {
      * file itself, free in the inode bitmap, or seen before) is freed with a log line, as the kernel
      * skips such records.
      */
-    void cleanup() throws Ext4Exception {
+    void cleanup(Ext4FileSystem fs) throws Ext4Exception {
         Superblock sb = fs.superblock();
         Set<Long> seen = new HashSet<>();
         int finished = 0;
         for (Slot s : used) {
             long ino = s.ino();
             String bad = null;
-            if (ino < sb.firstIno() || ino > sb.inodesCount() || ino == fileIno) {
+            if (ino == fileIno) {
+                bad = "is the orphan file itself";
+            } else if (ino < sb.firstIno() || ino > sb.inodesCount()) {
                 bad = "is reserved or out of range (" + sb.firstIno() + ".." + sb.inodesCount() + ")";
             } else if (!seen.add(ino)) {
                 bad = "is in another slot too";
@@ -152,11 +153,11 @@ final class OrphanFile {
                 LOG.log(Level.ERROR, "orphan file inode " + fileIno + ", block " + s.block() + " slot " + s.index() + ": inode " + ino
                         + " " + bad + "; the slot is cleared");
                 try (Transactions.Handle h = fs.startHandle(1)) {
-                    clearSlot(s);
+                    clearSlot(fs, s);
                 }
                 continue;
             }
-            fs.finishOrphan(ino, () -> clearSlot(s));
+            fs.finishOrphan(ino, () -> clearSlot(fs, s));
             finished++;
         }
         if (sb.has(Feature.ORPHAN_PRESENT)) {
@@ -173,7 +174,7 @@ final class OrphanFile {
     }
 
     /** Zeroes one slot and restamps its block's checksum; the caller runs a handle. */
-    private void clearSlot(Slot s) throws Ext4Exception {
+    private void clearSlot(Ext4FileSystem fs, Slot s) throws Ext4Exception {
         long pblk = physical[s.block()];
         boolean csum = fs.metadataCsum();
         int bs = fs.blockSize();
