@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
@@ -74,8 +75,12 @@ class OrphanFileTest {
         Path img = Images.mkfs(work.resolve("kernel.img"), "64M", List.of("-b", "4096", "-O", "orphan_file"), null);
         Path crashed = work.resolve("crashed.img");
         Path mnt = Files.createDirectories(work.resolve("mnt"));
+        Assumptions.assumeTrue("root".equals(System.getProperty("user.name")) && Files.exists(Path.of("/dev/loop-control")),
+                "the kernel's loop mount needs root and loop devices");
         Images.Result m = Images.run(List.of("mount", "-t", "ext4", "-o", "loop", img.toString(), mnt.toString()));
-        Assumptions.assumeTrue(m.exitCode() == 0, "a kernel loop mount is needed for this test: " + m.all());
+        if (m.exitCode() != 0) {
+            fail("mount -o loop " + img + ": " + m.all());
+        }
         List<Process> holders = new ArrayList<>();
         long[] gone = new long[2];
         try {
