@@ -668,8 +668,14 @@ public final class Allocator {
         }
     }
 
-    /** Package-private for tests: whether the inode bitmap marks {@code ino} in use. */
-    boolean inodeInUse(long ino) throws Ext4Exception {
+    /**
+     * Whether the inode bitmap marks {@code ino} in use (the test ext4_orphan_get() makes before it
+     * trusts an orphan record); false for a number outside 1..s_inodes_count.
+     */
+    public boolean inodeInUse(long ino) throws Ext4Exception {
+        if (ino < 1 || ino > inodesCount) {
+            return false;
+        }
         long g = (ino - 1) / inodesPerGroup;
         synchronized (groups.lock(g)) {
             return Bitmaps.isSet(readInodeBitmap(g, groups.get(g)), (int) ((ino - 1) % inodesPerGroup));

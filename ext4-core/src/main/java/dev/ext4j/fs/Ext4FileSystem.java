@@ -235,6 +235,10 @@ public final class Ext4FileSystem implements Closeable {
         }
         BlockCache cache = new BlockCache(device, sb.blockSize(), sb.blocksCount(), options.metadataCacheBytes());
         GroupTable groups = GroupTable.load(sb, cache, readOnly, messages);
+        // the orphan file is checked through a read-only view before anything is written (opening
+        // the log writes the journal superblock): a damaged one refuses the mount untouched
+        OrphanFile orphanFile = readOnly ? null
+                : OrphanFile.load(new Ext4FileSystem(device, sb, cache, groups, true, messages, options, null));
         JournalLog log = readOnly ? null : openJournalLog(device, sb, options, messages);
         Ext4FileSystem fs = new Ext4FileSystem(device, sb, cache, groups, readOnly, messages, options, log);
         FileAttributes root = fs.stat(ROOT_INO);
@@ -249,8 +253,17 @@ public final class Ext4FileSystem implements Closeable {
             if (sb.lastOrphan() != 0) {
                 fs.orphans.cleanup();
             }
-        } else if (sb.lastOrphan() != 0) {
-            LOG.log(Level.WARNING, "the orphan list (from inode " + sb.lastOrphan() + ") is left for a read-write mount to finish");
+            if (orphanFile != null) {
+                orphanFile.cleanup(fs);
+            }
+        } else {
+            if (sb.lastOrphan() != 0) {
+                LOG.log(Level.WARNING, "the orphan list (from inode " + sb.lastOrphan() + ") is left for a read-write mount to finish");
+            }
+            if (sb.has(Feature.ORPHAN_PRESENT)) {
+                LOG.log(Level.WARNING, "the orphan file (inode " + sb.orphanFileInum() + ") may hold orphans; they are left for a"
+                        + " read-write mount to finish");
+            }
         }
         return fs;
     }
@@ -883,8 +896,19 @@ public final class Ext4FileSystem implements Closeable {
         return orphans;
     }
 
+    /** A change made under an orphan's locks and in its handle, so that it commits with the orphan's finish. */
+    @FunctionalInterface
+    interface LockedStep {
+        void run() throws Ext4Exception;
+    }
+
     /** Finishes what a crash interrupted for one orphan: a delete, or a truncate. */
     void finishOrphan(long ino) throws Ext4Exception {
+        finishOrphan(ino, () -> { });
+    }
+
+    /** {@link #finishOrphan(long)}, then {@code then} in the same handle (the orphan file clears its slot). */
+    void finishOrphan(long ino, LockedStep then) throws Ext4Exception {
         try (InodeLocks.Held h = locks.lockAll(ino)) {
             Inode copy = inode(ino).inode().copy();
             if (copy.mode() == 0) {
@@ -895,6 +919,7 @@ public final class Ext4FileSystem implements Closeable {
             } else {
                 fileWrite.finishTruncate(ino);
             }
+            then.run();
         }
     }
 
