@@ -110,6 +110,59 @@ public final class IndirectMap implements BlockMap {
         return new Mapping(lblk, first, len, false);
     }
 
+    /**
+     * The first mapped logical block at or after {@code from}, or -1: skips unallocated indirect
+     * subtrees whole, so a scan over a sparse map costs what is mapped, not what it can address.
+     */
+    public long nextMapped(long from) throws Ext4Exception {
+        long max = maxBlocks(cache.blockSize());
+        for (long l = Math.max(0, from); l < DIRECT; l++) {
+            if (u32(iBlock, (int) l) != 0) {
+                return l;
+            }
+        }
+        long base = DIRECT;
+        long span = perBlock;
+        int[] roots = {IND, DIND, TIND};
+        for (int level = 1; level <= 3 && base < max; level++) {
+            if (from < base + span) {
+                long r = nextMappedIn(u32(iBlock, roots[level - 1]), level, base, Math.max(from, base));
+                if (r >= 0) {
+                    return r;
+                }
+            }
+            base += span;
+            span *= perBlock;
+        }
+        return -1;
+    }
+
+    private long nextMappedIn(long block, int levels, long base, long from) throws Ext4Exception {
+        if (block == 0) {
+            return -1;
+        }
+        ByteBuffer b = read(block);
+        long childSpan = 1;
+        for (int i = 1; i < levels; i++) {
+            childSpan *= perBlock;
+        }
+        for (int i = (int) ((from - base) / childSpan); i < perBlock; i++) {
+            long child = u32(b, i);
+            if (child == 0) {
+                continue;
+            }
+            long childBase = base + i * childSpan;
+            if (levels == 1) {
+                return childBase;
+            }
+            long r = nextMappedIn(child, levels - 1, childBase, Math.max(from, childBase));
+            if (r >= 0) {
+                return r;
+            }
+        }
+        return -1;
+    }
+
     /** Physical block of {@code lblk}, or 0 for a hole. */
     private long physical(long lblk) throws Ext4Exception {
         if (lblk < DIRECT) {

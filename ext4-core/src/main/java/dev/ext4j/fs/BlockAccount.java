@@ -139,4 +139,11 @@ final class BlockAccount implements BlockSource {
     long delta() {
         return delta;
     }
+
+    /** {@link #delta()}, which then starts again from 0: for a caller that writes i_blocks in steps. */
+    long takeDelta() {
+        long d = delta;
+        delta = 0;
+        return d;
+    }
 }

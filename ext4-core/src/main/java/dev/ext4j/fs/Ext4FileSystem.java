@@ -1533,6 +1533,10 @@ public final class Ext4FileSystem implements Closeable {
         return tx.start(credits);
     }
 
+    Transactions transactions() {
+        return tx;
+    }
+
     /** sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}). */
     Entered enterGate() {
         gate.enter();

@@ -69,6 +69,26 @@ final class FileMap {
         }
     }
 
+    /** The first mapped (or unwritten) run at or after {@code from}, or null when none is left. */
+    Mapping nextRun(long from) throws Ext4Exception {
+        long max = maxBlocks();
+        long l = from;
+        if (extents == null) {
+            l = indirect.nextMapped(from);
+            if (l < 0) {
+                return null;
+            }
+        }
+        while (l < max) {
+            Mapping m = map(l, max - l);
+            if (!m.isHole()) {
+                return m;
+            }
+            l += m.length();
+        }
+        return null;
+    }
+
     /** Unmaps [from, to) and frees what it mapped. */
     void removeRange(long from, long to) throws Ext4Exception {
         if (extents != null) {

@@ -222,8 +222,9 @@ final class FileWrite {
         return fs.writeInode(ino, copy);
     }
 
+    /** Moves i_blocks by what {@code acct} gained or released since the last call. */
     private void addBlocks(Inode copy, BlockAccount acct) {
-        long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+        long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.takeDelta() * (bs / 512);
         copy.setBlocks512(Math.max(0, sectors), bs);
     }
 
@@ -336,7 +337,7 @@ final class FileWrite {
                     fs.orphans().add(ino);
                     copy.setSize(size);
                     fs.writeInode(ino, copy.copy());
-                    map.removeRange((size + bs - 1) / bs, map.maxBlocks());
+                    removeTail(ino, copy, map, acct, (size + bs - 1) / bs);
                     zeroTail(map, size);
                 } else if (size > old) {
                     zeroTail(map, old);
@@ -366,7 +367,7 @@ final class FileWrite {
         if (info.map() != null && copy.isRegular() && !copy.hasFlag(Inode.INLINE_DATA_FL)) {
             BlockAccount acct = fs.account(ino, copy);
             FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
-            map.removeRange((copy.size() + bs - 1) / bs, map.maxBlocks());
+            removeTail(ino, copy, map, acct, (copy.size() + bs - 1) / bs);
             addBlocks(copy, acct);
         }
         fs.orphans().remove(ino);
@@ -392,9 +393,78 @@ final class FileWrite {
         }
         BlockAccount acct = fs.account(info.ino(), copy);
         FileMap map = FileMap.of(fs.cache(), info.ino(), copy, info.csumSeed(), fs.metadataCsum(), acct);
-        map.removeRange(0, map.maxBlocks());
+        removeTail(info.ino(), copy, map, acct, 0);
         addBlocks(copy, acct);
         return copy;
+    }
+
+    /**
+     * Credits one step of {@link #removeTail} may need: it frees at most {@code STEP_CREDITS / 4}
+     * runs and {@code STEP_CREDITS / 8} groups' worth of blocks, so it dirties at most a bitmap and
+     * a descriptor block per group it touches, the tree or indirect blocks of its runs, the inode
+     * and the superblock.
+     */
+    static final int STEP_CREDITS = 64;
+
+    /**
+     * Unmaps every block from {@code from} on, in steps from the end of the file when the mount
+     * journals (ext4_ext_remove_space() with ext4_ext_truncate_extend_restart(), and
+     * ext4_truncate_restart_trans() for indirect maps): each step frees a bounded tail, then the
+     * inode is written with its map and i_blocks as they are, and when the running transaction
+     * has no room for another step the handle is restarted, so one huge, fragmented file never
+     * grows a transaction past what the log holds. Every step only cuts a tail, so no step needs a
+     * new tree block. The caller holds the inode's lock; a truncate has put the inode on the orphan
+     * list with its new size, a delete (no link left) is put there before its first step ends, so
+     * a crash between two steps is finished at the next mount.
+     * Without a journal, or inside a nested handle that cannot restart, it is one removal.
+     */
+    private void removeTail(long ino, Inode copy, FileMap map, BlockAccount acct, long from) throws Ext4Exception {
+        dev.ext4j.journal.Transactions tx = fs.transactions();
+        if (!tx.journaled()) {
+            map.removeRange(from, map.maxBlocks());
+            return;
+        }
+        java.util.List<Mapping> runs = new java.util.ArrayList<>();
+        for (Mapping m = map.nextRun(from); m != null; m = map.nextRun(m.logical() + m.length())) {
+            runs.add(m);
+        }
+        long groupBlocks = fs.superblock().blocksPerGroup();
+        long maxRuns = STEP_CREDITS / 4;
+        long maxBlocks = groupBlocks * (STEP_CREDITS / 8);
+        int i = runs.size() - 1;
+        long upper = Long.MAX_VALUE; // everything from here on is gone already
+        while (i >= 0) {
+            long stepRuns = 0;
+            long stepBlocks = 0;
+            long start = upper;
+            while (i >= 0 && stepRuns < maxRuns && stepBlocks < maxBlocks) {
+                Mapping m = runs.get(i);
+                long hi = Math.min(m.logical() + m.length(), upper);
+                long take = Math.min(hi - m.logical(), maxBlocks - stepBlocks);
+                start = hi - take;
+                stepBlocks += take;
+                stepRuns++;
+                if (start == m.logical()) {
+                    i--;
+                } else {
+                    upper = start; // the rest of this run goes in the next step
+                }
+            }
+            start = Math.max(start, from);
+            map.removeRange(start, map.maxBlocks());
+            upper = start;
+            if (i >= 0) {
+                // a delete joins the orphan list before its first step can commit alone (as
+                // ext4_unlink() puts an inode whose last link went there); a truncate is on it already
+                fs.orphans().add(ino);
+                addBlocks(copy, acct);
+                fs.writeInode(ino, copy.copy());
+                if (tx.needsRestart(STEP_CREDITS)) {
+                    tx.restart(STEP_CREDITS);
+                }
+            }
+        }
+        map.removeRange(from, map.maxBlocks()); // what no run covered: an empty tree's root, a shrink
     }
 
     void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {

@@ -158,6 +158,29 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         }
     }
 
+    @Override
+    public boolean needsRestart(int credits) {
+        Running r = current.get();
+        if (r.depth != 1) {
+            return false;
+        }
+        synchronized (state) {
+            Txn t = running;
+            // room as start() counts it, with this handle's own reservation already used up
+            return t.blocks.size() + (t.credits - r.credits) + credits > maxTransaction;
+        }
+    }
+
+    @Override
+    public void restart(int credits) {
+        Running r = current.get();
+        if (r.depth != 1) {
+            return;
+        }
+        stop();
+        start(credits); // may commit the full transaction first: this thread runs no handle now
+    }
+
     private void stop() {
         Running r = current.get();
         if (--r.depth > 0) {

@@ -26,6 +26,28 @@ public interface Transactions {
      */
     Handle start(int credits);
 
+    /**
+     * Whether the calling thread's handle should be restarted ({@link #restart}) before it dirties
+     * up to {@code credits} more blocks: the running transaction has no room left for them. Always
+     * false for a nested handle (its outer caller's changes must stay in one transaction) and
+     * without a journal. The long truncate's check (ext4_ext_truncate_extend_restart()).
+     */
+    default boolean needsRestart(int credits) {
+        return false;
+    }
+
+    /**
+     * Stops the calling thread's outermost handle and starts it again with {@code credits}
+     * (jbd2_journal_restart()): the changes made so far may commit without the ones that follow, so
+     * the caller must have left the filesystem consistent (an operation in steps keeps its inode on
+     * the orphan list). The handle object the caller holds stays the one to close. Between the stop
+     * and the start a commit may run, which waits only for other handles: the caller may hold inode
+     * locks (see InodeLocks) but nothing a handle holder may wait for. No-op without a journal or
+     * inside a nested handle.
+     */
+    default void restart(int credits) {
+    }
+
     /** The flusher's timer: commit the running transaction and write committed blocks home. */
     void tick() throws Ext4Exception;
 
