@@ -96,6 +96,8 @@ public final class Ext4FileSystem implements Closeable {
     private final ErrorPolicy errorPolicy;
     /** Set when errors=remount-ro took effect: every change is refused from then on. */
     private volatile String errorReadOnly;
+    /** Set when a failed commit aborted the journal: nothing can be committed any more. */
+    private volatile String journalAborted;
     /** Called after errors=panic recorded an error; the mount's owner stops serving. */
     private volatile Runnable panicHandler = () -> { };
     /** Writes dirty metadata home every flush interval (the role of the kernel's flusher threads). */
@@ -131,6 +133,9 @@ public final class Ext4FileSystem implements Closeable {
         this.writeback = readOnly ? null : new Writeback(this, new dev.ext4j.cache.PageCache(blockSize, options.cacheBytes()), reserve);
         this.flusher = readOnly ? null : startFlusher(options.flushIntervalMillis());
         this.resizer = readOnly ? null : new OnlineResize(device, sb, cache, groups, allocator, new ResizeHost());
+        if (tx instanceof JournalManager jm) {
+            jm.onAbort(this::journalAborted);
+        }
     }
 
     Writeback writeback() {
@@ -157,6 +162,9 @@ public final class Ext4FileSystem implements Closeable {
         flushQueued.set(false);
         if (gate.isFrozen()) {
             return; // everything is home, and nothing may reach the image until the thaw
+        }
+        if (journalAborted != null) {
+            return; // nothing can commit any more; the abort was reported once
         }
         try {
             var pc = writeback.pages();
@@ -562,6 +570,55 @@ public final class Ext4FileSystem implements Closeable {
         String why = errorReadOnly;
         if (why != null) {
             throw new Ext4Exception(Errno.EROFS, "read-only since an error (errors=remount-ro): " + why);
+        }
+        String aborted = journalAborted;
+        if (aborted != null) {
+            throw new Ext4Exception(Errno.EROFS, "the journal aborted after a failed commit (" + aborted
+                    + "); no change can be made until an unmount, e2fsck and a new mount");
+        }
+    }
+
+    /**
+     * ext4_handle_error() for an aborted journal (a commit failed): the error goes into the home
+     * superblock (s_errno EIO, the error fields, state not clean) as far as the device still takes
+     * writes, without anything uncommitted (the superblock as the image has it, not our copy, which
+     * may hold changes that never committed), and errors= applies: every later change is refused
+     * with EROFS whatever the policy (nothing can commit any more, as ext4_journal_check_start()),
+     * remount-ro also says so in the status, and panic stops serving. The journal superblock got
+     * the errno already, so the next mount marks the filesystem as having errors even if a replay
+     * writes an older superblock home.
+     */
+    private void journalAborted(Ext4Exception cause) {
+        journalAborted = cause.getMessage();
+        String op = "jbd2_commit";
+        int code = 2; // EXT4_ERR_EIO
+        synchronized (sb) {
+            sb.recordError(Time.now().seconds(), 0, 0, op, code);
+            sb.setState(sb.state() | Superblock.STATE_ERROR);
+            mountState |= Superblock.STATE_ERROR;
+        }
+        try {
+            Superblock home = readSuperblock(device);
+            home.recordError(Time.now().seconds(), 0, 0, op, code);
+            home.setState(home.state() | Superblock.STATE_ERROR);
+            home.updateChecksum();
+            device.write(Superblock.OFFSET_IN_IMAGE, home.raw());
+            device.sync();
+        } catch (Ext4Exception | IOException | RuntimeException e) {
+            LOG.log(Level.ERROR, "recording the journal abort in the superblock failed: {0}", e.toString());
+        }
+        switch (errorPolicy) {
+            case CONTINUE -> LOG.log(Level.ERROR, "journal aborted (errors=continue): every change is refused with EROFS from now on");
+            case REMOUNT_RO -> {
+                if (errorReadOnly == null) {
+                    errorReadOnly = "journal commit failed: " + cause.getMessage();
+                }
+                LOG.log(Level.ERROR, "journal aborted, errors=remount-ro: refusing all changes from now on");
+            }
+            case PANIC -> {
+                LOG.log(Level.ERROR, "errors=panic: stopping after the journal aborted: " + cause.getMessage());
+                panicHandler.run();
+            }
         }
     }
 
@@ -1664,11 +1721,17 @@ public final class Ext4FileSystem implements Closeable {
                 // changed; the orphan list keeps them for the next mount.
                 for (Long ino : List.copyOf(openCounts.keySet())) {
                     openCounts.remove(ino);
-                    if (errorReadOnly == null) {
+                    if (errorReadOnly == null && journalAborted == null) {
                         evictIfUnlinked(ino);
                     }
                 }
-                writeClean();
+                if (journalAborted != null) {
+                    // nothing uncommitted may reach home: the image keeps needs_recovery, the
+                    // committed log and the recorded error for the next mount or e2fsck
+                    LOG.log(Level.ERROR, "unmount after the journal aborted: changes since the last commit are lost; run e2fsck");
+                } else {
+                    writeClean();
+                }
             }
         } catch (Ext4Exception e) {
             throw new IOException("unmount of a read-write filesystem failed: " + e.getMessage(), e);

@@ -288,4 +288,15 @@ public final class JournalLog {
         journal.writeSuperblock();
         journal.sync();
     }
+
+    /**
+     * jbd2_journal_update_sb_errno() on abort: records {@code errno} (negative, as jbd2's j_errno)
+     * in the journal superblock, so the next mount (or e2fsck) replays what was committed and marks
+     * the filesystem as having errors. The log's start is left as it is.
+     */
+    public synchronized void recordAbort(int errno) throws Ext4Exception {
+        jsb.setErrno(errno);
+        journal.writeSuperblock();
+        journal.sync();
+    }
 }

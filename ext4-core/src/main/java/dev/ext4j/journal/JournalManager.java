@@ -97,6 +97,8 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     private final ThreadLocal<Running> current = ThreadLocal.withInitial(Running::new);
     /** The first failed commit (the journal is then aborted: nothing more is committed). */
     private volatile Ext4Exception aborted;
+    /** Told once, with no lock of ours held, when the journal aborts (ext4's ext4_handle_error()). */
+    private volatile java.util.function.Consumer<Ext4Exception> abortListener = e -> { };
 
     /** Starts journaling every change of {@code cache}; the log must be open and empty. */
     public JournalManager(BlockCache cache, JournalLog log, Allocator allocator) {
@@ -110,6 +112,20 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         if (allocator != null) {
             allocator.setFreeDeferral(this);
         }
+    }
+
+    /**
+     * What runs once when a failed commit aborts the journal, on the thread whose commit failed,
+     * after the journal superblock got the errno (as far as the device still takes writes). The
+     * thread runs no handle then but may hold inode locks.
+     */
+    public void onAbort(java.util.function.Consumer<Ext4Exception> listener) {
+        this.abortListener = listener;
+    }
+
+    /** The failure that aborted the journal, or null while it works. */
+    public Ext4Exception abortCause() {
+        return aborted;
     }
 
     // ---- handles ----
@@ -268,6 +284,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         if (current.get().depth > 0) {
             throw new IllegalStateException("a commit from inside a handle would wait for itself");
         }
+        Ext4Exception abortedNow = null;
         commitLock.lock();
         try {
             Ext4Exception a = aborted;
@@ -286,11 +303,24 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         } catch (Ext4Exception | RuntimeException e) {
             if (aborted == null) {
                 aborted = e instanceof Ext4Exception x ? x : new Ext4Exception(Errno.EIO, e.toString(), e);
+                abortedNow = aborted;
                 LOG.log(Level.ERROR, "journal aborted: {0}", e.toString());
+                try {
+                    log.recordAbort(-Errno.EIO.value());
+                } catch (Ext4Exception | RuntimeException f) {
+                    LOG.log(Level.ERROR, "journal: recording the abort in the journal superblock failed: {0}", f.toString());
+                }
             }
             throw e;
         } finally {
             commitLock.unlock();
+            if (abortedNow != null) {
+                try {
+                    abortListener.accept(abortedNow);
+                } catch (RuntimeException f) {
+                    LOG.log(Level.ERROR, "journal: handling the abort failed: {0}", f.toString());
+                }
+            }
         }
     }
 
