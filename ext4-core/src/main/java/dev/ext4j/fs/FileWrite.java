@@ -337,7 +337,7 @@ final class FileWrite {
                     fs.orphans().add(ino);
                     copy.setSize(size);
                     fs.writeInode(ino, copy.copy());
-                    removeTail(ino, copy, map, acct, (size + bs - 1) / bs);
+                    removeInSteps(ino, copy, map, acct, (size + bs - 1) / bs, Long.MAX_VALUE, true);
                     zeroTail(map, size);
                 } else if (size > old) {
                     zeroTail(map, old);
@@ -367,7 +367,7 @@ final class FileWrite {
         if (info.map() != null && copy.isRegular() && !copy.hasFlag(Inode.INLINE_DATA_FL)) {
             BlockAccount acct = fs.account(ino, copy);
             FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
-            removeTail(ino, copy, map, acct, (copy.size() + bs - 1) / bs);
+            removeInSteps(ino, copy, map, acct, (copy.size() + bs - 1) / bs, Long.MAX_VALUE, true);
             addBlocks(copy, acct);
         }
         fs.orphans().remove(ino);
@@ -393,13 +393,13 @@ final class FileWrite {
         }
         BlockAccount acct = fs.account(info.ino(), copy);
         FileMap map = FileMap.of(fs.cache(), info.ino(), copy, info.csumSeed(), fs.metadataCsum(), acct);
-        removeTail(info.ino(), copy, map, acct, 0);
+        removeInSteps(info.ino(), copy, map, acct, 0, Long.MAX_VALUE, true);
         addBlocks(copy, acct);
         return copy;
     }
 
     /**
-     * Credits one step of {@link #removeTail} may need: it frees at most {@code STEP_CREDITS / 4}
+     * Credits one step of {@link #removeInSteps} may need: it frees at most {@code STEP_CREDITS / 4}
      * runs and {@code STEP_CREDITS / 8} groups' worth of blocks, so it dirties at most a bitmap and
      * a descriptor block per group it touches, the tree or indirect blocks of its runs, the inode
      * and the superblock.
@@ -407,32 +407,41 @@ final class FileWrite {
     static final int STEP_CREDITS = 64;
 
     /**
-     * Unmaps every block from {@code from} on, in steps from the end of the file when the mount
-     * journals (ext4_ext_remove_space() with ext4_ext_truncate_extend_restart(), and
-     * ext4_truncate_restart_trans() for indirect maps): each step frees a bounded tail, then the
-     * inode is written with its map and i_blocks as they are, and when the running transaction
-     * has no room for another step the handle is restarted, so one huge, fragmented file never
-     * grows a transaction past what the log holds. Every step only cuts a tail, so no step needs a
-     * new tree block. The caller holds the inode's lock; a truncate has put the inode on the orphan
-     * list with its new size, a delete (no link left) is put there before its first step ends, so
-     * a crash between two steps is finished at the next mount.
-     * Without a journal, or inside a nested handle that cannot restart, it is one removal.
+     * Unmaps [{@code from}, {@code to}) ({@code to} {@link Long#MAX_VALUE} for the end of the map)
+     * and frees what it mapped, in steps from the end when the mount journals
+     * (ext4_ext_remove_space() with ext4_ext_truncate_extend_restart(), and
+     * ext4_truncate_restart_trans() for indirect maps): each step frees a bounded run of blocks,
+     * then the inode is written with its map and i_blocks as they are, and when the running
+     * transaction has no room for another step the handle is restarted, so one huge, fragmented
+     * file never grows a transaction past what the log holds. Every step removes [its start,
+     * {@code to}), whose part past the previous step's start is unmapped already, so only the first
+     * step may split an extent (and need a tree block). The caller holds the inode's lock.
+     *
+     * <p>With {@code orphan} (a truncate or a delete: blocks past i_size or of an inode without
+     * links must not survive a crash), the inode is on the orphan list before the first step can
+     * commit alone: a truncate put it there with its new size, a delete is put there now (as
+     * ext4_unlink() does when the last link goes), so the next mount finishes the job. A punched
+     * hole needs nothing: any prefix of its steps leaves a consistent file.
+     *
+     * <p>Without a journal, or inside a nested handle that cannot restart, it is one removal.
      */
-    private void removeTail(long ino, Inode copy, FileMap map, BlockAccount acct, long from) throws Ext4Exception {
+    private void removeInSteps(long ino, Inode copy, FileMap map, BlockAccount acct, long from, long to, boolean orphan)
+            throws Ext4Exception {
+        long end = Math.min(to, map.maxBlocks());
         dev.ext4j.journal.Transactions tx = fs.transactions();
-        if (!tx.journaled()) {
-            map.removeRange(from, map.maxBlocks());
+        if (!tx.journaled() || from >= end) {
+            map.removeRange(from, end);
             return;
         }
         java.util.List<Mapping> runs = new java.util.ArrayList<>();
-        for (Mapping m = map.nextRun(from); m != null; m = map.nextRun(m.logical() + m.length())) {
+        for (Mapping m = map.nextRun(from); m != null && m.logical() < end; m = map.nextRun(m.logical() + m.length())) {
             runs.add(m);
         }
         long groupBlocks = fs.superblock().blocksPerGroup();
         long maxRuns = STEP_CREDITS / 4;
         long maxBlocks = groupBlocks * (STEP_CREDITS / 8);
         int i = runs.size() - 1;
-        long upper = Long.MAX_VALUE; // everything from here on is gone already
+        long upper = end; // everything from here to the end of the range is gone already
         while (i >= 0) {
             long stepRuns = 0;
             long stepBlocks = 0;
@@ -451,12 +460,12 @@ final class FileWrite {
                 }
             }
             start = Math.max(start, from);
-            map.removeRange(start, map.maxBlocks());
+            map.removeRange(start, end); // [upper, end) is unmapped already: no split past the first step
             upper = start;
             if (i >= 0) {
-                // a delete joins the orphan list before its first step can commit alone (as
-                // ext4_unlink() puts an inode whose last link went there); a truncate is on it already
-                fs.orphans().add(ino);
+                if (orphan) {
+                    fs.orphans().add(ino);
+                }
                 addBlocks(copy, acct);
                 fs.writeInode(ino, copy.copy());
                 if (tx.needsRestart(STEP_CREDITS)) {
@@ -464,7 +473,7 @@ final class FileWrite {
                 }
             }
         }
-        map.removeRange(from, map.maxBlocks()); // what no run covered: an empty tree's root, a shrink
+        map.removeRange(from, end); // what no run covered: an empty tree's root, a shrink
     }
 
     void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
@@ -500,7 +509,7 @@ final class FileWrite {
                 if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) != 0) {
                     long zeroEnd = (mode & FALLOC_FL_PUNCH_HOLE) != 0 ? Math.min(end, memSize) : end;
                     fs.writeback().forgetRange(ino, offset, zeroEnd, map.hasExtents());
-                    punch(map, offset, zeroEnd);
+                    punch(ino, copy, map, acct, offset, zeroEnd);
                 }
                 if ((mode & FALLOC_FL_PUNCH_HOLE) == 0) {
                     preallocate(map, acct, offset, end);
@@ -526,14 +535,14 @@ final class FileWrite {
     }
 
     /** Frees the whole blocks inside [from, to) and zeros the partial blocks at its edges. */
-    private void punch(FileMap map, long from, long to) throws Ext4Exception {
+    private void punch(long ino, Inode copy, FileMap map, BlockAccount acct, long from, long to) throws Ext4Exception {
         if (to <= from) {
             return;
         }
         long firstWhole = (from + bs - 1) / bs;
         long endWhole = to / bs;
         if (firstWhole < endWhole) {
-            map.removeRange(firstWhole, endWhole);
+            removeInSteps(ino, copy, map, acct, firstWhole, endWhole, false); // a half-punched hole is a consistent file
         }
         zeroBytes(map, from, Math.min(to, firstWhole * bs));
         if (endWhole >= firstWhole) {

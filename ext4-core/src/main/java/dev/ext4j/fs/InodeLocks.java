@@ -21,7 +21,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *
  * <p>The rule that keeps commits from deadlocking: a thread that runs a handle never waits for an
  * inode lock (a commit waits for every running handle to stop, and a thread waiting to start one
- * may hold inode locks). Nested lockAll calls of a thread re-take locks it already holds.
+ * may hold inode locks). Nested lockAll calls of a thread re-take locks it already holds. A long
+ * truncate, delete or punch restarts its handle between steps ({@link Transactions#restart}) with
+ * its inode locks still held: it is then a thread waiting to start a handle, as above, and the
+ * commit it may run waits only for other threads' handles.
  */
 final class InodeLocks {
     private static final int STRIPES = 1024;

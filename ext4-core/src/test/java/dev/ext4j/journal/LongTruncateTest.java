@@ -133,6 +133,57 @@ class LongTruncateTest {
     }
 
     @Test
+    void punchingAHoleOverEveryExtentCommitsInSeveralTransactions() throws Exception {
+        int commits = commitsOf("punch", (fs, ino) -> {
+            fs.fallocate(ino, PUNCH, 0, 2L * FRAGMENTS * BS);
+            assertEquals(2L * FRAGMENTS * BS, fs.stat(ino).size());
+            assertEquals(0, fs.stat(ino).blocks512(), "no data and no tree block is left");
+        });
+        assertTrue(commits >= 2, "the punch committed " + commits + " transaction(s)");
+    }
+
+    /**
+     * An ext3-style file (indirect blocks), contiguous over ~350 groups of 256 blocks: its truncate
+     * and its delete free blocks in more groups than one transaction may dirty.
+     */
+    @Test
+    void aTruncateAndADeleteOfAnIndirectMappedFileCommitInSeveralTransactions() throws Exception {
+        Path img = dir.resolve("ind.img");
+        Images.mkfs(img, "128M", List.of("-b", "1024", "-g", "256", "-N", "4096", "-J", "size=1", "-O", "^extents,^64bit"), null);
+        byte[] image = Files.readAllBytes(img);
+        CommitCounter dev = new CommitCounter(new MemoryBlockDevice(image, false));
+        int truncateCommits;
+        int deleteCommits;
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, noTimer())) {
+            long ino = fs.mknod(Ext4FileSystem.ROOT_INO, b("big"), 0100644, 0, 0, 0, 0);
+            byte[] chunk = new byte[1 << 20];
+            java.util.Arrays.fill(chunk, (byte) 0x5a);
+            for (int mb = 0; mb < 90; mb++) {
+                fs.write(ino, (long) mb << 20, ByteBuffer.wrap(chunk));
+            }
+            fs.sync();
+            int before = dev.commits.get();
+            fs.truncate(ino, 10L << 20);
+            fs.sync();
+            truncateCommits = dev.commits.get() - before;
+            long other = fs.mknod(Ext4FileSystem.ROOT_INO, b("other"), 0100644, 0, 0, 0, 0);
+            for (int mb = 0; mb < 80; mb++) {
+                fs.write(other, (long) mb << 20, ByteBuffer.wrap(chunk));
+            }
+            fs.sync();
+            before = dev.commits.get();
+            fs.unlink(Ext4FileSystem.ROOT_INO, b("other"));
+            fs.sync();
+            deleteCommits = dev.commits.get() - before;
+            assertEquals(10L << 20, fs.stat(ino).size());
+        }
+        Files.write(img, image);
+        JournalCrashTest.assertFsckClean(img, "after the truncate and the delete of indirect-mapped files");
+        assertTrue(truncateCommits >= 2, "the truncate committed " + truncateCommits + " transaction(s)");
+        assertTrue(deleteCommits >= 2, "the delete committed " + deleteCommits + " transaction(s)");
+    }
+
+    @Test
     void aPowerCutBetweenTheStepsOfATruncateIsFinishedAtTheNextMount() throws Exception {
         JournalCrashTest.RecordingDevice dev = new JournalCrashTest.RecordingDevice(fragmented.clone());
         List<Integer> afterCommit = new ArrayList<>();
