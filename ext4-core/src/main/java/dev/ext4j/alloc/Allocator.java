@@ -135,6 +135,22 @@ public final class Allocator {
         }
     }
 
+    /** Whether some free blocks wait for the commit of the transaction that freed them. */
+    public boolean hasUncommittedFrees() {
+        if (deferral == null) {
+            return false;
+        }
+        for (long g = 0; g < groupCount; g++) {
+            synchronized (groups.lock(g)) {
+                java.util.BitSet busy = state(g).busy;
+                if (busy != null && !busy.isEmpty()) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
     /** The bitmap to search in: {@code bm}, or a copy with the group's busy blocks marked used. Caller holds the group lock. */
     private ByteBuffer searchView(long g, ByteBuffer bm) {
         java.util.BitSet busy = state(g).busy;
@@ -270,6 +286,21 @@ public final class Allocator {
      * searched, as mballoc limits such files to s_blockfile_groups.
      */
     public Run allocateBlocks(long goal, int maxLength, boolean blockMapped) throws Ext4Exception {
+        return allocateBlocks(goal, maxLength, blockMapped, true);
+    }
+
+    /**
+     * Like {@link #allocateBlocks(long, int, boolean)}. Blocks freed by a journal transaction not
+     * yet committed are taken only when nothing else is free and {@code mayReuseUncommitted}: for
+     * blocks whose new contents go through the journal (tree, directory, xattr blocks), whose home
+     * copy a crash before that commit leaves as the old owner had it. File data is written home
+     * before any commit, so it passes false: a crash before the commit would give the freed
+     * blocks back to their old owner holding the new data (or, for an old tree or directory
+     * block, garbage metadata), and a checkpoint of the old owner's committed copy could overwrite
+     * the new data. It gets ENOSPC then; {@link #hasUncommittedFrees} tells the caller that a
+     * commit outside its handle (ext4_should_retry_alloc()) and a retry may succeed.
+     */
+    public Run allocateBlocks(long goal, int maxLength, boolean blockMapped, boolean mayReuseUncommitted) throws Ext4Exception {
         if (maxLength < 1) {
             throw new IllegalArgumentException("maxLength " + maxLength + ": expected at least 1 block");
         }
@@ -284,7 +315,7 @@ public final class Allocator {
         boolean avoidBusy = true;
         for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
             Run r = searchBlocks(g0, off0, want, ngroups, avoidBusy);
-            if (r == null && avoidBusy && deferral != null) {
+            if (r == null && avoidBusy && deferral != null && mayReuseUncommitted) {
                 // the last free blocks wait for a commit; the kernel would commit and retry
                 // (ext4_should_retry_alloc()), which a handle cannot do for itself: take them
                 avoidBusy = false;
@@ -293,7 +324,8 @@ public final class Allocator {
             if (r == null) {
                 throw new Ext4Exception(Errno.ENOSPC, "no free block for a run of up to " + maxLength + " blocks (goal "
                         + goal + "): " + groupCount + " groups hold " + freeBlocksCount() + " free blocks" + skippedGroups(true)
-                        + (ngroups < groupCount ? "; a block-mapped file can use only the " + ngroups + " groups below block 2^32" : ""));
+                        + (ngroups < groupCount ? "; a block-mapped file can use only the " + ngroups + " groups below block 2^32" : "")
+                        + (hasUncommittedFrees() ? "; some wait for the commit of the transaction that freed them" : ""));
             }
             if (r != RETRY) {
                 return r;

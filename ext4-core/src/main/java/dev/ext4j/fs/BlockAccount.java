@@ -124,7 +124,8 @@ final class BlockAccount implements BlockSource {
 
     Allocator.Run allocateData(long goal, int maxLength) throws Ext4Exception {
         int n = reserved ? maxLength : reserve.allowance(allocator.freeBlocksCount(), maxLength, false);
-        Allocator.Run r = allocator.allocateBlocks(goal != 0 ? goal : inodeGoal, n, below32);
+        // file data goes home before any commit: never into blocks whose freeing is not committed
+        Allocator.Run r = allocator.allocateBlocks(goal != 0 ? goal : inodeGoal, n, below32, false);
         delta += r.length();
         return r;
     }

@@ -168,7 +168,14 @@ public final class Ext4FileSystem implements Closeable {
         }
         try {
             var pc = writeback.pages();
-            writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
+            try {
+                writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
+            } catch (Ext4Exception e) {
+                if (!retryAfterCommit(e)) {
+                    throw e;
+                }
+                writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
+            }
             tx.tick(); // commit and checkpoint, or write changed metadata home without a journal
         } catch (Ext4Exception | RuntimeException e) {
             if (e instanceof Ext4Exception x) {
@@ -784,7 +791,39 @@ public final class Ext4FileSystem implements Closeable {
 
     public int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
         try (Entered g = enterGate()) {
-            return fileWrite.write(ino, offset, src);
+            try {
+                return fileWrite.write(ino, offset, src);
+            } catch (Ext4Exception e) {
+                if (!retryAfterCommit(e)) {
+                    throw e;
+                }
+                return fileWrite.write(ino, offset, src); // nothing was taken: ENOSPC comes only for none
+            }
+        }
+    }
+
+    /**
+     * ext4_should_retry_alloc(): after ENOSPC while free blocks wait for the commit of the
+     * transaction that freed them (file data may not use them before, see
+     * Allocator#allocateBlocks), commits it and says to try once more. The caller runs no handle.
+     */
+    private boolean retryAfterCommit(Ext4Exception e) throws Ext4Exception {
+        if (e.errno() != Errno.ENOSPC || allocator == null || !tx.journaled() || !allocator.hasUncommittedFrees()) {
+            return false;
+        }
+        tx.sync();
+        return true;
+    }
+
+    /** Writes every dirty page back, committing once first if ENOSPC came from blocks that wait for a commit. */
+    private void writebackAllRetrying() throws Ext4Exception {
+        try {
+            writeback.writebackAll();
+        } catch (Ext4Exception e) {
+            if (!retryAfterCommit(e)) {
+                throw e;
+            }
+            writeback.writebackAll();
         }
     }
 
@@ -1525,7 +1564,7 @@ public final class Ext4FileSystem implements Closeable {
      */
     private void writeClean() throws Ext4Exception {
         if (errorReadOnly == null) {
-            writeback.writebackAll();
+            writebackAllRetrying();
         }
         tx.unmount(); // everything home (the log empty) before the superblock says clean
         synchronized (sb) {
@@ -1565,7 +1604,7 @@ public final class Ext4FileSystem implements Closeable {
     /** Makes everything written so far durable (sync(2), fsync(2)). */
     public void sync() throws Ext4Exception {
         if (!readOnly) {
-            writeback.writebackAll();
+            writebackAllRetrying();
             tx.sync();
             Ext4Exception earlier = flushError.getAndSet(null);
             if (earlier != null) {
