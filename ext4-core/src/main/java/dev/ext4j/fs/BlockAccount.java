@@ -122,10 +122,23 @@ final class BlockAccount implements BlockSource {
         return r.start();
     }
 
+    /** Blocks for file data (or anything else written home without the journal). */
     Allocator.Run allocateData(long goal, int maxLength) throws Ext4Exception {
+        // written home before any commit: never into blocks whose freeing is not committed
+        return allocate(goal, maxLength, false);
+    }
+
+    /**
+     * Blocks counted as data but written through the journal (directory blocks): they may be
+     * blocks whose freeing is not committed yet, when nothing else is free.
+     */
+    Allocator.Run allocateJournaled(long goal, int maxLength) throws Ext4Exception {
+        return allocate(goal, maxLength, true);
+    }
+
+    private Allocator.Run allocate(long goal, int maxLength, boolean mayReuseUncommitted) throws Ext4Exception {
         int n = reserved ? maxLength : reserve.allowance(allocator.freeBlocksCount(), maxLength, false);
-        // file data goes home before any commit: never into blocks whose freeing is not committed
-        Allocator.Run r = allocator.allocateBlocks(goal != 0 ? goal : inodeGoal, n, below32, false);
+        Allocator.Run r = allocator.allocateBlocks(goal != 0 ? goal : inodeGoal, n, below32, mayReuseUncommitted);
         delta += r.length();
         return r;
     }

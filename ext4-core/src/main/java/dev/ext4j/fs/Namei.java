@@ -87,7 +87,7 @@ final class Namei {
 
         @Override
         public long allocateFirstBlock() throws Ext4Exception {
-            return acct.allocateData(0, 1).start();
+            return acct.allocateJournaled(0, 1).start(); // a directory block: through the journal
         }
 
         @Override
@@ -101,7 +101,7 @@ final class Namei {
         @Override
         public long allocateBlock(long lblk) throws Ext4Exception {
             long goal = lblk == 0 ? 0 : map.map(lblk - 1, 1).physical() + 1;
-            long pblk = acct.allocateData(goal, 1).start();
+            long pblk = acct.allocateJournaled(goal, 1).start(); // a directory block: through the journal
             map.insert(lblk, pblk, 1, false);
             return pblk;
         }
@@ -176,7 +176,7 @@ final class Namei {
                 } else if (isDir) {
                     in.setLinksCount(2);
                     FileMap map = FileMap.of(fs.cache(), ino, in, fs.inodeSeed(ino, in), fs.metadataCsum(), acct);
-                    long blk = acct.allocateData(0, 1).start();
+                    long blk = acct.allocateJournaled(0, 1).start(); // a directory block: through the journal
                     DirectoryWriter.initNew(fs.cache(), blk, ino, dirIno, fs.dirFormat(), fs.inodeSeed(ino, in));
                     map.insert(0, blk, 1, false);
                     in.setSize(bs);
