@@ -155,13 +155,28 @@ public final class Ext4FileSystem implements Closeable {
     /** One round of the flusher: expired or excess dirty pages, then changed metadata. */
     private void flushRound() {
         flushQueued.set(false);
+        var pc = writeback.pages();
+        flush(() -> writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4));
+    }
+
+    /** What the flusher writes back before the commit. */
+    @FunctionalInterface
+    private interface DataStep {
+        void run() throws Ext4Exception;
+    }
+
+    /**
+     * The flusher's work: {@code data} written back, then a commit and checkpoint (or changed
+     * metadata written home without a journal). Nothing while frozen: everything is home then, and
+     * nothing may reach the image until the thaw. A failure is kept for the next sync.
+     */
+    private void flush(DataStep data) {
         if (gate.isFrozen()) {
-            return; // everything is home, and nothing may reach the image until the thaw
+            return;
         }
         try {
-            var pc = writeback.pages();
-            writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
-            tx.tick(); // commit and checkpoint, or write changed metadata home without a journal
+            data.run();
+            tx.tick();
         } catch (Ext4Exception | RuntimeException e) {
             if (e instanceof Ext4Exception x) {
                 flushError.compareAndSet(null, x);
@@ -171,11 +186,12 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     private java.util.concurrent.ScheduledExecutorService startFlusher(long intervalMillis) {
-        var ex = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+        var ex = new java.util.concurrent.ScheduledThreadPoolExecutor(1, r -> {
             Thread t = new Thread(r, "ext4j-flush");
             t.setDaemon(true);
             return t;
         });
+        ex.setExecuteExistingDelayedTasksAfterShutdownPolicy(false); // a pending idle flush: close() does it all
         ex.scheduleWithFixedDelay(this::flushRound, intervalMillis, intervalMillis, java.util.concurrent.TimeUnit.MILLISECONDS);
         return ex;
     }
@@ -1536,7 +1552,45 @@ public final class Ext4FileSystem implements Closeable {
     /** sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}). */
     Entered enterGate() {
         gate.enter();
-        return gate::exit;
+        return options.idleFlushMillis() > 0 && flusher != null ? this::leaveGate : gate::exit;
+    }
+
+    /** sb_end_write(), and the idle flush is armed: see {@link MountOptions#idleFlushMillis}. */
+    private void leaveGate() {
+        gate.exit();
+        lastChange = System.nanoTime();
+        if (idleFlushQueued.compareAndSet(false, true)) {
+            scheduleIdleFlush(options.idleFlushMillis());
+        }
+    }
+
+    /** When the last change left the gate (System.nanoTime()). */
+    private volatile long lastChange;
+    private final java.util.concurrent.atomic.AtomicBoolean idleFlushQueued = new java.util.concurrent.atomic.AtomicBoolean();
+
+    private void scheduleIdleFlush(long delayMillis) {
+        try {
+            flusher.schedule(this::idleFlush, delayMillis, java.util.concurrent.TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            idleFlushQueued.set(false); // unmounting: close() writes everything
+        }
+    }
+
+    /**
+     * Once no change has come for the idle time and none is in flight: dirty data written back,
+     * the transaction committed and checkpointed (or metadata written home), so that the image
+     * file at rest is a consistent filesystem, also for whoever reads it the moment a FUSE 2
+     * unmount returns, which does not wait for the server.
+     */
+    private void idleFlush() {
+        long idle = options.idleFlushMillis() * 1_000_000L;
+        long quiet = System.nanoTime() - lastChange;
+        if (quiet < idle || gate.busy()) {
+            scheduleIdleFlush(quiet < idle ? Math.max(1, (idle - quiet) / 1_000_000L) : options.idleFlushMillis());
+            return;
+        }
+        idleFlushQueued.set(false); // a change from now on arms it again
+        flush(writeback::writebackAll);
     }
 
     /**
