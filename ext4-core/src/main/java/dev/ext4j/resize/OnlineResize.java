@@ -12,6 +12,7 @@ import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
 import dev.ext4j.io.BlockCache;
 import dev.ext4j.io.BlockDevice;
+import dev.ext4j.journal.Transactions;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -68,6 +69,22 @@ public final class OnlineResize {
 
         /** The superblock's counts changed: refresh what was derived from them. */
         void geometryChanged();
+
+        /**
+         * Starts a journal handle for {@code credits} blocks (at most {@link #maxCredits}); the
+         * resize runs no other handle and holds no inode lock when it calls this.
+         */
+        Transactions.Handle startHandle(int credits);
+
+        /** The most blocks one handle may dirty: the journal's largest transaction, unbounded without one. */
+        int maxCredits();
+    }
+
+    /**
+     * EXT4_IOC_GROUP_ADD's argument (struct ext4_new_group_input): group number, the block numbers
+     * of its bitmaps and inode table, its length in blocks, and the blocks it would reserve.
+     */
+    public record NewGroup(long group, long blockBitmap, long inodeBitmap, long inodeTable, long blocksCount, int reservedBlocks) {
     }
 
     private final BlockDevice device;
@@ -103,21 +120,49 @@ public final class OnlineResize {
     }
 
     private long growLocked(long wanted) throws Ext4Exception {
-        Superblock old = snapshot();
-        long oldBlocks = old.blocksCount();
+        Superblock first = snapshot();
+        long oldBlocks = first.blocksCount();
         if (wanted < oldBlocks) {
             throw new Ext4Exception(Errno.EINVAL, "cannot shrink from " + oldBlocks + " to " + wanted + " blocks: online resize only grows");
         }
         if (wanted == oldBlocks) {
             return oldBlocks;
         }
+        checkFeatures(first);
+        if (!first.has(Feature.BIT64) && wanted > MAX_U32) {
+            throw new Ext4Exception(Errno.EFBIG, wanted + " blocks need the 64bit feature (at most " + MAX_U32 + " without it)");
+        }
+        long reached = oldBlocks;
+        int steps = 0;
+        while (true) {
+            Superblock old = snapshot();
+            long stepTo = stepTarget(old, wanted);
+            boolean last = stepTo == wanted;
+            Plan plan = Plan.make(old, stepTo, this::resizeInode);
+            if (plan.target.blocksCount() == old.blocksCount()) {
+                if (steps == 0) {
+                    LOG.log(System.Logger.Level.INFO, "resize to " + wanted + " blocks: the last group would be too small, size stays " + oldBlocks);
+                }
+                break;
+            }
+            apply(old, plan);
+            reached = plan.target.blocksCount();
+            steps++;
+            if (last) {
+                break;
+            }
+        }
+        LOG.log(System.Logger.Level.INFO, "resized from " + oldBlocks + " to " + reached + " blocks in " + steps + " step(s)"
+                + (first.has(Feature.META_BG) || !snapshot().has(Feature.META_BG) ? "" : ", converted to meta_bg"));
+        return reached;
+    }
+
+    /** The refusals every grow and group add share; nothing has changed when one fails. */
+    private static void checkFeatures(Superblock old) throws Ext4Exception {
         for (Feature f : new Feature[] {Feature.SPARSE_SUPER2, Feature.BIGALLOC}) {
             if (old.has(f)) {
                 throw new Ext4Exception(Errno.EOPNOTSUPP, "online resize of a filesystem with " + f.kernelName() + " is not supported");
             }
-        }
-        if (!old.has(Feature.BIT64) && wanted > MAX_U32) {
-            throw new Ext4Exception(Errno.EFBIG, wanted + " blocks need the 64bit feature (at most " + MAX_U32 + " without it)");
         }
         if (old.has(Feature.RESIZE_INODE) && old.has(Feature.META_BG)) {
             throw Ext4Exception.corrupted("resize_inode and meta_bg are both set; run e2fsck");
@@ -125,36 +170,93 @@ public final class OnlineResize {
         if (!old.has(Feature.RESIZE_INODE) && old.reservedGdtBlocks() != 0) {
             throw Ext4Exception.corrupted(old.reservedGdtBlocks() + " reserved GDT blocks without resize_inode; run e2fsck");
         }
-        Plan plan = Plan.make(old, wanted, this::resizeInode);
+    }
+
+    /**
+     * Blocks a step dirties besides 2 bitmaps per new group and its descriptor blocks: the
+     * superblock, the old last group's bitmap and descriptor (extended), the resize inode's inode
+     * block and double-indirect block, the bitmap and descriptor of the double-indirect block's
+     * group (freed by a conversion to meta_bg), and a margin of two.
+     */
+    private static final int STEP_FIXED_CREDITS = 10;
+
+    /** The blocks a step adding {@code groups} new groups to {@code old} dirties in its handle, at most. */
+    static long stepCredits(Superblock old, long groups) {
+        long dpb = old.blockSize() / old.descSize();
+        long reservedLists = old.has(Feature.RESIZE_INODE) ? old.reservedGdtBlocks() : 0;
+        return 2 * groups + (groups + dpb - 1) / dpb + 1 + reservedLists + STEP_FIXED_CREDITS;
+    }
+
+    /**
+     * Where the next step ends: {@code wanted} when the groups up to it fit in one handle, else the
+     * end of as many whole groups as fit (ending on a flex group boundary when at least one flex
+     * group fits), the way ext4_resize_fs() adds a flex group per handle.
+     */
+    private long stepTarget(Superblock old, long wanted) throws Ext4Exception {
+        int max = host.maxCredits();
+        long groups = old.groupCount();
+        long bpg = old.blocksPerGroup();
+        long wantedGroups = (wanted - old.firstDataBlock() + bpg - 1) / bpg;
+        if (stepCredits(old, wantedGroups - groups) <= max) {
+            return wanted;
+        }
+        long n = 0;
+        for (long step = Long.highestOneBit(Math.max(1, wantedGroups - groups)); step > 0; step >>= 1) {
+            if (stepCredits(old, n + step) <= max) {
+                n += step;
+            }
+        }
+        if (n == 0) {
+            throw new Ext4Exception(Errno.ENOSPC, "the journal is too small for an online resize: adding one group dirties up to "
+                    + stepCredits(old, 1) + " blocks, one transaction holds " + max);
+        }
+        int log = old.logGroupsPerFlex();
+        long flex = old.has(Feature.FLEX_BG) && log > 0 && log < 31 ? 1L << log : 1;
+        long end = groups + n;
+        if (n >= flex) {
+            end &= ~(flex - 1);
+        }
+        return Math.min(wanted, old.firstDataBlock() + end * bpg);
+    }
+
+    /**
+     * One step: grows the image, zeroes the new inode tables, then in one handle (whose credits
+     * cover every block it dirties) writes the new groups, descriptors, resize inode and
+     * superblock and publishes the groups; then the backups in handles of their own. The
+     * filesystem is consistent at the step's size once its handle's transaction commits, whatever
+     * happens later.
+     */
+    private void apply(Superblock old, Plan plan) throws Ext4Exception {
         Superblock target = plan.target;
         long newBlocks = target.blocksCount();
-        if (newBlocks == oldBlocks) {
-            LOG.log(System.Logger.Level.INFO, "resize to " + wanted + " blocks: the last group would be too small, size stays " + oldBlocks);
-            return oldBlocks;
-        }
         long oldDeviceBytes = growDevice(newBlocks * old.blockSize());
         cache.growTo(newBlocks);
-        writeGroups(plan, oldDeviceBytes);
-        writeDescriptors(plan);
-        if (plan.resizeInode != null) {
-            plan.resizeInode.writeBlocks((block, contents) -> cache.create(block, b -> b.put(0, contents, 0, contents.capacity())));
-            host.writeInode(ResizeInode.INO, plan.resizeInode.changedInode(plan.convertsToMetaBg, old.has(Feature.HUGE_FILE)));
+        for (int i = 0; i < plan.newGroupsPlaced(); i++) {
+            zero(plan.it[i], Layout.inodeTableBlocks(target), oldDeviceBytes);
         }
-        install(old, target);
-        groups.publish(plan.newGroups);
-        allocator.publishGrowth(target);
-        if (plan.convertsToMetaBg && plan.resizeInode != null && plan.resizeInode.dindBlock() != 0) {
-            allocator.freeBlocks(plan.resizeInode.dindBlock(), 1);
-        }
-        synchronized (sb) {
-            allocator.writeCounts(sb);
-            host.writeSuperblock();
+        long credits = stepCredits(old, plan.newGroups - plan.oldGroups);
+        try (Transactions.Handle h = host.startHandle((int) Math.min(Integer.MAX_VALUE, credits))) {
+            writeGroups(plan);
+            writeDescriptors(plan);
+            if (plan.resizeInode != null) {
+                plan.resizeInode.writeBlocks((block, contents) -> cache.create(block, b -> b.put(0, contents, 0, contents.capacity())));
+                host.writeInode(ResizeInode.INO, plan.resizeInode.changedInode(plan.convertsToMetaBg, old.has(Feature.HUGE_FILE)));
+            }
+            install(old, target);
+            groups.publish(plan.newGroups);
+            allocator.publishGrowth(target);
+            if (plan.convertsToMetaBg && plan.resizeInode != null && plan.resizeInode.dindBlock() != 0) {
+                allocator.freeBlocks(plan.resizeInode.dindBlock(), 1);
+            }
+            synchronized (sb) {
+                allocator.writeCounts(sb);
+                host.writeSuperblock();
+            }
         }
         host.geometryChanged();
         writeBackups(plan);
-        LOG.log(System.Logger.Level.INFO, "resized from " + oldBlocks + " to " + newBlocks + " blocks (" + plan.newGroups + " groups"
-                + (plan.convertsToMetaBg ? ", converted to meta_bg" : "") + ")");
-        return newBlocks;
+        LOG.log(System.Logger.Level.DEBUG, "resize step: " + old.blocksCount() + " -> " + newBlocks + " blocks, groups "
+                + plan.oldGroups + ".." + (plan.newGroups - 1) + (plan.convertsToMetaBg ? ", converted to meta_bg" : ""));
     }
 
     private Superblock snapshot() {
@@ -184,16 +286,15 @@ public final class OnlineResize {
 
     /**
      * setup_new_flex_group_blocks(): each new group's block bitmap (its metadata, and the bits past
-     * a short last group, set), inode bitmap (the bits past the inodes set) and a zeroed inode
-     * table (already zero where the image grew sparsely).
+     * a short last group, set) and inode bitmap (the bits past the inodes set); the inode tables
+     * were zeroed before the step's handle started (already zero where the image grew sparsely).
      */
-    private void writeGroups(Plan plan, long oldDeviceBytes) throws Ext4Exception {
+    private void writeGroups(Plan plan) throws Ext4Exception {
         Superblock t = plan.target;
         int bs = t.blockSize();
         boolean csum = t.has(Feature.METADATA_CSUM);
         int seed = csum ? t.checksumSeed() : 0;
         long ipg = t.inodesPerGroup();
-        long itb = Layout.inodeTableBlocks(t);
         boolean descCsum = csum || t.has(Feature.GDT_CSUM);
         for (int n = 0; n < plan.newGroupsPlaced(); n++) {
             final int i = n;
@@ -203,7 +304,6 @@ public final class OnlineResize {
             Bitmaps.set(ibm, (int) ipg, bs * 8);
             cache.create(plan.bb[i], b -> b.put(0, bbm, 0, bs));
             cache.create(plan.ib[i], b -> b.put(0, ibm, 0, bs));
-            zero(plan.it[i], itb, oldDeviceBytes);
             long free = Bitmaps.countClear(bbm, (int) t.blocksPerGroup());
             int bbCsum = csum ? Checksums.crc32c(seed, bbm, 0, (int) (t.blocksPerGroup() / 8)) : 0;
             int ibCsum = csum ? Checksums.crc32c(seed, ibm, 0, (int) (ipg / 8)) : 0;
@@ -264,33 +364,49 @@ public final class OnlineResize {
     /**
      * update_backups(): a copy of the superblock (s_block_group_nr set, needs_recovery cleared as
      * e2fsprogs leaves backups, checksum restamped) and of the descriptor blocks in every backup
-     * group; meta_bg descriptor blocks in the second and last group of their meta group.
+     * group; meta_bg descriptor blocks in the second and last group of their meta group. Written
+     * in as many handles as it takes, each within the journal's largest transaction (as
+     * update_backups() extends or restarts its handle).
      */
     private void writeBackups(Plan plan) throws Ext4Exception {
         Superblock copy = snapshot();
         copy.setFeatureIncompat(copy.featureIncompat() & ~Feature.RECOVER.mask());
         Superblock t = plan.target;
-        int bs = t.blockSize();
-        long dpb = bs / t.descSize();
+        long dpb = t.blockSize() / t.descSize();
         long gdb = (plan.newGroups + dpb - 1) / dpb;
         long plainGdb = t.has(Feature.META_BG) ? t.firstMetaBg() : gdb;
+        // {home block, what goes there: descriptor block index >= 0, or -1 - group for a superblock copy}
+        List<long[]> writes = new ArrayList<>();
         for (long g : backupGroupsBelow(t, plan.newGroups)) {
             long first = groupFirstBlock(t, g);
-            copy.setBlockGroupNr((int) g);
-            copy.updateChecksum();
-            ByteBuffer raw = copy.raw();
-            cache.create(first, b -> b.put(0, raw, 0, Superblock.SIZE));
+            writes.add(new long[] {first, -1 - g});
             // the old-style GDT copies live only in groups below the first meta group
             if (!t.has(Feature.META_BG) || g < t.firstMetaBg() * dpb) {
                 for (long i = 0; i < plainGdb; i++) {
-                    writeBlockCopy((int) i, first + 1 + i);
+                    writes.add(new long[] {first + 1 + i, i});
                 }
             }
         }
         for (long i = plainGdb; i < gdb; i++) {
             for (long g : new long[] {i * dpb + 1, i * dpb + dpb - 1}) {
                 if (g < plan.newGroups) {
-                    writeBlockCopy((int) i, groupFirstBlock(t, g) + (Layout.hasSuper(t, g) ? 1 : 0));
+                    writes.add(new long[] {groupFirstBlock(t, g) + (Layout.hasSuper(t, g) ? 1 : 0), i});
+                }
+            }
+        }
+        int chunk = Math.max(1, host.maxCredits());
+        for (int from = 0; from < writes.size(); from += chunk) {
+            int to = (int) Math.min(writes.size(), (long) from + chunk);
+            try (Transactions.Handle h = host.startHandle(to - from)) {
+                for (long[] w : writes.subList(from, to)) {
+                    if (w[1] >= 0) {
+                        writeBlockCopy((int) w[1], w[0]);
+                    } else {
+                        copy.setBlockGroupNr((int) (-1 - w[1]));
+                        copy.updateChecksum();
+                        ByteBuffer raw = copy.raw();
+                        cache.create(w[0], b -> b.put(0, raw, 0, Superblock.SIZE));
+                    }
                 }
             }
         }
