@@ -1354,6 +1354,17 @@ public final class Ext4FileSystem implements Closeable {
         }
     }
 
+    /**
+     * Adds one block group whose bitmaps and inode table a resizer placed (EXT4_IOC_GROUP_ADD);
+     * see {@link OnlineResize#addGroup} for the checks.
+     */
+    public void addGroup(OnlineResize.NewGroup group) throws Ext4Exception {
+        requireWritable();
+        try (Entered g = enterGate()) {
+            resizer.addGroup(group);
+        }
+    }
+
     /** What {@link OnlineResize} needs of this mount. */
     private final class ResizeHost implements OnlineResize.Host {
         @Override

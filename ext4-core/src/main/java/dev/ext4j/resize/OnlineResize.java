@@ -157,6 +157,108 @@ public final class OnlineResize {
         return reached;
     }
 
+    /**
+     * EXT4_IOC_GROUP_ADD (ext4_group_add()): adds group {@code in.group()}, which must be the next
+     * one, after a full last group, with its bitmaps and inode table at the given blocks inside
+     * it, clear of its superblock backup and GDT blocks and of each other (verify_group_input();
+     * EINVAL naming the fault otherwise; EPERM when a new descriptor block would be needed and no
+     * reserved GDT block is left, as the kernel refuses). The group is added as one step of
+     * {@link #grow}: its block bitmap marks its metadata, its inode bitmap and table are written
+     * afresh, in one journal handle, then the backups. Unlike the kernel, an image shorter than the
+     * new group is grown (an image file, not a block device). {@code in.reservedBlocks()} is only
+     * checked: the reserved share of the grown filesystem stays the percentage it was, as in the
+     * kernel's ext4_update_super(). Returns the new block count.
+     */
+    public long addGroup(NewGroup in) throws Ext4Exception {
+        if (!running.tryLock()) {
+            throw new Ext4Exception(Errno.EBUSY, "another resize is in progress");
+        }
+        try {
+            return addGroupLocked(in);
+        } finally {
+            running.unlock();
+        }
+    }
+
+    private long addGroupLocked(NewGroup in) throws Ext4Exception {
+        Superblock old = snapshot();
+        checkFeatures(old);
+        long groups = old.groupCount();
+        long g = in.group();
+        long bpg = old.blocksPerGroup();
+        long start = old.blocksCount();
+        if (g != groups) {
+            throw new Ext4Exception(Errno.EINVAL, "cannot add group " + g + ": the filesystem has " + groups + " groups, the next is " + groups);
+        }
+        if ((start - old.firstDataBlock()) % bpg != 0) {
+            throw new Ext4Exception(Errno.EINVAL, "cannot add group " + g + ": the last group " + (groups - 1) + " is not full ("
+                    + (start - groupFirstBlock(old, groups - 1)) + " of " + bpg + " blocks); extend it first");
+        }
+        if (in.blocksCount() < 1 || in.blocksCount() > bpg) {
+            throw new Ext4Exception(Errno.EINVAL, "group " + g + ": blocks_count " + in.blocksCount() + " is not in 1.." + bpg);
+        }
+        long end = start + in.blocksCount();
+        if (!old.has(Feature.BIT64) && end > MAX_U32) {
+            throw new Ext4Exception(Errno.EFBIG, end + " blocks need the 64bit feature (at most " + MAX_U32 + " without it)");
+        }
+        long dpb = old.blockSize() / old.descSize();
+        boolean newDescBlock = g % dpb == 0;
+        if (newDescBlock && !old.has(Feature.SPARSE_SUPER)) {
+            throw new Ext4Exception(Errno.EPERM, "cannot add group " + g + ": it needs a new descriptor block, which a filesystem"
+                    + " without sparse_super cannot get online");
+        }
+        int reservedGdb = Layout.hasSuper(old, g) ? old.reservedGdtBlocks() : 0;
+        if ((reservedGdb > 0 || newDescBlock) && (!old.has(Feature.RESIZE_INODE) || old.reservedGdtBlocks() == 0)) {
+            throw new Ext4Exception(Errno.EPERM, "cannot add group " + g + ": no reserved GDT blocks are left (use EXT4_IOC_RESIZE_FS)");
+        }
+        long overhead = Layout.baseMetaBlocks(old, g);
+        long itb = Layout.inodeTableBlocks(old);
+        long metaEnd = start + overhead;
+        long bb = in.blockBitmap();
+        long ib = in.inodeBitmap();
+        long it = in.inodeTable();
+        long itEnd = it + itb;
+        String where = "group " + g + " (blocks " + start + ".." + (end - 1) + ")";
+        String fault = null;
+        if (in.reservedBlocks() > in.blocksCount() / 5) {
+            fault = "reserved_blocks " + in.reservedBlocks() + " is more than a fifth of its " + in.blocksCount() + " blocks";
+        } else if (in.blocksCount() - 2 - overhead - itb < 0) {
+            fault = "blocks_count " + in.blocksCount() + " is less than its " + (overhead + 2 + itb) + " blocks of metadata";
+        } else if (bb < start || bb >= end) {
+            fault = "block bitmap " + bb + " is outside the group";
+        } else if (ib < start || ib >= end) {
+            fault = "inode bitmap " + ib + " is outside the group";
+        } else if (it < start || itEnd > end) {
+            fault = "inode table " + it + ".." + (itEnd - 1) + " is not inside the group";
+        } else if (bb == ib) {
+            fault = "block bitmap and inode bitmap are both at " + bb;
+        } else if (bb >= it && bb < itEnd) {
+            fault = "block bitmap " + bb + " is inside the inode table " + it + ".." + (itEnd - 1);
+        } else if (ib >= it && ib < itEnd) {
+            fault = "inode bitmap " + ib + " is inside the inode table " + it + ".." + (itEnd - 1);
+        } else if (bb < metaEnd) {
+            fault = "block bitmap " + bb + " is in the superblock backup and GDT blocks " + start + ".." + (metaEnd - 1);
+        } else if (ib < metaEnd) {
+            fault = "inode bitmap " + ib + " is in the superblock backup and GDT blocks " + start + ".." + (metaEnd - 1);
+        } else if (it < metaEnd) {
+            fault = "inode table " + it + ".." + (itEnd - 1) + " overlaps the superblock backup and GDT blocks " + start + ".." + (metaEnd - 1);
+        }
+        if (fault != null) {
+            throw new Ext4Exception(Errno.EINVAL, "cannot add " + where + ": " + fault);
+        }
+        if (stepCredits(old, 1) > host.maxCredits()) {
+            throw new Ext4Exception(Errno.ENOSPC, "the journal is too small for an online resize: adding one group dirties up to "
+                    + stepCredits(old, 1) + " blocks, one transaction holds " + host.maxCredits());
+        }
+        Plan plan = Plan.withTables(old, end, this::resizeInode, bb, ib, it);
+        if (plan.convertsToMetaBg) {
+            throw new IllegalStateException("group " + g + " would convert to meta_bg after the checks");
+        }
+        apply(old, plan);
+        LOG.log(System.Logger.Level.INFO, "added " + where + ": " + start + " -> " + end + " blocks");
+        return end;
+    }
+
     /** The refusals every grow and group add share; nothing has changed when one fails. */
     private static void checkFeatures(Superblock old) throws Ext4Exception {
         for (Feature f : new Feature[] {Feature.SPARSE_SUPER2, Feature.BIGALLOC}) {
