@@ -24,13 +24,27 @@ import java.util.concurrent.locks.ReentrantLock;
  * Online grow of a mounted filesystem (the kernel's fs/ext4/resize.c: ext4_resize_fs(),
  * ext4_group_extend_no_check(), ext4_flex_group_add()).
  *
- * <p>Steps, each finished before the next begins:
+ * <p><b>Steps and transactions.</b> A grow runs as a sequence of steps, each adding whole groups
+ * (ending on a flex group boundary where at least one flex group fits, the last step ending at
+ * the size wanted), the way ext4_resize_fs() calls ext4_flex_group_add() once per flex group.
+ * A step's writes of the new groups, descriptors, resize inode and superblock run in one journal
+ * handle whose credits ({@link #stepCredits}) cover every block it dirties, and which is at
+ * most the journal's largest transaction ({@link Host#maxCredits}); so a crash leaves either the
+ * size before the step or after it, consistent either way once the journal is replayed. The
+ * backups of a step follow in handles of their own, each within a transaction (update_backups()
+ * extends or restarts its handle likewise); a crash before them leaves stale backups, which
+ * e2fsck accepts. The resize starts its handles itself, outside any other handle and inode
+ * lock. EXT4_IOC_GROUP_ADD ({@link #addGroup}) is one such step with table locations given.
+ *
+ * <p>Each step, finished before the next begins (the checks once, before the first):
  * <ol>
  * <li>Checks, with nothing changed when one fails: read-only (EROFS), another resize running
  *     (EBUSY), shrinking (EINVAL), sparse_super2 and bigalloc (EOPNOTSUPP), more than 2^32 blocks
  *     without 64bit or 2^32 inodes (EFBIG), a damaged resize inode (EUCLEAN), no room for the new
- *     groups' tables (ENOSPC). A last partial group too small for its metadata and 50 blocks is
- *     dropped, as resize2fs does; the size reached is returned.
+ *     groups' tables (ENOSPC), a journal whose transaction cannot hold a step of one group (ENOSPC).
+ *     A last partial group of the final step too small for its metadata and 50 blocks is dropped,
+ *     as resize2fs does; the size reached is returned. A step that fails leaves the steps before
+ *     it done: the size reached so far is then in the superblock.
  * <li>The plan ({@link Plan}): the superblock of the grown filesystem, where each new group's
  *     bitmaps and inode table go (ext4_alloc_group_tables(): with flex_bg packed at the start of
  *     each new flex group, without it in the group after its superblock backup and GDT), and
@@ -42,7 +56,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * <li>The superblock takes the new sizes, the allocator extends the old last group and publishes
  *     the group count (see {@link Allocator#publishGrowth}); from then on the space is used.
  * <li>The backups: superblock copies (with s_block_group_nr) and GDT copies in every backup
- *     group, old and new.
+ *     group, old and new, in as many handles as the journal needs.
  * </ol>
  *
  * <p>Locking: {@link #running} makes resizes one at a time (tryLock: EBUSY). Nothing else is
@@ -50,7 +64,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * count, or a reserved GDT block. The superblock's monitor is held while its fields change. The
  * allocator takes one group lock (the old last group's) to extend that group and swap its
  * geometry, and publishes the group count last (a volatile write), so an allocating thread sees
- * either the old groups or all of the new ones complete. Lock order: running, then the
+ * either the old groups or all of the new ones complete. Lock order: running, then a journal
+ * handle (started with no other handle or inode lock held, so its start may commit), then the
  * superblock monitor or a group lock (never both), then the block cache's per-block locks.
  */
 public final class OnlineResize {
