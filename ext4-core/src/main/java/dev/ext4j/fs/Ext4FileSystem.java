@@ -379,11 +379,14 @@ public final class Ext4FileSystem implements Closeable {
         String what = r.transactions() == 0 ? "journal was empty"
                 : "journal replayed: transactions " + r.startTid() + ".." + (r.endTid() - 1) + ", " + r.blocks().size()
                         + " blocks, " + r.revokeHits() + " revoked copies skipped";
+        // an online resize logs blocks past the old end (the new groups' bitmaps and descriptors)
+        // with the superblock that takes them in: the bound is the image, as jbd2's is the device
+        long limit = Math.max(sb.blocksCount(), deviceSize(device) / sb.blockSize());
         for (long home : r.blocks().keySet()) {
             // block 0 is legitimate: it holds the superblock of a filesystem with blocks over 1 KiB
-            if (home < 0 || home >= sb.blocksCount()) {
+            if (home < 0 || home >= limit) {
                 throw Ext4Exception.corrupted("journal inode " + journal.inodeNumber() + ": transaction logs block " + home
-                        + " outside the filesystem (0.." + (sb.blocksCount() - 1) + "); run e2fsck");
+                        + " outside the image (0.." + (limit - 1) + "); run e2fsck");
             }
         }
         if (readOnly) {
@@ -1386,8 +1389,20 @@ public final class Ext4FileSystem implements Closeable {
      */
     public void resize(long newBlocksCount) throws Ext4Exception {
         requireWritable();
-        try (Entered g = enterGate(); Transactions.Handle h = tx.start(Integer.MAX_VALUE)) {
+        // no handle here: the resize starts one per step, sized to what the step dirties
+        try (Entered g = enterGate()) {
             resizer.grow(newBlocksCount);
+        }
+    }
+
+    /**
+     * Adds one block group whose bitmaps and inode table a resizer placed (EXT4_IOC_GROUP_ADD);
+     * see {@link OnlineResize#addGroup} for the checks.
+     */
+    public void addGroup(OnlineResize.NewGroup group) throws Ext4Exception {
+        requireWritable();
+        try (Entered g = enterGate()) {
+            resizer.addGroup(group);
         }
     }
 
@@ -1406,6 +1421,16 @@ public final class Ext4FileSystem implements Closeable {
         @Override
         public void writeSuperblock() throws Ext4Exception {
             Ext4FileSystem.this.writeSuperblock();
+        }
+
+        @Override
+        public Transactions.Handle startHandle(int credits) {
+            return tx.start(credits);
+        }
+
+        @Override
+        public int maxCredits() {
+            return tx.maxCredits();
         }
 
         @Override

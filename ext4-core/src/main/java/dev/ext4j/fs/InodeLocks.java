@@ -22,6 +22,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * <p>The rule that keeps commits from deadlocking: a thread that runs a handle never waits for an
  * inode lock (a commit waits for every running handle to stop, and a thread waiting to start one
  * may hold inode locks). Nested lockAll calls of a thread re-take locks it already holds.
+ *
+ * <p>An online resize takes no inode lock: after the write gate it holds the resizer's own lock
+ * (OnlineResize's running) and starts one handle per step and per batch of backups, each with no
+ * other handle running on the thread, so a start that has to commit a full transaction may.
  */
 final class InodeLocks {
     private static final int STRIPES = 1024;
