@@ -1363,8 +1363,14 @@ public final class Ext4FileSystem implements Closeable {
      * Free counts as ext4_statfs() reports them: free blocks and inodes summed over the group
      * descriptors; available blocks less the reserved ones and, with extents, the kernel's own
      * reserve of 2% (at most 4096 clusters) that keeps delayed allocation from running dry.
+     * Changes not yet written home are written first (see {@link MountOptions#idleFlushMillis}).
      */
     public StatFs statfs() {
+        if (idleFlushQueued.compareAndSet(true, false)) {
+            // the idle flush, now: umount(8) asks statfs just before it unmounts, and a FUSE 2
+            // unmount does not wait for the server, so the image is home before that happens
+            flush(writeback::writebackAll);
+        }
         long free = 0;
         long freeInodes = 0;
         for (long g = 0; g < groups.groupCount(); g++) {
