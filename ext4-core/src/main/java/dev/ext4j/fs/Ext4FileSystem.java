@@ -160,23 +160,38 @@ public final class Ext4FileSystem implements Closeable {
     /** One round of the flusher: expired or excess dirty pages, then changed metadata. */
     private void flushRound() {
         flushQueued.set(false);
+        var pc = writeback.pages();
+        flush(() -> writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4));
+    }
+
+    /** What the flusher writes back before the commit. */
+    @FunctionalInterface
+    private interface DataStep {
+        void run() throws Ext4Exception;
+    }
+
+    /**
+     * The flusher's work: {@code data} written back, then a commit and checkpoint (or changed
+     * metadata written home without a journal). Nothing while frozen: everything is home then, and
+     * nothing may reach the image until the thaw. A failure is kept for the next sync.
+     */
+    private void flush(DataStep data) {
         if (gate.isFrozen()) {
-            return; // everything is home, and nothing may reach the image until the thaw
+            return;
         }
         if (journalAborted != null) {
             return; // nothing can commit any more; the abort was reported once
         }
         try {
-            var pc = writeback.pages();
             try {
-                writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
+                data.run();
             } catch (Ext4Exception e) {
                 if (!retryAfterCommit(e)) {
                     throw e;
                 }
-                writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4);
+                data.run(); // blocks a commit releases: ext4_should_retry_alloc()
             }
-            tx.tick(); // commit and checkpoint, or write changed metadata home without a journal
+            tx.tick();
         } catch (Ext4Exception | RuntimeException e) {
             if (e instanceof Ext4Exception x) {
                 flushError.compareAndSet(null, x);
@@ -186,11 +201,12 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     private java.util.concurrent.ScheduledExecutorService startFlusher(long intervalMillis) {
-        var ex = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+        var ex = new java.util.concurrent.ScheduledThreadPoolExecutor(1, r -> {
             Thread t = new Thread(r, "ext4j-flush");
             t.setDaemon(true);
             return t;
         });
+        ex.setExecuteExistingDelayedTasksAfterShutdownPolicy(false); // a pending idle flush: close() does it all
         ex.scheduleWithFixedDelay(this::flushRound, intervalMillis, intervalMillis, java.util.concurrent.TimeUnit.MILLISECONDS);
         return ex;
     }
@@ -378,11 +394,14 @@ public final class Ext4FileSystem implements Closeable {
         String what = r.transactions() == 0 ? "journal was empty"
                 : "journal replayed: transactions " + r.startTid() + ".." + (r.endTid() - 1) + ", " + r.blocks().size()
                         + " blocks, " + r.revokeHits() + " revoked copies skipped";
+        // an online resize logs blocks past the old end (the new groups' bitmaps and descriptors)
+        // with the superblock that takes them in: the bound is the image, as jbd2's is the device
+        long limit = Math.max(sb.blocksCount(), deviceSize(device) / sb.blockSize());
         for (long home : r.blocks().keySet()) {
             // block 0 is legitimate: it holds the superblock of a filesystem with blocks over 1 KiB
-            if (home < 0 || home >= sb.blocksCount()) {
+            if (home < 0 || home >= limit) {
                 throw Ext4Exception.corrupted("journal inode " + journal.inodeNumber() + ": transaction logs block " + home
-                        + " outside the filesystem (0.." + (sb.blocksCount() - 1) + "); run e2fsck");
+                        + " outside the image (0.." + (limit - 1) + "); run e2fsck");
             }
         }
         if (readOnly) {
@@ -1440,8 +1459,14 @@ public final class Ext4FileSystem implements Closeable {
      * Free counts as ext4_statfs() reports them: free blocks and inodes summed over the group
      * descriptors; available blocks less the reserved ones and, with extents, the kernel's own
      * reserve of 2% (at most 4096 clusters) that keeps delayed allocation from running dry.
+     * Changes not yet written home are written first (see {@link MountOptions#idleFlushMillis}).
      */
     public StatFs statfs() {
+        if (idleFlushQueued.compareAndSet(true, false)) {
+            // the idle flush, now: umount(8) asks statfs just before it unmounts, and a FUSE 2
+            // unmount does not wait for the server, so the image is home before that happens
+            flush(writeback::writebackAll);
+        }
         long free = 0;
         long freeInodes = 0;
         for (long g = 0; g < groups.groupCount(); g++) {
@@ -1466,8 +1491,20 @@ public final class Ext4FileSystem implements Closeable {
      */
     public void resize(long newBlocksCount) throws Ext4Exception {
         requireWritable();
-        try (Entered g = enterGate(); Transactions.Handle h = tx.start(Integer.MAX_VALUE)) {
+        // no handle here: the resize starts one per step, sized to what the step dirties
+        try (Entered g = enterGate()) {
             resizer.grow(newBlocksCount);
+        }
+    }
+
+    /**
+     * Adds one block group whose bitmaps and inode table a resizer placed (EXT4_IOC_GROUP_ADD);
+     * see {@link OnlineResize#addGroup} for the checks.
+     */
+    public void addGroup(OnlineResize.NewGroup group) throws Ext4Exception {
+        requireWritable();
+        try (Entered g = enterGate()) {
+            resizer.addGroup(group);
         }
     }
 
@@ -1486,6 +1523,16 @@ public final class Ext4FileSystem implements Closeable {
         @Override
         public void writeSuperblock() throws Ext4Exception {
             Ext4FileSystem.this.writeSuperblock();
+        }
+
+        @Override
+        public Transactions.Handle startHandle(int credits) {
+            return tx.start(credits);
+        }
+
+        @Override
+        public int maxCredits() {
+            return tx.maxCredits();
         }
 
         @Override
@@ -1636,7 +1683,45 @@ public final class Ext4FileSystem implements Closeable {
     /** sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}). */
     Entered enterGate() {
         gate.enter();
-        return gate::exit;
+        return options.idleFlushMillis() > 0 && flusher != null ? this::leaveGate : gate::exit;
+    }
+
+    /** sb_end_write(), and the idle flush is armed: see {@link MountOptions#idleFlushMillis}. */
+    private void leaveGate() {
+        gate.exit();
+        lastChange = System.nanoTime();
+        if (idleFlushQueued.compareAndSet(false, true)) {
+            scheduleIdleFlush(options.idleFlushMillis());
+        }
+    }
+
+    /** When the last change left the gate (System.nanoTime()). */
+    private volatile long lastChange;
+    private final java.util.concurrent.atomic.AtomicBoolean idleFlushQueued = new java.util.concurrent.atomic.AtomicBoolean();
+
+    private void scheduleIdleFlush(long delayMillis) {
+        try {
+            flusher.schedule(this::idleFlush, delayMillis, java.util.concurrent.TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            idleFlushQueued.set(false); // unmounting: close() writes everything
+        }
+    }
+
+    /**
+     * Once no change has come for the idle time and none is in flight: dirty data written back,
+     * the transaction committed and checkpointed (or metadata written home), so that the image
+     * file at rest is a consistent filesystem, also for whoever reads it the moment a FUSE 2
+     * unmount returns, which does not wait for the server.
+     */
+    private void idleFlush() {
+        long idle = options.idleFlushMillis() * 1_000_000L;
+        long quiet = System.nanoTime() - lastChange;
+        if (quiet < idle || gate.busy()) {
+            scheduleIdleFlush(quiet < idle ? Math.max(1, (idle - quiet) / 1_000_000L) : options.idleFlushMillis());
+            return;
+        }
+        idleFlushQueued.set(false); // a change from now on arms it again
+        flush(writeback::writebackAll);
     }
 
     /**

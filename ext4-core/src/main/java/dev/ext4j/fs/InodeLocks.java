@@ -25,6 +25,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * truncate, delete or punch restarts its handle between steps ({@link Transactions#restart}) with
  * its inode locks still held: it is then a thread waiting to start a handle, as above, and the
  * commit it may run waits only for other threads' handles.
+ *
+ * <p>An online resize takes no inode lock: after the write gate it holds the resizer's own lock
+ * (OnlineResize's running) and starts one handle per step and per batch of backups, each with no
+ * other handle running on the thread, so a start that has to commit a full transaction may.
  */
 final class InodeLocks {
     private static final int STRIPES = 1024;

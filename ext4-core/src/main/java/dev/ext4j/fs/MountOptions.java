@@ -14,15 +14,19 @@ package dev.ext4j.fs;
  * @param dirtyExpireMillis  how old dirty data gets before the flusher writes it back (dirty_expire)
  * @param journal            log metadata changes in the journal of a has_journal image (journal=off
  *                           writes them home unjournaled, as on an image without a journal)
+ * @param idleFlushMillis    after this long without a change, write everything home (dirty data,
+ *                           a commit and a checkpoint), so the image at rest is consistent even
+ *                           before the unmount, which FUSE 2 does not wait for; 0 turns it off
  */
 public record MountOptions(boolean readOnly, long metadataCacheBytes, int inodeCacheEntries, long flushIntervalMillis,
-                           ErrorPolicy errors, long reservedClusters, long cacheBytes, long dirtyExpireMillis, boolean journal) {
+                           ErrorPolicy errors, long reservedClusters, long cacheBytes, long dirtyExpireMillis, boolean journal,
+                           long idleFlushMillis) {
 
     /** The default page cache: 256 MiB. */
     public static final long DEFAULT_CACHE_BYTES = 256L << 20;
 
     public MountOptions(boolean readOnly, long metadataCacheBytes, int inodeCacheEntries) {
-        this(readOnly, metadataCacheBytes, inodeCacheEntries, 5000, null, -1, DEFAULT_CACHE_BYTES, 30_000, true);
+        this(readOnly, metadataCacheBytes, inodeCacheEntries, 5000, null, -1, DEFAULT_CACHE_BYTES, 30_000, true, 0);
     }
 
     public static MountOptions defaults() {
@@ -30,23 +34,28 @@ public record MountOptions(boolean readOnly, long metadataCacheBytes, int inodeC
     }
 
     public MountOptions withReadOnly(boolean ro) {
-        return new MountOptions(ro, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, journal);
+        return new MountOptions(ro, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis);
     }
 
     public MountOptions withErrors(ErrorPolicy policy) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, policy, reservedClusters, cacheBytes, dirtyExpireMillis, journal);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, policy, reservedClusters, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis);
     }
 
     public MountOptions withReservedClusters(long blocks) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, blocks, cacheBytes, dirtyExpireMillis, journal);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, blocks, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis);
     }
 
     /** The page cache bound, the writeback period and the age at which dirty data is written. */
     public MountOptions withWriteback(long cache, long intervalMillis, long expireMillis) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, intervalMillis, errors, reservedClusters, cache, expireMillis, journal);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, intervalMillis, errors, reservedClusters, cache, expireMillis, journal, idleFlushMillis);
     }
 
     public MountOptions withJournal(boolean on) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, on);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, on, idleFlushMillis);
+    }
+
+    /** See {@link #idleFlushMillis}. */
+    public MountOptions withIdleFlush(long millis) {
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, journal, millis);
     }
 }

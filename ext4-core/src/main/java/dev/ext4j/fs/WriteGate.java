@@ -99,6 +99,16 @@ final class WriteGate {
         }
     }
 
+    /** Whether a change is in flight (a thread is inside the gate). */
+    boolean busy() {
+        lock.lock();
+        try {
+            return active > 0;
+        } finally {
+            lock.unlock();
+        }
+    }
+
     boolean isFrozen() {
         lock.lock();
         try {

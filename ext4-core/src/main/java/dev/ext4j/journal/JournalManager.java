@@ -21,7 +21,9 @@ import java.util.concurrent.locks.ReentrantLock;
  * block the cache changes meanwhile belongs to it ({@link #dirtied}). A handle that would push the
  * running transaction past {@link JournalLog#maxTransactionBlocks} (blocks already in it plus the
  * credits of the handles still running) first gets the transaction committed. Handles nest per
- * thread: an inner start joins the outer handle.
+ * thread: an inner start joins the outer handle. Ordinary handles reserve at most four times the
+ * default credits; a handle that asks for more (an online resize step, which counts the blocks it
+ * will dirty) gets up to {@link #maxCredits}, a whole transaction.
  *
  * <p><b>Commit</b> (timer, fsync, a full transaction, unmount): new handles wait while the running
  * transaction drains (T_LOCKED), then the cache's current copy of each of its blocks is taken as
@@ -137,7 +139,9 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             r.depth++;
             return this::stop;
         }
-        int want = Math.max(1, Math.min(credits, defaultCredits * 4));
+        // the usual handles are cut to four times the default as before; a larger reservation (a
+        // resize step that counted its blocks) is granted up to a whole transaction
+        int want = Math.max(1, credits <= defaultCredits * 4 ? credits : Math.min(credits, maxCredits()));
         boolean interrupted = false;
         try {
             while (true) {
@@ -274,6 +278,15 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     @Override
     public boolean journaled() {
         return true;
+    }
+
+    /**
+     * A handle may reserve a whole transaction (an online resize step sizes itself to this); the
+     * ordinary ones ask for {@link Transactions#DEFAULT_CREDITS} or less.
+     */
+    @Override
+    public int maxCredits() {
+        return (int) Math.min(Integer.MAX_VALUE, maxTransaction);
     }
 
     /**

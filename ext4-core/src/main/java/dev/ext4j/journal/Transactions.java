@@ -22,7 +22,8 @@ public interface Transactions {
      * Joins the running transaction (jbd2_journal_start()); a thread that already runs a handle
      * joins its own. May wait for, or run, a commit when the transaction has no room for
      * {@code credits} more blocks. Never fails: a commit that fails there is reported by the next
-     * {@link #sync}.
+     * {@link #sync}. Credits above {@link #maxCredits} are cut to it: a handle must not dirty
+     * more blocks than it was granted.
      */
     Handle start(int credits);
 
@@ -47,6 +48,13 @@ public interface Transactions {
      */
     default void restart(int credits) {
     }
+
+    /**
+     * The most blocks one handle can be granted and dirty: the journal's largest transaction
+     * (jbd2's j_max_transaction_buffers); unbounded without a journal. A change larger than this
+     * (an online resize by many groups) is split into steps.
+     */
+    int maxCredits();
 
     /** The flusher's timer: commit the running transaction and write committed blocks home. */
     void tick() throws Ext4Exception;
@@ -81,6 +89,11 @@ public interface Transactions {
             @Override
             public void unmount() throws Ext4Exception {
                 cache.flush();
+            }
+
+            @Override
+            public int maxCredits() {
+                return Integer.MAX_VALUE;
             }
 
             @Override

@@ -70,6 +70,24 @@ final class Plan {
         return p;
     }
 
+    /**
+     * The plan for adding one group, {@code old}'s next, ending at block {@code blocks}, with its
+     * bitmaps and inode table where the caller says (EXT4_IOC_GROUP_ADD: resize2fs chose them and
+     * the caller checked them, see {@link OnlineResize#addGroup}).
+     */
+    static Plan withTables(Superblock old, long blocks, OnlineResize.ResizeInodeLoader loader, long blockBitmap, long inodeBitmap,
+            long inodeTable) throws Ext4Exception {
+        Plan p = layout(old, blocks, loader);
+        if (p.newGroups != p.oldGroups + 1) {
+            throw new IllegalArgumentException("a plan with given tables adds one group, not " + (p.newGroups - p.oldGroups));
+        }
+        p.bb[0] = blockBitmap;
+        p.ib[0] = inodeBitmap;
+        p.it[0] = inodeTable;
+        p.flags[0] = p.initialFlags() & ~GroupDescriptor.FLAG_BLOCK_UNINIT; // its block bitmap is written
+        return p;
+    }
+
     /** The grown superblock and the descriptor blocks; the tables are placed later. */
     private static Plan layout(Superblock old, long blocks, OnlineResize.ResizeInodeLoader loader) throws Ext4Exception {
         Superblock t = new Superblock(old.raw());
@@ -127,12 +145,16 @@ final class Plan {
         }
     }
 
-    private void placeTables() throws Ext4Exception {
+    /** bg_flags of a new group before its tables are placed: nothing in use yet, the inode table zeroed. */
+    private int initialFlags() {
         boolean descCsum = target.has(Feature.METADATA_CSUM) || target.has(Feature.GDT_CSUM);
-        int initial = descCsum
+        return descCsum
                 ? GroupDescriptor.FLAG_BLOCK_UNINIT | GroupDescriptor.FLAG_INODE_UNINIT | GroupDescriptor.FLAG_INODE_ZEROED
                 : GroupDescriptor.FLAG_INODE_ZEROED;
-        java.util.Arrays.fill(flags, initial);
+    }
+
+    private void placeTables() throws Ext4Exception {
+        java.util.Arrays.fill(flags, initialFlags());
         for (long start = oldGroups; start < newGroups; ) {
             long end = Math.min(newGroups - 1, start | (flexSize - 1));
             new Placer(start, end).place();

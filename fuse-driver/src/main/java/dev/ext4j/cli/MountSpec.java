@@ -85,7 +85,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                     throw new UsageException("control=NAME needs a file name (no '/', not . or ..)");
                 }
             } else if (o.startsWith("cache_size=") || o.startsWith("commit=") || o.startsWith("dirty_expire=")
-                    || o.startsWith("journal=")) {
+                    || o.startsWith("journal=") || o.startsWith("idle_flush=")) {
                 tune(MountOptions.defaults(), o); // checked now, applied by coreOptions()
                 tuning.add(o);
             } else if (o.startsWith("log=")) {
@@ -101,7 +101,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
 
     /** The options for the filesystem core: ro, errors= and the cache and writeback tuning. */
     MountOptions coreOptions() {
-        MountOptions o = MountOptions.defaults().withReadOnly(readOnly).withErrors(errors);
+        MountOptions o = MountOptions.defaults().withReadOnly(readOnly).withErrors(errors).withIdleFlush(DEFAULT_IDLE_FLUSH_MILLIS);
         for (String t : tuning) {
             try {
                 o = tune(o, t);
@@ -112,7 +112,17 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         return o;
     }
 
-    /** {@code cache_size=SIZE[KMG]}, {@code commit=SECONDS}, {@code dirty_expire=SECONDS}, {@code journal=on|off}. */
+    /**
+     * How long a mount goes without a change before everything is written home: short, because a
+     * FUSE 2 unmount returns before the server has written anything, and the image should be
+     * consistent for whoever opens it then.
+     */
+    static final long DEFAULT_IDLE_FLUSH_MILLIS = 100;
+
+    /**
+     * {@code cache_size=SIZE[KMG]}, {@code commit=SECONDS}, {@code dirty_expire=SECONDS},
+     * {@code journal=on|off}, {@code idle_flush=MILLISECONDS} (0: off).
+     */
     private static MountOptions tune(MountOptions o, String opt) throws UsageException {
         String key = opt.substring(0, opt.indexOf('='));
         String value = opt.substring(opt.indexOf('=') + 1);
@@ -124,6 +134,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                     case "off" -> o.withJournal(false);
                     default -> throw new IllegalArgumentException("journal is on or off");
                 };
+                case "idle_flush" -> o.withIdleFlush(Math.max(0, Long.parseLong(value)));
                 case "commit" -> o.withWriteback(o.cacheBytes(), positive(key, Long.parseLong(value)) * 1000, o.dirtyExpireMillis());
                 default -> o.withWriteback(o.cacheBytes(), o.flushIntervalMillis(), positive(key, Long.parseLong(value)) * 1000);
             };

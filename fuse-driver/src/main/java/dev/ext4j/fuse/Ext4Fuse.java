@@ -7,6 +7,7 @@ import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.FileAttributes;
 import dev.ext4j.fs.StatFs;
 import dev.ext4j.format.Inode;
+import dev.ext4j.resize.OnlineResize;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
@@ -686,6 +687,16 @@ public final class Ext4Fuse extends FuseStubFS {
         return flags;
     }
 
+    /**
+     * struct ext4_new_group_input, 40 bytes on 64-bit Linux: __u32 group at 0 (4 bytes of padding
+     * follow), __u64 block_bitmap at 8, inode_bitmap at 16, inode_table at 24, __u32 blocks_count at
+     * 32, __u16 reserved_blocks at 36, __u16 unused at 38.
+     */
+    static OnlineResize.NewGroup newGroupInput(Pointer data) {
+        return new OnlineResize.NewGroup(data.getInt(0) & 0xFFFFFFFFL, data.getLong(8), data.getLong(16), data.getLong(24),
+                data.getInt(32) & 0xFFFFFFFFL, data.getShort(36) & 0xFFFF);
+    }
+
     @Override
     public int ioctl(String path, int cmd, Pointer arg, FuseFileInfo fi, long flags, Pointer data) {
         return guard("ioctl", path, () -> {
@@ -714,8 +725,10 @@ public final class Ext4Fuse extends FuseStubFS {
                     fs.resize(data.getLong(0)); // both carry the new block count
                 }
                 case EXT4_IOC_GROUP_ADD -> {
-                    LOG.log(Level.INFO, "EXT4_IOC_GROUP_ADD is not supported; resize2fs uses EXT4_IOC_RESIZE_FS");
-                    return -Errno.EOPNOTSUPP.value();
+                    if (!Caller.isRoot()) { // ext4_resize_begin(): CAP_SYS_RESOURCE
+                        return -Errno.EPERM.value();
+                    }
+                    fs.addGroup(newGroupInput(data));
                 }
                 default -> {
                     return -Errno.ENOTTY.value();

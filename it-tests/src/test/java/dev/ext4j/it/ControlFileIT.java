@@ -84,6 +84,42 @@ class ControlFileIT extends FuseTestBase {
         Tools.e2fsckClean(image);
     }
 
+    /**
+     * EXT4_IOC_GROUP_ADD on the mount root (as an old resize2fs issues it), from python3's
+     * fcntl.ioctl with struct ext4_new_group_input packed as on 64-bit Linux: a group past a full
+     * last group is added; one that does not follow the last group is refused with EINVAL.
+     */
+    @Test
+    void groupAddIoctlOnTheMountRoot() throws IOException {
+        Path dir = newDir("groupadd");
+        Path image = dir.resolve("disk.img");
+        Tools.mkfs(null, image, "24577K", List.of("-b", "1024")); // three full groups of 8192 blocks after block 0
+        Path mnt = Files.createDirectories(dir.resolve("mnt"));
+        String py = "import fcntl, os, struct, sys\n"
+                + "g, bb, ib, it, n = (int(a) for a in sys.argv[2:7])\n"
+                + "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+                + "try:\n"
+                + "    fcntl.ioctl(fd, 0x40286608, struct.pack('<IxxxxQQQIHH', g, bb, ib, it, n, 0, 0))\n"
+                + "    print('ok')\n"
+                + "except OSError as e:\n"
+                + "    print('errno', e.errno)\n";
+        long start = 3 * 8192 + 1;
+        // tables well past group 3's superblock backup, GDT and reserved GDT blocks
+        long bb = start + 1000;
+        try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"))) {
+            Tools.Result wrong = Tools.run(Tools.SHORT, "python3", "-c", py, mnt.toString(), "4", String.valueOf(bb),
+                    String.valueOf(bb + 1), String.valueOf(bb + 2), "8192");
+            assertEquals("errno 22", wrong.stdout().strip(), "group 4 before group 3: " + wrong.describe());
+            Tools.Result add = Tools.run(Tools.SHORT, "python3", "-c", py, mnt.toString(), "3", String.valueOf(bb),
+                    String.valueOf(bb + 1), String.valueOf(bb + 2), "8192");
+            assertEquals("ok", add.stdout().strip(), add.describe());
+            assertTrue(reply(mnt, "status").contains("size: " + (start + 8192) * 1024 + "\n"), reply(mnt, "status"));
+            Files.write(mnt.resolve("big"), new byte[20 << 20]); // more than the three old groups had free
+            assertEquals(List.of(), m.unexpectedFailures(), "server log");
+        }
+        Tools.e2fsckClean(image);
+    }
+
     @Test
     void freezeHoldsWritersAndTheImageCopiesClean() throws Exception {
         Path dir = mountDir("freeze");

@@ -111,7 +111,38 @@ class ResizeIT extends FuseTestBase {
 
     @Test
     void growsFrom512MiBTo2GiBThroughTheControlFileWhileAWriterRuns() throws IOException {
-        Path dir = newDir("grow2g");
+        growUnderLoad("grow2g", 2 * GIB, 524288, 720 * MIB, mnt -> {
+            assertEquals("ok resized to 524288 blocks\n", Control.reply(mnt, "resize 2G"), "2 GiB of 4 KiB blocks");
+            return "the control file";
+        });
+    }
+
+    @Test
+    void resize2fsGrowsTheMountedImageOnlineWhileAWriterRuns() throws IOException {
+        growUnderLoad("resize2fs", GIB, 262144, 560 * MIB, mnt -> {
+            // resize2fs finds the mount by its fsname, the image's real path
+            Path image = mnt.resolveSibling("disk.img");
+            Tools.Result rz = Tools.run(Tools.LONG, "resize2fs", image.toRealPath().toString(), "1G");
+            assertTrue(rz.ok() && rz.output().contains("on-line resizing required") && rz.output().contains("is now 262144 (4k) blocks long"),
+                    rz.describe());
+            return "resize2fs";
+        });
+    }
+
+    /** How a test grows the mounted filesystem; returns what it used, for the log. */
+    @FunctionalInterface
+    private interface Grow {
+        String run(Path mnt) throws IOException;
+    }
+
+    /**
+     * A 512 MiB image of 4 KiB blocks grown to {@code bytes} by {@code grow} while a writer runs:
+     * the writer goes on all through it and after, df shows the new size, a file of
+     * {@code bigBytes} (more than the old size held) is written on top, everything reads back,
+     * and the image is e2fsck-clean and mounts in the kernel with the same files.
+     */
+    private void growUnderLoad(String name, long bytes, long blocks, long bigBytes, Grow grow) throws IOException {
+        Path dir = newDir(name);
         Path image = dir.resolve("disk.img");
         Path mnt = Files.createDirectories(dir.resolve("mnt"));
         Path kmnt = Files.createDirectories(dir.resolve("kernel"));
@@ -122,75 +153,34 @@ class ResizeIT extends FuseTestBase {
             try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"))) {
                 StatFs before = StatFs.of(mnt);
                 assertTrue(before.totalBytes() < 512 * MIB, "before: " + before);
-                try (Writer w = new Writer(mnt, dir, "grow2g", 24, 4 * MIB)) {
+                try (Writer w = new Writer(mnt, dir, name, 24, 4 * MIB)) {
                     w.awaitWritten(2);
                     long atResize = w.written();
                     long t0 = System.nanoTime();
-                    assertEquals("ok resized to 524288 blocks\n", Control.reply(mnt, "resize 2G"), "2 GiB of 4 KiB blocks");
+                    String how = grow.run(mnt);
                     long ms = (System.nanoTime() - t0) / 1_000_000;
                     assertTrue(w.process.isAlive(), "the writer was running all through the resize:\n" + w.output());
                     long afterResize = w.written();
                     w.awaitWritten(afterResize + 3); // and goes on writing on the grown filesystem
                     expected.putAll(w.stop());
-                    System.out.printf("ResizeIT 512M->2G: resize took %d ms; the writer had written %d files of 4 MiB before it, %d when it returned, %d in all%n",
-                            ms, atResize, afterResize, w.written());
+                    System.out.printf("ResizeIT %s: the grow through %s took %d ms; the writer had written %d files of 4 MiB before it, %d when it returned, %d in all%n",
+                            name, how, ms, atResize, afterResize, w.written());
                 }
-                assertEquals("2147483648", Control.status(mnt).get("size"));
+                assertEquals(Long.toString(bytes), Control.status(mnt).get("size"));
                 grown = StatFs.of(mnt);
-                assertTrue(grown.totalBytes() > 2 * GIB - 64 * MIB && grown.totalBytes() <= 2 * GIB, "df after the grow: " + grown);
+                assertTrue(grown.totalBytes() > bytes - 64 * MIB && grown.totalBytes() <= bytes, "df after the grow: " + grown);
 
                 // more than the old filesystem could hold, on top of the writer's files
-                expected.putAll(writeBig(mnt, "big.bin", 720 * MIB, "big"));
+                expected.putAll(writeBig(mnt, "big.bin", bigBytes, "big"));
                 StatFs full = StatFs.of(mnt);
-                assertTrue(full.usedBytes() > 512 * MIB + 200 * MIB, "used after the big file: " + full);
+                assertTrue(full.usedBytes() > bigBytes, "used after the big file: " + full);
                 assertEquals(expected, sums(mnt), "the files read back through ext4j");
                 grown = StatFs.of(mnt);
                 assertEquals(List.of(), m.unexpectedFailures(), "server log");
                 m.unmount();
                 assertTrue(m.cleanlyUnmounted(), "unmount: " + m.cleanupNotes());
             }
-            afterUnmount(image, kmnt, 524288, expected, grown);
-        } finally {
-            deleteImages(dir);
-        }
-    }
-
-    @Test
-    void resize2fsGrowsTheMountedImageOnlineWhileAWriterRuns() throws IOException {
-        Path dir = newDir("resize2fs");
-        Path image = dir.resolve("disk.img");
-        Path mnt = Files.createDirectories(dir.resolve("mnt"));
-        Path kmnt = Files.createDirectories(dir.resolve("kernel"));
-        try {
-            Tools.mkfs(null, image, "512M", List.of("-b", "4096"));
-            Map<String, String> expected = new TreeMap<>();
-            StatFs grown;
-            try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"))) {
-                try (Writer w = new Writer(mnt, dir, "resize2fs", 24, 4 * MIB)) {
-                    w.awaitWritten(2);
-                    long atResize = w.written();
-                    // resize2fs finds the mount by its fsname, the image's real path
-                    Tools.Result rz = Tools.run(Tools.LONG, "resize2fs", image.toRealPath().toString(), "1G");
-                    assertTrue(rz.ok(), rz.describe());
-                    System.out.printf("ResizeIT resize2fs 512M->1G: took %d ms; the writer had written %d files of 4 MiB before it, %d after%n",
-                            rz.elapsed().toMillis(), atResize, w.written());
-                    assertTrue(rz.output().contains("on-line resizing required") && rz.output().contains("is now 262144 (4k) blocks long"),
-                            rz.describe());
-                    assertTrue(w.process.isAlive(), "the writer was running all through the resize:\n" + w.output());
-                    w.awaitWritten(atResize + 3);
-                    expected.putAll(w.stop());
-                }
-                assertEquals("1073741824", Control.status(mnt).get("size"));
-                grown = StatFs.of(mnt);
-                assertTrue(grown.totalBytes() > GIB - 48 * MIB && grown.totalBytes() <= GIB, "df after the grow: " + grown);
-                expected.putAll(writeBig(mnt, "big.bin", 560 * MIB, "big"));
-                assertEquals(expected, sums(mnt), "the files read back through ext4j");
-                grown = StatFs.of(mnt);
-                assertEquals(List.of(), m.unexpectedFailures(), "server log");
-                m.unmount();
-                assertTrue(m.cleanlyUnmounted(), "unmount: " + m.cleanupNotes());
-            }
-            afterUnmount(image, kmnt, 262144, expected, grown);
+            afterUnmount(image, kmnt, blocks, expected, grown);
         } finally {
             deleteImages(dir);
         }
