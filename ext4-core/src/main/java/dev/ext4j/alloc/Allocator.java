@@ -119,18 +119,35 @@ public final class Allocator {
 
     /** The transaction that freed {@code [start, start + length)} is committed: the blocks may be reused. */
     public void releaseFreed(long start, long length) {
+        try {
+            forEachGroupRun(start, length, (g, off, n, first) -> {
+                synchronized (groups.lock(g)) {
+                    java.util.BitSet busy = state(g).busy;
+                    if (busy != null) {
+                        busy.clear(off, off + n);
+                    }
+                }
+            });
+        } catch (Ext4Exception e) {
+            throw new IllegalStateException("releasing blocks cannot fail", e);
+        }
+    }
+
+    /** A run of blocks inside one group: {@code n} blocks from offset {@code off}, block {@code first}. */
+    @FunctionalInterface
+    private interface GroupRun {
+        void accept(long g, int off, int n, long first) throws Ext4Exception;
+    }
+
+    /** Splits {@code [start, start + length)} at group boundaries, in block order. */
+    private void forEachGroupRun(long start, long length, GroupRun run) throws Ext4Exception {
         long block = start;
         long end = start + length;
         while (block < end) {
             long g = (block - firstDataBlock) / blocksPerGroup;
             int off = (int) (block - groupFirstBlock(g));
             int n = (int) Math.min(end - block, groupLength(g) - off);
-            synchronized (groups.lock(g)) {
-                java.util.BitSet busy = state(g).busy;
-                if (busy != null) {
-                    busy.clear(off, off + n);
-                }
-            }
+            run.accept(g, off, n, block);
             block += n;
         }
     }
@@ -449,12 +466,7 @@ public final class Allocator {
             throw Ext4Exception.corrupted("freeing blocks " + start + ".." + (start + length - 1) + ": block " + meta
                     + " is a group's bitmap, inode table, superblock or descriptor block");
         }
-        long block = start;
-        long end = start + length;
-        while (block < end) {
-            long g = (block - firstDataBlock) / blocksPerGroup;
-            int off = (int) (block - groupFirstBlock(g));
-            int n = (int) Math.min(end - block, groupLength(g) - off);
+        forEachGroupRun(start, length, (g, off, n, block) -> {
             synchronized (groups.lock(g)) {
                 GroupDescriptor gd = groups.get(g);
                 ByteBuffer bm = readBlockBitmap(g, gd);
@@ -485,8 +497,7 @@ public final class Allocator {
             for (long b = block; b < block + n; b++) {
                 cache.forget(b);
             }
-            block += n;
-        }
+        });
     }
 
     /**

@@ -229,6 +229,27 @@ public final class Images {
         }
     }
 
+    /**
+     * {@code e2fsck -fn} exits 0 and says nothing beyond the pass headers, the summary, clock notes
+     * and lines matching one of {@code alsoAllowed} (regular expressions).
+     */
+    public static void assertSilentlyClean(Path img, String... alsoAllowed) {
+        Result r = fsckCheck(img);
+        List<String> odd = new java.util.ArrayList<>();
+        for (String line : r.all().split("\n")) {
+            String l = line.trim();
+            if (l.isEmpty() || l.startsWith("Pass ") || l.startsWith("e2fsck ") || isClockNote(l)
+                    || l.matches(".*: \\d+/\\d+ files \\(.*\\), \\d+/\\d+ blocks")
+                    || java.util.Arrays.stream(alsoAllowed).anyMatch(l::matches)) {
+                continue;
+            }
+            odd.add(l);
+        }
+        if (r.exitCode() != 0 || !odd.isEmpty()) {
+            throw new AssertionError("e2fsck -fn " + img + " exited " + r.exitCode() + ":\n" + r.all());
+        }
+    }
+
     /** {@code e2fsck -fyD img}: rebuilds (and so indexes) every directory. Exit codes 0 and 1 are fine. */
     public static void fsckOptimizeDirs(Path img) {
         Result r = run(List.of("e2fsck", "-fyD", img.toString()));
