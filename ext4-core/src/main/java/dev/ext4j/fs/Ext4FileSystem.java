@@ -183,14 +183,10 @@ public final class Ext4FileSystem implements Closeable {
             return; // nothing can commit any more; the abort was reported once
         }
         try {
-            try {
+            retryingAlloc(() -> {
                 data.run();
-            } catch (Ext4Exception e) {
-                if (!retryAfterCommit(e)) {
-                    throw e;
-                }
-                data.run(); // blocks a commit releases: ext4_should_retry_alloc()
-            }
+                return null;
+            });
             tx.tick();
         } catch (Ext4Exception | RuntimeException e) {
             if (e instanceof Ext4Exception x) {
@@ -780,7 +776,7 @@ public final class Ext4FileSystem implements Closeable {
 
     public long symlink(long dirIno, byte[] name, byte[] target, long uid, long gid) throws Ext4Exception {
         try (Entered g = enterGate()) {
-            return namei.create(dirIno, name, Inode.S_IFLNK | 0777, 0, 0, target, uid, gid);
+            return retryingAlloc(() -> namei.create(dirIno, name, Inode.S_IFLNK | 0777, 0, 0, target, uid, gid)); // a failed create is undone
         }
     }
 
@@ -810,14 +806,7 @@ public final class Ext4FileSystem implements Closeable {
 
     public int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
         try (Entered g = enterGate()) {
-            try {
-                return fileWrite.write(ino, offset, src);
-            } catch (Ext4Exception e) {
-                if (!retryAfterCommit(e)) {
-                    throw e;
-                }
-                return fileWrite.write(ino, offset, src); // nothing was taken: ENOSPC comes only for none
-            }
+            return retryingAlloc(() -> fileWrite.write(ino, offset, src)); // nothing was taken: ENOSPC comes only for none
         }
     }
 
@@ -834,16 +823,29 @@ public final class Ext4FileSystem implements Closeable {
         return true;
     }
 
-    /** Writes every dirty page back, committing once first if ENOSPC came from blocks that wait for a commit. */
-    private void writebackAllRetrying() throws Ext4Exception {
+    /** A change that allocates data blocks and may run again after a failure. */
+    private interface Retryable<T> {
+        T run() throws Ext4Exception;
+    }
+
+    /** Runs {@code op}, and once more after a commit when its ENOSPC came from blocks waiting for one ({@link #retryAfterCommit}). */
+    private <T> T retryingAlloc(Retryable<T> op) throws Ext4Exception {
         try {
-            writeback.writebackAll();
+            return op.run();
         } catch (Ext4Exception e) {
             if (!retryAfterCommit(e)) {
                 throw e;
             }
-            writeback.writebackAll();
+            return op.run();
         }
+    }
+
+    /** Writes every dirty page back, committing once first if ENOSPC came from blocks that wait for a commit. */
+    private void writebackAllRetrying() throws Ext4Exception {
+        retryingAlloc(() -> {
+            writeback.writebackAll();
+            return null;
+        });
     }
 
     public void truncate(long ino, long size) throws Ext4Exception {
@@ -854,7 +856,10 @@ public final class Ext4FileSystem implements Closeable {
 
     public void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
         try (Entered g = enterGate()) {
-            fileWrite.fallocate(ino, mode, offset, length);
+            retryingAlloc(() -> {
+                fileWrite.fallocate(ino, mode, offset, length); // what the first try allocated stays: fallocate again is the rest
+                return null;
+            });
         }
     }
 

@@ -512,7 +512,7 @@ final class FileWrite {
                     punch(ino, copy, map, acct, offset, zeroEnd);
                 }
                 if ((mode & FALLOC_FL_PUNCH_HOLE) == 0) {
-                    preallocate(map, acct, offset, end);
+                    preallocate(ino, copy, map, acct, offset, end);
                     if ((mode & FALLOC_FL_KEEP_SIZE) == 0 && end > memSize) {
                         fs.writeback().zeroPageTail(ino, map, memSize);
                         copy.setSize(end);
@@ -560,9 +560,21 @@ final class FileWrite {
         }
     }
 
-    /** Allocates the holes of [from, to) as unwritten extents. */
-    private void preallocate(FileMap map, BlockAccount acct, long from, long to) throws Ext4Exception {
+    /**
+     * Allocates the holes of [from, to) as unwritten extents, one allocated run at a time. When the
+     * running transaction has no room for another run the inode is written with the blocks mapped
+     * so far and the handle restarts (ext4_alloc_file_blocks() starts a handle per chunk), so a
+     * huge preallocation never outgrows the log. A crash between steps leaves unwritten extents
+     * that i_blocks counts and i_size may not reach yet: a consistent file.
+     */
+    private void preallocate(long ino, Inode copy, FileMap map, BlockAccount acct, long from, long to) throws Ext4Exception {
+        dev.ext4j.journal.Transactions tx = fs.transactions();
         for (long lblk = from / bs; lblk < (to + bs - 1) / bs; ) {
+            if (tx.needsRestart(STEP_CREDITS)) {
+                addBlocks(copy, acct);
+                fs.writeInode(ino, copy.copy());
+                tx.restart(STEP_CREDITS);
+            }
             Mapping m = map.map(lblk, Math.min((to + bs - 1) / bs - lblk, MAX_RUN - 1));
             if (!m.isHole()) {
                 lblk += m.length();

@@ -112,4 +112,40 @@ class FreedBlockReuseTest {
             }
         }
     }
+
+    /**
+     * On a full filesystem where the only free blocks wait for the commit of a delete, a slow
+     * symlink and a fallocate still succeed: their ENOSPC commits and retries once, as write() does
+     * (ext4_should_retry_alloc()).
+     */
+    @Test
+    void aSymlinkAndAFallocateOnAFullFilesystemRetryAfterTheCommitOfADelete() throws Exception {
+        Path img = dir.resolve("full.img");
+        Images.mkfs(img, "8M", List.of("-b", "1024", "-J", "size=1", "-m", "0", "-O", "^inline_data"), null);
+        MountOptions opts = MountOptions.defaults().withWriteback(MountOptions.DEFAULT_CACHE_BYTES, 3_600_000, 30_000)
+                .withReservedClusters(0); // no pool held back for metadata: fill() leaves nothing free
+        byte[] target = b("t/".repeat(100)); // 200 bytes: a slow symlink, one data block
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, opts)) {
+            long a = fs.mknod(Ext4FileSystem.ROOT_INO, b("a"), 0100644, 0, 0, 0, 0);
+            fill(fs, a, (byte) 'A');
+            long filler = fs.mknod(Ext4FileSystem.ROOT_INO, b("filler"), 0100644, 0, 0, 0, 0);
+            fill(fs, filler, (byte) 'F'); // the last blocks a's extent tree left
+            fs.sync();
+            fs.unlink(Ext4FileSystem.ROOT_INO, b("a"));
+            long link = fs.symlink(Ext4FileSystem.ROOT_INO, b("link"), target, 0, 0);
+            assertEquals(target.length, fs.stat(link).size());
+            long bIno = fs.mknod(Ext4FileSystem.ROOT_INO, b("b"), 0100644, 0, 0, 0, 0);
+            fill(fs, bIno, (byte) 'B'); // takes back what a's delete released
+            fs.sync();
+            fs.unlink(Ext4FileSystem.ROOT_INO, b("b"));
+            long pre = fs.mknod(Ext4FileSystem.ROOT_INO, b("pre"), 0100644, 0, 0, 0, 0);
+            fs.fallocate(pre, 0, 0, 1 << 20);
+            assertEquals(1 << 20, fs.stat(pre).size());
+        }
+        JournalCrashTest.assertFsckClean(img, "after the symlink and the fallocate");
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            assertEquals(new String(target, StandardCharsets.UTF_8),
+                    new String(fs.readlink(fs.resolve(b("/link"))), StandardCharsets.UTF_8));
+        }
+    }
 }

@@ -183,6 +183,37 @@ class LongTruncateTest {
         assertTrue(deleteCommits >= 2, "the delete committed " + deleteCommits + " transaction(s)");
     }
 
+    /**
+     * A preallocation over ~350 groups of 256 blocks dirties a bitmap per group: more than one
+     * transaction of the 1 MiB journal may hold, so it restarts its handle between runs; the
+     * preallocated space is all there and unwritten (reads as zeros).
+     */
+    @Test
+    void aHugePreallocationCommitsInSeveralTransactions() throws Exception {
+        Path img = dir.resolve("falloc.img");
+        Images.mkfs(img, "128M", List.of("-b", "1024", "-g", "256", "-N", "4096", "-J", "size=1"), null);
+        byte[] image = Files.readAllBytes(img);
+        CommitCounter dev = new CommitCounter(new MemoryBlockDevice(image, false));
+        int commits;
+        long length = 90L << 20;
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, noTimer())) {
+            long ino = fs.mknod(Ext4FileSystem.ROOT_INO, b("prealloc"), 0100644, 0, 0, 0, 0);
+            fs.sync();
+            int before = dev.commits.get();
+            fs.fallocate(ino, 0, 0, length);
+            fs.sync();
+            commits = dev.commits.get() - before;
+            assertEquals(length, fs.stat(ino).size());
+            assertTrue(fs.stat(ino).blocks512() >= length / 512, "i_blocks " + fs.stat(ino).blocks512());
+            ByteBuffer tail = ByteBuffer.allocate(BS);
+            fs.read(ino, length - BS, tail);
+            assertEquals(ByteBuffer.allocate(BS), tail.flip(), "a preallocated block reads as zeros");
+        }
+        Files.write(img, image);
+        JournalCrashTest.assertFsckClean(img, "after a huge fallocate");
+        assertTrue(commits >= 2, "the fallocate committed " + commits + " transaction(s)");
+    }
+
     @Test
     void aPowerCutBetweenTheStepsOfATruncateIsFinishedAtTheNextMount() throws Exception {
         JournalCrashTest.RecordingDevice dev = new JournalCrashTest.RecordingDevice(fragmented.clone());
