@@ -89,20 +89,18 @@ final class PageTable<P> {
     /** The pages with index in [from, to), in order: a snapshot. */
     List<P> range(long from, long to) {
         List<P> out = new ArrayList<>();
-        long toSlot = to == Long.MAX_VALUE ? Long.MAX_VALUE : (to - 1) >>> SHIFT;
         for (Map.Entry<Long, Slot<P>> e : slots.tailMap(from >>> SHIFT).entrySet()) {
-            if (e.getKey() > toSlot) {
+            long base = e.getKey() << SHIFT;
+            if (base >= to) {
                 break;
             }
-            long base = e.getKey() << SHIFT;
-            for (int i = 0; i < SIZE; i++) {
-                long idx = base + i;
-                if (idx < from || idx >= to) {
-                    continue;
-                }
-                P p = e.getValue().pages.get(i);
+            Slot<P> s = e.getValue();
+            int left = s.count.get(); // a slot is mostly sparse (a small file has one page): stop at its last page
+            for (int i = (int) Math.max(0, from - base), hi = (int) Math.min(SIZE, to - base); i < hi && left > 0; i++) {
+                P p = s.pages.get(i);
                 if (p != null) {
                     out.add(p);
+                    left--;
                 }
             }
         }

@@ -424,31 +424,4 @@ class JournalCrashTest {
             }
         }
     }
-
-    /** Not an assertion: creating 10,000 small files with journaling on and off (run with -Dext4j.bench=true). */
-    @Test
-    void timeJournalOnVersusOff() throws Exception {
-        assumeTrue(Boolean.getBoolean("ext4j.bench"), "timing only with -Dext4j.bench=true");
-        double[] best = {Double.MAX_VALUE, Double.MAX_VALUE};
-        for (int round = 0; round < 3; round++) {
-            for (int on = 0; on < 2; on++) {
-                Path img = dir.resolve("bench" + on + ".img");
-                Files.deleteIfExists(img);
-                Images.mkfs(img, "256M", List.of(), null);
-                long t0 = System.nanoTime();
-                try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withJournal(on == 1))) {
-                    byte[] data = new byte[4096];
-                    for (int i = 0; i < 10_000; i++) {
-                        long ino = fs.mknod(Ext4FileSystem.ROOT_INO, b("f" + i), 0100644, 0, 0, 0, 0);
-                        fs.write(ino, 0, ByteBuffer.wrap(data));
-                    }
-                }
-                best[on] = Math.min(best[on], (System.nanoTime() - t0) / 1e9);
-                if (round == 2) {
-                    assertFsckClean(img, "bench image");
-                }
-            }
-        }
-        System.out.printf("create 10,000 files + unmount: journal off %.3f s, on %.3f s, ratio %.2f%n", best[0], best[1], best[1] / best[0]);
-    }
 }

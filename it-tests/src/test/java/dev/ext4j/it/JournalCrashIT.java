@@ -23,7 +23,7 @@ import org.junit.jupiter.api.Test;
  * image once ext4j's next mount has replayed it and unmounted.
  */
 class JournalCrashIT extends FuseTestBase {
-    private static final int ROUNDS = 3;
+    private static final int ROUNDS = 6;
 
     @Test
     void sigkillDuringMetadataWorkReplaysClean() throws IOException {
