@@ -748,15 +748,21 @@ final class Writeback {
     }
 
     /**
-     * The flusher's round: inodes dirtied longer than {@code expireNanos} ago, or all while dirty
-     * pages exceed {@code backgroundBytes}; then clean pages past the cache bound are evicted.
+     * The flusher's round, oldest inode first: inodes dirtied longer than {@code expireNanos} ago,
+     * and when dirty pages exceed {@code backgroundBytes}, more until they are down to half of it.
+     * The margin matters for many small files: stopping right under the threshold, the next write
+     * of a few KiB started another round (and another sort of every dirty inode) per file.
+     * Then clean pages past the cache bound are evicted.
      */
     void flusherRound(long expireNanos, long backgroundBytes) throws Ext4Exception {
         long now = System.nanoTime();
+        long target = pages.dirtyBytes() > backgroundBytes ? backgroundBytes / 2 : Long.MAX_VALUE;
         for (FilePages f : pages.dirtyFiles()) {
-            if (pages.dirtyBytes() > backgroundBytes || now - f.dirtiedWhen() >= expireNanos) {
-                writeback(f.ino);
+            boolean expired = now - f.dirtiedWhen() >= expireNanos;
+            if (!expired && pages.dirtyBytes() <= target) {
+                break; // the rest were dirtied later still
             }
+            writeback(f.ino);
         }
         pages.shrink();
     }
