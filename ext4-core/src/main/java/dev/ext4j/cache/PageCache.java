@@ -271,11 +271,19 @@ public final class PageCache {
 
         /** The writeback is over; when its data write failed, the blocks it took are dirty again. */
         public void endWriteback(boolean failed) {
+            endWriteback(failed, 0);
+        }
+
+        /**
+         * Like {@link #endWriteback(boolean)}; a failed writeback that allocated nothing for some
+         * of the blocks it took gives their delayed-allocation promises back too ({@code reserved}).
+         */
+        public void endWriteback(boolean failed, int reserved) {
             synchronized (this) {
                 writeback = false;
                 if (!dropped) {
                     if (failed && takenMask != 0) {
-                        markDirty(takenMask, 0);
+                        markDirty(takenMask, reserved & takenMask);
                     }
                     takenMask = 0;
                     return;

@@ -189,6 +189,11 @@ public final class Ext4FileSystem implements Closeable {
             });
             tx.tick();
         } catch (Ext4Exception | RuntimeException e) {
+            if (e instanceof Ext4Exception x && waitsForCommit(x)) {
+                // blocks freed meanwhile wait for the next commit again: no error, the next round retries
+                LOG.log(Level.DEBUG, "writeback waits for freed blocks: {0}", e.toString());
+                return;
+            }
             if (e instanceof Ext4Exception x) {
                 flushError.compareAndSet(null, x);
             }
@@ -816,11 +821,16 @@ public final class Ext4FileSystem implements Closeable {
      * Allocator#allocateBlocks), commits it and says to try once more. The caller runs no handle.
      */
     private boolean retryAfterCommit(Ext4Exception e) throws Ext4Exception {
-        if (e.errno() != Errno.ENOSPC || allocator == null || !tx.journaled() || !allocator.hasUncommittedFrees()) {
+        if (!waitsForCommit(e)) {
             return false;
         }
         tx.sync();
         return true;
+    }
+
+    /** Whether {@code e} is an ENOSPC that a commit may lift: some free blocks wait for the commit of their freeing. */
+    boolean waitsForCommit(Ext4Exception e) {
+        return e.errno() == Errno.ENOSPC && allocator != null && tx.journaled() && allocator.hasUncommittedFrees();
     }
 
     /** A change that allocates data blocks and may run again after a failure. */

@@ -351,7 +351,15 @@ final class Writeback {
         f.beginRound();
         try {
             try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
-                runs = prepare(ino, f, taken);
+                java.util.Map<Page, Integer> promisesBack = new java.util.IdentityHashMap<>();
+                try {
+                    runs = prepare(ino, f, taken, promisesBack);
+                } catch (Ext4Exception | RuntimeException e) {
+                    for (Page p : taken) {
+                        p.endWriteback(true, promisesBack.getOrDefault(p, 0)); // dirty again, for a retry
+                    }
+                    throw e;
+                }
                 cookie = f.mapSeq.get();
                 f.tickets.add(ticket);
                 f.startIo();
@@ -368,9 +376,22 @@ final class Writeback {
             }
             try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
                 try {
-                    if (pages.peek(ino) == f) { // else deleted meanwhile: its blocks went with it
+                    if (pages.peek(ino) == f) {
                         complete(ino, f, runs, cookie, ticket, failed == null);
+                    } else {
+                        // deleted meanwhile: its mapped blocks went with it, but a block map's
+                        // new blocks are mapped only on completion, so they are ours to free
+                        for (Run r : runs) {
+                            if (r.fresh() && !r.unwritten()) {
+                                fs.allocator().freeBlocks(r.physical(), r.length());
+                            }
+                        }
                     }
+                } catch (Ext4Exception | RuntimeException e) {
+                    if (failed == null) {
+                        failed = e instanceof Ext4Exception x ? x : new Ext4Exception(dev.ext4j.Errno.EIO, e.toString(), e);
+                    }
+                    throw e; // the pages below stay dirty: what was not mapped is written again
                 } finally {
                     f.tickets.remove(ticket);
                     for (Page p : taken) {
@@ -403,7 +424,8 @@ final class Writeback {
     }
 
     /** Step 1, under the inode's lock: take the dirty blocks, allocate the holes, copy the bytes. */
-    private List<Run> prepare(long ino, FilePages f, List<Page> taken) throws Ext4Exception {
+    private List<Run> prepare(long ino, FilePages f, List<Page> taken, java.util.Map<Page, Integer> promisesBack)
+            throws Ext4Exception {
         InodeInfo info = fs.inode(ino);
         Inode copy = info.inode().copy();
         long size = size(ino);
@@ -478,6 +500,28 @@ final class Writeback {
                 }
                 i += n;
             }
+        } catch (Ext4Exception | RuntimeException e) {
+            // nothing of this round is written (an ENOSPC from blocks that wait for a commit, which
+            // the caller may commit and retry): a block map's new blocks are not mapped yet and go
+            // back, extent runs stay mapped unwritten; blocks left without an allocation keep their
+            // promises, which go back to their pages
+            boolean[] allocated = new boolean[count];
+            for (Run r : runs) {
+                boolean back = r.fresh() && !extents;
+                if (back) {
+                    acct.freeBlocks(r.physical(), r.length());
+                }
+                for (int k = r.from(); k < r.from() + r.length(); k++) {
+                    allocated[k] = !back;
+                    promisedUsed -= back && promised[k] ? 1 : 0;
+                }
+            }
+            for (int k = 0; k < count; k++) {
+                if (promised[k] && !allocated[k]) {
+                    promisesBack.merge(pageOf[k], 1 << (int) (lblks[k] % perPage), (a, b) -> a | b);
+                }
+            }
+            throw e;
         } finally {
             unpromise(f, promisedUsed, extents);
             if (acct.delta() != 0) {
@@ -516,23 +560,33 @@ final class Writeback {
         boolean stale = f.mapSeq.get() != cookie || !cancelled.isEmpty();
         long size = size(ino);
         long reached = copy.size();
+        Ext4Exception failure = null;
         for (Run r : runs) {
-            if (!written) {
+            if (!written || failure != null) {
                 if (r.fresh() && !map.hasExtents()) {
                     acct.freeBlocks(r.physical(), r.length()); // never mapped: give the blocks back
                 }
                 continue;
             }
             int done = r.length();
+            long through = r.length(); // blocks of the run settled one way or the other
             if (map.hasExtents()) {
                 if (r.unwritten()) {
-                    done = convertWhereStillMapped(map, r, stale, cancelled);
+                    try {
+                        done = convertWhereStillMapped(map, r, stale, cancelled);
+                    } catch (Ext4Exception e) {
+                        failure = e; // no block for a split: the rest stays unwritten, a consistent file
+                        continue;
+                    }
                 }
             } else if (r.fresh()) {
-                done = mapWhereStillHoles(map, acct, r, size, cancelled);
+                int[] progress = new int[2];
+                failure = mapWhereStillHoles(map, acct, r, size, cancelled, progress);
+                done = progress[0];
+                through = progress[1];
             }
             if (done > 0) {
-                reached = Math.max(reached, Math.min(size, (r.lblk() + r.length()) * bs));
+                reached = Math.max(reached, Math.min(size, (r.lblk() + through) * bs));
             }
         }
         if (written) {
@@ -544,6 +598,9 @@ final class Writeback {
         fs.writeInode(ino, copy);
         if (f.size() >= 0 && f.size() <= copy.size()) {
             f.setSize(-1);
+        }
+        if (failure != null) {
+            throw failure;
         }
     }
 
@@ -598,20 +655,31 @@ final class Writeback {
         return done;
     }
 
-    /** Maps the fresh blocks of {@code r} whose logical blocks are still holes inside i_size; frees the rest. */
-    private int mapWhereStillHoles(FileMap map, BlockAccount acct, Run r, long size, List<long[]> cancelled) throws Ext4Exception {
-        int done = 0;
+    /**
+     * Maps the fresh blocks of {@code r} whose logical blocks are still holes inside i_size; frees
+     * the rest. {@code progress} gets the blocks mapped and the blocks settled. When a block
+     * cannot be mapped (no block for an indirect block), it and the rest of the run are freed and
+     * the error is returned: the caller keeps their pages dirty.
+     */
+    private Ext4Exception mapWhereStillHoles(FileMap map, BlockAccount acct, Run r, long size, List<long[]> cancelled,
+                                             int[] progress) throws Ext4Exception {
         long eofBlocks = (size + bs - 1) / bs;
         for (int k = 0; k < r.length(); k++) {
             long l = r.lblk() + k;
             if (l < eofBlocks && !cancelled(cancelled, l) && map.map(l, 1).isHole()) {
-                map.insert(l, r.physical() + k, 1, false);
-                done++;
+                try {
+                    map.insert(l, r.physical() + k, 1, false);
+                } catch (Ext4Exception e) {
+                    acct.freeBlocks(r.physical() + k, r.length() - k);
+                    return e;
+                }
+                progress[0]++;
             } else {
                 acct.freeBlocks(r.physical() + k, 1);
             }
+            progress[1] = k + 1;
         }
-        return done;
+        return null;
     }
 
     // ------------------------------------------------------------------- truncate, punch, delete
@@ -736,7 +804,7 @@ final class Writeback {
             try {
                 writebackFully(f.ino);
             } catch (Ext4Exception e) {
-                LOG.log(Level.ERROR, "writeback of inode " + f.ino + " failed: " + e.getMessage());
+                LOG.log(fs.waitsForCommit(e) ? Level.DEBUG : Level.ERROR, "writeback of inode " + f.ino + " failed: " + e.getMessage());
                 if (first == null) {
                     first = e;
                 }

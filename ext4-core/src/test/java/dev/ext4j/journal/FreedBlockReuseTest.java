@@ -148,4 +148,35 @@ class FreedBlockReuseTest {
                     new String(fs.readlink(fs.resolve(b("/link"))), StandardCharsets.UTF_8));
         }
     }
+
+    /**
+     * Delayed writes to an ext3-style file (a block map) reserved against blocks whose freeing is
+     * not committed: writeback's allocation finds only those, gives back what it took, and the
+     * sync commits and retries (ext4_writepages() commits and retries on ENOSPC). The pages must
+     * not stay taken by the failed round, which left a sync and the unmount failing for good.
+     */
+    @Test
+    void writebackOfABlockMappedFileRetriesAfterTheCommitOfADelete() throws Exception {
+        Path img = dir.resolve("ext3.img");
+        Images.mkfs(img, "8M", List.of("-t", "ext3", "-b", "1024", "-J", "size=1", "-m", "0"), null);
+        MountOptions opts = MountOptions.defaults().withWriteback(MountOptions.DEFAULT_CACHE_BYTES, 3_600_000, 30_000)
+                .withReservedClusters(0);
+        long bSize;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, opts)) {
+            long a = fs.mknod(Ext4FileSystem.ROOT_INO, b("a"), 0100644, 0, 0, 0, 0);
+            fill(fs, a, (byte) 'A');
+            fs.sync();
+            fs.unlink(Ext4FileSystem.ROOT_INO, b("a"));
+            long bIno = fs.mknod(Ext4FileSystem.ROOT_INO, b("b"), 0100644, 0, 0, 0, 0);
+            bSize = fill(fs, bIno, (byte) 'B');
+            fs.sync();
+        }
+        assertTrue(bSize > 4 << 20, "b got a's space back: " + bSize + " bytes");
+        JournalCrashTest.assertFsckClean(img, "after writing b into a's freed blocks");
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            byte[] data = FsUtil.readAll(fs, fs.resolve(b("/b")), CHUNK);
+            assertEquals(bSize, data.length);
+            assertTrue(allBytes(data, (byte) 'B'), "b's data reached the image, all of it");
+        }
+    }
 }

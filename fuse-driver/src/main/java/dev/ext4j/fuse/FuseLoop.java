@@ -25,6 +25,7 @@ public final class FuseLoop {
     private static final System.Logger LOG = System.getLogger("ext4j");
     private static final int EINTR = 4;
     private static final int EAGAIN = 11;
+    private static final int ECONNABORTED = 103;
 
     /** The libfuse 2 functions used here, bound with jnr-ffi. */
     public interface LibFuseSession {
@@ -132,7 +133,11 @@ public final class FuseLoop {
                 continue;
             }
             if (res <= 0) {
-                if (res < 0) {
+                if (res == -ECONNABORTED) {
+                    // the connection was aborted: an unmount racing the last requests, or
+                    // /sys/fs/fuse/connections/N/abort; the end of serving, as ENODEV is
+                    LOG.log(Level.INFO, "the kernel aborted the FUSE connection");
+                } else if (res < 0) {
                     LOG.log(Level.ERROR, "reading /dev/fuse failed: errno {0}", -res);
                 }
                 break;
