@@ -573,6 +573,19 @@ public final class Ext4FileSystem implements Closeable {
         InodeInfo write(long ino, Inode changed) throws Ext4Exception;
     }
 
+    /**
+     * Sets only i_dtime of {@code ino}, an orphan's link to the next one, on the copy last written:
+     * the read, the change and the write are one step under the install lock, so a change that
+     * the inode's lock holder wrote meanwhile is kept.
+     */
+    void writeOrphanLink(long ino, long nextIno) throws Ext4Exception {
+        synchronized (locks.installLock(ino)) {
+            Inode copy = inode(ino).inode().copy();
+            copy.setDtime(nextIno);
+            installInode(ino, copy);
+        }
+    }
+
     private InodeInfo installInode(long ino, Inode changed) throws Ext4Exception {
         int seed = 0;
         if (metadataCsum) {

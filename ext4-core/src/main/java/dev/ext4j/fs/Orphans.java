@@ -78,9 +78,11 @@ final class Orphans {
         for (Map.Entry<Long, Long> e : next.entrySet()) {
             if (e.getValue() == ino) {
                 e.setValue(after);
-                // the previous orphan is written from its current cached copy; its own writer, if
-                // any, stamps the same link when it writes (see the class comment)
-                fs.writeInode(e.getKey(), fs.inode(e.getKey()).inode().copy());
+                // only the previous orphan's i_dtime changes, as ext4_orphan_del() patches the raw
+                // inode: another thread may hold that inode's lock and be changing the rest of it
+                // (a whole copy written here could undo a truncate's new map); its own later write
+                // stamps the same link (see the class comment)
+                fs.writeOrphanLink(e.getKey(), after);
                 return;
             }
         }
