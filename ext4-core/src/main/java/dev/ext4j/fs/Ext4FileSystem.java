@@ -164,9 +164,9 @@ public final class Ext4FileSystem implements Closeable {
         flush(() -> writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4));
     }
 
-    /** What the flusher writes back before the commit. */
+    /** A change or write-back step that returns nothing (the flusher's data step, an orphan's follow-up). */
     @FunctionalInterface
-    private interface DataStep {
+    interface Step {
         void run() throws Ext4Exception;
     }
 
@@ -175,7 +175,7 @@ public final class Ext4FileSystem implements Closeable {
      * metadata written home without a journal). Nothing while frozen: everything is home then, and
      * nothing may reach the image until the thaw. A failure is kept for the next sync.
      */
-    private void flush(DataStep data) {
+    private void flush(Step data) {
         if (gate.isFrozen()) {
             return;
         }
@@ -183,10 +183,7 @@ public final class Ext4FileSystem implements Closeable {
             return; // nothing can commit any more; the abort was reported once
         }
         try {
-            retryingAlloc(() -> {
-                data.run();
-                return null;
-            });
+            retrying(data);
             tx.tick();
         } catch (Ext4Exception | RuntimeException e) {
             if (e instanceof Ext4Exception x && waitsForCommit(x)) {
@@ -863,12 +860,17 @@ public final class Ext4FileSystem implements Closeable {
         }
     }
 
-    /** Writes every dirty page back, committing once first if ENOSPC came from blocks that wait for a commit. */
-    private void writebackAllRetrying() throws Ext4Exception {
+    /** {@link #retryingAlloc} for a step that returns nothing. */
+    private void retrying(Step op) throws Ext4Exception {
         retryingAlloc(() -> {
-            writeback.writebackAll();
+            op.run();
             return null;
         });
+    }
+
+    /** Writes every dirty page back, committing once first if ENOSPC came from blocks that wait for a commit. */
+    private void writebackAllRetrying() throws Ext4Exception {
+        retrying(writeback::writebackAll);
     }
 
     public void truncate(long ino, long size) throws Ext4Exception {
@@ -879,10 +881,8 @@ public final class Ext4FileSystem implements Closeable {
 
     public void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
         try (Entered g = enterGate()) {
-            retryingAlloc(() -> {
-                fileWrite.fallocate(ino, mode, offset, length); // what the first try allocated stays: fallocate again is the rest
-                return null;
-            });
+            // what the first try allocated stays: fallocate again is the rest
+            retrying(() -> fileWrite.fallocate(ino, mode, offset, length));
         }
     }
 
@@ -1039,19 +1039,16 @@ public final class Ext4FileSystem implements Closeable {
         return orphans;
     }
 
-    /** A change made under an orphan's locks and in its handle, so that it commits with the orphan's finish. */
-    @FunctionalInterface
-    interface LockedStep {
-        void run() throws Ext4Exception;
-    }
-
     /** Finishes what a crash interrupted for one orphan: a delete, or a truncate. */
     void finishOrphan(long ino) throws Ext4Exception {
         finishOrphan(ino, () -> { });
     }
 
-    /** {@link #finishOrphan(long)}, then {@code then} in the same handle (the orphan file clears its slot). */
-    void finishOrphan(long ino, LockedStep then) throws Ext4Exception {
+    /**
+     * {@link #finishOrphan(long)}, then {@code then} under the orphan's locks and in its handle, so
+     * that it commits with the orphan's finish (the orphan file clears its slot).
+     */
+    void finishOrphan(long ino, Step then) throws Ext4Exception {
         try (InodeLocks.Held h = locks.lockAll(ino)) {
             Inode copy = inode(ino).inode().copy();
             if (copy.mode() == 0) {

@@ -411,8 +411,8 @@ final class FileWrite {
      * and frees what it mapped, in steps from the end when the mount journals
      * (ext4_ext_remove_space() with ext4_ext_truncate_extend_restart(), and
      * ext4_truncate_restart_trans() for indirect maps): each step frees a bounded run of blocks,
-     * then the inode is written with its map and i_blocks as they are, and when the running
-     * transaction has no room for another step the handle is restarted, so one huge, fragmented
+     * and when the running transaction has no room for another step the inode is written with its
+     * map and i_blocks as they are and the handle is restarted ({@link #restart}), so one huge, fragmented
      * file never grows a transaction past what the log holds. Every step removes [its start,
      * {@code to}), whose part past the previous step's start is unmapped already, so only the first
      * step may split an extent (and need a tree block). The caller holds the inode's lock.
@@ -462,18 +462,24 @@ final class FileWrite {
             start = Math.max(start, from);
             map.removeRange(start, end); // [upper, end) is unmapped already: no split past the first step
             upper = start;
-            if (i >= 0) {
+            if (i >= 0 && tx.needsRestart(STEP_CREDITS)) {
                 if (orphan) {
                     fs.orphans().add(ino);
                 }
-                addBlocks(copy, acct);
-                fs.writeInode(ino, copy.copy());
-                if (tx.needsRestart(STEP_CREDITS)) {
-                    tx.restart(STEP_CREDITS);
-                }
+                restart(tx, ino, copy, acct);
             }
         }
         map.removeRange(from, end); // what no run covered: an empty tree's root, a shrink
+    }
+
+    /**
+     * Between two steps of a long change: the inode goes out as the steps left it (its map and
+     * i_blocks), so the transaction may commit without the steps to come, and the handle restarts.
+     */
+    private void restart(dev.ext4j.journal.Transactions tx, long ino, Inode copy, BlockAccount acct) throws Ext4Exception {
+        addBlocks(copy, acct);
+        fs.writeInode(ino, copy.copy());
+        tx.restart(STEP_CREDITS);
     }
 
     void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
@@ -571,9 +577,7 @@ final class FileWrite {
         dev.ext4j.journal.Transactions tx = fs.transactions();
         for (long lblk = from / bs; lblk < (to + bs - 1) / bs; ) {
             if (tx.needsRestart(STEP_CREDITS)) {
-                addBlocks(copy, acct);
-                fs.writeInode(ino, copy.copy());
-                tx.restart(STEP_CREDITS);
+                restart(tx, ino, copy, acct);
             }
             Mapping m = map.map(lblk, Math.min((to + bs - 1) / bs - lblk, MAX_RUN - 1));
             if (!m.isHole()) {

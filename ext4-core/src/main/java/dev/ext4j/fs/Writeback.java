@@ -375,6 +375,7 @@ final class Writeback {
                 f.endIo();
             }
             try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+                boolean completed = false;
                 try {
                     if (pages.peek(ino) == f) {
                         complete(ino, f, runs, cookie, ticket, failed == null);
@@ -387,15 +388,12 @@ final class Writeback {
                             }
                         }
                     }
-                } catch (Ext4Exception | RuntimeException e) {
-                    if (failed == null) {
-                        failed = e instanceof Ext4Exception x ? x : new Ext4Exception(dev.ext4j.Errno.EIO, e.toString(), e);
-                    }
-                    throw e; // the pages below stay dirty: what was not mapped is written again
+                    completed = true;
                 } finally {
                     f.tickets.remove(ticket);
                     for (Page p : taken) {
-                        p.endWriteback(failed != null);
+                        // a failed write or completion leaves the pages dirty: what was not mapped is written again
+                        p.endWriteback(failed != null || !completed);
                     }
                 }
             }
@@ -569,7 +567,7 @@ final class Writeback {
                 continue;
             }
             int done = r.length();
-            long through = r.length(); // blocks of the run settled one way or the other
+            int through = r.length(); // blocks of the run settled one way or the other
             if (map.hasExtents()) {
                 if (r.unwritten()) {
                     try {
@@ -580,10 +578,10 @@ final class Writeback {
                     }
                 }
             } else if (r.fresh()) {
-                int[] progress = new int[2];
-                failure = mapWhereStillHoles(map, acct, r, size, cancelled, progress);
-                done = progress[0];
-                through = progress[1];
+                Mapped m = mapWhereStillHoles(map, acct, r, size, cancelled);
+                failure = m.failure();
+                done = m.mapped();
+                through = m.settled();
             }
             if (done > 0) {
                 reached = Math.max(reached, Math.min(size, (r.lblk() + through) * bs));
@@ -655,15 +653,19 @@ final class Writeback {
         return done;
     }
 
+    /** What {@link #mapWhereStillHoles} did: blocks mapped, blocks settled from the run's start, and the failure that stopped it. */
+    private record Mapped(int mapped, int settled, Ext4Exception failure) {
+    }
+
     /**
      * Maps the fresh blocks of {@code r} whose logical blocks are still holes inside i_size; frees
-     * the rest. {@code progress} gets the blocks mapped and the blocks settled. When a block
-     * cannot be mapped (no block for an indirect block), it and the rest of the run are freed and
-     * the error is returned: the caller keeps their pages dirty.
+     * the rest. When a block cannot be mapped (no block for an indirect block), it and the rest of
+     * the run are freed and the failure is returned: the caller keeps their pages dirty.
      */
-    private Ext4Exception mapWhereStillHoles(FileMap map, BlockAccount acct, Run r, long size, List<long[]> cancelled,
-                                             int[] progress) throws Ext4Exception {
+    private Mapped mapWhereStillHoles(FileMap map, BlockAccount acct, Run r, long size, List<long[]> cancelled)
+            throws Ext4Exception {
         long eofBlocks = (size + bs - 1) / bs;
+        int mapped = 0;
         for (int k = 0; k < r.length(); k++) {
             long l = r.lblk() + k;
             if (l < eofBlocks && !cancelled(cancelled, l) && map.map(l, 1).isHole()) {
@@ -671,15 +673,14 @@ final class Writeback {
                     map.insert(l, r.physical() + k, 1, false);
                 } catch (Ext4Exception e) {
                     acct.freeBlocks(r.physical() + k, r.length() - k);
-                    return e;
+                    return new Mapped(mapped, k, e);
                 }
-                progress[0]++;
+                mapped++;
             } else {
                 acct.freeBlocks(r.physical() + k, 1);
             }
-            progress[1] = k + 1;
         }
-        return null;
+        return new Mapped(mapped, r.length(), null);
     }
 
     // ------------------------------------------------------------------- truncate, punch, delete

@@ -125,11 +125,6 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         this.abortListener = listener;
     }
 
-    /** The failure that aborted the journal, or null while it works. */
-    public Ext4Exception abortCause() {
-        return aborted;
-    }
-
     // ---- handles ----
 
     @Override

@@ -124,11 +124,22 @@ public final class OnlineResize {
      * would be too small; returns the block count reached.
      */
     public long grow(long newBlocksCount) throws Ext4Exception {
+        return alone(() -> growLocked(newBlocksCount));
+    }
+
+    /** A resize: it returns the block count reached. */
+    @FunctionalInterface
+    private interface Resize {
+        long run() throws Ext4Exception;
+    }
+
+    /** Runs {@code r} as the only resize; EBUSY while another runs. */
+    private long alone(Resize r) throws Ext4Exception {
         if (!running.tryLock()) {
             throw new Ext4Exception(Errno.EBUSY, "another resize is in progress");
         }
         try {
-            return growLocked(newBlocksCount);
+            return r.run();
         } finally {
             running.unlock();
         }
@@ -185,14 +196,7 @@ public final class OnlineResize {
      * kernel's ext4_update_super(). Returns the new block count.
      */
     public long addGroup(NewGroup in) throws Ext4Exception {
-        if (!running.tryLock()) {
-            throw new Ext4Exception(Errno.EBUSY, "another resize is in progress");
-        }
-        try {
-            return addGroupLocked(in);
-        } finally {
-            running.unlock();
-        }
+        return alone(() -> addGroupLocked(in));
     }
 
     private long addGroupLocked(NewGroup in) throws Ext4Exception {
