@@ -9,8 +9,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.MountOptions;
-import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.MemoryBlockDevice;
+import dev.ext4j.testutil.ForwardingDevice;
 import dev.ext4j.testutil.FsUtil;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
@@ -45,20 +45,14 @@ class JournalCrashTest {
     Path dir;
 
     /** Forwards to an in-memory image and records every write in order. */
-    static final class RecordingDevice implements BlockDevice {
+    static final class RecordingDevice extends ForwardingDevice {
         record Write(long offset, byte[] bytes) {
         }
 
-        final MemoryBlockDevice inner;
         final List<Write> writes = Collections.synchronizedList(new ArrayList<>());
 
         RecordingDevice(byte[] image) {
-            this.inner = new MemoryBlockDevice(image, false);
-        }
-
-        @Override
-        public void read(long offset, ByteBuffer dst) throws IOException {
-            inner.read(offset, dst);
+            super(new MemoryBlockDevice(image, false));
         }
 
         @Override
@@ -67,24 +61,6 @@ class JournalCrashTest {
             src.duplicate().get(b);
             writes.add(new Write(offset, b));
             inner.write(offset, src);
-        }
-
-        @Override
-        public long size() {
-            return inner.size();
-        }
-
-        @Override
-        public void sync() {
-        }
-
-        @Override
-        public boolean isReadOnly() {
-            return false;
-        }
-
-        @Override
-        public void close() {
         }
 
         /** The image after the first {@code n} writes of a run that started from {@code base}. */

@@ -175,10 +175,7 @@ class ResizeIT extends FuseTestBase {
                 StatFs full = StatFs.of(mnt);
                 assertTrue(full.usedBytes() > bigBytes, "used after the big file: " + full);
                 assertEquals(expected, sums(mnt), "the files read back through ext4j");
-                grown = StatFs.of(mnt);
-                assertEquals(List.of(), m.unexpectedFailures(), "server log");
-                m.unmount();
-                assertTrue(m.cleanlyUnmounted(), "unmount: " + m.cleanupNotes());
+                grown = unmountCleanly(m, mnt);
             }
             afterUnmount(image, kmnt, blocks, expected, grown);
         } finally {
@@ -208,10 +205,7 @@ class ResizeIT extends FuseTestBase {
                 expected.putAll(writeBig(mnt, "after-big", 120 * MIB, "a1"));
                 expected.putAll(writeBig(mnt, "after-small", 5000, "a2"));
                 assertEquals(expected, sums(mnt), "the files read back through ext4j");
-                grown = StatFs.of(mnt);
-                assertEquals(List.of(), m.unexpectedFailures(), "server log");
-                m.unmount();
-                assertTrue(m.cleanlyUnmounted(), "unmount: " + m.cleanupNotes());
+                grown = unmountCleanly(m, mnt);
             }
             afterUnmount(image, kmnt, 307200, expected, grown);
         } finally {
@@ -251,10 +245,7 @@ class ResizeIT extends FuseTestBase {
                 assertTrue(grown.totalBytes() > 12 * GIB - 384 * MIB && grown.totalBytes() <= 12 * GIB, "df at 12 GiB: " + grown);
                 expected.putAll(writeBig(mnt, "after12g", 64 * MIB, "c"));
                 assertEquals(expected, sums(mnt), "the files read back through ext4j at 12 GiB");
-                grown = StatFs.of(mnt);
-                assertEquals(List.of(), m.unexpectedFailures(), "server log");
-                m.unmount();
-                assertTrue(m.cleanlyUnmounted(), "unmount: " + m.cleanupNotes());
+                grown = unmountCleanly(m, mnt);
             }
             assertTrue(Tools.superblock(image).get("Filesystem features").contains("meta_bg"), "dumpe2fs: " + Tools.superblock(image));
             afterUnmount(image, kmnt, 3145728, expected, grown);
@@ -286,9 +277,7 @@ class ResizeIT extends FuseTestBase {
                 assertEquals("134217728", Control.status(mnt).get("size"));
                 assertEquals(before.blocks(), StatFs.of(mnt).blocks(), "df after resize2fs");
                 assertEquals(expected, sums(mnt));
-                assertEquals(List.of(), m.unexpectedFailures(), "server log");
-                m.unmount();
-                assertTrue(m.cleanlyUnmounted(), "unmount: " + m.cleanupNotes());
+                unmountCleanly(m, mnt);
             }
             Tools.e2fsckClean(image);
             assertEquals("32768", Tools.superblock(image).get("Block count"));
@@ -299,6 +288,15 @@ class ResizeIT extends FuseTestBase {
     }
 
     // ------------------------------------------------------------------------------------------
+
+    /** The mount's statfs, then: no unexpected failure in the server log, and a clean unmount. */
+    private static StatFs unmountCleanly(MountedImage m, Path mnt) {
+        StatFs last = StatFs.of(mnt);
+        assertEquals(List.of(), m.unexpectedFailures(), "server log");
+        m.unmount();
+        assertTrue(m.cleanlyUnmounted(), "unmount: " + m.cleanupNotes());
+        return last;
+    }
 
     /**
      * After unmounting: e2fsck clean, the superblock's block count, and the kernel's read-only
