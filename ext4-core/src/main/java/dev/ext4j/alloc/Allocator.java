@@ -475,6 +475,11 @@ public final class Allocator {
                     throw Ext4Exception.corrupted("freeing block " + (groupFirstBlock(g) + free) + " (group " + g
                             + "): it is already free in the block bitmap (block " + gd.blockBitmap() + ")");
                 }
+                // dropped while still ours: once the bit is clear another thread may allocate the
+                // block and create its new contents in the cache, which a later forget would lose
+                for (long b = block; b < block + n; b++) {
+                    cache.forget(b);
+                }
                 changeBlockBitmap(g, gd, bm, b -> {
                     if (Bitmaps.nextClear(b, off, off + n) >= 0) {
                         throw Ext4Exception.corrupted("group " + g + ": a block of " + (groupFirstBlock(g) + off)
@@ -493,9 +498,6 @@ public final class Allocator {
             FreeDeferral d = deferral;
             if (d != null) {
                 d.freed(block, n);
-            }
-            for (long b = block; b < block + n; b++) {
-                cache.forget(b);
             }
         });
     }

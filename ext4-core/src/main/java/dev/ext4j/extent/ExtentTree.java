@@ -385,7 +385,6 @@ public final class ExtentTree implements BlockMap {
 
     /** Gives back a tree block (never written, or no longer referred to). */
     private void freeMeta(long block) throws Ext4Exception {
-        cache.forget(block);
         source.freeBlocks(block, 1);
         metaBlocksDelta--;
     }

@@ -474,7 +474,6 @@ public final class IndirectMap implements BlockMap {
     }
 
     private void freeMeta(long block) throws Ext4Exception {
-        cache.forget(block);
         source.freeBlocks(block, 1);
         metaBlocksDelta--;
     }

@@ -1069,7 +1069,6 @@ public final class Ext4FileSystem implements Closeable {
         long refs = dev.ext4j.format.XattrEntry.refcount(b);
         if (refs <= 1) {
             allocator.freeBlocks(block, 1);
-            cache.forget(block);
             return;
         }
         cache.update(block, w -> {

@@ -9,7 +9,6 @@ import dev.ext4j.format.Extent;
 import dev.ext4j.format.ExtentNode;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
-import dev.ext4j.io.BlockCache;
 import dev.ext4j.journal.Transactions;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -79,7 +78,7 @@ final class Migrate {
         }
         Inode original = info.inode();
         BlockAccount acct = fs.account(ino, original);
-        Tracked source = new Tracked(acct, fs.cache());
+        Tracked source = new Tracked(acct);
         ByteBuffer root = ByteBuffer.allocate(Inode.I_BLOCK_SIZE);
         ExtentTree.initEmpty(root);
         boolean swapped = false;
@@ -106,7 +105,6 @@ final class Migrate {
                 fs.writeInode(ino, copy);
                 swapped = true; // the tree is the inode's now: a failure below must not free it
                 for (long b : before.indirect()) {
-                    fs.cache().forget(b);
                     fs.allocator().freeBlocks(b, 1);
                 }
             }
@@ -173,12 +171,10 @@ final class Migrate {
     /** The new tree's blocks, so that a migration that does not complete gives them all back. */
     private static final class Tracked implements BlockSource {
         private final BlockSource source;
-        private final BlockCache cache;
         final Set<Long> held = new LinkedHashSet<>();
 
-        Tracked(BlockSource source, BlockCache cache) {
+        Tracked(BlockSource source) {
             this.source = source;
-            this.cache = cache;
         }
 
         @Override
@@ -198,8 +194,7 @@ final class Migrate {
 
         void releaseAll() throws Ext4Exception {
             for (long b : List.copyOf(held)) {
-                cache.forget(b); // written to the cache, never referred to: must not reach the disk later
-                freeBlocks(b, 1);
+                freeBlocks(b, 1); // the allocator drops them from the cache: never referred to, they must not reach the disk later
             }
         }
     }

@@ -133,19 +133,35 @@ public final class BlockCache {
         return ByteBuffer.wrap(load(block)).asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
     }
 
+    /**
+     * A miss reads the device under the block's lock, so that a read racing with a change, a
+     * flush or a {@link #forget} can never put back contents older than what those left: a stale
+     * copy of a freed block would otherwise become the starting point of its next owner's change.
+     */
     private byte[] load(long block) throws Ext4Exception {
         checkRange(block);
-        byte[] data = dirty.get(block);
+        byte[] data = cached(block);
         if (data != null) {
             return data;
         }
-        data = blocks.get(block);
-        if (data == null) {
-            data = new byte[blockSize];
-            readFromDevice(block, ByteBuffer.wrap(data));
-            blocks.put(block, data);
+        ReentrantLock lock = lockOf(block);
+        lock.lock();
+        try {
+            data = cached(block);
+            if (data == null) {
+                data = new byte[blockSize];
+                readFromDevice(block, ByteBuffer.wrap(data));
+                blocks.put(block, data);
+            }
+            return data;
+        } finally {
+            lock.unlock();
         }
-        return data;
+    }
+
+    private byte[] cached(long block) {
+        byte[] data = dirty.get(block);
+        return data != null ? data : blocks.get(block);
     }
 
     private void checkRange(long block) throws Ext4Exception {

@@ -73,6 +73,11 @@ class AllocatorTest {
         final Allocator alloc;
 
         Image(Path path) throws IOException, Ext4Exception {
+            this(path, 0);
+        }
+
+        /** @param maxDirty changed blocks the cache keeps before it flushes (0: writes through) */
+        Image(Path path, long maxDirty) throws IOException, Ext4Exception {
             this.path = path;
             dev = FileBlockDevice.open(path, false);
             ByteBuffer raw = ByteBuffer.allocate(Superblock.SIZE);
@@ -80,7 +85,7 @@ class AllocatorTest {
             sb = new Superblock(raw.flip());
             sb.validate();
             // small, so that bitmap blocks are evicted and read again during the longer tests
-            cache = new BlockCache(dev, sb.blockSize(), sb.blocksCount(), 64L * sb.blockSize(), 0);
+            cache = new BlockCache(dev, sb.blockSize(), sb.blocksCount(), 64L * sb.blockSize(), maxDirty);
             groups = GroupTable.load(sb, cache, false, new ArrayList<>());
             alloc = new Allocator(sb, groups, cache);
         }
@@ -519,6 +524,38 @@ class AllocatorTest {
     }
 
     // ------------------------------------------------------------------ corruption
+
+    /**
+     * Without a journal a freed block is reusable the moment its bit is clear. The thread that
+     * freed it must have dropped its cached copy by then: dropping it later would throw away the
+     * new owner's contents (here, a directory block created by another thread), and the image
+     * would keep the old block (found by bench/fsstress as a directory block holding a truncated
+     * file's indirect pointers).
+     */
+    @Test
+    void aFreedBlockIsDroppedFromTheCacheBeforeAnotherThreadCanReuseIt() throws Exception {
+        Path img = mkfs("reuse", "64M", "-b", "1024");
+        try (Image im = new Image(img, 1000)) {
+            long x = im.alloc.allocateBlocks(im.groupStart(1) + 10, 1).start();
+            im.cache.create(x, b -> b.putInt(0, 0x11111111)); // the old owner's indirect block
+            List<Boolean> inUseWhenFreed = new ArrayList<>();
+            im.alloc.setFreeDeferral((start, length) -> {
+                // the bit is clear: another thread allocates the block and writes its new contents
+                try {
+                    inUseWhenFreed.add(im.alloc.blockInUse(start));
+                    im.cache.create(start, b -> b.putInt(0, 0x22222222));
+                } catch (Ext4Exception e) {
+                    throw new AssertionError(e);
+                }
+            });
+            im.alloc.freeBlocks(x, 1);
+            assertEquals(List.of(false), inUseWhenFreed);
+            assertEquals(0x22222222, im.cache.get(x).getInt(0), "the new owner's contents were dropped");
+            im.alloc.setFreeDeferral(null);
+            im.writeSuper();
+        }
+        assertClean(img);
+    }
 
     @Test
     void freeingWhatIsFreeIsCorruptionAndChangesNothing() throws Exception {
