@@ -159,14 +159,7 @@ final class Daemon {
         } catch (IOException e) {
             // a dead FUSE mount cannot be resolved; use the path as given
         }
-        Optional<ProcessHandle> server = Optional.empty();
-        try {
-            if (Files.exists(pidFile(mnt))) {
-                server = ProcessHandle.of(Long.parseLong(Files.readString(pidFile(mnt)).trim()));
-            }
-        } catch (IOException | NumberFormatException e) {
-            // no pid file: nothing to wait for
-        }
+        Optional<ProcessHandle> server = serverOf(mnt);
         int rc = runQuietly(err, "fusermount", "-u", mnt.toString());
         if (rc != 0) {
             rc = runQuietly(err, "umount", mnt.toString());
@@ -183,6 +176,26 @@ final class Daemon {
             }
         });
         return 0;
+    }
+
+    /**
+     * The process serving {@code mnt}, from its pid file. A file left by a killed server is
+     * removed: its pid may belong to an unrelated process by now, which unmount must not wait for
+     * (any process whose arguments do not name ext4j's main class).
+     */
+    private static Optional<ProcessHandle> serverOf(Path mnt) {
+        Path file = pidFile(mnt);
+        Optional<ProcessHandle> p;
+        try {
+            p = ProcessHandle.of(Long.parseLong(Files.readString(file).trim()));
+        } catch (IOException | NumberFormatException e) {
+            return Optional.empty(); // no pid file: nothing to wait for
+        }
+        p = p.filter(h -> h.info().arguments().map(a -> List.of(a).contains(Main.class.getName())).orElse(false));
+        if (p.isEmpty()) {
+            removePidFile(mnt);
+        }
+        return p;
     }
 
     /** Detaches the mount at once (fusermount -u -z), for a server that is about to stop. */

@@ -110,7 +110,10 @@ public final class Main {
         opts.add("fsname=" + spec.image().toString().replace("\\", "\\\\").replace(",", "\\,"));
         opts.add("subtype=ext4j");
         opts.add("use_ino");
-        opts.add("default_permissions");
+        long[] ids = ownIds();
+        if (kernelChecksPermissions(ids[0], spec.fuseOptions()) && !opts.contains("default_permissions")) {
+            opts.add("default_permissions");
+        }
         opts.add("big_writes");
         opts.add("max_write=131072");
         if (fs.isReadOnly()) {
@@ -120,7 +123,7 @@ public final class Main {
             opts.add("attr_timeout=60");
             opts.add("negative_timeout=60");
         }
-        Ext4Fuse fuse = new Ext4Fuse(fs, spec.controlName(), spec.mountPoint(), ownIds());
+        Ext4Fuse fuse = new Ext4Fuse(fs, spec.controlName(), spec.mountPoint(), ids);
         List<String> args = new ArrayList<>(List.of("-o", String.join(",", opts)));
         if (spec.debug()) {
             args.add("-d");
@@ -148,6 +151,19 @@ public final class Main {
     }
 
     /** The uid and gid this server runs as, the mounting user's: the control file belongs to them. */
+    /**
+     * Whether the kernel checks permissions (default_permissions). It must whenever another user
+     * can reach the mount: a mount by anyone but root, or with allow_other or allow_root. A mount
+     * by root without them admits only root's processes (fuse_allow_current_process()), which
+     * pass every check but exec; FUSE checks the exec bits of regular files itself, and sends
+     * access() and chdir() here ({@link Ext4Fuse#access}). There the checks decide nothing and
+     * cost a GETATTR of a directory after every change in it, as a change makes the kernel drop
+     * the directory's attributes.
+     */
+    static boolean kernelChecksPermissions(long uid, List<String> fuseOptions) {
+        return uid != 0 || fuseOptions.contains("allow_other") || fuseOptions.contains("allow_root");
+    }
+
     private static long[] ownIds() {
         try {
             Path self = Path.of("/proc/self");

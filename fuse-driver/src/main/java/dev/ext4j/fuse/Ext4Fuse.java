@@ -39,6 +39,7 @@ public final class Ext4Fuse extends FuseStubFS {
     private static final int O_TRUNC = 01000;
     private static final int O_APPEND = 02000;
     private static final int W_OK = 2;
+    private static final int X_OK = 1;
 
     private final Ext4FileSystem fs;
     /**
@@ -364,8 +365,15 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.is(path)) {
                 return 0;
             }
-            resolve(path);
-            return (mask & W_OK) != 0 && fs.isReadOnly() ? -Errno.EROFS.value() : 0;
+            long ino = resolve(path);
+            if ((mask & W_OK) != 0 && fs.isReadOnly()) {
+                return -Errno.EROFS.value();
+            }
+            // asked only without default_permissions, when every caller is root (see Main): root
+            // may do anything but execute a regular file that has no exec bit
+            FileAttributes a = fs.stat(ino);
+            return (mask & X_OK) != 0 && (a.mode() & Inode.S_IFMT) == Inode.S_IFREG && (a.mode() & 0111) == 0
+                    ? -Errno.EACCES.value() : 0;
         });
     }
 

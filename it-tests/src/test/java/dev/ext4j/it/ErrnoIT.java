@@ -2,6 +2,7 @@ package dev.ext4j.it;
 
 import static org.junit.jupiter.api.Assertions.assertAll;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
@@ -51,6 +52,11 @@ class ErrnoIT extends FuseTestBase {
             "setxattr XATTR_REPLACE on a missing attr -> ENODATA",
             "getxattr a missing attr -> ENODATA",
             "setxattr a value of blocksize+1 bytes -> ENOSPC",
+            "access X_OK of a 0644 file -> OK False",
+            "run a 0644 script -> EACCES",
+            "run a 0100 script -> OK",
+            "open a 0444 file O_WRONLY -> OK",
+            "create in a 0000 dir -> OK",
             "I am 65534 -> OK",
             "list a 0700 root dir -> EACCES",
             "open a 0644 root file O_WRONLY -> EACCES",
@@ -106,6 +112,39 @@ class ErrnoIT extends FuseTestBase {
         String out = ext4j;
         assertAll("ext4j on " + name,
                 () -> assertEquals(List.of(), differences(kernel, out), "operations whose outcome differs from the kernel's"),
+                () -> assertEquals(kernel, out, "output differs from the kernel's (order or extra lines)"),
+                () -> Tools.e2fsckClean(image));
+    }
+
+    /**
+     * Mounted by root without allow_other, only root's processes reach the mount, so the kernel's
+     * permission checks are left out (no default_permissions): root must still see exactly what
+     * the kernel's own checks give it (exec bits, access(), chdir into a 0000 directory).
+     */
+    @Test
+    void rootAloneSeesTheKernelsChecksWithoutDefaultPermissions() throws IOException {
+        Path dir = newDir("errno-root-alone");
+        Path image = dir.resolve("ext4j.img");
+        Tools.mkfs(null, image, "64M", List.of("-b", "4096"));
+        Path kernelImage = dir.resolve("kernel.img");
+        Files.copy(image, kernelImage);
+        String kernel;
+        Path kmnt = Files.createDirectories(dir.resolve("kernel"));
+        try (KernelMount k = KernelMount.attemptReadWrite(kernelImage, kmnt)) {
+            assertTrue(k.mounted(), "the kernel cannot mount the image: " + k.result().describe());
+            kernel = Tools.python(SCRIPT_TIMEOUT, kmnt, "errno_ops.py", "root").requireOk().stdout();
+        }
+        String ext4j;
+        Path mnt = Files.createDirectories(dir.resolve("ext4j"));
+        try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"))) {
+            String options = Files.readAllLines(Path.of("/proc/self/mounts")).stream()
+                    .filter(l -> l.split(" ")[1].equals(mnt.toString())).findFirst().orElseThrow();
+            assertFalse(options.contains("default_permissions"), "the mount still asks the kernel to check: " + options);
+            ext4j = Tools.python(SCRIPT_TIMEOUT, mnt, "errno_ops.py", "root").requireOk().stdout();
+            assertEquals(List.of(), m.unexpectedFailures(), "server log");
+        }
+        String out = ext4j;
+        assertAll(() -> assertEquals(List.of(), differences(kernel, out), "operations whose outcome differs from the kernel's"),
                 () -> assertEquals(kernel, out, "output differs from the kernel's (order or extra lines)"),
                 () -> Tools.e2fsckClean(image));
     }

@@ -11,6 +11,7 @@ Usage: python3 -c "$(cat errno_ops.py)" root|user|ro
 """
 import errno
 import os
+import subprocess
 import sys
 
 
@@ -177,6 +178,23 @@ def root_part():
     show("largest user.big value on a file without xattrs", lambda: largest_value("xfile", "user.big"))
     attempt("setxattr user.small of 100 bytes", lambda: os.setxattr("xfile", "user.small", b"s" * 100))
     show("largest user.big value beside user.small", lambda: largest_value("xfile", "user.big"))
+
+    # root passes every permission check but exec: a regular file needs an exec bit
+    attempt("setup: script 0644, script 0100, ro 0444, locked dir 0000 with a file",
+            lambda: (write_file("script", b"#!/bin/sh\nexit 0\n"), os.chmod("script", 0o644),
+                     write_file("xscript", b"#!/bin/sh\nexit 0\n"), os.chmod("xscript", 0o100),
+                     write_file("ro", b"r\n"), os.chmod("ro", 0o444),
+                     os.mkdir("locked"), write_file("locked/in", b"i\n"), os.chmod("locked", 0)))
+    show("access X_OK of a 0644 file", lambda: os.access("script", os.X_OK))
+    show("access X_OK of a 0100 file", lambda: os.access("xscript", os.X_OK))
+    show("access W_OK of a 0444 file", lambda: os.access("ro", os.W_OK))
+    show("access R_OK|X_OK of a 0000 dir", lambda: os.access("locked", os.R_OK | os.X_OK))
+    attempt("run a 0644 script", lambda: must(subprocess.run(["./script"]).returncode == 0, "exit status"))
+    attempt("run a 0100 script", lambda: must(subprocess.run(["./xscript"]).returncode == 0, "exit status"))
+    attempt("open a 0444 file O_WRONLY", lambda: os.close(os.open("ro", os.O_WRONLY)))
+    attempt("list a 0000 dir", lambda: os.listdir("locked"))
+    attempt("chdir into a 0000 dir", lambda: (os.chdir("locked"), os.chdir("..")))
+    attempt("create in a 0000 dir", lambda: create("locked/new"))
 
     # the tree the "user" part works in
     attempt("setup: private dir 0700 with a file", lambda: (os.mkdir("private", 0o700), write_file("private/secret", b"s\n")))
