@@ -41,6 +41,8 @@ public final class PageCache {
     /** The clock hand: the next frame eviction looks at; under {@code frames}' monitor. */
     private int hand;
     private boolean warnedOverBound;
+    /** A chunk is being made ahead of need ({@link #growAhead}); under {@code frames}' monitor. */
+    private boolean growingAhead;
 
     public PageCache(int blockSize, long maxBytes) {
         this.blockSize = blockSize;
@@ -116,6 +118,7 @@ public final class PageCache {
         synchronized (frames) {
             Page p = freeFrames.poll();
             if (p != null) {
+                growAhead();
                 return p;
             }
             if ((long) frames.size() * pageSize < maxBytes) {
@@ -139,18 +142,54 @@ public final class PageCache {
         }
     }
 
+    /**
+     * While the cache grows, makes the next chunk of frames on another thread once half of the
+     * free ones are taken. New memory is zeroed and faulted in page by page, which on a virtual
+     * machine costs a writer several microseconds per page; off its path, a stream of small
+     * writes finds its frames ready. A chunk that no longer fits under the bound when it is done
+     * (writers grew the cache meanwhile) is dropped. Under {@code frames}' monitor.
+     */
+    private void growAhead() {
+        int n = Math.max(1, CHUNK / pageSize);
+        if (growingAhead || freeFrames.size() >= n / 2 || (long) frames.size() * pageSize + CHUNK > maxBytes) {
+            return;
+        }
+        growingAhead = true;
+        java.util.concurrent.CompletableFuture.runAsync(() -> {
+            ByteBuffer chunk = null;
+            try {
+                chunk = ByteBuffer.allocateDirect(n * pageSize);
+            } catch (OutOfMemoryError e) {
+                // writers make their frames themselves, as without this
+            }
+            synchronized (frames) {
+                growingAhead = false;
+                if (chunk != null && (long) frames.size() * pageSize + CHUNK <= maxBytes) {
+                    addFrames(chunk, n).forEach(freeFrames::push);
+                }
+            }
+        });
+    }
+
     /** Makes a chunk of frames; returns one and frees the rest. Under {@code frames}' monitor. */
     private Page makeFrames() {
         int n = Math.max(1, CHUNK / pageSize);
-        ByteBuffer chunk = ByteBuffer.allocateDirect(n * pageSize);
+        List<Page> made = addFrames(ByteBuffer.allocateDirect(n * pageSize), n);
+        for (int i = 1; i < n; i++) {
+            freeFrames.push(made.get(i));
+        }
+        return made.get(0);
+    }
+
+    /** Frames over {@code chunk}, added to the frames. Under {@code frames}' monitor. */
+    private List<Page> addFrames(ByteBuffer chunk, int n) {
+        List<Page> made = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
             Page p = new Page(chunk.slice(i * pageSize, pageSize));
             frames.add(p);
-            if (i > 0) {
-                freeFrames.push(p);
-            }
+            made.add(p);
         }
-        return frames.get(frames.size() - n);
+        return made;
     }
 
     private void freeFrame(Page p) {

@@ -1186,6 +1186,18 @@ public final class Ext4FileSystem implements Closeable {
 
     /** Inode of {@code name} in directory {@code dirIno}; ENOENT when absent. */
     public long lookup(long dirIno, byte[] name) throws Ext4Exception {
+        long ino = find(dirIno, name);
+        if (ino == 0) {
+            throw new Ext4Exception(Errno.ENOENT, "no entry in directory inode " + dirIno);
+        }
+        return ino;
+    }
+
+    /**
+     * {@link #lookup}, with 0 for a name that is not there: the kernel looks up every name before
+     * it creates it, and an exception per new name costs more than the search.
+     */
+    private long find(long dirIno, byte[] name) throws Ext4Exception {
         if (name.length > 255) {
             throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
         }
@@ -1198,7 +1210,7 @@ public final class Ext4FileSystem implements Closeable {
         try {
             long ino = directory(dirIno).lookup(name);
             if (ino == 0) {
-                throw new Ext4Exception(Errno.ENOENT, "no entry in directory inode " + dirIno);
+                return 0;
             }
             linkedInode(ino, dirIno);
             dentries.put(dirIno, name, ino); // under the lock, so an unlink cannot slip in between
@@ -1210,6 +1222,15 @@ public final class Ext4FileSystem implements Closeable {
 
     /** Walks an absolute path ("/a/b", bytes, '/'-separated) from the root. */
     public long resolve(byte[] path) throws Ext4Exception {
+        long ino = resolveOrZero(path);
+        if (ino == 0) {
+            throw new Ext4Exception(Errno.ENOENT, "no such path");
+        }
+        return ino;
+    }
+
+    /** {@link #resolve}, with 0 when a name on the path is not there (see {@link #find}). */
+    public long resolveOrZero(byte[] path) throws Ext4Exception {
         long ino = ROOT_INO;
         int i = 0;
         while (i < path.length) {
@@ -1224,7 +1245,10 @@ public final class Ext4FileSystem implements Closeable {
                 if (!inode(ino).inode().isDirectory()) {
                     throw new Ext4Exception(Errno.ENOTDIR, "inode " + ino + " is not a directory");
                 }
-                ino = lookup(ino, Arrays.copyOfRange(path, start, i));
+                ino = find(ino, Arrays.copyOfRange(path, start, i));
+                if (ino == 0) {
+                    return 0;
+                }
             }
         }
         return ino;
@@ -1464,6 +1488,19 @@ public final class Ext4FileSystem implements Closeable {
      * returned in the VFS xattr format.
      */
     public byte[] getXattr(long ino, String name) throws Ext4Exception {
+        byte[] value = findXattr(ino, name);
+        if (value == null) {
+            throw new Ext4Exception(Errno.ENODATA, "inode " + ino + " has no xattr " + name);
+        }
+        return value;
+    }
+
+    /**
+     * {@link #getXattr}, with null for a missing attribute: the kernel asks for
+     * security.capability before the first write to every file, and an exception per new file
+     * costs more than the lookup.
+     */
+    public byte[] findXattr(long ino, String name) throws Ext4Exception {
         Xattr key = XattrNames.split(name);
         if (key == null || key.nameIndex() == XattrNames.SYSTEM) {
             throw new Ext4Exception(Errno.EOPNOTSUPP, "unsupported xattr namespace in \"" + name + "\"");
@@ -1474,7 +1511,7 @@ public final class Ext4FileSystem implements Closeable {
                 return acl ? Acl.diskToXattr(x.value(), ino) : x.value();
             }
         }
-        throw new Ext4Exception(Errno.ENODATA, "inode " + ino + " has no xattr " + name);
+        return null;
     }
 
     // ---- filesystem ----

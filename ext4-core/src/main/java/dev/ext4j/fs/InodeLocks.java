@@ -81,7 +81,7 @@ final class InodeLocks {
 
     /** Write-locks the given inodes (0 entries are skipped) in the documented order, then starts a journal handle. */
     Held lockAll(long... inos) {
-        int[] s = java.util.Arrays.stream(inos).filter(i -> i != 0).mapToInt(i -> (int) (i % STRIPES)).sorted().distinct().toArray();
+        int[] s = stripesOf(inos);
         for (int stripe : s) {
             locks[stripe].writeLock().lock();
         }
@@ -91,6 +91,25 @@ final class InodeLocks {
             new Held(s, () -> { }).close();
             throw e;
         }
+    }
+
+    /** The distinct stripes of the non-zero inodes, ascending (a loop: this runs for every change). */
+    private static int[] stripesOf(long[] inos) {
+        int[] s = new int[inos.length];
+        int n = 0;
+        for (long ino : inos) {
+            if (ino != 0) {
+                s[n++] = (int) (ino % STRIPES);
+            }
+        }
+        java.util.Arrays.sort(s, 0, n);
+        int distinct = 0;
+        for (int i = 0; i < n; i++) {
+            if (distinct == 0 || s[distinct - 1] != s[i]) {
+                s[distinct++] = s[i];
+            }
+        }
+        return java.util.Arrays.copyOf(s, distinct);
     }
 
     /** Read-locks one inode. */

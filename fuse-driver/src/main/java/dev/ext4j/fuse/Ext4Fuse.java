@@ -129,9 +129,14 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("getattr", path, () -> {
             if (control.is(path)) {
                 fillControl(stat);
-            } else {
-                fill(stat, fs.stat(resolve(path)));
+                return 0;
             }
+            Long orphan = hidden.get(path);
+            long ino = orphan != null ? orphan : fs.resolveOrZero(bytes(path)); // every create looks its name up first
+            if (ino == 0) {
+                return -Errno.ENOENT.value();
+            }
+            fill(stat, fs.stat(ino));
             return 0;
         });
     }
@@ -324,7 +329,8 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.is(path)) {
                 return -Errno.ENODATA.value();
             }
-            return copyOut(fs.getXattr(resolve(path), xattrName(name)), value, size);
+            byte[] found = fs.findXattr(resolve(path), xattrName(name));
+            return found == null ? -Errno.ENODATA.value() : copyOut(found, value, size);
         });
     }
 
