@@ -180,18 +180,21 @@ final class Daemon {
 
     /**
      * The process serving {@code mnt}, from its pid file. A file left by a killed server is
-     * removed: its pid may belong to an unrelated process by now, which unmount must not wait for
-     * (any process whose arguments do not name ext4j's main class).
+     * removed: its pid may belong to an unrelated process by now, which unmount must not wait
+     * for. The server writes the file after it starts, so a process that started later is not it.
      */
     private static Optional<ProcessHandle> serverOf(Path mnt) {
         Path file = pidFile(mnt);
         Optional<ProcessHandle> p;
+        java.time.Instant written;
         try {
             p = ProcessHandle.of(Long.parseLong(Files.readString(file).trim()));
+            written = Files.getLastModifiedTime(file).toInstant();
         } catch (IOException | NumberFormatException e) {
             return Optional.empty(); // no pid file: nothing to wait for
         }
-        p = p.filter(h -> h.info().arguments().map(a -> List.of(a).contains(Main.class.getName())).orElse(false));
+        // (a start time derives from the boot time, which /proc gives in whole seconds)
+        p = p.filter(h -> h.info().startInstant().map(started -> !started.isAfter(written.plusSeconds(2))).orElse(true));
         if (p.isEmpty()) {
             removePidFile(mnt);
         }

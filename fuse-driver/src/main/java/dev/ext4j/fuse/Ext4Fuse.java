@@ -116,8 +116,17 @@ public final class Ext4Fuse extends FuseStubFS {
     }
 
     private long resolve(String path) throws Ext4Exception {
+        long ino = resolveOrZero(path);
+        if (ino == 0) {
+            throw new Ext4Exception(Errno.ENOENT, "no such path");
+        }
+        return ino;
+    }
+
+    /** {@link #resolve}, with 0 for a path that is not there (every create looks its name up first). */
+    private long resolveOrZero(String path) throws Ext4Exception {
         Long orphan = hidden.get(path);
-        return orphan != null ? orphan : fs.resolve(bytes(path));
+        return orphan != null ? orphan : fs.resolveOrZero(bytes(path));
     }
 
     private static long handleOr(FuseFileInfo fi) {
@@ -131,8 +140,7 @@ public final class Ext4Fuse extends FuseStubFS {
                 fillControl(stat);
                 return 0;
             }
-            Long orphan = hidden.get(path);
-            long ino = orphan != null ? orphan : fs.resolveOrZero(bytes(path)); // every create looks its name up first
+            long ino = resolveOrZero(path);
             if (ino == 0) {
                 return -Errno.ENOENT.value();
             }

@@ -253,6 +253,41 @@ class CliIT extends FuseTestBase {
         }
     }
 
+    /**
+     * A killed server leaves its pid file behind, and the pid may name another process by the
+     * time someone unmounts the dead mount: ext4j umount must not wait for that process (it
+     * waited up to 60 s and then reported it), and drops the stale file.
+     */
+    @Test
+    void umountOfAKilledServersMountIgnoresItsStalePidFile() throws Exception {
+        Path mnt = newDir("mnt-stale-pid");
+        Process other = null;
+        try (MountedImage m = MountedImage.mount(image, mnt, log("stale-pid"), "ro")) {
+            ProcessHandle server = ProcessHandle.of(m.serverPid()).orElseThrow();
+            String runtime = System.getenv("XDG_RUNTIME_DIR");
+            Path pidFile = Path.of(runtime != null && !runtime.isEmpty() ? runtime : "/tmp")
+                    .resolve("ext4j-" + System.getProperty("user.name"))
+                    .resolve(mnt.toRealPath().toString().replace('/', '_') + ".pid");
+            assertEquals(Long.toString(server.pid()), Files.readString(pidFile).trim(), "the server's pid file");
+            server.destroyForcibly();
+            await("the killed server").atMost(Duration.ofSeconds(30)).until(() -> !server.isAlive());
+            // the pid now names a process that started after the server wrote the file
+            other = new ProcessBuilder("sleep", "300").start();
+            Files.writeString(pidFile, Long.toString(other.pid()));
+            Files.setLastModifiedTime(pidFile, java.nio.file.attribute.FileTime.from(java.time.Instant.now().minus(Duration.ofHours(1))));
+            Tools.Result u = Tools.run(MountedImage.UMOUNT_TIMEOUT, MountedImage.cli("umount", mnt.toString()));
+            assertTrue(u.ok(), u.describe());
+            assertFalse(u.describe().contains("did not exit"), u.describe());
+            assertTrue(other.isAlive(), "the unrelated process");
+            assertFalse(Files.exists(pidFile), "the stale pid file is still there");
+            assertFalse(MountTable.isMountPoint(mnt), "still mounted after ext4j umount");
+        } finally {
+            if (other != null) {
+                other.destroyForcibly();
+            }
+        }
+    }
+
     @Test
     void foregroundModeServesUntilUnmounted() throws Exception {
         Path mnt = newDir("mnt-fg");
