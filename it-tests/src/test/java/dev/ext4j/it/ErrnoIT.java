@@ -13,6 +13,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -88,12 +89,7 @@ class ErrnoIT extends FuseTestBase {
         Path kernelImage = dir.resolve("kernel.img");
         Files.copy(image, kernelImage);
 
-        String kernel;
-        Path kmnt = Files.createDirectories(dir.resolve("kernel"));
-        try (KernelMount k = KernelMount.attemptReadWrite(kernelImage, kmnt)) {
-            assertTrue(k.mounted(), "the kernel cannot mount the image: " + k.result().describe());
-            kernel = runRootThenNobody(kmnt);
-        }
+        String kernel = onKernel(kernelImage, dir.resolve("kernel"), true, ErrnoIT::runRootThenNobody);
         List<String> kernelLines = kernel.lines().toList();
         List<String> missing = new ArrayList<>(EXPECTED_EVERYWHERE);
         if (extents) {
@@ -102,14 +98,8 @@ class ErrnoIT extends FuseTestBase {
         missing.removeAll(kernelLines);
         assertEquals(List.of(), missing, "the script does not test what it claims (lines missing from the kernel's output):\n" + kernel);
 
-        String ext4j;
-        Path mnt = Files.createDirectories(dir.resolve("ext4j"));
         // allow_other: without it the kernel refuses every access by another user to a FUSE mount
-        try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"), "allow_other")) {
-            ext4j = runRootThenNobody(mnt);
-            assertEquals(List.of(), m.unexpectedFailures(), "server log");
-        }
-        String out = ext4j;
+        String out = onExt4j(image, dir, ErrnoIT::runRootThenNobody, "allow_other");
         assertAll("ext4j on " + name,
                 () -> assertEquals(List.of(), differences(kernel, out), "operations whose outcome differs from the kernel's"),
                 () -> assertEquals(kernel, out, "output differs from the kernel's (order or extra lines)"),
@@ -128,31 +118,45 @@ class ErrnoIT extends FuseTestBase {
         Tools.mkfs(null, image, "64M", List.of("-b", "4096"));
         Path kernelImage = dir.resolve("kernel.img");
         Files.copy(image, kernelImage);
-        String kernel;
-        Path kmnt = Files.createDirectories(dir.resolve("kernel"));
-        try (KernelMount k = KernelMount.attemptReadWrite(kernelImage, kmnt)) {
-            assertTrue(k.mounted(), "the kernel cannot mount the image: " + k.result().describe());
-            kernel = Tools.python(SCRIPT_TIMEOUT, kmnt, "errno_ops.py", "root").requireOk().stdout();
-        }
-        String ext4j;
-        Path mnt = Files.createDirectories(dir.resolve("ext4j"));
-        try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"))) {
-            String options = Files.readAllLines(Path.of("/proc/self/mounts")).stream()
-                    .filter(l -> l.split(" ")[1].equals(mnt.toString())).findFirst().orElseThrow();
+        String kernel = onKernel(kernelImage, dir.resolve("kernel"), true, mnt -> part(mnt, "root"));
+        String out = onExt4j(image, dir, mnt -> {
+            MountTable.Entry e = MountTable.find(mnt).orElseThrow();
+            String options = e.mountOptions() + "," + e.superOptions();
             assertFalse(options.contains("default_permissions"), "the mount still asks the kernel to check: " + options);
-            ext4j = Tools.python(SCRIPT_TIMEOUT, mnt, "errno_ops.py", "root").requireOk().stdout();
-            assertEquals(List.of(), m.unexpectedFailures(), "server log");
-        }
-        String out = ext4j;
+            return part(mnt, "root");
+        });
         assertAll(() -> assertEquals(List.of(), differences(kernel, out), "operations whose outcome differs from the kernel's"),
                 () -> assertEquals(kernel, out, "output differs from the kernel's (order or extra lines)"),
                 () -> Tools.e2fsckClean(image));
     }
 
     private static String runRootThenNobody(Path mnt) {
-        Tools.Result root = Tools.python(SCRIPT_TIMEOUT, mnt, "errno_ops.py", "root").requireOk();
-        Tools.Result nobody = Tools.pythonAsNobody(SCRIPT_TIMEOUT, mnt, "errno_ops.py", "user").requireOk();
-        return root.stdout() + nobody.stdout();
+        String root = part(mnt, "root");
+        return root + Tools.pythonAsNobody(SCRIPT_TIMEOUT, mnt, "errno_ops.py", "user").requireOk().stdout();
+    }
+
+    /** The output of one part of errno_ops.py, run as root in {@code mnt}. */
+    private static String part(Path mnt, String part) {
+        return Tools.python(SCRIPT_TIMEOUT, mnt, "errno_ops.py", part).requireOk().stdout();
+    }
+
+    /** What {@code script} prints on a kernel mount (read-write or read-only) of {@code image} at {@code mnt}. */
+    private static String onKernel(Path image, Path mnt, boolean readWrite, Function<Path, String> script) throws IOException {
+        Files.createDirectories(mnt);
+        try (KernelMount k = readWrite ? KernelMount.attemptReadWrite(image, mnt) : KernelMount.attempt(image, mnt)) {
+            assertTrue(k.mounted(), "the kernel cannot mount the image: " + k.result().describe());
+            return script.apply(mnt);
+        }
+    }
+
+    /** What {@code script} prints on an ext4j mount of {@code image} under {@code dir}, whose server must log no unexpected failure. */
+    private static String onExt4j(Path image, Path dir, Function<Path, String> script, String... opts) throws IOException {
+        Path mnt = Files.createDirectories(dir.resolve("ext4j"));
+        try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"), opts)) {
+            String out = script.apply(mnt);
+            assertEquals(List.of(), m.unexpectedFailures(), "server log");
+            return out;
+        }
     }
 
     /**
@@ -173,18 +177,8 @@ class ErrnoIT extends FuseTestBase {
         Files.copy(image, kernelImage);
         String sha = Tools.sha256(image);
 
-        String kernel;
-        Path kmnt = Files.createDirectories(dir.resolve("kernel"));
-        try (KernelMount k = KernelMount.attempt(kernelImage, kmnt)) {
-            assertTrue(k.mounted(), "the kernel cannot mount the image: " + k.result().describe());
-            kernel = Tools.python(SCRIPT_TIMEOUT, kmnt, "errno_ops.py", "ro").requireOk().stdout();
-        }
-        String ext4j;
-        Path mnt = Files.createDirectories(dir.resolve("ext4j"));
-        try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"), "ro")) {
-            ext4j = Tools.python(SCRIPT_TIMEOUT, mnt, "errno_ops.py", "ro").requireOk().stdout();
-            assertEquals(List.of(), m.unexpectedFailures(), "server log");
-        }
+        String kernel = onKernel(kernelImage, dir.resolve("kernel"), false, mnt -> part(mnt, "ro"));
+        String ext4j = onExt4j(image, dir, mnt -> part(mnt, "ro"), "ro");
         List<String> notErofs = kernel.lines()
                 .filter(l -> !l.endsWith(" -> EROFS") && !l.startsWith("open a file O_RDONLY ") && !l.startsWith("getxattr ")
                         && !l.startsWith("read dir/inner "))
