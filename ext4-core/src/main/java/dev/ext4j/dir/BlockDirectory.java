@@ -198,8 +198,9 @@ public final class BlockDirectory implements DirEntries {
             }
             int end = entriesEnd(b, lblk);
             int start = lblk == position / bs ? (int) (position % bs) : 0;
+            Object where = where(lblk);
             for (int off = 0; off < end; ) {
-                int recLen = DirEntryCheck.check(b, off, end, fmt, where(lblk));
+                int recLen = DirEntryCheck.check(b, off, end, fmt, where);
                 long entryIno = DirEntry.inode(b, off);
                 if (off >= start && entryIno != 0) {
                     int nameLen = DirEntry.nameLen(b, off, fmt.fileType());
@@ -257,8 +258,9 @@ public final class BlockDirectory implements DirEntries {
         }
         ByteBuffer b = block(lblk, pblk);
         int end = entriesEnd(b, lblk);
+        Object where = where(lblk); // made once: C1 allocates it for every call
         for (int off = 0; off < end; ) {
-            int recLen = DirEntryCheck.check(b, off, end, fmt, where(lblk));
+            int recLen = DirEntryCheck.check(b, off, end, fmt, where);
             long entryIno = DirEntry.inode(b, off);
             if (entryIno != 0 && DirEntry.nameEquals(b, off, DirEntry.nameLen(b, off, fmt.fileType()), name)) {
                 return new Location(lblk, pblk, off, entryIno);

@@ -203,8 +203,9 @@ public final class DirectoryWriter implements DirChanges {
         // everything after ".." goes: dx_root_info and the entries take its place
         zero(root, dotdot + DirEntry.minRecLen(2), end);
         int last = 0;
+        Object where = dir.where(0);
         for (int off = 0; off < len; ) {
-            int rl = DirEntryCheck.check(d1, off, len, fmt, dir.where(0));
+            int rl = DirEntryCheck.check(d1, off, len, fmt, where);
             last = off;
             off += rl;
         }
@@ -409,8 +410,9 @@ public final class DirectoryWriter implements DirChanges {
         boolean ft = fmt.fileType();
         // dx_make_map() fills the map from its end, so it is in reverse block order before sorting
         List<int[]> inOrder = new ArrayList<>();
+        Object where = dir.where(lblk1);
         for (int off = 0; off < end; ) {
-            int rl = DirEntryCheck.check(d1, off, end, fmt, dir.where(lblk1));
+            int rl = DirEntryCheck.check(d1, off, end, fmt, where);
             int nl = DirEntry.nameLen(d1, off, ft);
             if (nl != 0 && DirEntry.inode(d1, off) != 0) {
                 inOrder.add(new int[] {dir.hash(DirEntry.name(d1, off, nl), 0, nl, version), off, rl});
@@ -561,8 +563,9 @@ public final class DirectoryWriter implements DirChanges {
         ByteBuffer b = copyOf(dir.block(loc.lblk(), loc.pblk()));
         int end = bs - csumSize;
         int pde = -1;
+        Object where = dir.where(loc.lblk());
         for (int off = 0; off < end; ) {
-            int rl = DirEntryCheck.check(b, off, end, fmt, dir.where(loc.lblk()));
+            int rl = DirEntryCheck.check(b, off, end, fmt, where);
             if (off == loc.offset()) {
                 if (pde >= 0) {
                     DirEntry.setRecLen(b, pde, DirEntry.recLen(b, pde, bs) + rl, bs);
@@ -629,8 +632,9 @@ public final class DirectoryWriter implements DirChanges {
                 continue;
             }
             int end = dir.entriesEnd(b, lblk);
+            Object where = dir.where(lblk);
             for (int off = 0; off < end; ) {
-                int rl = DirEntryCheck.check(b, off, end, dir.fmt(), dir.where(lblk));
+                int rl = DirEntryCheck.check(b, off, end, dir.fmt(), where);
                 if (DirEntry.inode(b, off) != 0 && !(lblk == 0 && (off == 0 || off == dotdot))) {
                     return false;
                 }
@@ -706,8 +710,9 @@ public final class DirectoryWriter implements DirChanges {
     private int findDest(ByteBuffer b, long lblk, int reclen, byte[] name) throws Ext4Exception {
         int end = bs - csumSize;
         boolean ft = fmt.fileType();
+        Object where = dir.where(lblk);
         for (int off = 0; off <= end - reclen; ) {
-            int rlen = DirEntryCheck.check(b, off, end, fmt, dir.where(lblk));
+            int rlen = DirEntryCheck.check(b, off, end, fmt, where);
             long ino = DirEntry.inode(b, off);
             int nl = DirEntry.nameLen(b, off, ft);
             if (ino != 0 && DirEntry.nameEquals(b, off, nl, name)) {

@@ -106,8 +106,9 @@ public final class InlineDirectory implements DirEntries {
     /** Visits checked entries of both regions in order until the visitor returns false. */
     private void walk(int start, EntryVisitor visitor) throws Ext4Exception {
         int off = start;
+        String where = where();
         while (off < buf.capacity()) {
-            int recLen = DirEntryCheck.check(buf, off, regionEnd(off), fmt, where());
+            int recLen = DirEntryCheck.check(buf, off, regionEnd(off), fmt, where);
             if (!visitor.visit(off, recLen)) {
                 return;
             }
