@@ -348,7 +348,9 @@ final class FileWrite {
                 copy.setMtime(now.seconds(), now.nanos());
                 copy.setCtime(now.seconds(), now.nanos());
                 addBlocks(copy, acct);
-                if (orphan) {
+                if (orphan && copy.linksCount() > 0) {
+                    // an open file without a name stays on the list for its last release, as
+                    // ext4_setattr() deletes the orphan only while the inode has links
                     fs.orphans().remove(ino);
                 }
                 fs.writeInode(ino, copy);

@@ -167,6 +167,34 @@ class OrphanTest {
         assertEquals(0, firstOrphan(img));
     }
 
+    /**
+     * A truncate of a file whose last name is gone while it is open (ftruncate on its handle, or a
+     * truncate by a path looked up just before the unlink) must leave it on the orphan list, as
+     * ext4_setattr() deletes it from the list only while it has links: taken off, the last release
+     * no longer freed it, and the inode stayed in use with no name and a stale chain link (found
+     * by bench/fsstress).
+     */
+    @Test
+    void aTruncateOfAnOpenUnlinkedFileLeavesItForTheLastRelease() throws Exception {
+        Path img = mkfs("unlinked-truncate.img");
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
+            long free0 = fs.statfs().freeBlocks();
+            long freeInodes0 = fs.statfs().freeInodes();
+            long a = createWith(fs, "a", pattern(300_000, 4));
+            fs.sync(); // written back: i_size on disk is what the truncate shrinks
+            fs.open(a);
+            fs.unlink(Ext4FileSystem.ROOT_INO, name("a"));
+            fs.truncate(a, 75_000);
+            fs.sync();
+            assertEquals(a, firstOrphan(img), "the truncate took the unlinked file off the orphan list");
+            fs.release(a);
+            assertEquals(free0, fs.statfs().freeBlocks(), "the last release frees the blocks");
+            assertEquals(freeInodes0, fs.statfs().freeInodes(), "and the inode");
+        }
+        Images.assertClean(img);
+        assertEquals(0, firstOrphan(img));
+    }
+
     @Test
     void aLoopingChainIsCutWithoutHanging() throws Exception {
         Path src = Files.createDirectories(work.resolve("src2"));
