@@ -186,12 +186,12 @@ public final class Ext4FileSystem implements Closeable {
             retrying(data);
             tx.tick();
         } catch (Ext4Exception | RuntimeException e) {
-            if (e instanceof Ext4Exception x && waitsForCommit(x)) {
-                // blocks freed meanwhile wait for the next commit again: no error, the next round retries
-                LOG.log(Level.DEBUG, "writeback waits for freed blocks: {0}", e.toString());
-                return;
-            }
             if (e instanceof Ext4Exception x) {
+                if (waitsForCommit(x)) {
+                    // blocks freed meanwhile wait for the next commit again: no error, the next round retries
+                    LOG.log(Level.DEBUG, "writeback waits for freed blocks: {0}", e.toString());
+                    return;
+                }
                 flushError.compareAndSet(null, x);
             }
             LOG.log(Level.ERROR, "writeback failed (the data stays dirty and is retried): {0}", e.toString());

@@ -601,7 +601,7 @@ final class FileWrite {
      * not insert, and the error is returned: an extent tree maps all or nothing, an indirect map
      * may keep a prefix of the run, which stays mapped and allocated.
      */
-    private static Ext4Exception insertOrFree(FileMap map, BlockAccount acct, long lblk, long physical, int length, boolean unwritten)
+    static Ext4Exception insertOrFree(FileMap map, BlockAccount acct, long lblk, long physical, int length, boolean unwritten)
             throws Ext4Exception {
         try {
             map.insert(lblk, physical, length, unwritten);

@@ -102,15 +102,9 @@ final class Namei {
         public long allocateBlock(long lblk) throws Ext4Exception {
             long goal = lblk == 0 ? 0 : map.map(lblk - 1, 1).physical() + 1;
             long pblk = acct.allocateJournaled(goal, 1).start(); // a directory block: through the journal
-            try {
-                map.insert(lblk, pblk, 1, false);
-            } catch (Ext4Exception | RuntimeException e) {
-                try {
-                    acct.freeBlocks(pblk, 1); // no block for the tree or indirect block that would map it
-                } catch (Ext4Exception | RuntimeException f) {
-                    e.addSuppressed(f);
-                }
-                throw e;
+            Ext4Exception failed = FileWrite.insertOrFree(map, acct, lblk, pblk, 1, false); // no block for the tree or indirect block that would map it
+            if (failed != null) {
+                throw failed;
             }
             return pblk;
         }

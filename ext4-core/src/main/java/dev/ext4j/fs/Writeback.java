@@ -669,11 +669,10 @@ final class Writeback {
         for (int k = 0; k < r.length(); k++) {
             long l = r.lblk() + k;
             if (l < eofBlocks && !cancelled(cancelled, l) && map.map(l, 1).isHole()) {
-                try {
-                    map.insert(l, r.physical() + k, 1, false);
-                } catch (Ext4Exception e) {
-                    acct.freeBlocks(r.physical() + k, r.length() - k);
-                    return new Mapped(mapped, k, e);
+                Ext4Exception failed = FileWrite.insertOrFree(map, acct, l, r.physical() + k, 1, false);
+                if (failed != null) {
+                    acct.freeBlocks(r.physical() + k + 1, r.length() - k - 1);
+                    return new Mapped(mapped, k, failed);
                 }
                 mapped++;
             } else {
