@@ -83,6 +83,10 @@ public final class Ext4Fuse extends FuseStubFS {
         return new long[] {ctx.uid.get(), ctx.gid.get()};
     };
 
+    /** As ext4's messages: 10 in 5 s for errors (corruption, I/O), and apart from them for the rest (ENOSPC, EEXIST...). */
+    private final LogLimit errorLogLimit = new LogLimit(5_000_000_000L, 10);
+    private final LogLimit infoLogLimit = new LogLimit(5_000_000_000L, 10);
+
     /** Runs a callback: errno translation and the catch-all live here and nowhere else. */
     int guard(String op, String path, Op body) {
         try {
@@ -98,7 +102,13 @@ public final class Ext4Fuse extends FuseStubFS {
                 case ENOENT, ENODATA, ERANGE, ENOTDIR, EISDIR, EROFS, EACCES, EOPNOTSUPP, ENAMETOOLONG -> Level.DEBUG;
                 default -> Level.INFO;
             };
-            LOG.log(level, "{0} {1}: {2}", op, path, e);
+            int dropped = level == Level.DEBUG ? 0 : (level == Level.ERROR ? errorLogLimit : infoLogLimit).admit(System.nanoTime());
+            if (dropped > 0) {
+                LOG.log(level, "{0} similar messages suppressed", dropped);
+            }
+            if (dropped >= 0) {
+                LOG.log(level, "{0} {1}: {2}", op, path, e);
+            }
             return -errno.value();
         } catch (RuntimeException | StackOverflowError e) {
             LOG.log(Level.ERROR, op + " " + path + ": unexpected failure, returning EIO", e);

@@ -57,6 +57,14 @@ class EnospcIT extends FuseTestBase {
 
             Tools.Result check = Tools.run(FILL_TIMEOUT, null, mnt, List.of("sha256sum", "--quiet", "-c", manifest.toString()));
             assertTrue(check.ok(), "reading back through the same mount: " + check.describe());
+
+            // a program that keeps writing to the full disk: each write fails, the log stays short
+            Tools.Result retries = Tools.bash(FILL_TIMEOUT, "cd \"$1\" && n=0; for i in $(seq 300); do"
+                    + " printf x 2>/dev/null >> retry || n=$((n + 1)); done; rm retry; echo $n", mnt.toString());
+            assertEquals("300", retries.requireOk().stdout().strip(), "writes to the full disk that failed");
+            long enospcLines = m.log().lines().filter(l -> l.contains("ENOSPC")).count();
+            assertTrue(enospcLines < 100, enospcLines + " ENOSPC lines in the server log: it is not rate-limited");
+
             statfsWhenFull = ShellViews.statfs(mnt);
             assertEquals(List.of(), m.unexpectedFailures(), "server log");
         }
