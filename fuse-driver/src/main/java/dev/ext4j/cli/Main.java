@@ -150,7 +150,6 @@ public final class Main {
         return 0;
     }
 
-    /** The uid and gid this server runs as, the mounting user's: the control file belongs to them. */
     /**
      * Whether the kernel checks permissions (default_permissions). It must whenever another user
      * can reach the mount: a mount by anyone but root, or with allow_other or allow_root. A mount
@@ -164,6 +163,7 @@ public final class Main {
         return uid != 0 || fuseOptions.contains("allow_other") || fuseOptions.contains("allow_root");
     }
 
+    /** The uid and gid this server runs as, the mounting user's: the control file belongs to them. */
     private static long[] ownIds() {
         try {
             Path self = Path.of("/proc/self");
