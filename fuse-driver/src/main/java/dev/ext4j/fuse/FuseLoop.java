@@ -169,6 +169,17 @@ public final class FuseLoop {
         pollFd.putInt(0, fd);
         pollFd.putShort(4, POLLIN);
         Thread me = Thread.currentThread();
+        try {
+            serveRequests(me, buf, pollFd);
+        } finally {
+            Turn t = turn.get();
+            if (t.reader() == me && turn.compareAndSet(t, Turn.NOBODY)) {
+                wake(successor); // a worker that dies reading (an Error out of a callback) leaves the reading to another
+            }
+        }
+    }
+
+    private void serveRequests(Thread me, Pointer buf, Pointer pollFd) {
         while (takeTurn(me)) {
             PointerByReference ch = new PointerByReference(channel);
             int res = receive(buf, ch, pollFd);
