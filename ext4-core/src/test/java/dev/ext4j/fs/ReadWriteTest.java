@@ -675,6 +675,32 @@ class ReadWriteTest {
         Images.assertClean(img);
     }
 
+    /**
+     * An xattr block comes out of the same free blocks as file data (ext4_new_meta_blocks() without
+     * EXT4_MB_USE_RESERVED): not those promised to delayed writes, root's or the last 2%.
+     */
+    @Test
+    void anXattrBlockLeavesPromisedAndReservedBlocksAlone() throws Exception {
+        Path img = Images.mkfs(work.resolve("xattr-reserve.img"), "32M", List.of("-b", "4096", "-m", "5", "-I", "128"), null);
+        try (Ext4FileSystem fs = openRw(img)) {
+            long big = fs.mknod(Ext4FileSystem.ROOT_INO, b("big"), 0100666, 0, 0, 1000, 1000);
+            long small = fs.mknod(Ext4FileSystem.ROOT_INO, b("small"), 0100666, 0, 0, 1000, 1000);
+            fillUntilEnospc(fs, big, 0, 1000); // dirty pages: their blocks are promised, not yet taken
+            long free = fs.statfs().freeBlocks();
+            Caller.set(1000, 1000);
+            try {
+                // 128-byte inodes have no room for xattrs: this one needs a block
+                Expect.errno(Errno.ENOSPC, () -> fs.setXattr(small, "user.note", new byte[100], 0));
+            } finally {
+                Caller.set(0, 0);
+            }
+            assertEquals(free, fs.statfs().freeBlocks(), "the failed setxattr took no block");
+            fs.setXattr(small, "user.note", new byte[100], 0); // root may use its reserve
+            assertEquals(free - 1, fs.statfs().freeBlocks());
+        }
+        Images.assertClean(img);
+    }
+
     /** Writes 64 KiB chunks as {@code uid} until ENOSPC; returns the offset reached. */
     private static long fillUntilEnospc(Ext4FileSystem fs, long ino, long from, long uid) throws Exception {
         Caller.set(uid, uid);
