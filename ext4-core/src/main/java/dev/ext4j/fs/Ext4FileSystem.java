@@ -950,8 +950,8 @@ public final class Ext4FileSystem implements Closeable {
                 long newBlock = 0;
                 if (!layout.block().isEmpty()) {
                     boolean shared = oldBlock != 0 && dev.ext4j.format.XattrEntry.refcount(cache.get(oldBlock)) > 1;
-                    // ext4_new_meta_blocks() without EXT4_MB_USE_RESERVED: not the blocks promised to
-                    // delayed writes, root's (but for root) or the last 2%
+                    // ext4_new_meta_blocks() without EXT4_MB_USE_RESERVED: never the blocks promised to
+                    // delayed writes or the last 2%, and root's reserve only for root
                     newBlock = oldBlock != 0 && !shared ? oldBlock : account(ino, copy).allocateJournaled(0, 1).start();
                     long nb = newBlock;
                     BlockCache.Mutator fill = b -> {
