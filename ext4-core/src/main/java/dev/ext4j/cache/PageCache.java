@@ -509,6 +509,22 @@ public final class PageCache {
             return dropRange(fromIndex, Long.MAX_VALUE);
         }
 
+        /**
+         * Drops the pages in [from, to) if none of them is dirty or under writeback, and says
+         * whether it did; the caller holds the inode's write lock, so none becomes dirty meanwhile.
+         */
+        public boolean dropRangeIfClean(long from, long to) {
+            for (Page p : pages.range(from, to)) {
+                synchronized (p) {
+                    if (p.owner == this && !p.dropped && (p.dirtyMask != 0 || p.writeback)) {
+                        return false;
+                    }
+                }
+            }
+            dropRange(from, to);
+            return true;
+        }
+
         /** Drops the pages in [from, to); see {@link #dropFrom}. */
         public long dropRange(long from, long to) {
             long freed = 0;

@@ -100,7 +100,7 @@ final class FileWrite {
                 throw new Ext4Exception(Errno.EFBIG, "write at " + offset + " is at or past the largest file size " + max);
             }
             int len = (int) Math.min(src.remaining(), max - offset);
-            if (!fs.writeback().lowOnSpace()) {
+            if (!fs.writeback().lowOnSpace() || !readyForWriteThrough(ino, offset, len)) {
                 written = fs.writeback().write(ino, offset, src, len);
                 copy = fs.inode(ino).inode().copy(); // writeback may have changed it meanwhile
                 Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
@@ -116,14 +116,22 @@ final class FileWrite {
     }
 
     /**
+     * Writes the inode's dirty pages back and drops the cached pages a write-through of [offset,
+     * offset + len) overwrites; false when one of them stays dirty (another writeback held it), and
+     * the write goes through the page cache after all.
+     */
+    private boolean readyForWriteThrough(long ino, long offset, int len) throws Ext4Exception {
+        fs.writeback().writeback(ino);
+        return fs.writeback().forgetCached(ino, offset, offset + len);
+    }
+
+    /**
      * The write without delayed allocation, for when free space runs low (the kernel's
      * ext4_nonda_switch()): the inode's dirty pages are written back first, then the data goes
      * straight to allocated blocks, so ENOSPC comes exactly when the last block is gone. The
      * caller holds the inode's write lock.
      */
     private int writeThrough(long ino, long offset, ByteBuffer src, int len) throws Ext4Exception {
-        fs.writeback().writeback(ino);
-        fs.writeback().forgetCached(ino, offset, offset + len);
         InodeInfo info = fs.inode(ino);
         Inode copy = info.inode().copy();
         BlockAccount acct = fs.account(ino, copy);

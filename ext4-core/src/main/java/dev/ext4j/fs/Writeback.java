@@ -756,13 +756,18 @@ final class Writeback {
     /** Free blocks under which writes stop being delayed: the kernel's 4 * 32 * CPUs for 2 CPUs. */
     private static final long LOW_SPACE_WATERMARK = 256;
 
-    /** Drops the clean cached pages of [from, to), which a write-through is about to overwrite. */
-    void forgetCached(long ino, long from, long to) {
+    /**
+     * Drops the cached pages of [from, to), which a write-through is about to overwrite, and says
+     * whether it did: not while one of them is dirty or under writeback (another writeback took it
+     * and a write dirtied it again meanwhile), whose data and promise must stay.
+     */
+    boolean forgetCached(long ino, long from, long to) {
         FilePages f = pages.peek(ino);
-        if (f != null) {
-            f.awaitIo(); // a writeback may be writing from these pages' frames
-            f.dropRange(from / ps, (to + ps - 1) / ps);
+        if (f == null) {
+            return true;
         }
+        f.awaitIo(); // a writeback may be writing from these pages' frames
+        return f.dropRangeIfClean(from / ps, (to + ps - 1) / ps);
     }
 
     /**
