@@ -3,8 +3,11 @@ package dev.ext4j.cache;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Comparator;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -384,9 +387,10 @@ public final class PageCache {
         /**
          * The writebacks between their two locked steps, each with the logical block ranges
          * [from, to) that a truncate or punch took away meanwhile, which it must not map or
-         * convert. Under the inode's lock.
+         * convert. Under the inode's lock. A set by identity: two tickets with the same ranges
+         * (none, most often) are two writebacks, and one's end must not take the other's away.
          */
-        public final List<List<long[]>> tickets = new ArrayList<>();
+        public final Set<List<long[]>> tickets = Collections.newSetFromMap(new IdentityHashMap<>());
         /** Writebacks started and not yet finished; under this object's monitor. */
         private int writebacks;
 

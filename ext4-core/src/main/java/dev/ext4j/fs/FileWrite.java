@@ -345,7 +345,13 @@ final class FileWrite {
                     fs.orphans().add(ino);
                     copy.setSize(size);
                     fs.writeInode(ino, copy.copy());
-                    removeInSteps(ino, copy, map, acct, (size + bs - 1) / bs, Long.MAX_VALUE, true);
+                }
+                if (size < Math.max(old, memSize)) {
+                    // cut at i_size, not the on-disk size, as ext4_truncate(): a writeback in
+                    // flight may have mapped blocks for written data past the on-disk size
+                    removeInSteps(ino, copy, map, acct, (size + bs - 1) / bs, Long.MAX_VALUE, orphan);
+                }
+                if (orphan) {
                     zeroTail(map, size);
                 } else if (size > old) {
                     zeroTail(map, old);

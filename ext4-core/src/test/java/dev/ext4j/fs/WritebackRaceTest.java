@@ -1,0 +1,178 @@
+package dev.ext4j.fs;
+
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ext4j.io.BlockDevice;
+import dev.ext4j.io.FileBlockDevice;
+import dev.ext4j.testutil.ForwardingDevice;
+import dev.ext4j.testutil.Images;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A change to the file while its writeback is between writing the data and mapping it: the data
+ * write is held at the device, the change is made to wait for it (as it does), and then the
+ * writeback completes. The image file is real; only the pause is injected.
+ */
+class WritebackRaceTest {
+    @TempDir
+    Path work;
+
+    /** The image file, holding the first write whose first byte is {@link #marker} until released. */
+    private static final class PausingDevice extends ForwardingDevice {
+        volatile int marker = -1;
+        final CountDownLatch reached = new CountDownLatch(1);
+        final CountDownLatch release = new CountDownLatch(1);
+
+        PausingDevice(BlockDevice inner) {
+            super(inner);
+        }
+
+        @Override
+        public void write(long offset, ByteBuffer src) throws IOException {
+            if (marker >= 0 && src.remaining() > 0 && (src.get(src.position()) & 0xFF) == marker) {
+                marker = -1;
+                reached.countDown();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException(e);
+                }
+            }
+            super.write(offset, src);
+        }
+    }
+
+    /** A flusher that does not run on its own during the test. */
+    private static final MountOptions NO_FLUSHER = MountOptions.defaults().withWriteback(64L << 20, 3_600_000, 3_600_000);
+
+    /**
+     * A truncate that shrinks the file below what writes left in memory but not below the on-disk
+     * size, while a writeback of the cut-off data is in flight: the blocks that writeback mapped
+     * past the new end must go (they stayed, unwritten, counted in st_blocks until a later
+     * truncate), and the file must read zeros there when it grows again.
+     */
+    @Test
+    void aTruncateDuringWritebackLeavesNoOldDataPastTheNewEnd() throws Exception {
+        Path img = Images.mkfs(work.resolve("t.img"), "64M", List.of("-b", "4096"), null);
+        PausingDevice dev = new PausingDevice(FileBlockDevice.open(img, false));
+        byte[] head = new byte[0x10000];
+        Arrays.fill(head, (byte) 0x11);
+        byte[] data = new byte[0x40000];
+        Arrays.fill(data, (byte) 0x98);
+        long ino;
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
+            ino = fs.mknod(Ext4FileSystem.ROOT_INO, "f".getBytes(StandardCharsets.US_ASCII), 0100644, 0, 0, 0, 0);
+            fs.open(ino);
+            fs.write(ino, 0, ByteBuffer.wrap(head));
+            fs.sync(); // on disk: 64 KiB
+            fs.write(ino, 0x200000, ByteBuffer.wrap(data)); // in memory: 2 MiB + 256 KiB
+            dev.marker = 0x98;
+            CompletableFuture<Void> sync = CompletableFuture.runAsync(() -> run(fs::sync));
+            assertTrue(dev.reached.await(30, TimeUnit.SECONDS), "the writeback reached its data write");
+            Thread[] truncater = new Thread[1];
+            CompletableFuture<Void> truncate = CompletableFuture.runAsync(() -> {
+                truncater[0] = Thread.currentThread();
+                run(() -> fs.truncate(ino, 0x100000)); // shorter than in memory, longer than on disk
+            });
+            // the truncate holds the inode and waits for the data write in flight
+            await().atMost(Duration.ofSeconds(30)).until(() -> truncater[0] != null
+                    && Arrays.stream(truncater[0].getStackTrace()).anyMatch(f -> f.getMethodName().equals("awaitIo")));
+            dev.release.countDown();
+            truncate.get(30, TimeUnit.SECONDS);
+            sync.get(30, TimeUnit.SECONDS);
+            fs.sync();
+            assertEquals(head.length / 512, fs.stat(ino).blocks512(), "the blocks past the new end went (st_blocks)");
+            fs.truncate(ino, 0x300000);
+            assertArrayEquals(new byte[0x40000], read(fs, ino, 0x200000, 0x40000), "zeros where the cut-off data was");
+            fs.release(ino);
+        }
+        Images.assertSilentlyClean(img);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            assertEquals(0x300000, fs.stat(ino).size());
+            assertArrayEquals(head, read(fs, ino, 0, head.length));
+            assertArrayEquals(new byte[0x40000], read(fs, ino, 0x200000, 0x40000), "zeros after a remount");
+        }
+    }
+
+    /**
+     * Two writebacks of one file in flight at once, the first held at its data write while the
+     * second completes; then a truncate cuts off the first one's blocks. Each writeback must learn
+     * of what was cut from its own range: the second one's end must not take the first one's
+     * record of it away, or the first converts blocks the truncate cut off, and their bytes show
+     * when the file grows again (the fsx failure: two rounds of one file, the flusher's and the
+     * writer's own).
+     */
+    @Test
+    void aWritebackThatEndsFirstLeavesTheOtherOnesCancellations() throws Exception {
+        Path img = Images.mkfs(work.resolve("two.img"), "64M", List.of("-b", "4096"), null);
+        PausingDevice dev = new PausingDevice(FileBlockDevice.open(img, false));
+        byte[] a = new byte[0x10000];
+        Arrays.fill(a, (byte) 0xAA);
+        byte[] b = new byte[0x10000];
+        Arrays.fill(b, (byte) 0xBB);
+        long ino;
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
+            ino = fs.mknod(Ext4FileSystem.ROOT_INO, "f".getBytes(StandardCharsets.US_ASCII), 0100644, 0, 0, 0, 0);
+            fs.open(ino);
+            fs.write(ino, 0x200000, ByteBuffer.wrap(a));
+            dev.marker = 0xAA;
+            CompletableFuture<Void> first = CompletableFuture.runAsync(() -> run(() -> fs.writeback().writeback(ino)));
+            assertTrue(dev.reached.await(30, TimeUnit.SECONDS), "the first writeback reached its data write");
+            fs.write(ino, 0x100000, ByteBuffer.wrap(b));
+            fs.writeback().writeback(ino); // the second writeback, of b alone, ends first
+            Thread[] truncater = new Thread[1];
+            CompletableFuture<Void> truncate = CompletableFuture.runAsync(() -> {
+                truncater[0] = Thread.currentThread();
+                run(() -> fs.truncate(ino, 0x180000)); // cuts off all of a
+            });
+            await().atMost(Duration.ofSeconds(30)).until(() -> truncater[0] != null
+                    && Arrays.stream(truncater[0].getStackTrace()).anyMatch(f -> f.getMethodName().equals("awaitIo")));
+            dev.release.countDown();
+            truncate.get(30, TimeUnit.SECONDS);
+            first.get(30, TimeUnit.SECONDS);
+            assertTrue(fs.writeback().pages().peek(ino).tickets.isEmpty(), "no writeback left a record behind");
+            fs.truncate(ino, 0x300000);
+            assertArrayEquals(b, read(fs, ino, 0x100000, b.length));
+            assertArrayEquals(new byte[a.length], read(fs, ino, 0x200000, a.length), "zeros where the cut-off data was");
+            fs.release(ino);
+        }
+        Images.assertSilentlyClean(img);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            assertArrayEquals(b, read(fs, ino, 0x100000, b.length));
+            assertArrayEquals(new byte[a.length], read(fs, ino, 0x200000, a.length), "zeros after a remount");
+        }
+    }
+
+    private interface Action {
+        void run() throws Exception;
+    }
+
+    private static void run(Action a) {
+        try {
+            a.run();
+        } catch (Exception e) {
+            throw new RuntimeException(e);
+        }
+    }
+
+    private static byte[] read(Ext4FileSystem fs, long ino, long off, int len) throws Exception {
+        byte[] back = new byte[len];
+        assertEquals(len, fs.read(ino, off, ByteBuffer.wrap(back)));
+        return back;
+    }
+}
