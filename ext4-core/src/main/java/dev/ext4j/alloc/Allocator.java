@@ -117,8 +117,16 @@ public final class Allocator {
         this.deferral = d;
     }
 
+    /** Calls of {@link #releaseFreed}, so that a caller can tell whether blocks became reusable since it looked. */
+    private final java.util.concurrent.atomic.AtomicLong releases = new java.util.concurrent.atomic.AtomicLong();
+
+    public long releases() {
+        return releases.get();
+    }
+
     /** The transaction that freed {@code [start, start + length)} is committed: the blocks may be reused. */
     public void releaseFreed(long start, long length) {
+        releases.incrementAndGet();
         try {
             forEachGroupRun(start, length, (g, off, n, first) -> {
                 synchronized (groups.lock(g)) {

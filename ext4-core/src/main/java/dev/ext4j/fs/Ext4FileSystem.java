@@ -182,14 +182,18 @@ public final class Ext4FileSystem implements Closeable {
         if (journalAborted != null) {
             return; // nothing can commit any more; the abort was reported once
         }
+        long released = releases();
         try {
             retrying(data);
             tx.tick();
         } catch (Ext4Exception | RuntimeException e) {
             if (e instanceof Ext4Exception x) {
-                if (waitsForCommit(x)) {
-                    // blocks freed meanwhile wait for the next commit again: no error, the next round retries
-                    LOG.log(Level.DEBUG, "writeback waits for freed blocks: {0}", e.toString());
+                if (x.errno() == Errno.ENOSPC) {
+                    // the pages stay dirty with their promises (nothing is dropped, unlike a failed
+                    // delayed allocation in the kernel): the next round retries, and a sync writes
+                    // them back itself and reports its own outcome, so this is kept for none
+                    LOG.log(waitsForCommit(x, released) ? Level.DEBUG : Level.WARNING,
+                            "writeback found no free block (the data stays dirty and is retried): {0}", e.toString());
                     return;
                 }
                 flushError.compareAndSet(null, x);
@@ -826,21 +830,19 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     /**
-     * ext4_should_retry_alloc(): after ENOSPC while free blocks wait for the commit of the
-     * transaction that freed them (file data may not use them before, see
-     * Allocator#allocateBlocks), commits it and says to try once more. The caller runs no handle.
+     * Whether {@code e} is an ENOSPC that a commit may lift: some free blocks wait for the commit of
+     * the transaction that freed them, or did when the allocation failed ({@code released}, the
+     * allocator's {@link dev.ext4j.alloc.Allocator#releases} before it: a commit since may have made
+     * them reusable).
      */
-    private boolean retryAfterCommit(Ext4Exception e) throws Ext4Exception {
-        if (!waitsForCommit(e)) {
-            return false;
-        }
-        tx.sync();
-        return true;
+    boolean waitsForCommit(Ext4Exception e, long released) {
+        return e.errno() == Errno.ENOSPC && allocator != null && tx.journaled()
+                && (allocator.hasUncommittedFrees() || allocator.releases() != released);
     }
 
-    /** Whether {@code e} is an ENOSPC that a commit may lift: some free blocks wait for the commit of their freeing. */
-    boolean waitsForCommit(Ext4Exception e) {
-        return e.errno() == Errno.ENOSPC && allocator != null && tx.journaled() && allocator.hasUncommittedFrees();
+    /** The allocator's count of committed frees released, for {@link #waitsForCommit}; 0 read-only. */
+    long releases() {
+        return allocator == null ? 0 : allocator.releases();
     }
 
     /** A change that allocates data blocks and may run again after a failure. */
@@ -848,14 +850,20 @@ public final class Ext4FileSystem implements Closeable {
         T run() throws Ext4Exception;
     }
 
-    /** Runs {@code op}, and once more after a commit when its ENOSPC came from blocks waiting for one ({@link #retryAfterCommit}). */
+    /**
+     * Runs {@code op}, and once more after a commit when its ENOSPC came from blocks waiting for
+     * one (ext4_should_retry_alloc(): file data may not reuse them before, see
+     * Allocator#allocateBlocks). The caller runs no handle.
+     */
     private <T> T retryingAlloc(Retryable<T> op) throws Ext4Exception {
+        long released = releases();
         try {
             return op.run();
         } catch (Ext4Exception e) {
-            if (!retryAfterCommit(e)) {
+            if (!waitsForCommit(e, released)) {
                 throw e;
             }
+            tx.sync();
             return op.run();
         }
     }

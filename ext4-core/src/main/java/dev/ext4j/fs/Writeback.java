@@ -806,10 +806,11 @@ final class Writeback {
     void writebackAll() throws Ext4Exception {
         Ext4Exception first = null;
         for (FilePages f : pages.dirtyFiles()) {
+            long released = fs.releases();
             try {
                 writebackFully(f.ino);
             } catch (Ext4Exception e) {
-                LOG.log(fs.waitsForCommit(e) ? Level.DEBUG : Level.ERROR, "writeback of inode " + f.ino + " failed: " + e.getMessage());
+                LOG.log(fs.waitsForCommit(e, released) ? Level.DEBUG : Level.ERROR, "writeback of inode " + f.ino + " failed: " + e.getMessage());
                 if (first == null) {
                     first = e;
                 }
