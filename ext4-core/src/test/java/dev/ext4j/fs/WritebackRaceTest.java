@@ -70,30 +70,15 @@ class WritebackRaceTest {
     void aTruncateDuringWritebackLeavesNoOldDataPastTheNewEnd() throws Exception {
         Path img = Images.mkfs(work.resolve("t.img"), "64M", List.of("-b", "4096"), null);
         PausingDevice dev = new PausingDevice(FileBlockDevice.open(img, false));
-        byte[] head = new byte[0x10000];
-        Arrays.fill(head, (byte) 0x11);
-        byte[] data = new byte[0x40000];
-        Arrays.fill(data, (byte) 0x98);
+        byte[] head = filled(0x10000, 0x11);
         long ino;
         try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
-            ino = fs.mknod(Ext4FileSystem.ROOT_INO, "f".getBytes(StandardCharsets.US_ASCII), 0100644, 0, 0, 0, 0);
-            fs.open(ino);
+            ino = create(fs, "f");
             fs.write(ino, 0, ByteBuffer.wrap(head));
             fs.sync(); // on disk: 64 KiB
-            fs.write(ino, 0x200000, ByteBuffer.wrap(data)); // in memory: 2 MiB + 256 KiB
-            dev.marker = 0x98;
-            CompletableFuture<Void> sync = CompletableFuture.runAsync(() -> run(fs::sync));
-            assertTrue(dev.reached.await(30, TimeUnit.SECONDS), "the writeback reached its data write");
-            Thread[] truncater = new Thread[1];
-            CompletableFuture<Void> truncate = CompletableFuture.runAsync(() -> {
-                truncater[0] = Thread.currentThread();
-                run(() -> fs.truncate(ino, 0x100000)); // shorter than in memory, longer than on disk
-            });
-            // the truncate holds the inode and waits for the data write in flight
-            await().atMost(Duration.ofSeconds(30)).until(() -> truncater[0] != null
-                    && Arrays.stream(truncater[0].getStackTrace()).anyMatch(f -> f.getMethodName().equals("awaitIo")));
-            dev.release.countDown();
-            truncate.get(30, TimeUnit.SECONDS);
+            fs.write(ino, 0x200000, ByteBuffer.wrap(filled(0x40000, 0x98))); // in memory: 2 MiB + 256 KiB
+            CompletableFuture<Void> sync = hold(dev, 0x98, fs::sync);
+            whileHeld(dev, () -> fs.truncate(ino, 0x100000)); // shorter than in memory, longer than on disk
             sync.get(30, TimeUnit.SECONDS);
             fs.sync();
             assertEquals(head.length / 512, fs.stat(ino).blocks512(), "the blocks past the new end went (st_blocks)");
@@ -121,29 +106,16 @@ class WritebackRaceTest {
     void aWritebackThatEndsFirstLeavesTheOtherOnesCancellations() throws Exception {
         Path img = Images.mkfs(work.resolve("two.img"), "64M", List.of("-b", "4096"), null);
         PausingDevice dev = new PausingDevice(FileBlockDevice.open(img, false));
-        byte[] a = new byte[0x10000];
-        Arrays.fill(a, (byte) 0xAA);
-        byte[] b = new byte[0x10000];
-        Arrays.fill(b, (byte) 0xBB);
+        byte[] a = filled(0x10000, 0xAA);
+        byte[] b = filled(0x10000, 0xBB);
         long ino;
         try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
-            ino = fs.mknod(Ext4FileSystem.ROOT_INO, "f".getBytes(StandardCharsets.US_ASCII), 0100644, 0, 0, 0, 0);
-            fs.open(ino);
+            ino = create(fs, "f");
             fs.write(ino, 0x200000, ByteBuffer.wrap(a));
-            dev.marker = 0xAA;
-            CompletableFuture<Void> first = CompletableFuture.runAsync(() -> run(() -> fs.writeback().writeback(ino)));
-            assertTrue(dev.reached.await(30, TimeUnit.SECONDS), "the first writeback reached its data write");
+            CompletableFuture<Void> first = hold(dev, 0xAA, () -> fs.writeback().writeback(ino));
             fs.write(ino, 0x100000, ByteBuffer.wrap(b));
             fs.writeback().writeback(ino); // the second writeback, of b alone, ends first
-            Thread[] truncater = new Thread[1];
-            CompletableFuture<Void> truncate = CompletableFuture.runAsync(() -> {
-                truncater[0] = Thread.currentThread();
-                run(() -> fs.truncate(ino, 0x180000)); // cuts off all of a
-            });
-            await().atMost(Duration.ofSeconds(30)).until(() -> truncater[0] != null
-                    && Arrays.stream(truncater[0].getStackTrace()).anyMatch(f -> f.getMethodName().equals("awaitIo")));
-            dev.release.countDown();
-            truncate.get(30, TimeUnit.SECONDS);
+            whileHeld(dev, () -> fs.truncate(ino, 0x180000)); // cuts off all of a
             first.get(30, TimeUnit.SECONDS);
             assertTrue(fs.writeback().pages().peek(ino).tickets.isEmpty(), "no writeback left a record behind");
             fs.truncate(ino, 0x300000);
@@ -168,39 +140,24 @@ class WritebackRaceTest {
     void aWriteThroughKeepsAPageThatIsDirtyAgainUnderWriteback() throws Exception {
         Path img = Images.mkfs(work.resolve("low.img"), "16M", List.of("-b", "4096"), null);
         PausingDevice dev = new PausingDevice(FileBlockDevice.open(img, false));
-        byte[] want = new byte[4096];
-        Arrays.fill(want, (byte) 0xAA);
+        byte[] want = filled(4096, 0xAA);
         long ino;
         try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
-            ino = fs.mknod(Ext4FileSystem.ROOT_INO, "f".getBytes(StandardCharsets.US_ASCII), 0100644, 0, 0, 0, 0);
-            fs.open(ino);
+            ino = create(fs, "f");
             fs.write(ino, 0, ByteBuffer.wrap(want.clone()));
-            dev.marker = 0xAA;
-            CompletableFuture<Void> writeback = CompletableFuture.runAsync(() -> run(() -> fs.writeback().writeback(ino)));
-            assertTrue(dev.reached.await(30, TimeUnit.SECONDS), "the writeback reached its data write");
-            byte[] again = new byte[100];
-            Arrays.fill(again, (byte) 0xCC);
+            CompletableFuture<Void> writeback = hold(dev, 0xAA, () -> fs.writeback().writeback(ino));
+            byte[] again = filled(100, 0xCC);
             fs.write(ino, 0, ByteBuffer.wrap(again)); // dirty again while under writeback
             System.arraycopy(again, 0, want, 0, again.length);
             // a second file takes the space until writes stop being delayed
-            long filler = fs.mknod(Ext4FileSystem.ROOT_INO, "g".getBytes(StandardCharsets.US_ASCII), 0100644, 0, 0, 0, 0);
+            long filler = create(fs, "g");
             byte[] chunk = new byte[64 << 10];
             for (long off = 0; !fs.writeback().lowOnSpace(); off += chunk.length) {
                 assertEquals(chunk.length, fs.write(filler, off, ByteBuffer.wrap(chunk)));
             }
-            byte[] through = new byte[100];
-            Arrays.fill(through, (byte) 0xDD);
+            byte[] through = filled(100, 0xDD);
             System.arraycopy(through, 0, want, 200, through.length);
-            Thread[] writer = new Thread[1];
-            CompletableFuture<Void> write = CompletableFuture.runAsync(() -> {
-                writer[0] = Thread.currentThread();
-                run(() -> fs.write(ino, 200, ByteBuffer.wrap(through)));
-            });
-            // the write-through waits for the data write in flight before it looks at the pages
-            await().atMost(Duration.ofSeconds(30)).until(() -> writer[0] != null
-                    && Arrays.stream(writer[0].getStackTrace()).anyMatch(f -> f.getMethodName().equals("awaitIo")));
-            dev.release.countDown();
-            write.get(30, TimeUnit.SECONDS);
+            whileHeld(dev, () -> fs.write(ino, 200, ByteBuffer.wrap(through)));
             writeback.get(30, TimeUnit.SECONDS);
             assertArrayEquals(want, read(fs, ino, 0, want.length), "the bytes written while the page was under writeback");
             fs.release(ino);
@@ -209,6 +166,45 @@ class WritebackRaceTest {
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
             assertArrayEquals(want, read(fs, ino, 0, want.length), "after a remount");
         }
+    }
+
+    /**
+     * Starts {@code writeback} on another thread with the data write of bytes {@code marker} held
+     * at the device; returns once it is held.
+     */
+    private static CompletableFuture<Void> hold(PausingDevice dev, int marker, Action writeback) throws InterruptedException {
+        dev.marker = marker;
+        CompletableFuture<Void> f = CompletableFuture.runAsync(() -> run(writeback));
+        assertTrue(dev.reached.await(30, TimeUnit.SECONDS), "the writeback reached its data write");
+        return f;
+    }
+
+    /**
+     * Runs {@code change} on another thread until it holds the inode and waits for the held data
+     * write (as a truncate, punch or write-through does), then lets the write go and waits for it.
+     */
+    private static void whileHeld(PausingDevice dev, Action change) throws Exception {
+        Thread[] runner = new Thread[1];
+        CompletableFuture<Void> done = CompletableFuture.runAsync(() -> {
+            runner[0] = Thread.currentThread();
+            run(change);
+        });
+        await().atMost(Duration.ofSeconds(30)).until(() -> runner[0] != null
+                && Arrays.stream(runner[0].getStackTrace()).anyMatch(f -> f.getMethodName().equals("awaitIo")));
+        dev.release.countDown();
+        done.get(30, TimeUnit.SECONDS);
+    }
+
+    private static long create(Ext4FileSystem fs, String name) throws Exception {
+        long ino = fs.mknod(Ext4FileSystem.ROOT_INO, name.getBytes(StandardCharsets.US_ASCII), 0100644, 0, 0, 0, 0);
+        fs.open(ino);
+        return ino;
+    }
+
+    private static byte[] filled(int len, int b) {
+        byte[] a = new byte[len];
+        Arrays.fill(a, (byte) b);
+        return a;
     }
 
     private interface Action {
