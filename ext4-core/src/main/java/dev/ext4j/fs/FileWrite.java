@@ -100,15 +100,16 @@ final class FileWrite {
                 throw new Ext4Exception(Errno.EFBIG, "write at " + offset + " is at or past the largest file size " + max);
             }
             int len = (int) Math.min(src.remaining(), max - offset);
-            if (!fs.writeback().lowOnSpace() || !readyForWriteThrough(ino, offset, len)) {
+            boolean through = fs.writeback().lowOnSpace() && readyForWriteThrough(ino, offset, len);
+            if (through) {
+                written = writeThrough(ino, offset, src, len);
+            } else {
                 written = fs.writeback().write(ino, offset, src, len);
                 copy = fs.inode(ino).inode().copy(); // writeback may have changed it meanwhile
                 Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
                 copy.setMtime(now.seconds(), now.nanos());
                 copy.setCtime(now.seconds(), now.nanos());
                 fs.writeInode(ino, copy);
-            } else {
-                written = writeThrough(ino, offset, src, len);
             }
         }
         fs.balanceDirty(ino);

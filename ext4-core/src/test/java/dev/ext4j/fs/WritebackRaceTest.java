@@ -41,6 +41,10 @@ class WritebackRaceTest {
             super(inner);
         }
 
+        static PausingDevice over(Path img) throws IOException {
+            return new PausingDevice(FileBlockDevice.open(img, false));
+        }
+
         @Override
         public void write(long offset, ByteBuffer src) throws IOException {
             if (marker >= 0 && src.remaining() > 0 && (src.get(src.position()) & 0xFF) == marker) {
@@ -69,7 +73,7 @@ class WritebackRaceTest {
     @Test
     void aTruncateDuringWritebackLeavesNoOldDataPastTheNewEnd() throws Exception {
         Path img = Images.mkfs(work.resolve("t.img"), "64M", List.of("-b", "4096"), null);
-        PausingDevice dev = new PausingDevice(FileBlockDevice.open(img, false));
+        PausingDevice dev = PausingDevice.over(img);
         byte[] head = filled(0x10000, 0x11);
         long ino;
         try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
@@ -105,7 +109,7 @@ class WritebackRaceTest {
     @Test
     void aWritebackThatEndsFirstLeavesTheOtherOnesCancellations() throws Exception {
         Path img = Images.mkfs(work.resolve("two.img"), "64M", List.of("-b", "4096"), null);
-        PausingDevice dev = new PausingDevice(FileBlockDevice.open(img, false));
+        PausingDevice dev = PausingDevice.over(img);
         byte[] a = filled(0x10000, 0xAA);
         byte[] b = filled(0x10000, 0xBB);
         long ino;
@@ -139,7 +143,7 @@ class WritebackRaceTest {
     @Test
     void aWriteThroughKeepsAPageThatIsDirtyAgainUnderWriteback() throws Exception {
         Path img = Images.mkfs(work.resolve("low.img"), "16M", List.of("-b", "4096"), null);
-        PausingDevice dev = new PausingDevice(FileBlockDevice.open(img, false));
+        PausingDevice dev = PausingDevice.over(img);
         byte[] want = filled(4096, 0xAA);
         long ino;
         try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
