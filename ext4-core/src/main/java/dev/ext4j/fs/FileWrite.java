@@ -20,10 +20,10 @@ final class FileWrite {
     /** Longest run allocated at once (one extent's worth of written blocks). */
     private static final int MAX_RUN = 32768;
 
-    private final Ext4FileSystem fs;
+    private final SuperInfo fs;
     private final int bs;
 
-    FileWrite(Ext4FileSystem fs) {
+    FileWrite(SuperInfo fs) {
         this.fs = fs;
         this.bs = fs.blockSize();
     }

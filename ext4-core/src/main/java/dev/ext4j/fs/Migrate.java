@@ -43,14 +43,14 @@ final class Migrate {
         void run() throws Ext4Exception;
     }
 
-    private final Ext4FileSystem fs;
+    private final SuperInfo fs;
     private final Hook beforeSwap;
 
-    Migrate(Ext4FileSystem fs) {
+    Migrate(SuperInfo fs) {
         this(fs, () -> { });
     }
 
-    Migrate(Ext4FileSystem fs, Hook beforeSwap) {
+    Migrate(SuperInfo fs, Hook beforeSwap) {
         this.fs = fs;
         this.beforeSwap = beforeSwap;
     }

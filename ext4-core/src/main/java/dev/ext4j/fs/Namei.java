@@ -1,5 +1,10 @@
 package dev.ext4j.fs;
 
+import java.util.Arrays;
+import dev.ext4j.inline.InlineDirectory;
+import dev.ext4j.dir.DirSink;
+import dev.ext4j.dir.DirEntries;
+import dev.ext4j.dir.BlockDirectory;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.dir.DirChanges;
@@ -23,10 +28,10 @@ final class Namei {
     /** EXT4_LINK_MAX: above it a directory's count sticks at 1 (dir_nlink) and links fail. */
     static final int LINK_MAX = 65000;
 
-    private final Ext4FileSystem fs;
+    private final SuperInfo fs;
     private final int bs;
 
-    Namei(Ext4FileSystem fs) {
+    Namei(SuperInfo fs) {
         this.fs = fs;
         this.bs = fs.blockSize();
     }
@@ -342,7 +347,7 @@ final class Namei {
             throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
         }
         while (true) {
-            long child = fs.lookup(dirIno, name);
+            long child = lookup(dirIno, name);
             try (InodeLocks.Held h = fs.locks().lockAll(dirIno, child)) {
                 Dir dir = new Dir(dirIno);
                 if (dir.entries.reader().lookup(name) != child) {
@@ -395,16 +400,16 @@ final class Namei {
         fs.requireWritable();
         checkName(toName);
         if (fromDir == toDir && java.util.Arrays.equals(fromName, toName)) {
-            fs.lookup(fromDir, fromName);
+            lookup(fromDir, fromName);
             return;
         }
         Object renameLock = fromDir != toDir ? fs.locks().renameLock : new Object();
         synchronized (renameLock) {
             while (true) {
-                long src = fs.lookup(fromDir, fromName);
+                long src = lookup(fromDir, fromName);
                 long dst;
                 try {
-                    dst = fs.lookup(toDir, toName);
+                    dst = lookup(toDir, toName);
                 } catch (Ext4Exception e) {
                     if (e.errno() != Errno.ENOENT) {
                         throw e;
@@ -437,7 +442,7 @@ final class Namei {
         boolean srcDir = s.isDirectory();
         if (srcDir && from.ino != to.ino) {
             // moving a directory into its own subtree would cut it off from the root
-            for (long d = to.ino; d != Ext4FileSystem.ROOT_INO; d = fs.parentOf(d)) {
+            for (long d = to.ino; d != Ext4FileSystem.ROOT_INO; d = parentOf(d)) {
                 if (d == src) {
                     throw new Ext4Exception(Errno.EINVAL, "cannot move directory inode " + src + " into itself");
                 }
@@ -492,5 +497,119 @@ final class Namei {
         if (to != from) {
             to.touchAndWrite();
         }
+    }
+
+    // ---- lookups (namei.c ext4_lookup(), dir.c ext4_readdir()) ----
+
+    /** Inode of {@code name} in directory {@code dirIno}; ENOENT when absent. */
+    long lookup(long dirIno, byte[] name) throws Ext4Exception {
+        long ino = find(dirIno, name);
+        if (ino == 0) {
+            throw new Ext4Exception(Errno.ENOENT, "no entry in directory inode " + dirIno);
+        }
+        return ino;
+    }
+
+    /**
+     * {@link #lookup}, with 0 for a name that is not there: the kernel looks up every name before
+     * it creates it, and an exception per new name costs more than the search.
+     */
+    private long find(long dirIno, byte[] name) throws Ext4Exception {
+        if (name.length > 255) {
+            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
+        }
+        long cached = fs.dentries.get(dirIno, name);
+        if (cached != 0) {
+            return cached;
+        }
+        var lock = fs.locks.of(dirIno).readLock();
+        lock.lock();
+        try {
+            long ino = directory(dirIno).lookup(name);
+            if (ino == 0) {
+                return 0;
+            }
+            fs.inodes.linked(ino, dirIno);
+            fs.dentries.put(dirIno, name, ino); // under the lock, so an unlink cannot slip in between
+            return ino;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Walks an absolute path ("/a/b", bytes, '/'-separated) from the root. */
+    long resolve(byte[] path) throws Ext4Exception {
+        long ino = resolveOrZero(path);
+        if (ino == 0) {
+            throw new Ext4Exception(Errno.ENOENT, "no such path");
+        }
+        return ino;
+    }
+
+    /** {@link #resolve}, with 0 when a name on the path is not there (see {@link #find}). */
+    long resolveOrZero(byte[] path) throws Ext4Exception {
+        long ino = Ext4FileSystem.ROOT_INO;
+        int i = 0;
+        while (i < path.length) {
+            while (i < path.length && path[i] == '/') {
+                i++;
+            }
+            int start = i;
+            while (i < path.length && path[i] != '/') {
+                i++;
+            }
+            if (i > start) {
+                if (!fs.inode(ino).inode().isDirectory()) {
+                    throw new Ext4Exception(Errno.ENOTDIR, "inode " + ino + " is not a directory");
+                }
+                ino = find(ino, Arrays.copyOfRange(path, start, i));
+                if (ino == 0) {
+                    return 0;
+                }
+            }
+        }
+        return ino;
+    }
+
+    void readdir(long dirIno, long position, DirSink sink) throws Ext4Exception {
+        var lock = fs.locks.of(dirIno).readLock();
+        lock.lock();
+        try {
+            directory(dirIno).readdir(position, sink);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * The ".." of a directory, read without its lock: only cross-directory renames change it, and
+     * they hold the rename lock (see {@link InodeLocks}).
+     */
+    long parentOf(long dirIno) throws Ext4Exception {
+        long parent = directory(dirIno).lookup(new byte[] {'.', '.'});
+        if (parent == 0) {
+            throw Ext4Exception.corrupted("directory inode " + dirIno + " has no \"..\" entry");
+        }
+        return parent;
+    }
+
+    private DirEntries directory(long dirIno) throws Ext4Exception {
+        InodeInfo info = fs.inode(dirIno);
+        Inode i = info.inode();
+        if (!i.isDirectory()) {
+            throw new Ext4Exception(Errno.ENOTDIR, "inode " + dirIno + " is not a directory");
+        }
+        if (i.linksCount() == 0) {
+            // removed while someone still held its number (the VFS's IS_DEADDIR): nothing is in it
+            throw new Ext4Exception(Errno.ENOENT, "directory inode " + dirIno + " was removed");
+        }
+        if (i.hasFlag(Inode.ENCRYPT_FL)) {
+            throw new Ext4Exception(Errno.ENOKEY, "directory inode " + dirIno + " is encrypted");
+        }
+        if (i.hasFlag(Inode.INLINE_DATA_FL)) {
+            return new InlineDirectory(dirIno, i.iBlock(), fs.fileRead.inlineXattr(info), fs.dirFormat());
+        }
+        boolean indexed = i.hasFlag(Inode.INDEX_FL) && !i.hasFlag(Inode.CASEFOLD_FL);
+        return new BlockDirectory(fs.cache, dirIno, info.map(), fs.inodes.isize(i), indexed, fs.dirFormat(), info.csumSeed());
     }
 }

@@ -3,6 +3,7 @@ package dev.ext4j.fs;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.extent.Mapping;
+import dev.ext4j.io.BlockCache;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.OrphanBlock;
@@ -20,7 +21,7 @@ import java.util.Set;
  * ext4_orphan_cleanup()). With COMPAT_ORPHAN_FILE the kernel records orphans in the slots of an
  * inode's blocks ({@link OrphanBlock}) instead of the s_last_orphan chain, and sets
  * RO_COMPAT_ORPHAN_PRESENT while any slot may be in use. After a crash every inode found in a slot
- * is finished as one on the chain is ({@link Ext4FileSystem#finishOrphan}): deleted when it has no
+ * is finished as one on the chain is ({@link Evict#finishOrphan}): deleted when it has no
  * link left, else cut back to its size. Its slot is zeroed (and the block's checksum restamped) in
  * the same handle as the inode's last change, so a crash in between never leaves a slot naming an
  * inode that was already freed. When every slot is free, ORPHAN_PRESENT is cleared.
@@ -56,11 +57,10 @@ final class OrphanFile {
 
     /**
      * Reads every block of the orphan file and checks its tail (ext4_init_orphan_info()); returns
-     * null when the filesystem has no orphan file. Nothing is written: {@code fs} may be a
+     * null when the filesystem has no orphan file. Nothing is written: {@code inodes} may be a
      * read-only view of the filesystem about to be mounted.
      */
-    static OrphanFile load(Ext4FileSystem fs) throws Ext4Exception {
-        Superblock sb = fs.superblock();
+    static OrphanFile load(Superblock sb, BlockCache cache, InodeTable inodes) throws Ext4Exception {
         if (!sb.has(Feature.ORPHAN_FILE)) {
             return null;
         }
@@ -69,9 +69,9 @@ final class OrphanFile {
             throw refuse(Ext4Exception.corrupted("superblock: orphan_file is set but s_orphan_file_inum is " + ino
                     + " (expected 1.." + sb.inodesCount() + ")"));
         }
-        InodeInfo info = fs.inode(ino);
+        InodeInfo info = inodes.get(ino);
         Inode inode = info.inode();
-        int bs = fs.blockSize();
+        int bs = sb.blockSize();
         if (!inode.isRegular() || info.map() == null || inode.hasFlag(Inode.INLINE_DATA_FL)) {
             throw refuse(Ext4Exception.corrupted("orphan file inode " + ino + " is not a regular file with blocks (mode 0"
                     + Integer.toOctalString(inode.mode()) + ")"));
@@ -83,7 +83,7 @@ final class OrphanFile {
         int blocks = (int) (inode.size() / bs);
         long[] physical = new long[blocks];
         List<Slot> used = new ArrayList<>();
-        boolean csum = fs.metadataCsum();
+        boolean csum = sb.has(Feature.METADATA_CSUM);
         for (int b = 0; b < blocks; b++) {
             Mapping m = info.map().map(b, 1);
             if (m.isHole() || m.unwritten()) {
@@ -92,7 +92,7 @@ final class OrphanFile {
             }
             long pblk = m.physical() + (b - m.logical());
             physical[b] = pblk;
-            ByteBuffer raw = fs.cache().get(pblk);
+            ByteBuffer raw = cache.get(pblk);
             OrphanBlock ob = OrphanBlock.of(raw, bs);
             String where = "orphan file inode " + ino + ", block " + b + " (physical " + pblk + ")";
             if (ob.magic() != OrphanBlock.MAGIC) {
@@ -133,7 +133,7 @@ final class OrphanFile {
      * file itself, free in the inode bitmap, or seen before) is freed with a log line, as the kernel
      * skips such records.
      */
-    void cleanup(Ext4FileSystem fs) throws Ext4Exception {
+    void cleanup(SuperInfo fs) throws Ext4Exception {
         Superblock sb = fs.superblock();
         Set<Long> seen = new HashSet<>();
         int finished = 0;
@@ -174,7 +174,7 @@ final class OrphanFile {
     }
 
     /** Zeroes one slot and restamps its block's checksum; the caller runs a handle. */
-    private void clearSlot(Ext4FileSystem fs, Slot s) throws Ext4Exception {
+    private void clearSlot(SuperInfo fs, Slot s) throws Ext4Exception {
         long pblk = physical[s.block()];
         boolean csum = fs.metadataCsum();
         int bs = fs.blockSize();

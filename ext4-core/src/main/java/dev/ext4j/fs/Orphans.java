@@ -17,7 +17,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * head and each orphan's i_dtime holds the next, so after a crash the next mount (or e2fsck)
  * finishes what was interrupted.
  *
- * <p>The chain is mirrored in memory. {@link Ext4FileSystem#writeInode} stamps an orphan's i_dtime
+ * <p>The chain is mirrored in memory. {@link InodeTable#write} stamps an orphan's i_dtime
  * from the mirror under this object's monitor, so a thread writing its copy of an orphan inode never
  * undoes the link change that removing another orphan made. The monitor is a leaf in the lock
  * order: taken after inode locks, before block locks and the superblock's monitor.
@@ -25,12 +25,12 @@ import java.util.concurrent.ConcurrentHashMap;
 final class Orphans {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
-    private final Ext4FileSystem fs;
+    private final SuperInfo fs;
     private final Superblock sb;
     /** Orphan inode → the next one in the chain (0 ends it). */
     private final Map<Long, Long> next = new ConcurrentHashMap<>();
 
-    Orphans(Ext4FileSystem fs) {
+    Orphans(SuperInfo fs) {
         this.fs = fs;
         this.sb = fs.superblock();
     }
@@ -89,7 +89,7 @@ final class Orphans {
     }
 
     /** Writes {@code changed} with its chain link when it is an orphan; else as it is. */
-    InodeInfo stampAndWrite(long ino, Inode changed, Ext4FileSystem.InodeWriter writer) throws Ext4Exception {
+    InodeInfo stampAndWrite(long ino, Inode changed, InodeTable.InodeWriter writer) throws Ext4Exception {
         if (!next.containsKey(ino)) {
             return writer.write(ino, changed);
         }

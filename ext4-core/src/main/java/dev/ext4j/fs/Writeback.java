@@ -2,9 +2,9 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.alloc.Allocator;
-import dev.ext4j.cache.PageCache;
-import dev.ext4j.cache.PageCache.FilePages;
-import dev.ext4j.cache.PageCache.Page;
+import dev.ext4j.pagecache.PageCache;
+import dev.ext4j.pagecache.PageCache.FilePages;
+import dev.ext4j.pagecache.PageCache.Page;
 import dev.ext4j.extent.Mapping;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
@@ -36,14 +36,14 @@ final class Writeback {
     /** Bytes per write of the data: 1 MiB. */
     private static final int SLICE = 1 << 20;
 
-    private final Ext4FileSystem fs;
+    private final SuperInfo fs;
     private final PageCache pages;
     private final BlockAccount.Reserve reserve;
     private final int bs;
     private final int ps;
     private final int perPage;
 
-    Writeback(Ext4FileSystem fs, PageCache pages, BlockAccount.Reserve reserve) {
+    Writeback(SuperInfo fs, PageCache pages, BlockAccount.Reserve reserve) {
         this.fs = fs;
         this.pages = pages;
         this.reserve = reserve;

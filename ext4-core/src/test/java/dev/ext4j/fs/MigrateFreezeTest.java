@@ -82,7 +82,7 @@ class MigrateFreezeTest {
             long free = fs.statfs().freeBlocks();
             long sectors = fs.stat(ino).blocks512();
             // the write lands in the page cache; the sync's writeback maps it into the hole
-            Migrate m = new Migrate(fs, () -> {
+            Migrate m = new Migrate(fs.sbi(), () -> {
                 fs.write(ino, 500 << 10, ByteBuffer.wrap(new byte[] {7}));
                 fs.sync();
             });

@@ -64,7 +64,7 @@ class OrphanFileTest {
     /** The inode numbers in use in the orphan file's slots, as a read-only mount sees them (after an in-memory replay). */
     private static List<Long> slotsInUse(Path img) throws Exception {
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
-            return OrphanFile.load(fs).used().stream().map(OrphanFile.Slot::ino).collect(Collectors.toList());
+            return OrphanFile.load(fs.superblock(), fs.sbi().cache, fs.sbi().inodes).used().stream().map(OrphanFile.Slot::ino).collect(Collectors.toList());
         }
     }
 

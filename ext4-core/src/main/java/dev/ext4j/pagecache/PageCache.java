@@ -1,4 +1,4 @@
-package dev.ext4j.cache;
+package dev.ext4j.pagecache;
 
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;

@@ -1,4 +1,4 @@
-package dev.ext4j.cache;
+package dev.ext4j.pagecache;
 
 import java.util.ArrayList;
 import java.util.List;

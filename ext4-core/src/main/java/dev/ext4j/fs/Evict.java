@@ -1,0 +1,112 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.format.Inode;
+import java.lang.System.Logger.Level;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The end of an inode's life (the kernel's ext4_evict_inode() and the orphan side of
+ * ext4_orphan_cleanup()): open file handles are counted, and an inode whose last name went is
+ * freed with its last close, or at once when none has it open.
+ */
+final class Evict {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+
+    private final SuperInfo fs;
+    private final ConcurrentHashMap<Long, Integer> openCounts = new ConcurrentHashMap<>();
+
+    Evict(SuperInfo fs) {
+        this.fs = fs;
+    }
+
+    /** Whether a file handle has {@code ino} open. */
+    boolean isOpen(long ino) {
+        return openCounts.containsKey(ino);
+    }
+
+    /** An open file handle was created for {@code ino}. */
+    void open(long ino) {
+        openCounts.merge(ino, 1, Integer::sum);
+    }
+
+    /** The last use of an open file handle ended: an inode whose last name went is freed now. */
+    void release(long ino) throws Ext4Exception {
+        Integer left = openCounts.computeIfPresent(ino, (k, n) -> n > 1 ? n - 1 : null);
+        if (left == null && !fs.readOnly) {
+            evictIfUnlinked(ino);
+        }
+    }
+
+    /** ext4_evict_inode() after the last close: an inode with no name left is freed. */
+    private void evictIfUnlinked(long ino) throws Ext4Exception {
+        try (SuperInfo.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(ino)) {
+            InodeInfo info = fs.inode(ino);
+            Inode in = info.inode();
+            if (in.linksCount() == 0 && in.mode() != 0 && (in.dtime() == 0 || fs.orphans.contains(ino))) {
+                freeInode(ino, info.inode().copy());
+            }
+        }
+    }
+
+    /**
+     * Frees an inode whose last name is gone (ext4_evict_inode()): its blocks and xattr block, then
+     * the inode itself, unless a file handle still has it open. The caller holds its lock.
+     */
+    void freeInode(long ino, Inode copy) throws Ext4Exception {
+        copy.setLinksCount(0);
+        if (openCounts.containsKey(ino)) {
+            fs.orphans.add(ino); // a crash before the last release leaves it for the next mount
+            fs.writeInode(ino, copy); // freed on the last release
+            return;
+        }
+        InodeInfo info = fs.inode(ino);
+        boolean dir = copy.isDirectory();
+        fs.fileWrite.releaseAll(info, copy);
+        if (copy.fileAcl() != 0) {
+            fs.xattrs.releaseBlock(copy.fileAcl());
+            copy.setFileAcl(0);
+            copy.setBlocks512(0, fs.blockSize);
+        }
+        fs.orphans.remove(ino);
+        copy.setDtime(Ext4FileSystem.Time.now().seconds());
+        copy.setSize(0);
+        fs.writeInode(ino, copy);
+        fs.allocator.freeInode(ino, dir);
+    }
+
+    /**
+     * What a crash interrupted for one orphan finished (a delete, or a truncate), then {@code then} under the orphan's locks and in its handle, so
+     * that it commits with the orphan's finish (the orphan file clears its slot).
+     */
+    void finishOrphan(long ino, SuperInfo.Step then) throws Ext4Exception {
+        try (InodeLocks.Held h = fs.locks.lockAll(ino)) {
+            Inode copy = fs.inode(ino).inode().copy();
+            if (copy.mode() == 0) {
+                LOG.log(Level.ERROR, "orphan list: inode " + ino + " is not in use; dropped from the list");
+                fs.orphans.remove(ino);
+            } else if (copy.linksCount() == 0) {
+                freeInode(ino, copy);
+            } else {
+                fs.fileWrite.finishTruncate(ino);
+            }
+            then.run();
+        }
+    }
+
+    /**
+     * Unmount: files still open are closed now, and an unlinked one is freed as its last release
+     * would have freed it. After errors=remount-ro or a journal abort nothing more is changed; the
+     * orphan list keeps them for the next mount.
+     */
+    void closeAll() throws Ext4Exception {
+        for (Long ino : List.copyOf(openCounts.keySet())) {
+            openCounts.remove(ino);
+            if (fs.state.errorReadOnly() == null && !fs.state.journalAborted()) {
+                evictIfUnlinked(ino);
+            }
+        }
+    }
+
+}

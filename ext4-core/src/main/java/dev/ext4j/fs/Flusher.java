@@ -1,0 +1,161 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import java.lang.System.Logger.Level;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * The background writer (the role of the kernel's flusher threads, balance_dirty_pages() and
+ * jbd2's commit timer): every commit interval, expired or excess dirty pages are written back and
+ * the running transaction is committed and checkpointed (or changed metadata written home without
+ * a journal); a writer past the dirty limit writes back its own inode; and once no change has come
+ * for the idle time, everything goes home (see {@link MountOptions#idleFlushMillis}).
+ */
+final class Flusher {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+
+    private final SuperInfo fs;
+    private final MountOptions options;
+    private final ScheduledExecutorService executor;
+    private final AtomicBoolean flushQueued = new AtomicBoolean();
+    private final AtomicBoolean idleFlushQueued = new AtomicBoolean();
+    /** When the last change left the gate (System.nanoTime()). */
+    private volatile long lastChange;
+    /** The first failure of a background flush, reported by the next sync. */
+    private final AtomicReference<Ext4Exception> error = new AtomicReference<>();
+
+    Flusher(SuperInfo fs) {
+        this.fs = fs;
+        this.options = fs.options;
+        var ex = new ScheduledThreadPoolExecutor(1, r -> {
+            Thread t = new Thread(r, "ext4j-flush");
+            t.setDaemon(true);
+            return t;
+        });
+        ex.setExecuteExistingDelayedTasksAfterShutdownPolicy(false); // a pending idle flush: close() does it all
+        long interval = options.flushIntervalMillis();
+        ex.scheduleWithFixedDelay(this::round, interval, interval, TimeUnit.MILLISECONDS);
+        this.executor = ex;
+    }
+
+    /**
+     * After a write: above the dirty limit (half the page cache) the writer writes back its own
+     * inode before it returns, as balance_dirty_pages() throttles; above the background limit (a
+     * quarter) the flusher is woken.
+     */
+    void balanceDirty(long ino) throws Ext4Exception {
+        var pc = fs.writeback.pages();
+        fs.writeback.balance(ino, pc.maxBytes() / 2);
+        if (pc.dirtyBytes() > pc.maxBytes() / 4 && flushQueued.compareAndSet(false, true)) {
+            executor.execute(this::round);
+        }
+    }
+
+    /** One round: expired or excess dirty pages, then changed metadata. */
+    private void round() {
+        flushQueued.set(false);
+        var pc = fs.writeback.pages();
+        flush(() -> fs.writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4));
+    }
+
+    /**
+     * {@code data} written back, then a commit and checkpoint (or changed metadata written home
+     * without a journal). Nothing while frozen: everything is home then, and nothing may reach the
+     * image until the thaw. A failure is kept for the next sync.
+     */
+    private void flush(SuperInfo.Step data) {
+        if (fs.gate.isFrozen() || fs.state.journalAborted()) {
+            return; // an abort was reported once: nothing can commit any more
+        }
+        long released = fs.retry.releases();
+        try {
+            fs.retry.run(data);
+            fs.tx.tick();
+        } catch (Ext4Exception | RuntimeException e) {
+            if (e instanceof Ext4Exception x) {
+                if (x.errno() == Errno.ENOSPC) {
+                    // the pages stay dirty with their promises (nothing is dropped, unlike a failed
+                    // delayed allocation in the kernel): the next round retries, and a sync writes
+                    // them back itself and reports its own outcome, so this is kept for none
+                    LOG.log(fs.retry.waitsForCommit(x, released) ? Level.DEBUG : Level.WARNING,
+                            "writeback found no free block (the data stays dirty and is retried): {0}", e.toString());
+                    return;
+                }
+                error.compareAndSet(null, x);
+            }
+            LOG.log(Level.ERROR, "writeback failed (the data stays dirty and is retried): {0}", e.toString());
+        }
+    }
+
+    /** The first background failure since the last call, or null (a sync reports it). */
+    Ext4Exception takeError() {
+        return error.getAndSet(null);
+    }
+
+    /** sb_start_write(), with sb_end_write() arming the idle flush. */
+    SuperInfo.Entered enterGate() {
+        fs.gate.enter();
+        return options.idleFlushMillis() > 0 ? this::leaveGate : fs.gate::exit;
+    }
+
+    private void leaveGate() {
+        fs.gate.exit();
+        lastChange = System.nanoTime();
+        if (idleFlushQueued.compareAndSet(false, true)) {
+            scheduleIdleFlush(options.idleFlushMillis());
+        }
+    }
+
+    private void scheduleIdleFlush(long delayMillis) {
+        try {
+            executor.schedule(this::idleFlush, delayMillis, TimeUnit.MILLISECONDS);
+        } catch (RejectedExecutionException e) {
+            idleFlushQueued.set(false); // unmounting: close() writes everything
+        }
+    }
+
+    /**
+     * Once no change has come for the idle time and none is in flight: dirty data written back,
+     * the transaction committed and checkpointed (or metadata written home), so that the image
+     * file at rest is a consistent filesystem, also for whoever reads it the moment a FUSE 2
+     * unmount returns, which does not wait for the server.
+     */
+    private void idleFlush() {
+        long idle = options.idleFlushMillis() * 1_000_000L;
+        long quiet = System.nanoTime() - lastChange;
+        if (quiet < idle || fs.gate.busy()) {
+            scheduleIdleFlush(quiet < idle ? Math.max(1, (idle - quiet) / 1_000_000L) : options.idleFlushMillis());
+            return;
+        }
+        idleFlushQueued.set(false); // a change from now on arms it again
+        flush(fs.writeback::writebackAll);
+    }
+
+    /**
+     * The idle flush, now, if one is pending: umount(8) asks statfs just before it unmounts, and a
+     * FUSE 2 unmount does not wait for the server, so the image is home before that happens.
+     */
+    void flushIfIdlePending() {
+        if (idleFlushQueued.compareAndSet(true, false)) {
+            flush(fs.writeback::writebackAll);
+        }
+    }
+
+    /** Lets a running flush finish: interrupting it would close the image's channel. */
+    void stop() {
+        executor.shutdown();
+        try {
+            if (!executor.awaitTermination(60, TimeUnit.SECONDS)) {
+                LOG.log(Level.WARNING, "the flusher did not stop within 60 s");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

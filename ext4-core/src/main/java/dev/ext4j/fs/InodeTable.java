@@ -1,0 +1,204 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.GroupTable;
+import dev.ext4j.extent.BlockMap;
+import dev.ext4j.extent.ExtentTree;
+import dev.ext4j.extent.IndirectMap;
+import dev.ext4j.format.Checksums;
+import dev.ext4j.format.DirEntry;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.GroupDescriptor;
+import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
+import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.Lru;
+import java.nio.ByteBuffer;
+
+/**
+ * The inode table in memory (the kernel's iget and ext4_iget(), ext4_get_inode_loc(),
+ * ext4_do_update_inode()): inodes are read from their inode table block, checked (range, unused
+ * part of the table, checksum, extra size, file type) and cached; a changed inode is stamped with
+ * its checksum, written into its block through the buffer cache and replaces the cached one.
+ *
+ * <p>Loads and writes of one inode run under its install monitor ({@link InodeLocks#installLock}),
+ * so a load cannot put an older copy over a newer one.
+ */
+final class InodeTable {
+    private final Superblock sb;
+    private final GroupTable groups;
+    private final BlockCache cache;
+    private final InodeLocks locks;
+    private final int blockSize;
+    private final boolean metadataCsum;
+    private final int csumSeed;
+    private final Lru<Long, InodeInfo> cached;
+    /** The orphan list that stamps an orphan's i_dtime at each write; null for a read-only view. */
+    private Orphans orphans;
+
+    InodeTable(Superblock sb, GroupTable groups, BlockCache cache, InodeLocks locks, int entries) {
+        this.sb = sb;
+        this.groups = groups;
+        this.cache = cache;
+        this.locks = locks;
+        this.blockSize = sb.blockSize();
+        this.metadataCsum = sb.has(Feature.METADATA_CSUM);
+        this.csumSeed = metadataCsum ? sb.checksumSeed() : 0;
+        this.cached = new Lru<>(entries);
+    }
+
+    void useOrphans(Orphans list) {
+        this.orphans = list;
+    }
+
+    /** Loads and checks inode {@code ino}. */
+    InodeInfo get(long ino) throws Ext4Exception {
+        InodeInfo info = cached.get(ino);
+        if (info != null) {
+            return info;
+        }
+        // Loaded under the inode's install monitor, which write() holds too, so a concurrent
+        // write() cannot be overtaken by this older copy landing in the cache after it. Not
+        // under the inode's read lock: callers load inodes while holding other inodes' locks
+        // (lookup under its directory's, the rename loop check up the ancestors), and waiting
+        // for one more inode lock there breaks the lock order (see InodeLocks).
+        synchronized (locks.installLock(ino)) {
+            info = cached.get(ino);
+            return info != null ? info : load(ino);
+        }
+    }
+
+    private InodeInfo load(long ino) throws Ext4Exception {
+        if (ino < 1 || ino > sb.inodesCount()) {
+            throw Ext4Exception.corrupted("inode " + ino + " is out of range (1.." + sb.inodesCount() + ")");
+        }
+        long ipg = sb.inodesPerGroup();
+        long group = (ino - 1) / ipg;
+        long index = (ino - 1) % ipg;
+        GroupDescriptor gd = groups.get(group);
+        boolean uninitAllowed = sb.has(Feature.METADATA_CSUM) || sb.has(Feature.GDT_CSUM);
+        if (uninitAllowed && ((gd.flags() & GroupDescriptor.FLAG_INODE_UNINIT) != 0
+                || index >= ipg - gd.itableUnused())) {
+            throw Ext4Exception.corrupted("inode " + ino + " is in the unused part of group " + group + "'s inode table");
+        }
+        int isz = sb.inodeSize();
+        long byteOff = index * isz;
+        long block = gd.inodeTable() + byteOff / blockSize;
+        ByteBuffer b = cache.get(block);
+        byte[] raw = new byte[isz];
+        b.get((int) (byteOff % blockSize), raw);
+        Inode inode = new Inode(raw);
+        int seed = 0;
+        if (metadataCsum) {
+            int computed = inode.computeChecksum(csumSeed, ino);
+            if (computed != inode.storedChecksum()) {
+                throw Ext4Exception.badChecksum("inode " + ino + " (block " + block + ")", inode.storedChecksum() & 0xFFFFFFFFL,
+                        computed & 0xFFFFFFFFL);
+            }
+            seed = seed(ino, inode);
+        }
+        if (isz > Inode.GOOD_OLD_SIZE && Inode.GOOD_OLD_SIZE + inode.extraIsize() > isz) {
+            throw Ext4Exception.corrupted("inode " + ino + ": i_extra_isize " + inode.extraIsize() + " does not fit in " + isz + " bytes");
+        }
+        if (inode.mode() != 0 && DirEntry.fileTypeOfMode(inode.mode()) == DirEntry.FT_UNKNOWN) {
+            throw Ext4Exception.corrupted(String.format("inode %d has an invalid file type in mode 0%o", ino, inode.mode()));
+        }
+        InodeInfo info = new InodeInfo(ino, inode, seed, blockMap(ino, inode, seed));
+        cached.put(ino, info);
+        return info;
+    }
+
+    /** Block of the inode table that holds {@code ino}, and the byte offset in it. */
+    private long[] location(long ino) {
+        long ipg = sb.inodesPerGroup();
+        long byteOff = ((ino - 1) % ipg) * sb.inodeSize();
+        long block = groups.get((ino - 1) / ipg).inodeTable() + byteOff / blockSize;
+        return new long[] {block, byteOff % blockSize};
+    }
+
+    /** Writes a changed inode, with its orphan chain link when it is an orphan; the caller holds its write lock. */
+    InodeInfo write(long ino, Inode changed) throws Ext4Exception {
+        return orphans.stampAndWrite(ino, changed, this::install);
+    }
+
+    /** Writes an inode copy; see {@link Orphans#stampAndWrite}. */
+    @FunctionalInterface
+    interface InodeWriter {
+        InodeInfo write(long ino, Inode changed) throws Ext4Exception;
+    }
+
+    /**
+     * Sets only i_dtime of {@code ino}, an orphan's link to the next one, on the copy last written:
+     * the read, the change and the write are one step under the install lock, so a change that
+     * the inode's lock holder wrote meanwhile is kept.
+     */
+    void writeOrphanLink(long ino, long nextIno) throws Ext4Exception {
+        synchronized (locks.installLock(ino)) {
+            Inode copy = get(ino).inode().copy();
+            copy.setDtime(nextIno);
+            install(ino, copy);
+        }
+    }
+
+    private InodeInfo install(long ino, Inode changed) throws Ext4Exception {
+        int seed = 0;
+        if (metadataCsum) {
+            changed.setChecksum(changed.computeChecksum(csumSeed, ino));
+            seed = seed(ino, changed);
+        }
+        long[] loc = location(ino);
+        ByteBuffer raw = changed.raw();
+        InodeInfo info = new InodeInfo(ino, changed, seed, blockMap(ino, changed, seed));
+        synchronized (locks.installLock(ino)) {
+            cache.update(loc[0], b -> b.put((int) loc[1], raw, 0, changed.rawSize()));
+            cached.put(ino, info);
+        }
+        return info;
+    }
+
+    /** The per-inode checksum seed of a new or changed inode. */
+    int seed(long ino, Inode inode) {
+        return metadataCsum ? Checksums.crc32cLe32(Checksums.crc32cLe32(csumSeed, (int) ino), (int) inode.generation()) : 0;
+    }
+
+    /** An inode reached through a directory entry: must be in use and not a reserved one. */
+    InodeInfo linked(long ino, long dirIno) throws Ext4Exception {
+        if (ino != Ext4FileSystem.ROOT_INO && ino < sb.firstIno()) {
+            throw Ext4Exception.corrupted("directory inode " + dirIno + " has an entry for reserved inode " + ino);
+        }
+        InodeInfo info = get(ino);
+        if (info.inode().linksCount() == 0 || info.inode().mode() == 0) {
+            throw Ext4Exception.corrupted("directory inode " + dirIno + " has an entry for deleted inode " + ino);
+        }
+        return info;
+    }
+
+    private BlockMap blockMap(long ino, Inode inode, int seed) {
+        if (inode.hasFlag(Inode.INLINE_DATA_FL) || isFastSymlink(inode)) {
+            return null;
+        }
+        int ft = inode.fileType();
+        if (ft != Inode.S_IFREG && ft != Inode.S_IFDIR && ft != Inode.S_IFLNK) {
+            return null;
+        }
+        ByteBuffer iBlock = inode.iBlock();
+        if (inode.hasFlag(Inode.EXTENTS_FL)) {
+            return new ExtentTree(cache, ino, iBlock, seed, metadataCsum);
+        }
+        return new IndirectMap(cache, ino, iBlock);
+    }
+
+    /** ext4_inode_is_fast_symlink(): target kept in i_block, no data blocks. */
+    boolean isFastSymlink(Inode inode) {
+        if (!inode.isSymlink() || inode.hasFlag(Inode.EXTENTS_FL) || inode.hasFlag(Inode.INLINE_DATA_FL)) {
+            return false;
+        }
+        long eaBlocks = inode.fileAcl() != 0 ? blockSize / 512 : 0;
+        return inode.blocks512(sb.has(Feature.HUGE_FILE), blockSize) - eaBlocks == 0;
+    }
+
+    /** ext4_isize(): i_size_high counts only for regular files, or for anything with large_dir. */
+    long isize(Inode i) {
+        return i.isRegular() || sb.has(Feature.LARGEDIR) ? i.size() : i.size() & 0xFFFFFFFFL;
+    }
+}

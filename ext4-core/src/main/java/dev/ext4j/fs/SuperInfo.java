@@ -1,0 +1,246 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.Allocator;
+import dev.ext4j.alloc.GroupTable;
+import dev.ext4j.dir.DirFormat;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
+import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BlockDevice;
+import dev.ext4j.journal.JournalLog;
+import dev.ext4j.journal.JournalManager;
+import dev.ext4j.journal.Transactions;
+import dev.ext4j.pagecache.PageCache;
+import java.util.List;
+
+/**
+ * What the parts of one mount share (the kernel's struct ext4_sb_info): the superblock and the
+ * buffer cache, the allocator and the journal, the inode table and its locks, the error state, and
+ * the parts that change files. Every part is given this object and reaches the others through it;
+ * {@link Ext4FileSystem} is only the public face.
+ *
+ * <p>Built once per mount. The parts that change the filesystem (allocator, writeback, flusher,
+ * resize) are null on a read-only mount.
+ */
+final class SuperInfo {
+    final BlockDevice device;
+    final Superblock sb;
+    final BlockCache cache;
+    final GroupTable groups;
+    final boolean readOnly;
+    final MountOptions options;
+    final List<String> messages;
+    final int blockSize;
+    final boolean metadataCsum;
+    final int csumSeed;
+    /** The journal, or the buffer cache's own write-back when the mount does not journal. */
+    final Transactions tx;
+    /** The block and inode allocator; null on a read-only mount. */
+    final Allocator allocator;
+    final InodeLocks locks;
+    final InodeTable inodes;
+    final DentryCache dentries = new DentryCache(1 << 18);
+    /** Every change passes it before taking inode locks; closed while frozen. */
+    final WriteGate gate = new WriteGate();
+    final BlockAccount.Reserve reserve;
+    /** s_resv_clusters: blocks kept back for metadata that delayed writes need. */
+    final long resvClusters;
+    final SuperState state;
+    final Retry retry;
+    final Orphans orphans;
+    final Namei namei;
+    final FileWrite fileWrite;
+    final FileRead fileRead;
+    final Xattrs xattrs;
+    final Evict evict;
+    /** The page cache and the buffered write path; null on a read-only mount. */
+    final Writeback writeback;
+    /** Writes dirty data and metadata home in the background; null on a read-only mount. */
+    final Flusher flusher;
+    /** Replaced when an online resize changes s_inodes_count. */
+    private volatile DirFormat dirFormat;
+
+    SuperInfo(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups, boolean readOnly, List<String> messages,
+              MountOptions options, JournalLog log) throws Ext4Exception {
+        this.device = device;
+        this.sb = sb;
+        this.cache = cache;
+        this.groups = groups;
+        this.readOnly = readOnly;
+        this.options = options;
+        this.messages = List.copyOf(messages);
+        this.blockSize = sb.blockSize();
+        this.metadataCsum = sb.has(Feature.METADATA_CSUM);
+        this.csumSeed = metadataCsum ? sb.checksumSeed() : 0;
+        this.dirFormat = DirFormat.of(sb);
+        this.allocator = readOnly ? null : new Allocator(sb, groups, cache);
+        this.tx = log == null ? Transactions.unjournaled(cache) : new JournalManager(cache, log, allocator);
+        this.locks = new InodeLocks(tx);
+        this.inodes = new InodeTable(sb, groups, cache, locks, options.inodeCacheEntries());
+        this.resvClusters = options.reservedClusters() >= 0 ? options.reservedClusters() : defaultResvClusters(sb);
+        this.reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), resvClusters, sb.defResuid(), sb.defResgid());
+        this.retry = new Retry(allocator, tx);
+        this.state = new SuperState(this, options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors()));
+        this.orphans = new Orphans(this);
+        this.inodes.useOrphans(orphans);
+        this.namei = new Namei(this);
+        this.fileWrite = new FileWrite(this);
+        this.fileRead = new FileRead(this);
+        this.xattrs = new Xattrs(this);
+        this.evict = new Evict(this);
+        this.writeback = readOnly ? null : new Writeback(this, new PageCache(blockSize, options.cacheBytes()), reserve);
+        this.flusher = readOnly ? null : new Flusher(this);
+        if (tx instanceof JournalManager jm) {
+            jm.onAbort(state::journalAborted);
+        }
+    }
+
+    /** s_resv_clusters (ext4_calculate_resv_clusters()): 2% of the blocks, at most 4096 clusters, with extents. */
+    private static long defaultResvClusters(Superblock sb) {
+        int ratio = sb.clusterRatio();
+        return sb.has(Feature.EXTENTS) ? Math.min(sb.blocksCount() / ratio / 50, 4096) * ratio : 0;
+    }
+
+    /** A change or write-back step that returns nothing (the flusher's data step, an orphan's follow-up). */
+    @FunctionalInterface
+    interface Step {
+        void run() throws Ext4Exception;
+    }
+
+    /** A passage through the write gate, left by close(). */
+    interface Entered extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /** sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}). */
+    Entered enterGate() {
+        if (flusher == null) {
+            gate.enter();
+            return gate::exit;
+        }
+        return flusher.enterGate();
+    }
+
+    // ---- the accessors the parts use ----
+
+    Superblock superblock() {
+        return sb;
+    }
+
+    BlockCache cache() {
+        return cache;
+    }
+
+    Allocator allocator() {
+        return allocator;
+    }
+
+    InodeLocks locks() {
+        return locks;
+    }
+
+    DentryCache dentries() {
+        return dentries;
+    }
+
+    Orphans orphans() {
+        return orphans;
+    }
+
+    Writeback writeback() {
+        return writeback;
+    }
+
+    Transactions transactions() {
+        return tx;
+    }
+
+    boolean metadataCsum() {
+        return metadataCsum;
+    }
+
+    int blockSize() {
+        return blockSize;
+    }
+
+    DirFormat dirFormat() {
+        return dirFormat;
+    }
+
+    /** After an online resize: the inode count that directory entries are checked against. */
+    void geometryChanged() {
+        dirFormat = DirFormat.of(sb);
+        reserve.setForRoot(sb.reservedBlocksCount());
+        state.geometryChanged();
+    }
+
+    InodeInfo inode(long ino) throws Ext4Exception {
+        return inodes.get(ino);
+    }
+
+    /**
+     * Writes a changed version of an inode: stamps its checksum, writes it into its inode table
+     * block and replaces the in-memory inode. The caller holds the inode's write lock.
+     */
+    InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception {
+        state.requireWritable();
+        return inodes.write(ino, changed);
+    }
+
+    /** See {@link InodeTable#writeOrphanLink}. */
+    void writeOrphanLink(long ino, long nextIno) throws Ext4Exception {
+        inodes.writeOrphanLink(ino, nextIno);
+    }
+
+    int inodeSeed(long ino, Inode inode) {
+        return inodes.seed(ino, inode);
+    }
+
+    void requireWritable() throws Ext4Exception {
+        state.requireWritable();
+    }
+
+    void writeSuperblock() throws Ext4Exception {
+        state.writeSuperblock();
+    }
+
+    /**
+     * A journal handle for changes made without an inode lock (a migration building its detached
+     * tree); the thread must take no inode lock while it runs (see {@link InodeLocks}).
+     */
+    Transactions.Handle startHandle(int credits) {
+        return tx.start(credits);
+    }
+
+    /** A block account for one operation on {@code ino}, with the inode's group as the first place to look. */
+    BlockAccount account(long ino, Inode inode) {
+        return new BlockAccount(allocator, reserve, allocator.goalForInode(ino, inode.isRegular()), !inode.hasFlag(Inode.EXTENTS_FL));
+    }
+
+    boolean waitsForCommit(Ext4Exception e, long released) {
+        return retry.waitsForCommit(e, released);
+    }
+
+    long releases() {
+        return retry.releases();
+    }
+
+    void balanceDirty(long ino) throws Ext4Exception {
+        flusher.balanceDirty(ino);
+    }
+
+    void freeInode(long ino, Inode copy) throws Ext4Exception {
+        evict.freeInode(ino, copy);
+    }
+
+    void finishOrphan(long ino) throws Ext4Exception {
+        evict.finishOrphan(ino, () -> { });
+    }
+
+    void finishOrphan(long ino, Step then) throws Ext4Exception {
+        evict.finishOrphan(ino, then);
+    }
+}

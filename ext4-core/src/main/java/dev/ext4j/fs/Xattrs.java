@@ -1,0 +1,225 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.format.Feature;
+import dev.ext4j.format.Inode;
+import dev.ext4j.format.XattrEntry;
+import dev.ext4j.io.BlockCache;
+import dev.ext4j.xattr.Acl;
+import dev.ext4j.xattr.Xattr;
+import dev.ext4j.xattr.XattrNames;
+import dev.ext4j.xattr.XattrReader;
+import dev.ext4j.xattr.XattrWriter;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Extended attributes of an inode (the kernel's xattr.c and acl.c glue): read from the inode body,
+ * the xattr block and EA inodes; set and removed in the body first, then in the block, which is
+ * allocated, shared (by reference count) and freed here. The on-disk codecs live in the
+ * {@code xattr} package.
+ */
+final class Xattrs {
+    private final SuperInfo fs;
+    private final int bs;
+
+    Xattrs(SuperInfo fs) {
+        this.fs = fs;
+        this.bs = fs.blockSize;
+    }
+
+    /** setxattr(2): XATTR_CREATE / XATTR_REPLACE in {@code flags}; ACLs arrive in the VFS format. */
+    void set(long ino, String name, byte[] value, int flags) throws Ext4Exception {
+        change(ino, name, value, flags);
+    }
+
+    void remove(long ino, String name) throws Ext4Exception {
+        change(ino, name, null, 0);
+    }
+
+    private boolean hasXattr(Inode inode, long ino, Xattr key) throws Ext4Exception {
+        List<Xattr> all = new ArrayList<>(XattrReader.readIbody(inode, ino, eaInodeReader()));
+        if (inode.fileAcl() != 0) {
+            all.addAll(XattrReader.readBlock(fs.cache, inode.fileAcl(), ino, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
+        }
+        return all.stream().anyMatch(x -> x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix()));
+    }
+
+    /** Sets ({@code value != null}) or removes one attribute: inode body first, then the xattr block. */
+    private void change(long ino, String name, byte[] value, int flags) throws Ext4Exception {
+        fs.requireWritable();
+        Xattr key = XattrNames.split(name);
+        if (key == null || key.nameIndex() == XattrNames.SYSTEM) {
+            throw new Ext4Exception(Errno.EOPNOTSUPP, "unsupported xattr namespace in \"" + name + "\"");
+        }
+        if (key.suffix().length > 255) {
+            throw new Ext4Exception(Errno.ERANGE, "xattr name of " + key.suffix().length + " bytes (max 255)");
+        }
+        byte[] disk = value;
+        if (value != null && (key.nameIndex() == XattrNames.POSIX_ACL_ACCESS || key.nameIndex() == XattrNames.POSIX_ACL_DEFAULT)) {
+            disk = Acl.xattrToDisk(value);
+        }
+        try (SuperInfo.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(ino)) {
+            InodeInfo info = fs.inode(ino);
+            Inode copy = info.inode().copy();
+            if (value != null && key.nameIndex() == XattrNames.POSIX_ACL_DEFAULT && !copy.isDirectory()) {
+                throw new Ext4Exception(Errno.EACCES, "a default ACL needs a directory");
+            }
+            if (value != null && key.nameIndex() == XattrNames.POSIX_ACL_ACCESS) {
+                // ext4_set_acl(): the ACL sets the permission bits, and one that says no more than
+                // them is not stored at all
+                copy.setMode((copy.mode() & ~0777) | Acl.permissionBits(value));
+                if (Acl.equivalentToMode(value)) {
+                    disk = null;
+                    flags = 0;
+                    if (!hasXattr(copy, ino, key)) {
+                        Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+                        copy.setCtime(now.seconds(), now.nanos());
+                        fs.writeInode(ino, copy);
+                        return;
+                    }
+                }
+            }
+            List<Xattr> body = XattrReader.readIbody(copy, ino, eaInodeReader());
+            long oldBlock = copy.fileAcl();
+            List<Xattr> inBlock = oldBlock == 0 ? List.of()
+                    : XattrReader.readBlock(fs.cache, oldBlock, ino, fs.metadataCsum, fs.csumSeed, eaInodeReader());
+            int room = copy.rawSize() > Inode.GOOD_OLD_SIZE ? copy.rawSize() - Inode.GOOD_OLD_SIZE - copy.extraIsize() : 0;
+            XattrWriter.Layout layout = XattrWriter.change(body, inBlock, key, disk, flags, room, bs);
+            XattrWriter.writeIbody(copy, layout.ibody());
+            long sectors = copy.blocks512(fs.sb.has(Feature.HUGE_FILE), bs);
+            if (!layout.block().equals(inBlock) || layout.block().isEmpty() != (oldBlock == 0)) {
+                long newBlock = 0;
+                if (!layout.block().isEmpty()) {
+                    boolean shared = oldBlock != 0 && XattrEntry.refcount(fs.cache.get(oldBlock)) > 1;
+                    // ext4_new_meta_blocks() without EXT4_MB_USE_RESERVED: never the blocks promised to
+                    // delayed writes or the last 2%, and root's reserve only for root
+                    newBlock = oldBlock != 0 && !shared ? oldBlock : fs.account(ino, copy).allocateJournaled(0, 1).start();
+                    long nb = newBlock;
+                    BlockCache.Mutator fill = b -> {
+                        XattrWriter.writeBlock(b, layout.block(), bs); // leaves h_checksum zero
+                        if (fs.metadataCsum) {
+                            b.putInt(XattrEntry.H_CHECKSUM, XattrEntry.computeBlockChecksum(b, fs.csumSeed, nb, bs));
+                        }
+                    };
+                    if (newBlock == oldBlock) {
+                        fs.cache.update(newBlock, fill);
+                    } else {
+                        fs.cache.create(newBlock, fill);
+                    }
+                }
+                if (oldBlock != 0 && oldBlock != newBlock) {
+                    releaseBlock(oldBlock);
+                    sectors -= bs / 512;
+                }
+                if (newBlock != 0 && newBlock != oldBlock) {
+                    sectors += bs / 512;
+                }
+                copy.setFileAcl(newBlock);
+                copy.setBlocks512(Math.max(0, sectors), bs);
+            }
+            Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+            copy.setCtime(now.seconds(), now.nanos());
+            fs.writeInode(ino, copy);
+        }
+    }
+
+
+    /** Drops one reference to a shared xattr block, freeing it with the last. */
+    void releaseBlock(long block) throws Ext4Exception {
+        ByteBuffer b = fs.cache.get(block);
+        long refs = XattrEntry.refcount(b);
+        if (refs <= 1) {
+            fs.allocator.freeBlocks(block, 1);
+            return;
+        }
+        fs.cache.update(block, w -> {
+            w.putInt(4, (int) (refs - 1));
+            if (fs.metadataCsum) {
+                w.putInt(XattrEntry.H_CHECKSUM, XattrEntry.computeBlockChecksum(w, fs.csumSeed, block, bs));
+            }
+        });
+    }
+
+    /**
+     * Every attribute of {@code ino}, read under its read lock (the kernel's xattr_sem): a change
+     * that moves the attributes to another block frees the old one under the write lock, so a
+     * reader never follows i_file_acl into a block that was freed and reused meanwhile.
+     */
+    private List<Xattr> all(long ino) throws Ext4Exception {
+        var lock = fs.locks.of(ino).readLock();
+        lock.lock();
+        try {
+            InodeInfo info = fs.inode(ino);
+            List<Xattr> all = new ArrayList<>(XattrReader.readIbody(info.inode(), ino, eaInodeReader()));
+            long block = info.inode().fileAcl();
+            if (block != 0) {
+                all.addAll(XattrReader.readBlock(fs.cache, block, ino, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
+            }
+            return all;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private XattrReader.ValueInodeReader eaInodeReader() {
+        return fs.sb.has(Feature.EA_INODE) ? this::readEaInode : null;
+    }
+
+    byte[] readEaInode(long valueIno, long size) throws Ext4Exception {
+        InodeInfo v = fs.inode(valueIno);
+        if (!v.inode().hasFlag(Inode.EA_INODE_FL) || v.inode().size() != size || size > (64L << 20)) {
+            throw Ext4Exception.corrupted("xattr value inode " + valueIno + " is not an xattr inode of " + size + " bytes");
+        }
+        byte[] value = new byte[(int) size];
+        fs.fileRead.read(valueIno, 0, ByteBuffer.wrap(value));
+        return value;
+    }
+
+    /** Names of the attributes a user can see (system.data and unknown indexes are hidden). */
+    List<String> list(long ino) throws Ext4Exception {
+        List<String> names = new ArrayList<>();
+        for (Xattr x : all(ino)) {
+            // trusted.* is listed only to CAP_SYS_ADMIN, as ext4_xattr_trusted_list()
+            if (XattrNames.isKnown(x.nameIndex()) && x.nameIndex() != XattrNames.SYSTEM && x.nameIndex() != XattrNames.RICHACL
+                    && (x.nameIndex() != XattrNames.TRUSTED || Caller.isRoot())) {
+                names.add(x.fullName());
+            }
+        }
+        return names;
+    }
+
+    /**
+     * Value of attribute {@code name} (ISO-8859-1, one char per byte); ENODATA when absent. ACLs are
+     * returned in the VFS xattr format.
+     */
+    byte[] get(long ino, String name) throws Ext4Exception {
+        byte[] value = find(ino, name);
+        if (value == null) {
+            throw new Ext4Exception(Errno.ENODATA, "inode " + ino + " has no xattr " + name);
+        }
+        return value;
+    }
+
+    /**
+     * {@link #get}, with null for a missing attribute: the kernel asks for
+     * security.capability before the first write to every file, and an exception per new file
+     * costs more than the lookup.
+     */
+    byte[] find(long ino, String name) throws Ext4Exception {
+        Xattr key = XattrNames.split(name);
+        if (key == null || key.nameIndex() == XattrNames.SYSTEM) {
+            throw new Ext4Exception(Errno.EOPNOTSUPP, "unsupported xattr namespace in \"" + name + "\"");
+        }
+        for (Xattr x : all(ino)) {
+            if (x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix())) {
+                boolean acl = x.nameIndex() == XattrNames.POSIX_ACL_ACCESS || x.nameIndex() == XattrNames.POSIX_ACL_DEFAULT;
+                return acl ? Acl.diskToXattr(x.value(), ino) : x.value();
+            }
+        }
+        return null;
+    }
+}
