@@ -3,8 +3,6 @@ package dev.ext4j.fs;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Inode;
 import java.lang.System.Logger.Level;
-import java.util.List;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The end of an inode's life (the kernel's ext4_evict_inode() and the orphan side of
@@ -15,7 +13,6 @@ final class Evict {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
     private final SuperInfo fs;
-    private final ConcurrentHashMap<Long, Integer> openCounts = new ConcurrentHashMap<>();
 
     Evict(SuperInfo fs) {
         this.fs = fs;
@@ -23,18 +20,17 @@ final class Evict {
 
     /** Whether a file handle has {@code ino} open. */
     boolean isOpen(long ino) {
-        return openCounts.containsKey(ino);
+        return fs.inodes.isOpen(ino);
     }
 
     /** An open file handle was created for {@code ino}. */
-    void open(long ino) {
-        openCounts.merge(ino, 1, Integer::sum);
+    void open(long ino) throws Ext4Exception {
+        fs.inodes.open(ino);
     }
 
     /** The last use of an open file handle ended: an inode whose last name went is freed now. */
     void release(long ino) throws Ext4Exception {
-        Integer left = openCounts.computeIfPresent(ino, (k, n) -> n > 1 ? n - 1 : null);
-        if (left == null && !fs.readOnly) {
+        if (fs.inodes.release(ino) && !fs.readOnly) {
             evictIfUnlinked(ino);
         }
     }
@@ -56,7 +52,7 @@ final class Evict {
      */
     void freeInode(long ino, Inode copy) throws Ext4Exception {
         copy.setLinksCount(0);
-        if (openCounts.containsKey(ino)) {
+        if (fs.inodes.isOpen(ino)) {
             fs.orphans.add(ino); // a crash before the last release leaves it for the next mount
             fs.writeInode(ino, copy); // freed on the last release
             return;
@@ -101,8 +97,7 @@ final class Evict {
      * orphan list keeps them for the next mount.
      */
     void closeAll() throws Ext4Exception {
-        for (Long ino : List.copyOf(openCounts.keySet())) {
-            openCounts.remove(ino);
+        for (long ino : fs.inodes.closeAll()) {
             if (fs.state.errorReadOnly() == null && !fs.state.journalAborted()) {
                 evictIfUnlinked(ino);
             }

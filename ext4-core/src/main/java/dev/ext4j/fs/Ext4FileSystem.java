@@ -275,7 +275,7 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     /** An open file handle was created for {@code ino}. */
-    public void open(long ino) {
+    public void open(long ino) throws Ext4Exception {
         s.evict.open(ino);
     }
 

@@ -14,6 +14,9 @@ import dev.ext4j.format.Superblock;
 import dev.ext4j.io.BlockCache;
 import dev.ext4j.io.Lru;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The inode table in memory (the kernel's iget and ext4_iget(), ext4_get_inode_loc(),
@@ -32,7 +35,10 @@ final class InodeTable {
     private final int blockSize;
     private final boolean metadataCsum;
     private final int csumSeed;
+    /** Inodes nobody holds open, least recently used first out. */
     private final Lru<Long, InodeInfo> cached;
+    /** Inodes a file handle has open: never evicted, looked up first. */
+    private final ConcurrentHashMap<Long, InodeInfo> pinned = new ConcurrentHashMap<>();
     /** The orphan list that stamps an orphan's i_dtime at each write; null for a read-only view. */
     private Orphans orphans;
 
@@ -51,9 +57,14 @@ final class InodeTable {
         this.orphans = list;
     }
 
+    private InodeInfo lookup(long ino) {
+        InodeInfo info = pinned.get(ino);
+        return info != null ? info : cached.get(ino);
+    }
+
     /** Loads and checks inode {@code ino}. */
     InodeInfo get(long ino) throws Ext4Exception {
-        InodeInfo info = cached.get(ino);
+        InodeInfo info = lookup(ino);
         if (info != null) {
             return info;
         }
@@ -63,7 +74,7 @@ final class InodeTable {
         // (lookup under its directory's, the rename loop check up the ancestors), and waiting
         // for one more inode lock there breaks the lock order (see InodeLocks).
         synchronized (locks.installLock(ino)) {
-            info = cached.get(ino);
+            info = lookup(ino);
             return info != null ? info : load(ino);
         }
     }
@@ -148,12 +159,64 @@ final class InodeTable {
         }
         long[] loc = location(ino);
         ByteBuffer raw = changed.raw();
-        InodeInfo info = new InodeInfo(ino, changed, seed, blockMap(ino, changed, seed));
+        BlockMap map = blockMap(ino, changed, seed);
         synchronized (locks.installLock(ino)) {
             cache.update(loc[0], b -> b.put((int) loc[1], raw, 0, changed.rawSize()));
-            cached.put(ino, info);
+            InodeInfo info = lookup(ino);
+            if (info == null) {
+                info = new InodeInfo(ino, changed, seed, map);
+                cached.put(ino, info);
+            } else {
+                info.update(changed, seed, map);
+            }
+            return info;
         }
-        return info;
+    }
+
+    /** An open file handle for {@code ino}: the first pins it in the table. */
+    void open(long ino) throws Ext4Exception {
+        synchronized (locks.installLock(ino)) {
+            InodeInfo info = get(ino);
+            if (info.open()) {
+                pinned.put(ino, info);
+            }
+        }
+    }
+
+    /** A handle closed; true when none is left open (the inode is unpinned, back in the cache). */
+    boolean release(long ino) {
+        synchronized (locks.installLock(ino)) {
+            InodeInfo info = pinned.get(ino);
+            if (info == null) {
+                return true; // no handle had it open
+            }
+            if (!info.release()) {
+                return false;
+            }
+            pinned.remove(ino);
+            cached.put(ino, info);
+            return true;
+        }
+    }
+
+    boolean isOpen(long ino) {
+        InodeInfo info = pinned.get(ino);
+        return info != null && info.isOpen();
+    }
+
+    /** Every inode a handle has open, all handles forgotten (unmount). */
+    List<Long> closeAll() {
+        List<Long> open = new ArrayList<>();
+        for (Long ino : List.copyOf(pinned.keySet())) {
+            synchronized (locks.installLock(ino)) {
+                InodeInfo info = pinned.remove(ino);
+                if (info != null && info.closeAll()) {
+                    cached.put(ino, info);
+                    open.add(ino);
+                }
+            }
+        }
+        return open;
     }
 
     /** The per-inode checksum seed of a new or changed inode. */

@@ -1,0 +1,89 @@
+package dev.ext4j.fs;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ext4j.io.BlockDevice;
+import dev.ext4j.io.FileBlockDevice;
+import dev.ext4j.testutil.ForwardingDevice;
+import dev.ext4j.testutil.Images;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** fsync(2) of one inode (ext4_sync_file()): its own data and the journal, not every dirty file. */
+class FsyncTest {
+    @TempDir
+    Path work;
+
+    /** The image file, counting the bytes written to it. */
+    private static final class CountingDevice extends ForwardingDevice {
+        final AtomicLong written = new AtomicLong();
+
+        CountingDevice(BlockDevice inner) {
+            super(inner);
+        }
+
+        @Override
+        public void write(long offset, ByteBuffer src) throws IOException {
+            written.addAndGet(src.remaining());
+            super.write(offset, src);
+        }
+    }
+
+    private static final int BIG_MIB = 256;
+    /** A page cache large enough that nothing is written back before the test asks, and no flusher. */
+    private static final MountOptions QUIET = MountOptions.defaults().withWriteback(1L << 30, 3_600_000, 3_600_000).withIdleFlush(0);
+
+    @Test
+    void fsyncOfOneFileWritesBackThatFileAlone() throws Exception {
+        Path img = Images.mkfs(work.resolve("t.img"), "1G", List.of("-b", "4096"), null);
+        Path crashed = work.resolve("crashed.img");
+        CountingDevice dev = new CountingDevice(FileBlockDevice.open(img, false));
+        byte[] small = "the one file that fsync must make durable\n".getBytes(StandardCharsets.US_ASCII);
+        long smallIno;
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, QUIET)) {
+            long big = fs.mknod(Ext4FileSystem.ROOT_INO, bytes("big"), 0100644, 0, 0, 0, 0);
+            smallIno = fs.mknod(Ext4FileSystem.ROOT_INO, bytes("small"), 0100644, 0, 0, 0, 0);
+            fs.sync();
+            byte[] chunk = new byte[1 << 20];
+            Arrays.fill(chunk, (byte) 0x5A);
+            for (int i = 0; i < BIG_MIB; i++) {
+                fs.write(big, (long) i << 20, ByteBuffer.wrap(chunk));
+            }
+            fs.write(smallIno, 0, ByteBuffer.wrap(small));
+            long before = dev.written.get();
+            fs.fsync(smallIno, false);
+            long during = dev.written.get() - before;
+            assertTrue(during < (1L << 20), "fsync of a 42-byte file wrote " + during + " bytes: it wrote back the other file too");
+            assertTrue(fs.status().dirtyBytes() >= ((long) BIG_MIB << 20), "the other file's pages stay dirty");
+            // a crash now: the image as it is, its journal replayed, holds the fsynced file
+            Images.runOk(List.of("cp", "--sparse=always", img.toString(), crashed.toString()));
+        }
+        Images.assertClean(img);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(crashed, MountOptions.defaults().withReadOnly(true))) {
+            long ino = fs.lookup(Ext4FileSystem.ROOT_INO, bytes("small"));
+            assertEquals(smallIno, ino);
+            ByteBuffer back = ByteBuffer.allocate(small.length);
+            assertEquals(small.length, fs.read(ino, 0, back));
+            assertArrayEquals(small, back.array());
+        }
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            ByteBuffer back = ByteBuffer.allocate(small.length);
+            fs.read(fs.lookup(Ext4FileSystem.ROOT_INO, bytes("small")), 0, back);
+            assertArrayEquals(small, back.array());
+            assertEquals((long) BIG_MIB << 20, fs.stat(fs.lookup(Ext4FileSystem.ROOT_INO, bytes("big"))).size());
+        }
+    }
+
+    private static byte[] bytes(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+}
