@@ -483,6 +483,7 @@ final class Writeback {
                 }
                 int n = j - i;
                 if (m.isHole()) {
+                    fs.transactions().extend(2 * (int) (n / fs.superblock().blocksPerGroup() + 2) + 8); // bitmaps, descriptors, map blocks of one run
                     Allocator.Run got = acct.allocateData(goal(map, lblk), n);
                     n = got.length();
                     if (extents) {

@@ -200,19 +200,28 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         if (r.depth == 0) {
             return false;
         }
+        return !extend(credits) && r.depth == 1;
+    }
+
+    @Override
+    public boolean extend(int credits) {
+        Running r = current.get();
+        if (r.depth == 0) {
+            return true;
+        }
         synchronized (state) {
             if (r.credits - r.used >= credits) {
-                return false;
+                return true;
             }
             Txn t = running;
             // room as start() counts it, with this handle's own reservation already used up
-            if (t.blocks.size() + (t.credits - r.credits) + credits <= maxTransaction && !locked) {
+            if (t.blocks.size() + (t.credits - r.credits) + credits <= maxTransaction) {
                 int grown = r.used + credits;
                 t.credits += grown - r.credits;
                 r.credits = grown;
-                return false;
+                return true;
             }
-            return r.depth == 1;
+            return false;
         }
     }
 

@@ -40,6 +40,15 @@ public interface Transactions {
     }
 
     /**
+     * jbd2_journal_extend(): makes sure the calling thread's handle has {@code credits} more blocks
+     * to dirty, taking them from the running transaction's room. Returns whether it has them
+     * (always true without a journal or without a handle on the thread).
+     */
+    default boolean extend(int credits) {
+        return true;
+    }
+
+    /**
      * Stops the calling thread's outermost handle and starts it again with {@code credits}
      * (jbd2_journal_restart()): the changes made so far may commit without the ones that follow, so
      * the caller must have left the filesystem consistent (an operation in steps keeps its inode on
