@@ -421,6 +421,14 @@ final class Writeback {
         throw new Ext4Exception(dev.ext4j.Errno.EIO, "inode " + ino + ": writeback did not settle");
     }
 
+    /**
+     * Journal credits one run of new blocks may take when it is mapped: a map path that splits
+     * (extent leaf and index, or indirect blocks), a bitmap and a descriptor, the inode.
+     */
+    private static final int RUN_CREDITS = 10;
+    /** At most this many credits per round, however large the journal. */
+    private static final int MAX_ROUND_CREDITS = 2048;
+
     /** Step 1, under the inode's lock: take the dirty blocks, allocate the holes, copy the bytes. */
     private List<Run> prepare(long ino, FilePages f, List<Page> taken, java.util.Map<Page, Integer> promisesBack)
             throws Ext4Exception {
@@ -435,7 +443,16 @@ final class Writeback {
         Page[] pageOf = new Page[64];
         boolean[] promised = new boolean[64];
         long beyond = 0;
+        // what one round may take is bounded by the journal credits mapping it can use (as
+        // ext4_writepages() sizes its handle): the rest stays dirty for the next round
+        int budget = Math.max(RUN_CREDITS, Math.min(fs.transactions().maxCredits() / 2, MAX_ROUND_CREDITS));
+        int credits = 0;
+        long prev = -2;
+        long groupBlocks = fs.superblock().blocksPerGroup();
         for (Page p : f.from(0)) {
+            if (credits + RUN_CREDITS > budget) {
+                break;
+            }
             long took = p.takeForWriteback(f);
             if (took == 0) {
                 continue; // clean, or another writeback is writing it: the next round takes it
@@ -457,6 +474,9 @@ final class Writeback {
                     pageOf = java.util.Arrays.copyOf(pageOf, 2 * count);
                     promised = java.util.Arrays.copyOf(promised, 2 * count);
                 }
+                // a new run may split the map and start in a new group; a long one crosses groups
+                credits += lblk != prev + 1 ? RUN_CREDITS : lblk % groupBlocks == 0 ? 2 : 0;
+                prev = lblk;
                 lblks[count] = lblk;
                 pageOf[count] = p;
                 promised[count++] = ((reserved >> b) & 1) != 0;
@@ -466,6 +486,9 @@ final class Writeback {
         unpromise(f, beyond, extents);
         if (count == 0) {
             return List.of();
+        }
+        if (!fs.transactions().extend(credits + 1)) {
+            fs.transactions().restart(credits + 1); // nothing changed yet in this handle
         }
         BlockAccount acct = fs.account(ino, copy).reserved();
         FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);

@@ -52,6 +52,16 @@ import java.util.concurrent.locks.ReentrantLock;
 public final class JournalManager implements Transactions, BlockCache.Tracker, Allocator.FreeDeferral {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
+    /**
+     * Whether a handle that dirties more blocks than its credits fails at once (system property
+     * {@code ext4j.creditcheck}, on in the unit tests); without it the first overrun is logged once.
+     * jbd2 reports the same overrun with a warning in jbd2_journal_dirty_metadata().
+     */
+    static final boolean CREDIT_CHECK = Boolean.getBoolean("ext4j.creditcheck");
+
+    /** The production overrun is logged only once per JVM. */
+    private static final java.util.concurrent.atomic.AtomicBoolean OVERRUN_LOGGED = new java.util.concurrent.atomic.AtomicBoolean();
+
     /** A transaction (transaction_t) while it runs and commits. Guarded by {@link #state}. */
     private static final class Txn {
         final int tid;
@@ -75,10 +85,15 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     private record Frozen(byte[] contents, int tid) {
     }
 
-    /** The handle a thread runs: nesting depth and the credits it reserved. */
+    /**
+     * The handle a thread runs: nesting depth, the credits it reserved and the blocks it brought
+     * into the running transaction (jbd2's h_total_credits less h_buffer_credits). Nested handles
+     * share the outermost one's.
+     */
     private static final class Running {
         int depth;
         int credits;
+        int used;
     }
 
     private final BlockCache cache;
@@ -151,6 +166,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
                         t.handles++;
                         t.credits += want;
                         r.credits = want;
+                        r.used = 0;
                         r.depth = 1;
                         return this::stop;
                     }
@@ -173,16 +189,39 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         }
     }
 
+    /**
+     * ext4_ext_truncate_extend_restart(): false when the handle has {@code credits} left, or gets
+     * them because the running transaction has room (jbd2_journal_extend(), nested handles too:
+     * they share the outer one's credits); else true for an outermost handle, which must restart.
+     */
     @Override
     public boolean needsRestart(int credits) {
         Running r = current.get();
-        if (r.depth != 1) {
+        if (r.depth == 0) {
             return false;
         }
+        return !extend(credits) && r.depth == 1;
+    }
+
+    @Override
+    public boolean extend(int credits) {
+        Running r = current.get();
+        if (r.depth == 0) {
+            return true;
+        }
         synchronized (state) {
+            if (r.credits - r.used >= credits) {
+                return true;
+            }
             Txn t = running;
             // room as start() counts it, with this handle's own reservation already used up
-            return t.blocks.size() + (t.credits - r.credits) + credits > maxTransaction;
+            if (t.blocks.size() + (t.credits - r.credits) + credits <= maxTransaction) {
+                int grown = r.used + credits;
+                t.credits += grown - r.credits;
+                r.credits = grown;
+                return true;
+            }
+            return false;
         }
     }
 
@@ -223,18 +262,48 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
 
     // ---- the block cache's and the allocator's hooks ----
 
+    /**
+     * A block joins the running transaction; the calling thread's handle pays one credit for it
+     * the first time (jbd2_journal_dirty_metadata() taking from h_buffer_credits). A block already
+     * in the transaction costs nothing. A handle that pays more than it reserved fails with
+     * {@link #CREDIT_CHECK}, else the first such overrun is logged.
+     */
     @Override
     public void dirtied(long block) {
+        boolean joined;
         synchronized (state) {
-            running.blocks.add(block);
+            joined = running.blocks.add(block);
             running.revoked.remove(block); // jbd2_journal_cancel_revoke(): the new copy replays
+        }
+        if (joined) {
+            charge(block);
+        }
+    }
+
+    private void charge(long block) {
+        Running r = current.get();
+        if (r.depth == 0 || ++r.used <= r.credits) {
+            return;
+        }
+        String msg = "journal: a handle with " + r.credits + " credits dirtied block " + block + ", its block number " + r.used
+                + " in the transaction: the operation must ask for more credits or restart its handle";
+        if (CREDIT_CHECK) {
+            throw new IllegalStateException(msg);
+        }
+        if (OVERRUN_LOGGED.compareAndSet(false, true)) {
+            LOG.log(Level.WARNING, msg + " (logged once)");
         }
     }
 
     @Override
     public void forgotten(long block) {
         synchronized (state) {
-            running.blocks.remove(block);
+            if (running.blocks.remove(block)) {
+                Running r = current.get();
+                if (r.depth > 0 && r.used > 0) {
+                    r.used--; // jbd2_journal_forget() gives the credit back for a block this transaction had
+                }
+            }
             if (checkpoint.containsKey(block) || committing != null && committing.blocks.contains(block)) {
                 running.revoked.add(block);
             }

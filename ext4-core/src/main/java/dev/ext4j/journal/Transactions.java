@@ -29,12 +29,23 @@ public interface Transactions {
 
     /**
      * Whether the calling thread's handle should be restarted ({@link #restart}) before it dirties
-     * up to {@code credits} more blocks: the running transaction has no room left for them. Always
-     * false for a nested handle (its outer caller's changes must stay in one transaction) and
-     * without a journal. The long truncate's check (ext4_ext_truncate_extend_restart()).
+     * up to {@code credits} more blocks: it has fewer credits left and the running transaction has
+     * no room to extend it by them (jbd2_journal_extend()); when there is room the handle is
+     * extended and the answer is false. Always false for a nested handle (its outer caller's
+     * changes must stay in one transaction) and without a journal. The long truncate's check
+     * (ext4_ext_truncate_extend_restart()).
      */
     default boolean needsRestart(int credits) {
         return false;
+    }
+
+    /**
+     * jbd2_journal_extend(): makes sure the calling thread's handle has {@code credits} more blocks
+     * to dirty, taking them from the running transaction's room. Returns whether it has them
+     * (always true without a journal or without a handle on the thread).
+     */
+    default boolean extend(int credits) {
+        return true;
     }
 
     /**
