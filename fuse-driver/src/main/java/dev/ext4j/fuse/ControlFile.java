@@ -116,7 +116,8 @@ final class ControlFile {
                 continue;
             }
             try {
-                reply.set("ok " + execute(cmd) + "\n");
+                String text = execute(cmd);
+                reply.set("ok " + text + (text.endsWith("\n") ? "" : "\n")); // status ends with its own
                 LOG.log(Level.INFO, "control: {0}: ok", cmd);
             } catch (Ext4Exception e) {
                 reply.set("error " + e.errno() + ": " + e.getMessage() + "\n");

@@ -5,12 +5,12 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.fs.Caller;
 import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.FileAttributes;
+import dev.ext4j.fs.Permissions;
 import dev.ext4j.fs.StatFs;
-import dev.ext4j.format.Inode;
-import dev.ext4j.resize.OnlineResize;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.Charset;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
@@ -28,18 +28,14 @@ import ru.serce.jnrfuse.struct.Timespec;
 
 /**
  * The FUSE adapter: each callback resolves its path (through the core's dentry cache) and calls
- * ext4-core. Every callback runs inside {@link #guard}, the one place where core errors become
- * {@code -errno} and where an unexpected exception becomes EIO and a log line instead of a dead
- * mount. Open files and directories carry their inode number in the FUSE file handle.
+ * ext4-core. Every callback runs inside {@link #guard}, which hands failures to {@link Errors},
+ * the one place where core errors become {@code -errno} and where an unexpected exception becomes
+ * EIO and a log line instead of a dead mount. The permission checks the kernel cannot make on a
+ * FUSE inode are ext4-core's {@link Permissions}; the ioctls are decoded by {@link Ioctls}. Open
+ * files and directories carry their inode number in the FUSE file handle.
  */
 public final class Ext4Fuse extends FuseStubFS {
     private static final System.Logger LOG = System.getLogger("ext4j");
-    private static final int O_ACCMODE = 3;
-    private static final int O_RDONLY = 0;
-    private static final int O_TRUNC = 01000;
-    private static final int O_APPEND = 02000;
-    private static final int W_OK = 2;
-    private static final int X_OK = 1;
 
     private final Ext4FileSystem fs;
     /**
@@ -65,6 +61,7 @@ public final class Ext4Fuse extends FuseStubFS {
     public Ext4Fuse(Ext4FileSystem fs, String controlName, java.nio.file.Path mountPoint, long[] owner) {
         this.fs = fs;
         this.control = new ControlFile(fs, controlName, mountPoint, owner[0], owner[1]);
+        this.errors = new Errors(fs::recordError, System::nanoTime);
     }
 
     /** The callback table to hand to libfuse. */
@@ -72,48 +69,18 @@ public final class Ext4Fuse extends FuseStubFS {
         return fuseOperations;
     }
 
-    /** A callback body that may fail with the core's exception. */
-    @FunctionalInterface
-    interface Op {
-        int run() throws Ext4Exception;
-    }
-
     private final java.util.function.Supplier<long[]> callerIds = () -> {
         var ctx = getContext();
         return new long[] {ctx.uid.get(), ctx.gid.get()};
     };
 
-    /** As ext4's messages: 10 in 5 s for errors (corruption, I/O), and apart from them for the rest (ENOSPC, EEXIST...). */
-    private final LogLimit errorLogLimit = new LogLimit(5_000_000_000L, 10);
-    private final LogLimit infoLogLimit = new LogLimit(5_000_000_000L, 10);
+    /** Errno translation and the catch-all: in {@link Errors} and nowhere else. */
+    private final Errors errors;
 
-    /** Runs a callback: errno translation and the catch-all live here and nowhere else. */
-    int guard(String op, String path, Op body) {
-        try {
-            Caller.fromRequest(callerIds);
-            return body.run();
-        } catch (Ext4Exception e) {
-            Errno errno = e.errno();
-            if (errno == Errno.EUCLEAN || errno == Errno.EBADMSG) {
-                fs.recordError(op, e);
-            }
-            Level level = switch (errno) {
-                case EUCLEAN, EBADMSG, EIO -> Level.ERROR;
-                case ENOENT, ENODATA, ERANGE, ENOTDIR, EISDIR, EROFS, EACCES, EOPNOTSUPP, ENAMETOOLONG -> Level.DEBUG;
-                default -> Level.INFO;
-            };
-            int dropped = level == Level.DEBUG ? 0 : (level == Level.ERROR ? errorLogLimit : infoLogLimit).admit(System.nanoTime());
-            if (dropped > 0) {
-                LOG.log(level, "{0} similar messages suppressed", dropped);
-            }
-            if (dropped >= 0) {
-                LOG.log(level, "{0} {1}: {2}", op, path, e);
-            }
-            return -errno.value();
-        } catch (RuntimeException | StackOverflowError e) {
-            LOG.log(Level.ERROR, op + " " + path + ": unexpected failure, returning EIO", e);
-            return -Errno.EIO.value();
-        }
+    /** Runs a callback as the request's caller, through {@link Errors}. */
+    int guard(String op, String path, Errors.Op body) {
+        Caller.fromRequest(callerIds);
+        return errors.call(op, path, body);
     }
 
     private byte[] bytes(String s) {
@@ -235,17 +202,8 @@ public final class Ext4Fuse extends FuseStubFS {
                 return 0;
             }
             long ino = resolve(path);
-            int flags = fi.flags.get();
-            boolean writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
-            if (fs.isReadOnly() && writing) {
-                return -Errno.EROFS.value();
-            }
-            int iflags = fs.stat(ino).flags();
-            if (writing && ((iflags & Inode.IMMUTABLE_FL) != 0
-                    || ((iflags & Inode.APPEND_FL) != 0 && ((flags & O_APPEND) == 0 || (flags & O_TRUNC) != 0)))) {
-                // may_open(): the VFS cannot see these flags on a FUSE inode, so they are checked here
-                return -Errno.EPERM.value();
-            }
+            // may_open(): the VFS cannot see immutable and append-only on a FUSE inode
+            Permissions.checkOpen(fs.stat(ino), fi.flags.get(), fs.isReadOnly());
             fs.open(ino);
             fi.fh.set(ino);
             return 0;
@@ -390,14 +348,9 @@ public final class Ext4Fuse extends FuseStubFS {
                 return 0;
             }
             long ino = resolve(path);
-            if ((mask & W_OK) != 0 && fs.isReadOnly()) {
-                return -Errno.EROFS.value();
-            }
-            // asked only without default_permissions, when every caller is root (see Main): root
-            // may do anything but execute a regular file that has no exec bit
-            FileAttributes a = fs.stat(ino);
-            return (mask & X_OK) != 0 && (a.mode() & Inode.S_IFMT) == Inode.S_IFREG && (a.mode() & 0111) == 0
-                    ? -Errno.EACCES.value() : 0;
+            // asked only without default_permissions, when every caller is root (see Main)
+            Permissions.checkAccess(fs.stat(ino), mask, fs.isReadOnly());
+            return 0;
         });
     }
 
@@ -683,52 +636,6 @@ public final class Ext4Fuse extends FuseStubFS {
         return null;
     }
 
-    /**
-     * The ioctl numbers served (include/uapi/linux/fs.h, fs/ext4/ext4.h). All are restricted
-     * ioctls: the kernel copies _IOC_SIZE(cmd) bytes in or out, and libfuse hands them over in
-     * {@code data}. FS_IOC_GETFLAGS/SETFLAGS arrive from the VFS fileattr code with a 4-byte int,
-     * whatever size their number says.
-     */
-    static final int FS_IOC_GETFLAGS = 0x80086601, FS_IOC_SETFLAGS = 0x40086602,
-            FS_IOC32_GETFLAGS = 0x80046601, FS_IOC32_SETFLAGS = 0x40046602,
-            EXT4_IOC_GROUP_EXTEND = 0x40086607, EXT4_IOC_GROUP_ADD = 0x40286608,
-            EXT4_IOC_MIGRATE = 0x6609, EXT4_IOC_RESIZE_FS = 0x40086610,
-            FS_IOC_FSGETXATTR = 0x801c581f, FS_IOC_FSSETXATTR = 0x401c5820;
-
-    /**
-     * struct fsxattr's fsx_xflags against the inode flags (fileattr_fill_xflags()): the VFS reads
-     * the old attributes of a FUSE file with FS_IOC_FSGETXATTR before every chattr.
-     */
-    private static final int[][] XFLAG_TO_FLAG = {
-            {0x8, Inode.IMMUTABLE_FL}, {0x10, Inode.APPEND_FL}, {0x20, Inode.SYNC_FL}, {0x40, Inode.NOATIME_FL},
-            {0x80, Inode.NODUMP_FL}, {0x8000, 0x2000000 /* FS_DAX_FL */}, {0x200, Inode.PROJINHERIT_FL}};
-    private static final int FSXATTR_SIZE = 28;
-
-    private static int toXflags(int flags) {
-        int x = 0;
-        for (int[] m : XFLAG_TO_FLAG) {
-            x |= (flags & m[1]) != 0 ? m[0] : 0;
-        }
-        return x;
-    }
-
-    private static int fromXflags(int xflags, int flags) {
-        for (int[] m : XFLAG_TO_FLAG) {
-            flags = (xflags & m[0]) != 0 ? flags | m[1] : flags & ~m[1];
-        }
-        return flags;
-    }
-
-    /**
-     * struct ext4_new_group_input, 40 bytes on 64-bit Linux: __u32 group at 0 (4 bytes of padding
-     * follow), __u64 block_bitmap at 8, inode_bitmap at 16, inode_table at 24, __u32 blocks_count at
-     * 32, __u16 reserved_blocks at 36, __u16 unused at 38.
-     */
-    static OnlineResize.NewGroup newGroupInput(Pointer data) {
-        return new OnlineResize.NewGroup(data.getInt(0) & 0xFFFFFFFFL, data.getLong(8), data.getLong(16), data.getLong(24),
-                data.getInt(32) & 0xFFFFFFFFL, data.getShort(36) & 0xFFFF);
-    }
-
     @Override
     public int ioctl(String path, int cmd, Pointer arg, FuseFileInfo fi, long flags, Pointer data) {
         return guard("ioctl", path, () -> {
@@ -736,38 +643,37 @@ public final class Ext4Fuse extends FuseStubFS {
                 return -Errno.ENOTTY.value();
             }
             long ino = resolve(path);
-            switch (cmd) {
-                case FS_IOC_GETFLAGS, FS_IOC32_GETFLAGS -> data.putInt(0, fs.getFlags(ino));
-                case FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS -> fs.setFlags(ino, data.getInt(0));
-                case FS_IOC_FSGETXATTR -> {
-                    data.put(0, new byte[FSXATTR_SIZE], 0, FSXATTR_SIZE);
-                    data.putInt(0, toXflags(fs.getFlags(ino)));
-                }
-                case FS_IOC_FSSETXATTR -> fs.setFlags(ino, fromXflags(data.getInt(0), fs.getFlags(ino)));
-                case EXT4_IOC_MIGRATE -> {
-                    if (!Caller.isRoot() && Caller.uid() != fs.stat(ino).uid()) { // inode_owner_or_capable()
-                        return -Errno.EACCES.value();
-                    }
+            // the owner and immutable checks of flag changes are in Ext4FileSystem.setFlags
+            switch (Ioctls.command(cmd)) {
+                case GET_FLAGS -> data.putInt(0, fs.getFlags(ino));
+                case SET_FLAGS -> fs.setFlags(ino, data.getInt(0));
+                case FS_GET_XATTR -> data.put(0, Ioctls.fsxattr(fs.getFlags(ino)), 0, Ioctls.FSXATTR_SIZE);
+                case FS_SET_XATTR -> fs.setFlags(ino, Ioctls.fromXflags(Ioctls.xflags(copyIn(data, Ioctls.FSXATTR_SIZE)), fs.getFlags(ino)));
+                case MIGRATE -> {
+                    Permissions.checkMigrate(fs.stat(ino));
                     fs.migrate(ino);
                 }
-                case EXT4_IOC_RESIZE_FS, EXT4_IOC_GROUP_EXTEND -> {
-                    if (!Caller.isRoot()) { // ext4_resize_begin(): CAP_SYS_RESOURCE
-                        return -Errno.EPERM.value();
-                    }
+                case RESIZE -> {
+                    Permissions.checkResize(ino);
                     fs.resize(data.getLong(0)); // both carry the new block count
                 }
-                case EXT4_IOC_GROUP_ADD -> {
-                    if (!Caller.isRoot()) { // ext4_resize_begin(): CAP_SYS_RESOURCE
-                        return -Errno.EPERM.value();
-                    }
-                    fs.addGroup(newGroupInput(data));
+                case GROUP_ADD -> {
+                    Permissions.checkResize(ino);
+                    fs.addGroup(Ioctls.newGroupInput(copyIn(data, Ioctls.NEW_GROUP_INPUT_SIZE)));
                 }
-                default -> {
+                case UNKNOWN -> {
                     return -Errno.ENOTTY.value();
                 }
             }
             return 0;
         });
+    }
+
+    /** The first {@code size} bytes of an ioctl's argument, in the machine's byte order. */
+    private static ByteBuffer copyIn(Pointer data, int size) {
+        byte[] b = new byte[size];
+        data.get(0, b, 0, size);
+        return ByteBuffer.wrap(b).order(ByteOrder.nativeOrder());
     }
 
     /**

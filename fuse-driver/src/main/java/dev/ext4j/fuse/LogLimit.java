@@ -9,6 +9,7 @@ package dev.ext4j.fuse;
 final class LogLimit {
     private final long intervalNanos;
     private final int burst;
+    private boolean started;
     private long windowStart;
     private int printed;
     private int missed;
@@ -16,12 +17,15 @@ final class LogLimit {
     LogLimit(long intervalNanos, int burst) {
         this.intervalNanos = intervalNanos;
         this.burst = burst;
-        this.windowStart = System.nanoTime() - intervalNanos;
     }
 
-    /** -1 when the message at {@code now} is to be dropped, else how many were dropped before it. */
+    /**
+     * -1 when the message at {@code now} (a {@link System#nanoTime} reading) is to be dropped, else
+     * how many were dropped before it. The first message opens the first interval.
+     */
     synchronized int admit(long now) {
-        if (now - windowStart >= intervalNanos) {
+        if (!started || now - windowStart >= intervalNanos) {
+            started = true;
             windowStart = now;
             printed = 0;
         }
