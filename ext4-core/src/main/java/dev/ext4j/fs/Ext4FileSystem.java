@@ -105,22 +105,7 @@ public final class Ext4FileSystem implements Closeable {
     // ---- attributes (inode.c: ext4_getattr(), ext4_setattr()) ----
 
     public FileAttributes stat(long ino) throws Ext4Exception {
-        Inode i = s.inode(ino).inode();
-        boolean hugeFile = s.sb.has(Feature.HUGE_FILE);
-        long blocks = i.blocks512(hugeFile, s.blockSize);
-        long size = s.inodes.isize(i);
-        if (i.hasFlag(Inode.INLINE_DATA_FL) && i.isRegular()) {
-            blocks += (size + 511) >> 9; // as ext4_file_getattr(): inline files are not sparse
-        }
-        if (s.writeback != null && i.isRegular()) {
-            size = s.writeback.size(ino);
-            blocks += s.writeback.delayedBlocks(ino) * (s.blockSize / 512); // as ext4_getattr(): delayed blocks count
-        }
-        // a directory with more than 65000 subdirectories keeps 1 (dir_nlink): shown as it is
-        return new FileAttributes(ino, i.mode(), i.linksCount(), i.uid(), i.gid(), size, blocks,
-                i.atimeSeconds(), i.atimeNanos(), i.mtimeSeconds(), i.mtimeNanos(),
-                i.ctimeSeconds(), i.ctimeNanos(), i.crtimeSeconds(), i.crtimeNanos(),
-                i.deviceMajor(), i.deviceMinor(), i.flags(), s.blockSize);
+        return s.attributes(ino);
     }
 
     /**

@@ -21,12 +21,10 @@ final class Ioctl {
         this.resizer = fs.readOnly ? null : new OnlineResize(fs.device, fs.sb, fs.cache, fs.groups, fs.allocator, new ResizeHost());
     }
 
-    /** ext4_resize_begin(): CAP_SYS_RESOURCE (root here), and a writable mount. */
+    /** ext4_resize_begin(): a writable mount, and CAP_SYS_RESOURCE (root here). */
     private void requireResource() throws Ext4Exception {
         fs.requireWritable();
-        if (!Caller.isRoot()) {
-            throw new Ext4Exception(Errno.EPERM, "resizing the filesystem needs CAP_SYS_RESOURCE");
-        }
+        Permissions.checkResize(Ext4FileSystem.ROOT_INO);
     }
 
     /**
@@ -46,14 +44,9 @@ final class Ioctl {
      */
     void setFlags(long ino, int flags) throws Ext4Exception {
         fs.requireWritable();
-        Inode current = fs.inode(ino).inode();
+        FileAttributes current = fs.attributes(ino);
         int old = current.flags();
-        if (!Caller.isRoot() && Caller.uid() != current.uid()) {
-            throw new Ext4Exception(Errno.EPERM, "inode " + ino + ": only the owner may change its flags");
-        }
-        if (((flags ^ old) & (Inode.IMMUTABLE_FL | Inode.APPEND_FL)) != 0 && !Caller.isRoot()) {
-            throw new Ext4Exception(Errno.EPERM, "inode " + ino + ": immutable and append-only need CAP_LINUX_IMMUTABLE");
-        }
+        Permissions.checkSetFlags(current, flags);
         if ((flags & Inode.EXTENTS_FL) != 0 && (old & Inode.EXTENTS_FL) == 0) {
             migrate(ino);
         }
@@ -79,10 +72,7 @@ final class Ioctl {
      */
     void migrate(long ino) throws Ext4Exception {
         fs.requireWritable();
-        Inode current = fs.inode(ino).inode();
-        if (!Caller.isRoot() && Caller.uid() != current.uid()) { // inode_owner_or_capable()
-            throw new Ext4Exception(Errno.EACCES, "inode " + ino + ": only the owner may migrate it");
-        }
+        Permissions.checkMigrate(fs.attributes(ino));
         try (SuperInfo.Entered g = fs.enterGate()) {
             new Migrate(fs).run(ino);
         }

@@ -177,6 +177,26 @@ final class SuperInfo {
         state.geometryChanged();
     }
 
+    /** What stat(2) shows of {@code ino} (ext4_getattr()): sizes and blocks as writes left them in memory. */
+    FileAttributes attributes(long ino) throws Ext4Exception {
+        Inode i = inode(ino).inode();
+        boolean hugeFile = sb.has(Feature.HUGE_FILE);
+        long blocks = i.blocks512(hugeFile, blockSize);
+        long size = inodes.isize(i);
+        if (i.hasFlag(Inode.INLINE_DATA_FL) && i.isRegular()) {
+            blocks += (size + 511) >> 9; // as ext4_file_getattr(): inline files are not sparse
+        }
+        if (writeback != null && i.isRegular()) {
+            size = writeback.size(ino);
+            blocks += writeback.delayedBlocks(ino) * (blockSize / 512); // as ext4_getattr(): delayed blocks count
+        }
+        // a directory with more than 65000 subdirectories keeps 1 (dir_nlink): shown as it is
+        return new FileAttributes(ino, i.mode(), i.linksCount(), i.uid(), i.gid(), size, blocks,
+                i.atimeSeconds(), i.atimeNanos(), i.mtimeSeconds(), i.mtimeNanos(),
+                i.ctimeSeconds(), i.ctimeNanos(), i.crtimeSeconds(), i.crtimeNanos(),
+                i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize);
+    }
+
     InodeInfo inode(long ino) throws Ext4Exception {
         return inodes.get(ino);
     }

@@ -2,6 +2,7 @@ package dev.ext4j.fuse;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.fs.Caller;
 import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.FsStatus;
 import java.lang.System.Logger.Level;
@@ -176,6 +177,9 @@ final class ControlFile {
         if (cmd.changes && fs.isReadOnly()) {
             throw new Ext4Exception(Errno.EROFS, "the filesystem is mounted read-only");
         }
+        // only the user who mounted can open this file: on their own mount they act as its
+        // administrator, so resize and migrate pass the core's root-or-owner checks
+        Caller.set(0, 0);
         return switch (cmd) {
             case RESIZE -> {
                 fs.resize(parseSize(arg, fs.superblock().blockSize()));

@@ -606,7 +606,11 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int fsync(String path, int isdatasync, FuseFileInfo fi) {
         return guard("fsync", path, () -> {
-            fs.sync();
+            if (control.is(path)) {
+                return 0;
+            }
+            long ino = handleOr(fi);
+            fs.fsync(ino != 0 ? ino : resolve(path), isdatasync != 0);
             return 0;
         });
     }
@@ -614,7 +618,8 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int fsyncdir(String path, FuseFileInfo fi) {
         return guard("fsyncdir", path, () -> {
-            fs.sync();
+            long ino = handleOr(fi);
+            fs.fsync(ino != 0 ? ino : resolve(path), false);
             return 0;
         });
     }
@@ -643,24 +648,15 @@ public final class Ext4Fuse extends FuseStubFS {
                 return -Errno.ENOTTY.value();
             }
             long ino = resolve(path);
-            // the owner and immutable checks of flag changes are in Ext4FileSystem.setFlags
+            // who may do what is the core's decision (Ioctl, Permissions)
             switch (Ioctls.command(cmd)) {
                 case GET_FLAGS -> data.putInt(0, fs.getFlags(ino));
                 case SET_FLAGS -> fs.setFlags(ino, data.getInt(0));
                 case FS_GET_XATTR -> data.put(0, Ioctls.fsxattr(fs.getFlags(ino)), 0, Ioctls.FSXATTR_SIZE);
                 case FS_SET_XATTR -> fs.setFlags(ino, Ioctls.fromXflags(Ioctls.xflags(copyIn(data, Ioctls.FSXATTR_SIZE)), fs.getFlags(ino)));
-                case MIGRATE -> {
-                    Permissions.checkMigrate(fs.stat(ino));
-                    fs.migrate(ino);
-                }
-                case RESIZE -> {
-                    Permissions.checkResize(ino);
-                    fs.resize(data.getLong(0)); // both carry the new block count
-                }
-                case GROUP_ADD -> {
-                    Permissions.checkResize(ino);
-                    fs.addGroup(Ioctls.newGroupInput(copyIn(data, Ioctls.NEW_GROUP_INPUT_SIZE)));
-                }
+                case MIGRATE -> fs.migrate(ino);
+                case RESIZE -> fs.resize(data.getLong(0)); // both carry the new block count
+                case GROUP_ADD -> fs.addGroup(Ioctls.newGroupInput(copyIn(data, Ioctls.NEW_GROUP_INPUT_SIZE)));
                 case UNKNOWN -> {
                     return -Errno.ENOTTY.value();
                 }
