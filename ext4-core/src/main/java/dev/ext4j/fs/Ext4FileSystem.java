@@ -1208,9 +1208,7 @@ public final class Ext4FileSystem implements Closeable {
      * it creates it, and an exception per new name costs more than the search.
      */
     private long find(long dirIno, byte[] name) throws Ext4Exception {
-        if (name.length > 255) {
-            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
-        }
+        dev.ext4j.dir.Names.check(name);
         long cached = dentries.get(dirIno, name);
         if (cached != 0) {
             return cached;

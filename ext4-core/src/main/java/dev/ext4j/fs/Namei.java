@@ -32,16 +32,9 @@ final class Namei {
     }
 
     private static void checkName(byte[] name) throws Ext4Exception {
-        if (name.length > DirEntry.MAX_NAME_LEN) {
-            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
-        }
-        if (name.length == 0 || (name.length == 1 && name[0] == '.') || (name.length == 2 && name[0] == '.' && name[1] == '.')) {
+        dev.ext4j.dir.Names.check(name);
+        if (dev.ext4j.dir.Names.isDotOrDotDot(name)) {
             throw new Ext4Exception(Errno.EEXIST, "\".\" and \"..\" always exist");
-        }
-        for (byte b : name) {
-            if (b == '/' || b == 0) {
-                throw new Ext4Exception(Errno.EINVAL, "a name may not hold '/' or NUL");
-            }
         }
     }
 
@@ -338,9 +331,7 @@ final class Namei {
     /** unlink(2) and rmdir(2). */
     void remove(long dirIno, byte[] name, boolean directory) throws Ext4Exception {
         fs.requireWritable();
-        if (name.length > DirEntry.MAX_NAME_LEN) {
-            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
-        }
+        dev.ext4j.dir.Names.check(name);
         while (true) {
             long child = fs.lookup(dirIno, name);
             try (InodeLocks.Held h = fs.locks().lockAll(dirIno, child)) {
