@@ -101,17 +101,17 @@ public final class DirectoryWriter implements DirChanges {
      */
     public void add(byte[] name, long ino, int fileType) throws Ext4Exception {
         if (dir.find(name) != null) {
-            throw new Ext4Exception(Errno.EEXIST, "directory inode " + dir.ino() + ": '" + printable(name) + "' exists");
+            throw new Ext4Exception(Errno.EEXIST, "directory inode " + dir.ino() + ": '" + Names.printable(name) + "' exists");
         }
         addNew(name, ino, fileType);
     }
 
     @Override
     public void addNew(byte[] name, long ino, int fileType) throws Ext4Exception {
-        checkName(name);
+        Names.check(name);
         checkTarget(ino, fileType);
-        if (isDotOrDotDot(name)) {
-            throw new Ext4Exception(Errno.EEXIST, "directory inode " + dir.ino() + ": '" + printable(name) + "' exists");
+        if (Names.isDotOrDotDot(name)) {
+            throw new Ext4Exception(Errno.EEXIST, "directory inode " + dir.ino() + ": '" + Names.printable(name) + "' exists");
         }
         boolean dxFallback = false;
         if (dir.indexed()) {
@@ -146,7 +146,6 @@ public final class DirectoryWriter implements DirChanges {
 
     /** The linear part of ext4_add_entry(): first block with room, else make_indexed_dir() or a new block. */
     private void linearAdd(byte[] name, long ino, int fileType, boolean dxFallback) throws Ext4Exception {
-        int reclen = DirEntry.minRecLen(name.length);
         long blocks = dir.blocks();
         for (long lblk = 0; lblk < blocks; lblk++) {
             long pblk = dir.physical(lblk);
@@ -154,13 +153,13 @@ public final class DirectoryWriter implements DirChanges {
                 // a hole in a linear directory: ext4_bread(CREATE) fills it
                 long p = allocate(lblk);
                 ByteBuffer nb = emptyLeaf();
-                insertDentry(nb, 0, name, ino, fileType);
+                leaf(nb, lblk).insert(0, name, ino, fileType);
                 sealLeaf(nb, lblk);
                 create(p, nb);
                 return;
             }
             ByteBuffer b = dir.block(lblk, pblk);
-            if (insertIfRoom(b, lblk, pblk, reclen, name, ino, fileType)) {
+            if (insertIfRoom(b, lblk, pblk, name, ino, fileType)) {
                 return;
             }
             if (blocks == 1 && !dxFallback && fmt.dirIndex()) {
@@ -171,7 +170,7 @@ public final class DirectoryWriter implements DirChanges {
         long lblk = blocks;
         long p = allocate(lblk);
         ByteBuffer nb = emptyLeaf();
-        insertDentry(nb, 0, name, ino, fileType);
+        leaf(nb, lblk).insert(0, name, ino, fileType);
         sealLeaf(nb, lblk);
         create(p, nb);
         grow(lblk + 1);
@@ -259,7 +258,6 @@ public final class DirectoryWriter implements DirChanges {
 
     /** ext4_dx_add_entry(): dx_probe() to the leaf; when full, split it, splitting or deepening the index first if needed. */
     private void dxAdd(byte[] name, long ino, int fileType) throws Ext4Exception, BadIndex {
-        int reclen = DirEntry.minRecLen(name.length);
         int maxLevels = fmt.largeDir() ? 3 : 2;
         while (true) {
             Probe p = dir.probe(name);
@@ -274,7 +272,7 @@ public final class DirectoryWriter implements DirChanges {
                 throw Ext4Exception.corrupted(dir.where(leaf) + ": directory hole found for htree leaf block");
             }
             ByteBuffer lb = dir.block(leaf, leafPblk);
-            if (insertIfRoom(lb, leaf, leafPblk, reclen, name, ino, fileType)) {
+            if (insertIfRoom(lb, leaf, leafPblk, name, ino, fileType)) {
                 return;
             }
             if (frame.node.count() == frame.node.limit()) {
@@ -476,15 +474,14 @@ public final class DirectoryWriter implements DirChanges {
         }
         // which block gets the new entry: add_dirent_to_buf() at the last entry of that half
         boolean upper = Integer.compareUnsigned(hash, hash2) >= 0;
-        ByteBuffer target = upper ? d2 : d1;
+        DirentRegion target = leaf(upper ? d2 : d1, upper ? newLblk : lblk1);
         int at = upper ? de2 : de1;
-        int rl = DirEntry.recLen(target, at, bs);
-        int room = DirEntry.inode(target, at) != 0 ? rl - DirEntry.minRecLen(DirEntry.nameLen(target, at, ft)) : rl;
+        int room = target.room(at);
         if (room < DirEntry.minRecLen(name.length)) {
             throw new Ext4Exception(Errno.ENOSPC, dir.where(upper ? newLblk : lblk1) + ": no room for a "
                     + name.length + "-byte name after splitting the leaf (" + room + " bytes free)");
         }
-        insertDentry(target, at, name, ino, fileType);
+        target.insert(at, name, ino, fileType);
         sealLeaf(d1, lblk1);
         sealLeaf(d2, newLblk);
         dxInsertBlock(frame, hash2 + continued, newLblk);
@@ -561,27 +558,11 @@ public final class DirectoryWriter implements DirChanges {
     public long remove(byte[] name) throws Ext4Exception {
         Location loc = locate(name);
         ByteBuffer b = copyOf(dir.block(loc.lblk(), loc.pblk()));
-        int end = bs - csumSize;
-        int pde = -1;
-        Object where = dir.where(loc.lblk());
-        for (int off = 0; off < end; ) {
-            int rl = DirEntryCheck.check(b, off, end, fmt, where);
-            if (off == loc.offset()) {
-                if (pde >= 0) {
-                    DirEntry.setRecLen(b, pde, DirEntry.recLen(b, pde, bs) + rl, bs);
-                    zero(b, off, off + rl);
-                } else {
-                    DirEntry.setInode(b, off, 0);
-                    zero(b, off + 6, off + rl);
-                }
-                sealLeaf(b, loc.lblk());
-                update(loc.pblk(), b);
-                return loc.ino();
-            }
-            pde = off;
-            off += rl;
-        }
-        throw Ext4Exception.corrupted(dir.where(loc.lblk()) + ": entry at " + loc.offset() + " vanished");
+        DirentRegion entries = leaf(b, loc.lblk());
+        entries.delete(loc.offset(), entries.previous(loc.offset()));
+        sealLeaf(b, loc.lblk());
+        update(loc.pblk(), b);
+        return loc.ino();
     }
 
     /**
@@ -677,70 +658,34 @@ public final class DirectoryWriter implements DirChanges {
 
     /** The entry for a name that must exist and may not be "." or "..". */
     private Location locate(byte[] name) throws Ext4Exception {
-        checkName(name);
-        if (isDotOrDotDot(name)) {
-            throw new Ext4Exception(Errno.EINVAL, "directory inode " + dir.ino() + ": '" + printable(name) + "' cannot be removed or replaced");
+        Names.check(name);
+        if (Names.isDotOrDotDot(name)) {
+            throw new Ext4Exception(Errno.EINVAL, "directory inode " + dir.ino() + ": '" + Names.printable(name) + "' cannot be removed or replaced");
         }
         Location loc = dir.find(name);
         if (loc == null) {
-            throw new Ext4Exception(Errno.ENOENT, "directory inode " + dir.ino() + ": no entry '" + printable(name) + "'");
+            throw new Ext4Exception(Errno.ENOENT, "directory inode " + dir.ino() + ": no entry '" + Names.printable(name) + "'");
         }
         return loc;
     }
 
-    /**
-     * ext4_find_dest_de(): the first entry with room for {@code reclen} bytes (a deleted entry's
-     * whole rec_len, or a live one's slack past its minimal size), or -1; EEXIST on the way if the
-     * name is there.
-     */
     /** add_dirent_to_buf(): puts the entry into leaf {@code b} if it has room; false otherwise. */
-    private boolean insertIfRoom(ByteBuffer b, long lblk, long pblk, int reclen, byte[] name, long ino, int fileType)
+    private boolean insertIfRoom(ByteBuffer b, long lblk, long pblk, byte[] name, long ino, int fileType)
             throws Ext4Exception {
-        int off = findDest(b, lblk, reclen, name);
+        int off = leaf(b, lblk).findSlot(name);
         if (off < 0) {
             return false;
         }
         ByteBuffer c = copyOf(b);
-        insertDentry(c, off, name, ino, fileType);
+        leaf(c, lblk).insert(off, name, ino, fileType);
         sealLeaf(c, lblk);
         update(pblk, c);
         return true;
     }
 
-    private int findDest(ByteBuffer b, long lblk, int reclen, byte[] name) throws Ext4Exception {
-        int end = bs - csumSize;
-        boolean ft = fmt.fileType();
-        Object where = dir.where(lblk);
-        for (int off = 0; off <= end - reclen; ) {
-            int rlen = DirEntryCheck.check(b, off, end, fmt, where);
-            long ino = DirEntry.inode(b, off);
-            int nl = DirEntry.nameLen(b, off, ft);
-            if (ino != 0 && DirEntry.nameEquals(b, off, nl, name)) {
-                throw new Ext4Exception(Errno.EEXIST, dir.where(lblk) + ": '" + printable(name) + "' exists");
-            }
-            if ((ino != 0 ? rlen - DirEntry.minRecLen(nl) : rlen) >= reclen) {
-                return off;
-            }
-            off += rlen;
-        }
-        return -1;
-    }
-
-    /** ext4_insert_dentry(): into a deleted entry, or into the slack of a live one (which shrinks to its minimum). */
-    private void insertDentry(ByteBuffer b, int off, byte[] name, long ino, int fileType) {
-        int rlen = DirEntry.recLen(b, off, bs);
-        if (DirEntry.inode(b, off) != 0) {
-            int nlen = DirEntry.minRecLen(DirEntry.nameLen(b, off, fmt.fileType()));
-            int off1 = off + nlen;
-            DirEntry.setRecLen(b, off1, rlen - nlen, bs);
-            DirEntry.setRecLen(b, off, nlen, bs);
-            off = off1;
-            rlen -= nlen;
-        }
-        DirEntry.setInode(b, off, ino);
-        DirEntry.setNameLenAndType(b, off, name.length, fmt.fileType() ? fileType : DirEntry.FT_UNKNOWN, fmt.fileType());
-        DirEntry.setName(b, off, name);
-        zero(b, off + DirEntry.HEADER_SIZE + name.length, off + rlen);
+    /** The entry area of leaf block {@code lblk}: the whole block but the checksum tail. */
+    private DirentRegion leaf(ByteBuffer b, long lblk) {
+        return new DirentRegion(b, 0, bs - csumSize, fmt, dir.where(lblk));
     }
 
     /** Checks "." (this inode) at 0 and ".." right after it, as ext4_get_first_dir_block(); returns the offset of "..". */
@@ -763,21 +708,6 @@ public final class DirectoryWriter implements DirChanges {
         return rl;
     }
 
-    private void checkName(byte[] name) throws Ext4Exception {
-        if (name.length > DirEntry.MAX_NAME_LEN) {
-            throw new Ext4Exception(Errno.ENAMETOOLONG, "directory inode " + dir.ino() + ": name of " + name.length
-                    + " bytes (max " + DirEntry.MAX_NAME_LEN + ")");
-        }
-        if (name.length == 0) {
-            throw new Ext4Exception(Errno.EINVAL, "directory inode " + dir.ino() + ": empty name");
-        }
-        for (byte c : name) {
-            if (c == '/' || c == 0) {
-                throw new Ext4Exception(Errno.EINVAL, "directory inode " + dir.ino() + ": name '" + printable(name) + "' contains '/' or NUL");
-            }
-        }
-    }
-
     private void checkTarget(long ino, int fileType) {
         if (ino < 1 || ino > fmt.inodesCount()) {
             throw new IllegalArgumentException("inode " + ino + " is out of range (1.." + fmt.inodesCount() + ")");
@@ -785,23 +715,6 @@ public final class DirectoryWriter implements DirChanges {
         if (fileType < DirEntry.FT_UNKNOWN || fileType > DirEntry.FT_SYMLINK) {
             throw new IllegalArgumentException("file type " + fileType + " is not a dirent file_type (0..7)");
         }
-    }
-
-    private static boolean isDotOrDotDot(byte[] name) {
-        return name.length == 1 && name[0] == '.' || name.length == 2 && name[0] == '.' && name[1] == '.';
-    }
-
-    private static String printable(byte[] name) {
-        StringBuilder sb = new StringBuilder();
-        for (byte c : name) {
-            int v = c & 0xFF;
-            if (v >= 0x20 && v < 0x7F && v != '\\') {
-                sb.append((char) v);
-            } else {
-                sb.append(String.format("\\x%02x", v));
-            }
-        }
-        return sb.toString();
     }
 
     /** ext4_append()'s allocation half: maps {@code lblk}, leaving i_size to {@link #grow}. */
@@ -877,13 +790,7 @@ public final class DirectoryWriter implements DirChanges {
     }
 
     private static void zero(ByteBuffer b, int from, int to) {
-        if (b.hasArray()) {
-            java.util.Arrays.fill(b.array(), b.arrayOffset() + from, b.arrayOffset() + Math.max(from, to), (byte) 0);
-            return;
-        }
-        for (int i = from; i < to; i++) {
-            b.put(i, (byte) 0);
-        }
+        DirentRegion.zero(b, from, to);
     }
 
     /** Zeroes the bytes after an entry's minimal size up to {@code end} (stale names from moved entries). */

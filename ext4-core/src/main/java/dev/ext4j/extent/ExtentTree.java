@@ -50,7 +50,7 @@ import java.util.List;
  * <p>Not thread-safe: the caller holds the inode's block-map lock (the kernel's i_data_sem).
  * Bigalloc (clusters) is not handled: blocks are freed block by block.
  */
-public final class ExtentTree implements BlockMap {
+public final class ExtentTree implements WritableBlockMap {
     /** EXT_MAX_BLOCKS: logical blocks are 32-bit and 0xFFFFFFFF is never mapped. */
     public static final long MAX_BLOCKS = 0xFFFFFFFFL;
     private static final int ROOT_SIZE = Inode.I_BLOCK_SIZE;
@@ -133,6 +133,7 @@ public final class ExtentTree implements BlockMap {
      * Tree blocks allocated minus tree blocks freed by this object's changes so far. The caller
      * adds it (times blocksize / 512) to i_blocks, beside the data blocks it counts itself.
      */
+    @Override
     public long metaBlocksDelta() {
         return metaBlocksDelta;
     }
@@ -461,6 +462,22 @@ public final class ExtentTree implements BlockMap {
             throw new IllegalArgumentException("physical blocks outside 1..2^48-1: " + e);
         }
         insertExtent(e, true);
+    }
+
+    @Override
+    public void insert(long lblk, long physical, int length, boolean unwritten) throws Ext4Exception {
+        insert(new Extent(lblk, physical, length, unwritten));
+    }
+
+    /** {@link #MAX_BLOCKS}. */
+    @Override
+    public long maxBlocks() {
+        return MAX_BLOCKS;
+    }
+
+    @Override
+    public boolean supportsUnwritten() {
+        return true;
     }
 
     /** ext4_can_extents_be_merged(): {@code a} directly followed by {@code b}, on disk too. */
@@ -833,6 +850,7 @@ public final class ExtentTree implements BlockMap {
      * that stick out of the range; holes and written extents in the range are left alone. A split
      * may need a tree block (ENOSPC leaves the remaining part unconverted).
      */
+    @Override
     public void markWritten(long lblk, long length) throws Ext4Exception {
         requireWritable();
         if (lblk < 0 || length < 0) {
@@ -939,6 +957,7 @@ public final class ExtentTree implements BlockMap {
      * @return the data blocks freed (the caller takes them off i_blocks, with
      *         {@link #metaBlocksDelta()} for tree blocks)
      */
+    @Override
     public long removeRange(long fromLblk, long toLblkExclusive) throws Ext4Exception {
         requireWritable();
         if (fromLblk < 0 || toLblkExclusive < fromLblk) {

@@ -29,7 +29,7 @@ import java.util.List;
  * 60-byte buffer, which it writes back into the inode. Not thread-safe: the caller holds the
  * inode's block-map lock.
  */
-public final class IndirectMap implements BlockMap {
+public final class IndirectMap implements WritableBlockMap {
     static final int DIRECT = 12;
     static final int IND = 12;
     static final int DIND = 13;
@@ -80,10 +80,23 @@ public final class IndirectMap implements BlockMap {
         return DIRECT + p + p * p + p * p * p;
     }
 
+    /** {@link #maxBlocks(int)} for this map's block size. */
+    @Override
+    public long maxBlocks() {
+        return maxBlocks(cache.blockSize());
+    }
+
+    /** False: a block-mapped file has no unwritten blocks (fallocate needs extents). */
+    @Override
+    public boolean supportsUnwritten() {
+        return false;
+    }
+
     /**
      * Indirect blocks allocated minus indirect blocks freed by this object's changes so far. The
      * caller adds it (times blocksize / 512) to i_blocks, beside the data blocks it counts itself.
      */
+    @Override
     public long metaBlocksDelta() {
         return metaBlocksDelta;
     }
@@ -108,6 +121,13 @@ public final class IndirectMap implements BlockMap {
             }
         }
         return new Mapping(lblk, first, len, false);
+    }
+
+    /** The run at {@link #nextMapped}: unallocated subtrees are skipped whole. */
+    @Override
+    public Mapping nextRun(long from) throws Ext4Exception {
+        long l = nextMapped(from);
+        return l < 0 ? null : map(l, maxBlocks() - l);
     }
 
     /**
@@ -392,6 +412,24 @@ public final class IndirectMap implements BlockMap {
         }
     }
 
+    /**
+     * {@link #set(long, long, long)}: ext4_ind_map_blocks() has no unwritten state.
+     *
+     * @throws Ext4Exception EOPNOTSUPP for an unwritten run
+     */
+    @Override
+    public void insert(long lblk, long physical, int length, boolean unwritten) throws Ext4Exception {
+        if (unwritten) {
+            throw new Ext4Exception(Errno.EOPNOTSUPP, "unwritten blocks need the extents feature");
+        }
+        set(lblk, physical, length);
+    }
+
+    /** Nothing to do: an indirect map has no unwritten blocks. */
+    @Override
+    public void markWritten(long lblk, long length) {
+    }
+
     private Ext4Exception remapped(long lblk, long old, long pblk) {
         return new Ext4Exception(Errno.EEXIST, "inode " + ino + ": logical block " + lblk + " is mapped to block "
                 + old + " already (asked to map it to " + pblk + ")");
@@ -526,6 +564,7 @@ public final class IndirectMap implements BlockMap {
      * @return the data blocks freed (the caller takes them off i_blocks, with
      *         {@link #metaBlocksDelta()} for indirect blocks)
      */
+    @Override
     public long removeRange(long from, long toExclusive) throws Ext4Exception {
         requireWritable();
         if (from < 0 || toExclusive < from) {

@@ -1,5 +1,6 @@
 package dev.ext4j.fs;
 
+import dev.ext4j.dir.Names;
 import java.util.Arrays;
 import dev.ext4j.inline.InlineDirectory;
 import dev.ext4j.dir.DirSink;
@@ -37,16 +38,9 @@ final class Namei {
     }
 
     private static void checkName(byte[] name) throws Ext4Exception {
-        if (name.length > DirEntry.MAX_NAME_LEN) {
-            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
-        }
-        if (name.length == 0 || (name.length == 1 && name[0] == '.') || (name.length == 2 && name[0] == '.' && name[1] == '.')) {
+        Names.check(name);
+        if (Names.isDotOrDotDot(name)) {
             throw new Ext4Exception(Errno.EEXIST, "\".\" and \"..\" always exist");
-        }
-        for (byte b : name) {
-            if (b == '/' || b == 0) {
-                throw new Ext4Exception(Errno.EINVAL, "a name may not hold '/' or NUL");
-            }
         }
     }
 
@@ -343,9 +337,7 @@ final class Namei {
     /** unlink(2) and rmdir(2). */
     void remove(long dirIno, byte[] name, boolean directory) throws Ext4Exception {
         fs.requireWritable();
-        if (name.length > DirEntry.MAX_NAME_LEN) {
-            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
-        }
+        Names.check(name);
         while (true) {
             long child = lookup(dirIno, name);
             try (InodeLocks.Held h = fs.locks().lockAll(dirIno, child)) {
@@ -515,9 +507,7 @@ final class Namei {
      * it creates it, and an exception per new name costs more than the search.
      */
     private long find(long dirIno, byte[] name) throws Ext4Exception {
-        if (name.length > 255) {
-            throw new Ext4Exception(Errno.ENAMETOOLONG, "name of " + name.length + " bytes (max 255)");
-        }
+        Names.check(name);
         long cached = fs.dentries.get(dirIno, name);
         if (cached != 0) {
             return cached;

@@ -8,6 +8,8 @@ import dev.ext4j.dir.DirEntries;
 import dev.ext4j.dir.DirEntryCheck;
 import dev.ext4j.dir.DirFormat;
 import dev.ext4j.dir.DirSink;
+import dev.ext4j.dir.DirentRegion;
+import dev.ext4j.dir.Names;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.Inode;
 import dev.ext4j.io.BlockCache;
@@ -137,15 +139,14 @@ public final class InlineDirectoryWriter implements DirChanges {
             converted.add(name, target, fileType);
             return;
         }
-        checkName(name);
-        if (isDotOrDotDot(name) || reader().lookup(name) != 0) {
+        Names.check(name);
+        if (Names.isDotOrDotDot(name) || reader().lookup(name) != 0) {
             throw new Ext4Exception(Errno.EEXIST, "inline directory inode " + ino + ": the name exists");
         }
-        int reclen = DirEntry.minRecLen(name.length);
-        ByteBuffer ib = copy.iBlock();
-        int off = findDest(ib, PARENT_SIZE, InlineData.MIN_SIZE, reclen, name, false);
+        DirentRegion inIBlock = region(copy.iBlock(), false, InlineData.MIN_SIZE);
+        int off = inIBlock.findSlot(name);
         if (off >= 0) {
-            insertDentry(ib, off, name, target, fileType);
+            inIBlock.insert(off, name, target, fileType);
             return;
         }
         byte[] value = InlineData.value(copy, ino);
@@ -153,10 +154,10 @@ public final class InlineDirectoryWriter implements DirChanges {
             value = growIntoXattr();
         }
         if (value.length > 0) {
-            ByteBuffer vb = ByteBuffer.wrap(value).order(ByteOrder.LITTLE_ENDIAN);
-            off = findDest(vb, 0, value.length, reclen, name, true);
+            DirentRegion inXattr = region(ByteBuffer.wrap(value).order(ByteOrder.LITTLE_ENDIAN), true, value.length);
+            off = inXattr.findSlot(name);
             if (off >= 0) {
-                insertDentry(vb, off, name, target, fileType);
+                inXattr.insert(off, name, target, fileType);
                 InlineData.setValue(copy, ino, value);
                 return;
             }
@@ -184,41 +185,11 @@ public final class InlineDirectoryWriter implements DirChanges {
     }
 
     /**
-     * ext4_find_dest_de() over one region: the first entry with room for {@code reclen} bytes (a
-     * deleted entry's whole rec_len, or a live one's slack), or -1; EEXIST on the way.
+     * The entries of i_block (after the parent number) or of the value: one region each, as
+     * ext4_add_dirent_to_inline() and ext4_delete_inline_entry() treat them.
      */
-    private int findDest(ByteBuffer b, int start, int end, int reclen, byte[] name, boolean inXattr) throws Ext4Exception {
-        boolean ft = fmt.fileType();
-        for (int off = start; off <= end - reclen; ) {
-            int rlen = DirEntryCheck.check(b, off, end, fmt, where(inXattr));
-            long e = DirEntry.inode(b, off);
-            int nl = DirEntry.nameLen(b, off, ft);
-            if (e != 0 && DirEntry.nameEquals(b, off, nl, name)) {
-                throw new Ext4Exception(Errno.EEXIST, where(inXattr) + ": the name exists");
-            }
-            if ((e != 0 ? rlen - DirEntry.minRecLen(nl) : rlen) >= reclen) {
-                return off;
-            }
-            off += rlen;
-        }
-        return -1;
-    }
-
-    /** ext4_insert_dentry(): into a deleted entry, or into the slack of a live one (which shrinks to its minimum). */
-    private void insertDentry(ByteBuffer b, int off, byte[] name, long target, int fileType) {
-        int bs = fmt.blockSize();
-        int rlen = DirEntry.recLen(b, off, bs);
-        if (DirEntry.inode(b, off) != 0) {
-            int nlen = DirEntry.minRecLen(DirEntry.nameLen(b, off, fmt.fileType()));
-            DirEntry.setRecLen(b, off + nlen, rlen - nlen, bs);
-            DirEntry.setRecLen(b, off, nlen, bs);
-            off += nlen;
-            rlen -= nlen;
-        }
-        DirEntry.setInode(b, off, target);
-        DirEntry.setNameLenAndType(b, off, name.length, fmt.fileType() ? fileType : DirEntry.FT_UNKNOWN, fmt.fileType());
-        DirEntry.setName(b, off, name);
-        zero(b, off + DirEntry.HEADER_SIZE + name.length, off + rlen);
+    private DirentRegion region(ByteBuffer b, boolean inXattr, int end) {
+        return new DirentRegion(b, inXattr ? 0 : PARENT_SIZE, end, fmt, where(inXattr));
     }
 
     // ---- conversion to a block directory ----
@@ -278,36 +249,29 @@ public final class InlineDirectoryWriter implements DirChanges {
     // ---- remove, replace, "..", empty ----
 
     /** One entry found: its region's bytes (i_block or the value) and where it is. */
-    private record Found(ByteBuffer region, byte[] value, int start, int off, int prev) {
+    private record Found(ByteBuffer region, byte[] value, DirentRegion entries, int off) {
     }
 
     /** The live entry named {@code name}, in i_block or in the value; null when absent. */
     private Found find(byte[] name) throws Ext4Exception {
         ByteBuffer ib = copy.iBlock();
-        Found f = findIn(ib, null, PARENT_SIZE, InlineData.MIN_SIZE, name, false);
+        Found f = findIn(ib, null, name, false, InlineData.MIN_SIZE);
         if (f != null) {
             return f;
         }
         byte[] value = InlineData.value(copy, ino);
-        return findIn(ByteBuffer.wrap(value).order(ByteOrder.LITTLE_ENDIAN), value, 0, value.length, name, true);
+        return findIn(ByteBuffer.wrap(value).order(ByteOrder.LITTLE_ENDIAN), value, name, true, value.length);
     }
 
-    private Found findIn(ByteBuffer b, byte[] value, int start, int end, byte[] name, boolean inXattr) throws Ext4Exception {
-        int prev = -1;
-        for (int off = start; off < end; ) {
-            int rlen = DirEntryCheck.check(b, off, end, fmt, where(inXattr));
-            if (DirEntry.inode(b, off) != 0 && DirEntry.nameEquals(b, off, DirEntry.nameLen(b, off, fmt.fileType()), name)) {
-                return new Found(b, value, start, off, prev);
-            }
-            prev = off;
-            off += rlen;
-        }
-        return null;
+    private Found findIn(ByteBuffer b, byte[] value, byte[] name, boolean inXattr, int end) throws Ext4Exception {
+        DirentRegion entries = region(b, inXattr, end);
+        int off = entries.find(name);
+        return off < 0 ? null : new Found(b, value, entries, off);
     }
 
     private Found locate(byte[] name) throws Ext4Exception {
-        checkName(name);
-        if (isDotOrDotDot(name)) {
+        Names.check(name);
+        if (Names.isDotOrDotDot(name)) {
             throw new Ext4Exception(Errno.EINVAL, "inline directory inode " + ino + ": '.' and '..' cannot be removed or replaced");
         }
         Found f = find(name);
@@ -334,17 +298,8 @@ public final class InlineDirectoryWriter implements DirChanges {
             return converted.remove(name);
         }
         Found f = locate(name);
-        ByteBuffer b = f.region();
-        int bs = fmt.blockSize();
-        long old = DirEntry.inode(b, f.off());
-        int rl = DirEntry.recLen(b, f.off(), bs);
-        if (f.prev() >= 0) {
-            DirEntry.setRecLen(b, f.prev(), DirEntry.recLen(b, f.prev(), bs) + rl, bs);
-            zero(b, f.off(), f.off() + rl);
-        } else {
-            DirEntry.setInode(b, f.off(), 0);
-            zero(b, f.off() + 6, f.off() + rl);
-        }
+        long old = DirEntry.inode(f.region(), f.off());
+        f.entries().delete(f.off(), f.entries().previous(f.off()));
         storeRegion(f);
         return old;
     }
@@ -392,31 +347,5 @@ public final class InlineDirectoryWriter implements DirChanges {
             off += rlen;
         }
         return empty;
-    }
-
-    // ---- helpers ----
-
-    private void checkName(byte[] name) throws Ext4Exception {
-        if (name.length > DirEntry.MAX_NAME_LEN) {
-            throw new Ext4Exception(Errno.ENAMETOOLONG, "inline directory inode " + ino + ": name of " + name.length + " bytes");
-        }
-        if (name.length == 0) {
-            throw new Ext4Exception(Errno.EINVAL, "inline directory inode " + ino + ": empty name");
-        }
-        for (byte c : name) {
-            if (c == '/' || c == 0) {
-                throw new Ext4Exception(Errno.EINVAL, "inline directory inode " + ino + ": a name may not hold '/' or NUL");
-            }
-        }
-    }
-
-    private static boolean isDotOrDotDot(byte[] name) {
-        return name.length == 1 && name[0] == '.' || name.length == 2 && name[0] == '.' && name[1] == '.';
-    }
-
-    private static void zero(ByteBuffer b, int from, int to) {
-        for (int i = from; i < to; i++) {
-            b.put(i, (byte) 0);
-        }
     }
 }
