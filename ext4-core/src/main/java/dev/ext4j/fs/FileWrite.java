@@ -144,8 +144,17 @@ final class FileWrite {
         if (offset > oldSize) {
             zeroTail(map, oldSize);
         }
+        // between runs the handle may restart: the inode is written first with the size and
+        // blocks of what is written and mapped so far, so each commit is consistent
+        SuperInfo.Step restart = () -> {
+            int done = part.position() - start;
+            if (done > 0) {
+                copy.setSize(Math.max(oldSize, offset + done));
+            }
+            restart(fs.transactions(), ino, copy, acct);
+        };
         try {
-            writeRange(map, acct, offset, part);
+            writeRange(map, acct, offset, part, restart);
         } catch (Ext4Exception e) {
             if (part.position() == start) {
                 throw e;
@@ -237,8 +246,11 @@ final class FileWrite {
         copy.setBlocks512(Math.max(0, sectors), bs);
     }
 
-    /** Writes {@code src} at {@code offset}, allocating holes and filling unwritten blocks. */
-    private void writeRange(FileMap map, BlockAccount acct, long offset, ByteBuffer src) throws Ext4Exception {
+    /**
+     * Writes {@code src} at {@code offset}, allocating holes and filling unwritten blocks; before
+     * a run is allocated, {@code restart} runs when the handle has no credits left for it.
+     */
+    private void writeRange(FileMap map, BlockAccount acct, long offset, ByteBuffer src, SuperInfo.Step restart) throws Ext4Exception {
         long pos = offset;
         long end = offset + src.remaining();
         while (pos < end) {
@@ -249,7 +261,12 @@ final class FileWrite {
                 long physical;
                 int n;
                 if (m.isHole()) {
-                    Allocator.Run run = acct.allocateData(goal(map, lblk), (int) m.length());
+                    if (!fs.transactions().extend(STEP_CREDITS)) {
+                        restart.run();
+                    }
+                    // at most 16 groups' bitmaps and descriptors per run, so one run fits STEP_CREDITS
+                    long most = 16L * fs.superblock().blocksPerGroup();
+                    Allocator.Run run = acct.allocateData(goal(map, lblk), (int) Math.min(m.length(), most));
                     physical = run.start();
                     n = run.length();
                 } else {
