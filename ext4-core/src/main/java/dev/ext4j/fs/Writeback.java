@@ -574,6 +574,12 @@ final class Writeback {
         if (runs.isEmpty()) {
             return;
         }
+        // each run may split the map or, in a block map, need new indirect blocks; nothing is
+        // changed yet under this handle, so it may restart first
+        int credits = runs.size() * RUN_CREDITS + 2;
+        if (!fs.transactions().extend(credits)) {
+            fs.transactions().restart(credits);
+        }
         InodeInfo info = fs.inode(ino);
         Inode copy = info.inode().copy();
         BlockAccount acct = fs.account(ino, copy).reserved();

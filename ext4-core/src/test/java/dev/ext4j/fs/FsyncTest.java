@@ -39,8 +39,12 @@ class FsyncTest {
     }
 
     private static final int BIG_MIB = 256;
-    /** A page cache large enough that nothing is written back before the test asks, and no flusher. */
-    private static final MountOptions QUIET = MountOptions.defaults().withWriteback(1L << 30, 3_600_000, 3_600_000).withIdleFlush(0);
+    /**
+     * A page cache large enough that nothing is written back before the test asks: the big file
+     * stays under the background limit (a quarter of the cache), and the flusher's timer and the
+     * idle flush do not run.
+     */
+    private static final MountOptions QUIET = MountOptions.defaults().withWriteback(2L << 30, 3_600_000, 3_600_000).withIdleFlush(0);
 
     @Test
     void fsyncOfOneFileWritesBackThatFileAlone() throws Exception {
