@@ -617,9 +617,10 @@ public final class Ext4Fuse extends FuseStubFS {
 
     @Override
     public int fsyncdir(String path, FuseFileInfo fi) {
+        // by path only: jnr-fuse binds fsyncdir without libfuse 2's int datasync argument, so fi
+        // arrives holding that int (0 or 1), not a pointer, and must not be read
         return guard("fsyncdir", path, () -> {
-            long ino = handleOr(fi);
-            fs.fsync(ino != 0 ? ino : resolve(path), false);
+            fs.fsync(resolve(path), false);
             return 0;
         });
     }
