@@ -2,6 +2,7 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.LockOrder;
 import dev.ext4j.alloc.GroupTable;
 import dev.ext4j.alloc.Layout;
 import dev.ext4j.dir.BlockDirectory;
@@ -505,7 +506,7 @@ public final class Ext4FileSystem implements Closeable {
         // under the inode's read lock: callers load inodes while holding other inodes' locks
         // (lookup under its directory's, the rename loop check up the ancestors), and waiting
         // for one more inode lock there breaks the lock order (see InodeLocks).
-        synchronized (locks.installLock(ino)) {
+        try (InodeLocks.Locked l = locks.install(ino)) {
             info = inodes.get(ino);
             return info != null ? info : load(ino);
         }
@@ -580,7 +581,7 @@ public final class Ext4FileSystem implements Closeable {
      * the inode's lock holder wrote meanwhile is kept.
      */
     void writeOrphanLink(long ino, long nextIno) throws Ext4Exception {
-        synchronized (locks.installLock(ino)) {
+        try (InodeLocks.Locked l = locks.install(ino)) {
             Inode copy = inode(ino).inode().copy();
             copy.setDtime(nextIno);
             installInode(ino, copy);
@@ -596,7 +597,7 @@ public final class Ext4FileSystem implements Closeable {
         long[] loc = inodeLocation(ino);
         ByteBuffer raw = changed.raw();
         InodeInfo info = new InodeInfo(ino, changed, seed, blockMap(ino, changed, seed));
-        synchronized (locks.installLock(ino)) {
+        try (InodeLocks.Locked l = locks.install(ino)) {
             cache.update(loc[0], b -> b.put((int) loc[1], raw, 0, changed.rawSize()));
             inodes.put(ino, info);
         }
@@ -633,7 +634,7 @@ public final class Ext4FileSystem implements Closeable {
         journalAborted = cause.getMessage();
         String op = "jbd2_commit";
         int code = 2; // EXT4_ERR_EIO
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.recordError(Time.now().seconds(), 0, 0, op, code);
             sb.setState(sb.state() | Superblock.STATE_ERROR);
             mountState |= Superblock.STATE_ERROR;
@@ -678,7 +679,7 @@ public final class Ext4FileSystem implements Closeable {
             default -> 2;
         };
         try (Transactions.Handle h = tx.start(1)) {
-            synchronized (sb) {
+            synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
                 sb.recordError(Time.now().seconds(), 0, 0, op, code);
                 sb.setState(sb.state() | Superblock.STATE_ERROR);
                 mountState |= Superblock.STATE_ERROR;
@@ -1215,9 +1216,7 @@ public final class Ext4FileSystem implements Closeable {
         if (cached != 0) {
             return cached;
         }
-        var lock = locks.of(dirIno).readLock();
-        lock.lock();
-        try {
+        try (InodeLocks.Locked l = locks.read(dirIno)) {
             long ino = directory(dirIno).lookup(name);
             if (ino == 0) {
                 return 0;
@@ -1225,8 +1224,6 @@ public final class Ext4FileSystem implements Closeable {
             linkedInode(ino, dirIno);
             dentries.put(dirIno, name, ino); // under the lock, so an unlink cannot slip in between
             return ino;
-        } finally {
-            lock.unlock();
         }
     }
 
@@ -1265,12 +1262,8 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     public void readdir(long dirIno, long position, DirSink sink) throws Ext4Exception {
-        var lock = locks.of(dirIno).readLock();
-        lock.lock();
-        try {
+        try (InodeLocks.Locked l = locks.read(dirIno)) {
             directory(dirIno).readdir(position, sink);
-        } finally {
-            lock.unlock();
         }
     }
 
@@ -1313,12 +1306,8 @@ public final class Ext4FileSystem implements Closeable {
      * 0 at or past the end of the file.
      */
     public int read(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
-        var lock = locks.of(ino).readLock();
-        lock.lock();
-        try {
+        try (InodeLocks.Locked l = locks.read(ino)) {
             return readLocked(ino, offset, dst);
-        } finally {
-            lock.unlock();
         }
     }
 
@@ -1651,7 +1640,7 @@ public final class Ext4FileSystem implements Closeable {
 
     /** ext4_setup_super(): not clean while mounted read-write, one more mount counted. */
     private void markMounted() throws Ext4Exception {
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             mountState = sb.state();
             sb.setMountCount(sb.mountCount() + 1);
             sb.setMtime(Time.now().seconds());
@@ -1665,7 +1654,7 @@ public final class Ext4FileSystem implements Closeable {
      * mount, and when a freeze ends).
      */
     private void markInUse() throws Ext4Exception {
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.setState(mountState & ~Superblock.STATE_VALID);
             if (tx.journaled()) {
                 sb.setFeatureIncompat(sb.featureIncompat() | Feature.RECOVER.mask());
@@ -1685,7 +1674,7 @@ public final class Ext4FileSystem implements Closeable {
             writebackAllRetrying();
         }
         tx.unmount(); // everything home (the log empty) before the superblock says clean
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             StatFs s = statfs();
             sb.setFreeBlocksCount(s.freeBlocks());
             sb.setFreeInodesCount(s.freeInodes());
@@ -1706,7 +1695,7 @@ public final class Ext4FileSystem implements Closeable {
 
     /** {@code home}: straight to the image, as at mount and unmount (the log empty), or without a journal. */
     private void writeSuperblock(boolean home) throws Ext4Exception {
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.setWtime(Time.now().seconds());
             sb.updateChecksum();
             ByteBuffer raw = sb.raw();
@@ -1840,7 +1829,7 @@ public final class Ext4FileSystem implements Closeable {
         StatFs s = statfs();
         String ro = readOnly ? "mounted read-only" : errorReadOnly != null ? "read-only since an error: " + errorReadOnly : null;
         long dirty = cache.dirtyBlocks() * (long) blockSize + (writeback == null ? 0 : writeback.pages().dirtyBytes());
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             return new FsStatus(blockSize, sb.blocksCount(), s.freeBlocks(), sb.inodesCount(), s.freeInodes(),
                     dirty, isFrozen(), sb.errorCount(), sb.featureNames(), ro);
         }

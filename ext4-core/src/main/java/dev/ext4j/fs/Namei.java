@@ -398,8 +398,7 @@ final class Namei {
             fs.lookup(fromDir, fromName);
             return;
         }
-        Object renameLock = fromDir != toDir ? fs.locks().renameLock : new Object();
-        synchronized (renameLock) {
+        try (InodeLocks.Locked r = fs.locks().rename(fromDir != toDir)) {
             while (true) {
                 long src = fs.lookup(fromDir, fromName);
                 long dst;

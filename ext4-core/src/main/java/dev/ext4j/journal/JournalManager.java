@@ -2,6 +2,7 @@ package dev.ext4j.journal;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.LockOrder;
 import dev.ext4j.alloc.Allocator;
 import dev.ext4j.io.BlockCache;
 import java.lang.System.Logger.Level;
@@ -96,6 +97,9 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     private int lastCommitted;
     private boolean anyCommitted;
     private final ReentrantLock commitLock = new ReentrantLock();
+    /** {@link LockOrder} names: a running handle, and the commit lock (one level: a thread holds one or the other). */
+    private static final String HANDLE = "journal handle";
+    private static final String COMMIT = "journal commit";
     private final ThreadLocal<Running> current = ThreadLocal.withInitial(Running::new);
     /** The first failed commit (the journal is then aborted: nothing more is committed). */
     private volatile Ext4Exception aborted;
@@ -137,11 +141,14 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         // the usual handles are cut to four times the default as before; a larger reservation (a
         // resize step that counted its blocks) is granted up to a whole transaction
         int want = Math.max(1, credits <= defaultCredits * 4 ? credits : Math.min(credits, maxCredits()));
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.JOURNAL, HANDLE, -1);
+        }
         boolean interrupted = false;
         try {
             while (true) {
                 int full;
-                synchronized (state) {
+                synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
                     while (locked) {
                         interrupted |= waitOn(state);
                     }
@@ -160,10 +167,16 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
                     }
                     full = t.tid;
                 }
+                if (LockOrder.ENABLED) {
+                    LockOrder.release(LockOrder.Level.JOURNAL, HANDLE, -1); // no handle yet: the commit comes first
+                }
                 try {
                     commit(full, false); // jbd2 has kjournald commit it; here the waiting starter does
                 } catch (Ext4Exception e) {
                     LOG.log(Level.ERROR, "journal: commit of a full transaction failed: {0}", e.toString());
+                }
+                if (LockOrder.ENABLED) {
+                    LockOrder.acquire(LockOrder.Level.JOURNAL, HANDLE, -1);
                 }
             }
         } finally {
@@ -179,7 +192,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         if (r.depth != 1) {
             return false;
         }
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             Txn t = running;
             // room as start() counts it, with this handle's own reservation already used up
             return t.blocks.size() + (t.credits - r.credits) + credits > maxTransaction;
@@ -201,10 +214,13 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         if (--r.depth > 0) {
             return;
         }
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             running.handles--;
             running.credits -= r.credits;
             state.notifyAll();
+        }
+        if (LockOrder.ENABLED) {
+            LockOrder.release(LockOrder.Level.JOURNAL, HANDLE, -1);
         }
     }
 
@@ -225,7 +241,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
 
     @Override
     public void dirtied(long block) {
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             running.blocks.add(block);
             running.revoked.remove(block); // jbd2_journal_cancel_revoke(): the new copy replays
         }
@@ -233,7 +249,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
 
     @Override
     public void forgotten(long block) {
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             running.blocks.remove(block);
             if (checkpoint.containsKey(block) || committing != null && committing.blocks.contains(block)) {
                 running.revoked.add(block);
@@ -243,7 +259,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
 
     @Override
     public void freed(long start, long length) {
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             running.freed.add(new long[] {start, length});
         }
     }
@@ -293,6 +309,9 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             throw new IllegalStateException("a commit from inside a handle would wait for itself");
         }
         Ext4Exception abortedNow = null;
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.JOURNAL, COMMIT, -1);
+        }
         commitLock.lock();
         try {
             Ext4Exception a = aborted;
@@ -301,7 +320,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             }
             boolean done = commitLocked(tid);
             boolean big;
-            synchronized (state) {
+            synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
                 big = checkpoint.size() > cache.maxDirty();
             }
             if (thenCheckpoint || big) {
@@ -322,6 +341,9 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             throw e;
         } finally {
             commitLock.unlock();
+            if (LockOrder.ENABLED) {
+                LockOrder.release(LockOrder.Level.JOURNAL, COMMIT, -1);
+            }
             if (abortedNow != null) {
                 try {
                     abortListener.accept(abortedNow);
@@ -335,7 +357,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     private boolean commitLocked(int tid) throws Ext4Exception {
         Txn t;
         List<JournalLog.LogBlock> frozen = new ArrayList<>();
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             t = running;
             if (tid != -1 && t.tid != tid || t.isEmpty()) {
                 return false;
@@ -367,7 +389,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             checkpointLocked();
         }
         log.commit(t.tid, frozen, revokes);
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             for (long[] r : t.freed) {
                 for (long b = r[0]; b < r[0] + r[1]; b++) {
                     Frozen f = checkpoint.get(b);
@@ -395,7 +417,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     private void checkpointLocked() throws Ext4Exception {
         List<Map.Entry<Long, Frozen>> entries;
         int upTo;
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             if (!anyCommitted) {
                 return;
             }
@@ -407,7 +429,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             cache.writeHome(e.getKey(), e.getValue().contents());
         }
         log.checkpointed(upTo); // forces the home writes before moving the log's tail
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             for (Map.Entry<Long, Frozen> e : entries) {
                 checkpoint.remove(e.getKey(), e.getValue());
             }
