@@ -68,10 +68,12 @@ final class InodeLocks {
     }
 
     private static final VarHandle REFS;
+    private static final VarHandle INSTALL;
 
     static {
         try {
             REFS = MethodHandles.lookup().findVarHandle(Entry.class, "refs", int.class);
+            INSTALL = MethodHandles.lookup().findVarHandle(Entry.class, "install", Entry.Install.class);
         } catch (ReflectiveOperationException e) {
             throw new ExceptionInInitializerError(e);
         }
@@ -88,10 +90,22 @@ final class InodeLocks {
         final Long key;
         /** References: threads that hold or are about to take one of the locks; changed through REFS. */
         volatile int refs = 1;
-        final Install install = new Install();
+        /** Made on first use: a lookup needs only the read-write lock. */
+        volatile Install install;
 
         Entry(Long key) {
             this.key = key;
+        }
+
+        Install install() {
+            Install i = install;
+            if (i == null) {
+                i = new Install();
+                if (!INSTALL.compareAndSet(this, null, i)) {
+                    i = install;
+                }
+            }
+            return i;
         }
 
         boolean tryRetain() {
@@ -159,9 +173,9 @@ final class InodeLocks {
         if (LockOrder.ENABLED) {
             LockOrder.acquire(LockOrder.Level.INSTALL, ino);
         }
-        Entry e = retain(ino);
-        e.install.lock();
-        return e.install;
+        Entry.Install i = retain(ino).install();
+        i.lock();
+        return i;
     }
 
     /** Takes the rename lock when {@code crossDirectory} (a rename inside one directory needs none). */
