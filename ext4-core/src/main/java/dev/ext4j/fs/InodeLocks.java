@@ -11,10 +11,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.function.BiFunction;
 
 /**
- * Per-inode read-write locks (the kernel's i_rwsem), one per inode, and per-inode install locks.
- * Memory stays bounded: an inode's locks exist only while a thread holds or waits for one of them
- * (a counted entry in a map, removed when the count drops to 0), so a long truncate of one inode
- * holds up no other. Lock order, everywhere (checked by {@link LockOrder} when
+ * Per-inode read-write locks (the kernel's i_rwsem), one per inode, and per-inode install locks,
+ * so a long truncate of one inode holds up no other. Memory stays bounded: an inode's locks exist
+ * while a thread holds or waits for one of them (a counted entry in a map), and at most
+ * {@link #IDLE_KEPT} entries stay when nobody holds them. Lock order, everywhere (checked by {@link LockOrder} when
  * {@code -Dext4j.lockcheck=true}, with these levels): the write gate first ({@link WriteGate},
  * entered shared by every change, as sb_start_write() comes before i_rwsem; a freeze waits for it
  * to drain and never holds an inode lock), then an online resize's own lock (OnlineResize's
@@ -57,8 +57,22 @@ final class InodeLocks {
     /** The slow path of {@link #retain}: a live entry gets one more reference, else a new one replaces it. */
     private final BiFunction<Long, Entry, Entry> retainOrCreate = (key, old) -> old != null && old.tryRetain() ? old : new Entry(key);
 
+    /**
+     * Idle entries (no holder) kept in the map for reuse: without them every uncontended lock
+     * would make and drop an entry (about ten times the cost of a bare lock). Bounds the memory
+     * with the held entries: about as much as 1,024 stripes took.
+     */
+    static final int IDLE_KEPT = 1024;
+    private final int idleKept;
+
     InodeLocks(Transactions transactions) {
+        this(transactions, IDLE_KEPT);
+    }
+
+    /** @param idleKept entries kept while nobody holds them (0: an entry leaves with its last holder) */
+    InodeLocks(Transactions transactions, int idleKept) {
         this.transactions = transactions;
+        this.idleKept = idleKept;
     }
 
     /** A lock held until close(), which never throws. */
@@ -81,14 +95,16 @@ final class InodeLocks {
 
     /**
      * One inode's locks, shared by the threads that hold or wait for them and counted: a
-     * reference is taken before locking and dropped after unlocking, and the entry leaves the
-     * map when the count reaches 0. A count never rises again from 0, so at most one live entry
-     * exists per inode: a thread that finds a dead one in the map puts a new one in its place.
-     * The entry is itself the read lock's closer ({@link #read}).
+     * reference is taken before locking and dropped after unlocking. When the count reaches 0
+     * while the map holds more than {@code idleKept} entries (itself included), the entry is
+     * marked dead (-1) and leaves the map; a dead entry is never used again, so at most one live
+     * entry exists per inode: a thread that finds a dead one in the map puts a new one in its
+     * place. An idle entry (count 0) that stays is taken up again by the next locker. The entry
+     * is itself the read lock's closer ({@link #read}).
      */
     private final class Entry extends ReentrantReadWriteLock implements Locked {
         final Long key;
-        /** References: threads that hold or are about to take one of the locks; changed through REFS. */
+        /** References: threads that hold or are about to take one of the locks, -1 when dead; changed through REFS. */
         volatile int refs = 1;
         /** Made on first use: a lookup needs only the read-write lock. */
         volatile Install install;
@@ -112,16 +128,17 @@ final class InodeLocks {
             int r;
             do {
                 r = refs;
-                if (r == 0) {
+                if (r < 0) {
                     return false;
                 }
             } while (!REFS.compareAndSet(this, r, r + 1));
             return true;
         }
 
-        /** Drops one reference; the last one takes the entry out of the map. */
+        /** Drops one reference; the last one takes the entry out of the map when the map is full. */
         void release() {
-            if ((int) REFS.getAndAdd(this, -1) == 1) {
+            if ((int) REFS.getAndAdd(this, -1) == 1 && (idleKept == 0 || entries.size() > idleKept)
+                    && REFS.compareAndSet(this, 0, -1)) {
                 entries.remove(key, this);
             }
         }
@@ -159,9 +176,18 @@ final class InodeLocks {
         return entries.compute(key, retainOrCreate);
     }
 
-    /** Inodes with a live entry (for tests: 0 when no lock is held or waited for). */
-    int liveEntries() {
+    /** Entries in the map, idle ones included (for tests). */
+    int entries() {
         return entries.size();
+    }
+
+    /** Inodes whose locks are held or waited for (for tests). */
+    int heldEntries() {
+        int n = 0;
+        for (Entry e : entries.values()) {
+            n += e.refs > 0 ? 1 : 0;
+        }
+        return n;
     }
 
     /**

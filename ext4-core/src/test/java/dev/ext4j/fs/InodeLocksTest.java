@@ -30,8 +30,9 @@ class InodeLocksTest {
     @TempDir
     Path work;
 
+    /** Locks whose entries leave with their last holder. */
     private static InodeLocks locks() {
-        return new InodeLocks(Transactions.unjournaled(null)); // its handles do nothing
+        return new InodeLocks(Transactions.unjournaled(null), 0); // its handles do nothing
     }
 
     /** Inode 1026 shared a stripe with the root (2) among the old 1,024: a long truncate there held up every lookup in /. */
@@ -69,13 +70,40 @@ class InodeLocksTest {
             done.countDown();
             pool.shutdownNow();
         }
-        assertEquals(0, locks.liveEntries());
+        assertEquals(0, locks.entries());
     }
 
     /** Several threads lock overlapping inodes (with duplicates and zeros); the writers exclude each other, and no entry is left. */
     @Test
     void manyThreadsLeaveTheMapEmpty() throws Exception {
         InodeLocks locks = locks();
+        hammer(locks);
+        assertEquals(0, locks.entries(), "entries left in the map");
+    }
+
+    /** The same with idle entries kept for reuse: taken up again, or dropped when there are enough. */
+    @Test
+    void manyThreadsLeaveAtMostTheIdleEntries() throws Exception {
+        InodeLocks locks = new InodeLocks(Transactions.unjournaled(null), 8);
+        hammer(locks);
+        assertEquals(0, locks.heldEntries());
+        assertTrue(locks.entries() <= 8 + 4, locks.entries() + " idle entries kept"); // the map's size is read without a lock
+    }
+
+    /** Sequential locks of many inodes keep no more than the idle bound. */
+    @Test
+    void idleEntriesAreBounded() {
+        InodeLocks locks = new InodeLocks(Transactions.unjournaled(null));
+        for (long ino = 1; ino <= 3 * InodeLocks.IDLE_KEPT; ino++) {
+            try (InodeLocks.Held h = locks.lockAll(ino); InodeLocks.Locked l = locks.read(ino)) {
+                assertEquals(1, locks.heldEntries());
+            }
+        }
+        assertEquals(InodeLocks.IDLE_KEPT, locks.entries());
+        assertEquals(0, locks.heldEntries());
+    }
+
+    private static void hammer(InodeLocks locks) throws Exception {
         int inodes = 40;
         int threads = 4;
         int rounds = 20_000;
@@ -130,7 +158,6 @@ class InodeLocksTest {
         } finally {
             pool.shutdownNow();
         }
-        assertEquals(0, locks.liveEntries(), "entries left in the map");
     }
 
     @Test
@@ -139,11 +166,11 @@ class InodeLocksTest {
         try (InodeLocks.Locked a = locks.install(1026); InodeLocks.Locked again = locks.install(1026)) {
             CompletableFuture.runAsync(() -> {
                 try (InodeLocks.Locked b = locks.install(2)) {
-                    assertEquals(1, locks.liveEntries() - 1);
+                    assertEquals(2, locks.heldEntries());
                 }
             }).get(10, TimeUnit.SECONDS);
         }
-        assertEquals(0, locks.liveEntries());
+        assertEquals(0, locks.entries());
     }
 
     // ---- the order, through the real classes ----
@@ -198,7 +225,7 @@ class InodeLocksTest {
             long dir = fs.mkdir(Ext4FileSystem.ROOT_INO, "d".getBytes(StandardCharsets.UTF_8), 0755, 0, 0);
             assertEquals(dir, fs.resolve("/d".getBytes(StandardCharsets.UTF_8)));
             assertEquals(10, fs.read(ino, 0, ByteBuffer.allocate(64)));
-            assertEquals(0, fs.locks().liveEntries());
+            assertEquals(0, fs.locks().heldEntries());
         }
         assertEquals(List.of(), LockOrder.held());
         Images.assertClean(img);
