@@ -2,6 +2,7 @@ package dev.ext4j.alloc;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.LockOrder;
 import dev.ext4j.format.Checksums;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.GroupDescriptor;
@@ -129,7 +130,7 @@ public final class Allocator {
         releases.incrementAndGet();
         try {
             forEachGroupRun(start, length, (g, off, n, first) -> {
-                synchronized (groups.lock(g)) {
+                synchronized (LockOrder.monitor(LockOrder.Level.GROUP, g, groups.lock(g))) {
                     java.util.BitSet busy = state(g).busy;
                     if (busy != null) {
                         busy.clear(off, off + n);
@@ -166,7 +167,7 @@ public final class Allocator {
             return false;
         }
         for (long g = 0; g < groupCount; g++) {
-            synchronized (groups.lock(g)) {
+            synchronized (LockOrder.monitor(LockOrder.Level.GROUP, g, groups.lock(g))) {
                 java.util.BitSet busy = state(g).busy;
                 if (busy != null && !busy.isEmpty()) {
                     return true;
@@ -269,7 +270,7 @@ public final class Allocator {
         MetadataMap map = MetadataMap.build(newSb, groups);
         GroupState[] grown = grownStates(states, newGroups);
         long last = oldGroups - 1;
-        synchronized (groups.lock(last)) {
+        synchronized (LockOrder.monitor(LockOrder.Level.GROUP, last, groups.lock(last))) {
             GroupDescriptor gd = groups.get(last);
             int oldLen = groupLength(last);
             int newLen = (int) Math.min(blocksPerGroup, newBlocks - groupFirstBlock(last));
@@ -380,7 +381,7 @@ public final class Allocator {
                 break;
             }
             long g = (g0 + i) % ngroups;
-            synchronized (groups.lock(g)) {
+            synchronized (LockOrder.monitor(LockOrder.Level.GROUP, g, groups.lock(g))) {
                 GroupDescriptor gd = groups.get(g);
                 long free = gd.freeBlocksCount();
                 if (state(g).blockBitmapBad != null || free == 0 || free <= bestLen) {
@@ -419,7 +420,7 @@ public final class Allocator {
         if (bestGroup < 0) {
             return null;
         }
-        synchronized (groups.lock(bestGroup)) {
+        synchronized (LockOrder.monitor(LockOrder.Level.GROUP, bestGroup, groups.lock(bestGroup))) {
             GroupDescriptor gd = groups.get(bestGroup);
             if (state(bestGroup).blockBitmapBad != null || gd.freeBlocksCount() == 0) {
                 return RETRY;
@@ -475,7 +476,7 @@ public final class Allocator {
                     + " is a group's bitmap, inode table, superblock or descriptor block");
         }
         forEachGroupRun(start, length, (g, off, n, block) -> {
-            synchronized (groups.lock(g)) {
+            synchronized (LockOrder.monitor(LockOrder.Level.GROUP, g, groups.lock(g))) {
                 GroupDescriptor gd = groups.get(g);
                 ByteBuffer bm = readBlockBitmap(g, gd);
                 int free = Bitmaps.nextClear(bm, off, off + n);
@@ -604,7 +605,7 @@ public final class Allocator {
 
     /** Takes the lowest free inode of group {@code g}; 0 when it has none (or is skipped as damaged). */
     private long tryAllocateInode(long g, boolean directory) throws Ext4Exception {
-        synchronized (groups.lock(g)) {
+        synchronized (LockOrder.monitor(LockOrder.Level.GROUP, g, groups.lock(g))) {
             GroupDescriptor gd = groups.get(g);
             if (state(g).inodeBitmapBad != null || gd.freeInodesCount() == 0) {
                 return 0;
@@ -663,7 +664,7 @@ public final class Allocator {
         }
         long g = (ino - 1) / inodesPerGroup;
         int idx = (int) ((ino - 1) % inodesPerGroup);
-        synchronized (groups.lock(g)) {
+        synchronized (LockOrder.monitor(LockOrder.Level.GROUP, g, groups.lock(g))) {
             GroupDescriptor gd = groups.get(g);
             ByteBuffer bm = readInodeBitmap(g, gd);
             if (!Bitmaps.isSet(bm, idx)) {
@@ -698,7 +699,7 @@ public final class Allocator {
         long sum = 0;
         long n = groupCount;
         for (long g = 0; g < n; g++) {
-            synchronized (groups.lock(g)) {
+            synchronized (LockOrder.monitor(LockOrder.Level.GROUP, g, groups.lock(g))) {
                 sum += groups.get(g).freeInodesCount();
             }
         }
@@ -716,7 +717,7 @@ public final class Allocator {
     /** Package-private for tests: whether the block bitmap marks {@code block} in use. */
     boolean blockInUse(long block) throws Ext4Exception {
         long g = (block - firstDataBlock) / blocksPerGroup;
-        synchronized (groups.lock(g)) {
+        synchronized (LockOrder.monitor(LockOrder.Level.GROUP, g, groups.lock(g))) {
             return Bitmaps.isSet(readBlockBitmap(g, groups.get(g)), (int) (block - groupFirstBlock(g)));
         }
     }
@@ -730,7 +731,7 @@ public final class Allocator {
             return false;
         }
         long g = (ino - 1) / inodesPerGroup;
-        synchronized (groups.lock(g)) {
+        synchronized (LockOrder.monitor(LockOrder.Level.GROUP, g, groups.lock(g))) {
             return Bitmaps.isSet(readInodeBitmap(g, groups.get(g)), (int) ((ino - 1) % inodesPerGroup));
         }
     }

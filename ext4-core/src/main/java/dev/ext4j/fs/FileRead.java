@@ -34,16 +34,13 @@ final class FileRead {
      * 0 at or past the end of the file.
      */
     int read(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
-        var lock = fs.locks.of(ino).readLock();
-        lock.lock();
-        try {
+        try (InodeLocks.Locked l = fs.locks.read(ino)) {
             return readLocked(ino, offset, dst);
-        } finally {
-            lock.unlock();
         }
     }
 
-    private int readLocked(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
+    /** {@link #read} for a caller that holds the inode's lock, or reads an inode nothing writes (an EA inode). */
+    int readLocked(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
         InodeInfo info = fs.inode(ino);
         Inode i = info.inode();
         if (i.isDirectory()) {

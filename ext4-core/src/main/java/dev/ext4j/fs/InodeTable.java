@@ -24,7 +24,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * part of the table, checksum, extra size, file type) and cached; a changed inode is stamped with
  * its checksum, written into its block through the buffer cache and replaces the cached one.
  *
- * <p>Loads and writes of one inode run under its install monitor ({@link InodeLocks#installLock}),
+ * <p>Loads and writes of one inode run under its install monitor ({@link InodeLocks#install}),
  * so a load cannot put an older copy over a newer one.
  */
 final class InodeTable {
@@ -73,7 +73,7 @@ final class InodeTable {
         // under the inode's read lock: callers load inodes while holding other inodes' locks
         // (lookup under its directory's, the rename loop check up the ancestors), and waiting
         // for one more inode lock there breaks the lock order (see InodeLocks).
-        synchronized (locks.installLock(ino)) {
+        try (InodeLocks.Locked l = locks.install(ino)) {
             info = lookup(ino);
             return info != null ? info : load(ino);
         }
@@ -144,7 +144,7 @@ final class InodeTable {
      * the inode's lock holder wrote meanwhile is kept.
      */
     void writeOrphanLink(long ino, long nextIno) throws Ext4Exception {
-        synchronized (locks.installLock(ino)) {
+        try (InodeLocks.Locked l = locks.install(ino)) {
             Inode copy = get(ino).inode().copy();
             copy.setDtime(nextIno);
             install(ino, copy);
@@ -160,7 +160,7 @@ final class InodeTable {
         long[] loc = location(ino);
         ByteBuffer raw = changed.raw();
         BlockMap map = blockMap(ino, changed, seed);
-        synchronized (locks.installLock(ino)) {
+        try (InodeLocks.Locked l = locks.install(ino)) {
             cache.update(loc[0], b -> b.put((int) loc[1], raw, 0, changed.rawSize()));
             InodeInfo info = lookup(ino);
             if (info == null) {
@@ -175,7 +175,7 @@ final class InodeTable {
 
     /** An open file handle for {@code ino}: the first pins it in the table. */
     void open(long ino) throws Ext4Exception {
-        synchronized (locks.installLock(ino)) {
+        try (InodeLocks.Locked l = locks.install(ino)) {
             InodeInfo info = get(ino);
             if (info.open()) {
                 pinned.put(ino, info);
@@ -185,7 +185,7 @@ final class InodeTable {
 
     /** A handle closed; true when none is left open (the inode is unpinned, back in the cache). */
     boolean release(long ino) {
-        synchronized (locks.installLock(ino)) {
+        try (InodeLocks.Locked l = locks.install(ino)) {
             InodeInfo info = pinned.get(ino);
             if (info == null) {
                 return true; // no handle had it open
@@ -208,7 +208,7 @@ final class InodeTable {
     List<Long> closeAll() {
         List<Long> open = new ArrayList<>();
         for (Long ino : List.copyOf(pinned.keySet())) {
-            synchronized (locks.installLock(ino)) {
+            try (InodeLocks.Locked l = locks.install(ino)) {
                 InodeInfo info = pinned.remove(ino);
                 if (info != null && info.closeAll()) {
                     cached.put(ino, info);

@@ -19,7 +19,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
-import java.util.concurrent.locks.Lock;
 
 /**
  * EXT4_IOC_MIGRATE (fs/ext4/migrate.c, ext4_ext_migrate()): a block-mapped file or directory gets
@@ -97,16 +96,12 @@ final class Migrate {
         }
         Snapshot before;
         InodeInfo info;
-        Lock read = fs.locks().of(ino).readLock();
-        read.lock();
-        try {
+        try (InodeLocks.Locked l = fs.locks().read(ino)) {
             info = fs.inode(ino);
             if (!migratable(info)) {
                 return;
             }
             before = snapshot(info);
-        } finally {
-            read.unlock();
         }
         Inode original = info.inode();
         Temp tmp = Temp.create(fs, ino);

@@ -395,8 +395,7 @@ final class Namei {
             lookup(fromDir, fromName);
             return;
         }
-        Object renameLock = fromDir != toDir ? fs.locks().renameLock : new Object();
-        synchronized (renameLock) {
+        try (InodeLocks.Locked r = fs.locks().rename(fromDir != toDir)) {
             while (true) {
                 long src = lookup(fromDir, fromName);
                 long dst;
@@ -512,9 +511,7 @@ final class Namei {
         if (cached != 0) {
             return cached;
         }
-        var lock = fs.locks.of(dirIno).readLock();
-        lock.lock();
-        try {
+        try (InodeLocks.Locked l = fs.locks.read(dirIno)) {
             long ino = directory(dirIno).lookup(name);
             if (ino == 0) {
                 return 0;
@@ -522,8 +519,6 @@ final class Namei {
             fs.inodes.linked(ino, dirIno);
             fs.dentries.put(dirIno, name, ino); // under the lock, so an unlink cannot slip in between
             return ino;
-        } finally {
-            lock.unlock();
         }
     }
 
@@ -562,12 +557,8 @@ final class Namei {
     }
 
     void readdir(long dirIno, long position, DirSink sink) throws Ext4Exception {
-        var lock = fs.locks.of(dirIno).readLock();
-        lock.lock();
-        try {
+        try (InodeLocks.Locked l = fs.locks.read(dirIno)) {
             directory(dirIno).readdir(position, sink);
-        } finally {
-            lock.unlock();
         }
     }
 

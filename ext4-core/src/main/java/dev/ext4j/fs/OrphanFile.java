@@ -1,5 +1,6 @@
 package dev.ext4j.fs;
 
+import dev.ext4j.LockOrder;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.extent.Mapping;
@@ -162,7 +163,7 @@ final class OrphanFile {
         }
         if (sb.has(Feature.ORPHAN_PRESENT)) {
             try (Transactions.Handle h = fs.startHandle(1)) {
-                synchronized (sb) {
+                synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
                     sb.setFeatureRoCompat(sb.featureRoCompat() & ~Feature.ORPHAN_PRESENT.mask());
                     fs.writeSuperblock();
                 }

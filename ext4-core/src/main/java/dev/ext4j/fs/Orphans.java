@@ -1,6 +1,7 @@
 package dev.ext4j.fs;
 
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.LockOrder;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
 import java.lang.System.Logger.Level;
@@ -49,10 +50,11 @@ final class Orphans {
      * (with its link count), which stamps the chain link.
      */
     synchronized void add(long ino) throws Ext4Exception {
+        LockOrder.monitor(LockOrder.Level.ORPHANS, -1, this); // a synchronized method: checked once held
         if (next.containsKey(ino)) {
             return;
         }
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             next.put(ino, sb.lastOrphan());
             sb.setLastOrphan(ino);
             fs.writeSuperblock();
@@ -64,11 +66,12 @@ final class Orphans {
      * The caller holds the lock of {@code ino} and writes it afterwards with its final i_dtime.
      */
     synchronized void remove(long ino) throws Ext4Exception {
+        LockOrder.monitor(LockOrder.Level.ORPHANS, -1, this); // a synchronized method: checked once held
         Long after = next.remove(ino);
         if (after == null) {
             return;
         }
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             if (sb.lastOrphan() == ino) {
                 sb.setLastOrphan(after);
                 fs.writeSuperblock();
@@ -93,7 +96,7 @@ final class Orphans {
         if (!next.containsKey(ino)) {
             return writer.write(ino, changed);
         }
-        synchronized (this) {
+        synchronized (LockOrder.monitor(LockOrder.Level.ORPHANS, -1, this)) {
             changed.setDtime(nextOf(ino));
             return writer.write(ino, changed);
         }
@@ -121,7 +124,7 @@ final class Orphans {
         if (!chain.isEmpty() && next.get(chain.get(chain.size() - 1)) != 0) {
             next.put(chain.get(chain.size() - 1), 0L);
         }
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.setLastOrphan(chain.isEmpty() ? 0 : chain.get(0));
             fs.writeSuperblock();
         }

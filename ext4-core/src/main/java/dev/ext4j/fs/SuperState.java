@@ -1,5 +1,6 @@
 package dev.ext4j.fs;
 
+import dev.ext4j.LockOrder;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.alloc.Layout;
@@ -65,7 +66,7 @@ final class SuperState {
 
     /** ext4_setup_super(): not clean while mounted read-write, one more mount counted. */
     void markMounted() throws Ext4Exception {
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             mountState = sb.state();
             sb.setMountCount(sb.mountCount() + 1);
             sb.setMtime(Ext4FileSystem.Time.now().seconds());
@@ -79,7 +80,7 @@ final class SuperState {
      * mount, and when a freeze ends).
      */
     void markInUse() throws Ext4Exception {
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.setState(mountState & ~Superblock.STATE_VALID);
             if (s.tx.journaled()) {
                 sb.setFeatureIncompat(sb.featureIncompat() | Feature.RECOVER.mask());
@@ -99,7 +100,7 @@ final class SuperState {
             dataHome.run();
         }
         s.tx.unmount(); // everything home (the log empty) before the superblock says clean
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             StatFs st = statfs();
             sb.setFreeBlocksCount(st.freeBlocks());
             sb.setFreeInodesCount(st.freeInodes());
@@ -120,7 +121,7 @@ final class SuperState {
 
     /** {@code home}: straight to the image, as at mount and unmount (the log empty), or without a journal. */
     private void writeSuperblock(boolean home) throws Ext4Exception {
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.setWtime(Ext4FileSystem.Time.now().seconds());
             sb.updateChecksum();
             ByteBuffer raw = sb.raw();
@@ -148,7 +149,7 @@ final class SuperState {
         String op = "jbd2_commit";
         int code = 2; // EXT4_ERR_EIO
         long now = Ext4FileSystem.Time.now().seconds();
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.recordError(now, 0, 0, op, code);
             sb.setState(sb.state() | Superblock.STATE_ERROR);
             mountState |= Superblock.STATE_ERROR;
@@ -193,7 +194,7 @@ final class SuperState {
             default -> 2;
         };
         try (Transactions.Handle h = s.tx.start(1)) {
-            synchronized (sb) {
+            synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
                 sb.recordError(Ext4FileSystem.Time.now().seconds(), 0, 0, op, code);
                 sb.setState(sb.state() | Superblock.STATE_ERROR);
                 mountState |= Superblock.STATE_ERROR;
@@ -286,7 +287,7 @@ final class SuperState {
         StatFs st = statfs();
         String ro = s.readOnly ? "mounted read-only" : errorReadOnly != null ? "read-only since an error: " + errorReadOnly : null;
         long dirty = s.cache.dirtyBlocks() * (long) s.blockSize + (s.writeback == null ? 0 : s.writeback.pages().dirtyBytes());
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             return new FsStatus(s.blockSize, sb.blocksCount(), st.freeBlocks(), sb.inodesCount(), st.freeInodes(),
                     dirty, frozen, sb.errorCount(), sb.featureNames(), ro);
         }

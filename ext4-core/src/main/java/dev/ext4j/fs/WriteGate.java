@@ -2,6 +2,7 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.LockOrder;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -17,6 +18,10 @@ import java.util.concurrent.locks.ReentrantLock;
  * thread and never waits, so a thread that holds the gate cannot deadlock against a freeze that
  * is waiting for it to leave. Not a ReentrantReadWriteLock: a freeze is started and ended by
  * different requests, which run on different threads.
+ *
+ * <p>For {@link LockOrder}, a thread inside the gate holds it (level WRITE_GATE, the outermost);
+ * the frozen state is no lock held by anyone, but {@link #freeze()} itself waits for every thread
+ * inside to leave, so it is checked like taking the gate: the freezer must hold no lock.
  */
 final class WriteGate {
     private final ReentrantLock lock = new ReentrantLock(true);
@@ -33,6 +38,9 @@ final class WriteGate {
         if (d[0] > 0) {
             d[0]++;
             return;
+        }
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.WRITE_GATE, -1);
         }
         lock.lock();
         try {
@@ -61,6 +69,9 @@ final class WriteGate {
         } finally {
             lock.unlock();
         }
+        if (LockOrder.ENABLED) {
+            LockOrder.release(LockOrder.Level.WRITE_GATE, -1);
+        }
     }
 
     /**
@@ -70,6 +81,10 @@ final class WriteGate {
     void freeze() throws Ext4Exception {
         if (depth.get()[0] > 0) {
             throw new Ext4Exception(Errno.EBUSY, "cannot freeze from inside a change");
+        }
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.WRITE_GATE, "write gate (freezing)", -1);
+            LockOrder.release(LockOrder.Level.WRITE_GATE, "write gate (freezing)", -1);
         }
         lock.lock();
         try {

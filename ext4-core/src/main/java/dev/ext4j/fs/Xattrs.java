@@ -150,9 +150,7 @@ final class Xattrs {
      * reader never follows i_file_acl into a block that was freed and reused meanwhile.
      */
     private List<Xattr> all(long ino) throws Ext4Exception {
-        var lock = fs.locks.of(ino).readLock();
-        lock.lock();
-        try {
+        try (InodeLocks.Locked l = fs.locks.read(ino)) {
             InodeInfo info = fs.inode(ino);
             List<Xattr> all = new ArrayList<>(XattrReader.readIbody(info.inode(), ino, eaInodeReader()));
             long block = info.inode().fileAcl();
@@ -160,8 +158,6 @@ final class Xattrs {
                 all.addAll(XattrReader.readBlock(fs.cache, block, ino, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
             }
             return all;
-        } finally {
-            lock.unlock();
         }
     }
 
@@ -175,7 +171,9 @@ final class Xattrs {
             throw Ext4Exception.corrupted("xattr value inode " + valueIno + " is not an xattr inode of " + size + " bytes");
         }
         byte[] value = new byte[(int) size];
-        fs.fileRead.read(valueIno, 0, ByteBuffer.wrap(value));
+        // without the value inode's lock: the owner's is held here, an EA inode may have a lower
+        // number (inode locks go in ascending order), and ext4j never writes EA inodes
+        fs.fileRead.readLocked(valueIno, 0, ByteBuffer.wrap(value));
         return value;
     }
 

@@ -2,6 +2,7 @@ package dev.ext4j.io;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.LockOrder;
 import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -109,15 +110,14 @@ public final class BlockCache {
      * checkpoint). The block stops being dirty only when no later change replaced that copy.
      */
     public void writeHome(long block, byte[] contents) throws Ext4Exception {
-        ReentrantLock lock = lockOf(block);
-        lock.lock();
+        ReentrantLock lock = lockBlock(block);
         try {
             writeToDevice(block * blockSize, ByteBuffer.wrap(contents));
             if (dirty.remove(block, contents)) {
                 blocks.put(block, contents);
             }
         } finally {
-            lock.unlock();
+            unlockBlock(lock, block);
         }
     }
 
@@ -144,8 +144,7 @@ public final class BlockCache {
         if (data != null) {
             return data;
         }
-        ReentrantLock lock = lockOf(block);
-        lock.lock();
+        ReentrantLock lock = lockBlock(block);
         try {
             data = cached(block);
             if (data == null) {
@@ -155,7 +154,7 @@ public final class BlockCache {
             }
             return data;
         } finally {
-            lock.unlock();
+            unlockBlock(lock, block);
         }
     }
 
@@ -183,8 +182,7 @@ public final class BlockCache {
 
     private void change(long block, boolean fresh, Mutator m) throws Ext4Exception {
         checkRange(block);
-        ReentrantLock lock = lockOf(block);
-        lock.lock();
+        ReentrantLock lock = lockBlock(block);
         try {
             byte[] copy = fresh ? new byte[blockSize] : load(block).clone();
             m.apply(ByteBuffer.wrap(copy).order(ByteOrder.LITTLE_ENDIAN));
@@ -199,7 +197,7 @@ public final class BlockCache {
                 return;
             }
         } finally {
-            lock.unlock();
+            unlockBlock(lock, block);
         }
         if (dirty.size() > maxDirty) {
             flush();
@@ -210,13 +208,29 @@ public final class BlockCache {
         return updateLocks[(int) (block & (updateLocks.length - 1))];
     }
 
+    /** Takes the lock of {@code block} (shared with other blocks: the locks are striped). */
+    private ReentrantLock lockBlock(long block) {
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.BLOCK, block);
+        }
+        ReentrantLock lock = lockOf(block);
+        lock.lock();
+        return lock;
+    }
+
+    private static void unlockBlock(ReentrantLock lock, long block) {
+        lock.unlock();
+        if (LockOrder.ENABLED) {
+            LockOrder.release(LockOrder.Level.BLOCK, block);
+        }
+    }
+
     /**
      * Drops a block from the cache, dirty or not: it was freed, and may be reused as file data
      * that a later flush must not overwrite.
      */
     public void forget(long block) {
-        ReentrantLock lock = lockOf(block);
-        lock.lock();
+        ReentrantLock lock = lockBlock(block);
         try {
             dirty.remove(block);
             blocks.remove(block);
@@ -225,7 +239,7 @@ public final class BlockCache {
                 t.forgotten(block);
             }
         } finally {
-            lock.unlock();
+            unlockBlock(lock, block);
         }
     }
 
@@ -243,14 +257,16 @@ public final class BlockCache {
         if (tracker != null) {
             throw new IllegalStateException("a journaled cache writes blocks home only by checkpoint");
         }
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.FLUSH, -1);
+        }
         flushLock.lock();
         try {
             List<Long> order = new ArrayList<>(dirty.keySet());
             order.sort(null);
             Ext4Exception failure = null;
             for (long block : order) {
-                ReentrantLock lock = lockOf(block);
-                lock.lock();
+                ReentrantLock lock = lockBlock(block);
                 try {
                     byte[] data = dirty.get(block);
                     if (data == null) {
@@ -264,7 +280,7 @@ public final class BlockCache {
                         failure = e;
                     }
                 } finally {
-                    lock.unlock();
+                    unlockBlock(lock, block);
                 }
             }
             if (failure != null) {
@@ -272,6 +288,9 @@ public final class BlockCache {
             }
         } finally {
             flushLock.unlock();
+            if (LockOrder.ENABLED) {
+                LockOrder.release(LockOrder.Level.FLUSH, -1);
+            }
         }
     }
 

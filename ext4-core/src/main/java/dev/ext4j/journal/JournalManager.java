@@ -2,6 +2,7 @@ package dev.ext4j.journal;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.LockOrder;
 import dev.ext4j.alloc.Allocator;
 import dev.ext4j.io.BlockCache;
 import java.lang.System.Logger.Level;
@@ -111,6 +112,9 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     private int lastCommitted;
     private boolean anyCommitted;
     private final ReentrantLock commitLock = new ReentrantLock();
+    /** {@link LockOrder} names: a running handle, and the commit lock (one level: a thread holds one or the other). */
+    private static final String HANDLE = "journal handle";
+    private static final String COMMIT = "journal commit";
     private final ThreadLocal<Running> current = ThreadLocal.withInitial(Running::new);
     /** The first failed commit (the journal is then aborted: nothing more is committed). */
     private volatile Ext4Exception aborted;
@@ -152,11 +156,14 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         // the usual handles are cut to four times the default as before; a larger reservation (a
         // resize step that counted its blocks) is granted up to a whole transaction
         int want = Math.max(1, credits <= defaultCredits * 4 ? credits : Math.min(credits, maxCredits()));
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.JOURNAL, HANDLE, -1);
+        }
         boolean interrupted = false;
         try {
             while (true) {
                 int full;
-                synchronized (state) {
+                synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
                     while (locked) {
                         interrupted |= waitOn(state);
                     }
@@ -176,10 +183,16 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
                     }
                     full = t.tid;
                 }
+                if (LockOrder.ENABLED) {
+                    LockOrder.release(LockOrder.Level.JOURNAL, HANDLE, -1); // no handle yet: the commit comes first
+                }
                 try {
                     commit(full, false); // jbd2 has kjournald commit it; here the waiting starter does
                 } catch (Ext4Exception e) {
                     LOG.log(Level.ERROR, "journal: commit of a full transaction failed: {0}", e.toString());
+                }
+                if (LockOrder.ENABLED) {
+                    LockOrder.acquire(LockOrder.Level.JOURNAL, HANDLE, -1);
                 }
             }
         } finally {
@@ -209,7 +222,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         if (r.depth == 0) {
             return true;
         }
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             if (r.credits - r.used >= credits) {
                 return true;
             }
@@ -240,10 +253,13 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         if (--r.depth > 0) {
             return;
         }
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             running.handles--;
             running.credits -= r.credits;
             state.notifyAll();
+        }
+        if (LockOrder.ENABLED) {
+            LockOrder.release(LockOrder.Level.JOURNAL, HANDLE, -1);
         }
     }
 
@@ -271,7 +287,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     @Override
     public void dirtied(long block) {
         boolean joined;
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             joined = running.blocks.add(block);
             running.revoked.remove(block); // jbd2_journal_cancel_revoke(): the new copy replays
         }
@@ -297,7 +313,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
 
     @Override
     public void forgotten(long block) {
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             if (running.blocks.remove(block)) {
                 Running r = current.get();
                 if (r.depth > 0 && r.used > 0) {
@@ -312,7 +328,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
 
     @Override
     public void freed(long start, long length) {
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             running.freed.add(new long[] {start, length});
         }
     }
@@ -362,6 +378,9 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             throw new IllegalStateException("a commit from inside a handle would wait for itself");
         }
         Ext4Exception abortedNow = null;
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.JOURNAL, COMMIT, -1);
+        }
         commitLock.lock();
         try {
             Ext4Exception a = aborted;
@@ -370,7 +389,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             }
             boolean done = commitLocked(tid);
             boolean big;
-            synchronized (state) {
+            synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
                 big = checkpoint.size() > cache.maxDirty();
             }
             if (thenCheckpoint || big) {
@@ -391,6 +410,9 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             throw e;
         } finally {
             commitLock.unlock();
+            if (LockOrder.ENABLED) {
+                LockOrder.release(LockOrder.Level.JOURNAL, COMMIT, -1);
+            }
             if (abortedNow != null) {
                 try {
                     abortListener.accept(abortedNow);
@@ -404,7 +426,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     private boolean commitLocked(int tid) throws Ext4Exception {
         Txn t;
         List<JournalLog.LogBlock> frozen = new ArrayList<>();
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             t = running;
             if (tid != -1 && t.tid != tid || t.isEmpty()) {
                 return false;
@@ -436,7 +458,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             checkpointLocked();
         }
         log.commit(t.tid, frozen, revokes);
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             for (long[] r : t.freed) {
                 for (long b = r[0]; b < r[0] + r[1]; b++) {
                     Frozen f = checkpoint.get(b);
@@ -464,7 +486,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     private void checkpointLocked() throws Ext4Exception {
         List<Map.Entry<Long, Frozen>> entries;
         int upTo;
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             if (!anyCommitted) {
                 return;
             }
@@ -476,7 +498,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
             cache.writeHome(e.getKey(), e.getValue().contents());
         }
         log.checkpointed(upTo); // forces the home writes before moving the log's tail
-        synchronized (state) {
+        synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             for (Map.Entry<Long, Frozen> e : entries) {
                 checkpoint.remove(e.getKey(), e.getValue());
             }

@@ -2,6 +2,7 @@ package dev.ext4j.resize;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.LockOrder;
 import dev.ext4j.alloc.Allocator;
 import dev.ext4j.alloc.Bitmaps;
 import dev.ext4j.alloc.GroupTable;
@@ -66,7 +67,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * geometry, and publishes the group count last (a volatile write), so an allocating thread sees
  * either the old groups or all of the new ones complete. Lock order: running, then a journal
  * handle (started with no other handle or inode lock held, so its start may commit), then the
- * superblock monitor or a group lock (never both), then the block cache's per-block locks.
+ * superblock monitor, then one group lock at a time (the free counts are summed under the
+ * superblock's monitor), then the block cache's per-block locks.
  */
 public final class OnlineResize {
     private static final System.Logger LOG = System.getLogger("ext4j");
@@ -135,13 +137,22 @@ public final class OnlineResize {
 
     /** Runs {@code r} as the only resize; EBUSY while another runs. */
     private long alone(Resize r) throws Ext4Exception {
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.RESIZE, -1);
+        }
         if (!running.tryLock()) {
+            if (LockOrder.ENABLED) {
+                LockOrder.release(LockOrder.Level.RESIZE, -1);
+            }
             throw new Ext4Exception(Errno.EBUSY, "another resize is in progress");
         }
         try {
             return r.run();
         } finally {
             running.unlock();
+            if (LockOrder.ENABLED) {
+                LockOrder.release(LockOrder.Level.RESIZE, -1);
+            }
         }
     }
 
@@ -369,7 +380,7 @@ public final class OnlineResize {
             if (plan.convertsToMetaBg && plan.resizeInode != null && plan.resizeInode.dindBlock() != 0) {
                 allocator.freeBlocks(plan.resizeInode.dindBlock(), 1);
             }
-            synchronized (sb) {
+            synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
                 allocator.writeCounts(sb);
                 host.writeSuperblock();
             }
@@ -381,7 +392,7 @@ public final class OnlineResize {
     }
 
     private Superblock snapshot() {
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             return new Superblock(sb.raw());
         }
     }
@@ -467,7 +478,7 @@ public final class OnlineResize {
 
     /** ext4_update_super(): the new sizes, features and GDT fields go into the live superblock. */
     private void install(Superblock old, Superblock target) throws Ext4Exception {
-        synchronized (sb) {
+        synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             // s_first_meta_bg before META_BG, so a descriptor location computed meanwhile is right
             sb.setFirstMetaBg(target.firstMetaBg());
             sb.setFeatureIncompat(target.featureIncompat());

@@ -53,6 +53,9 @@ public final class MountedImage implements AutoCloseable {
     /** The CLI command line for {@code ext4j ARGS...} with the tests' JDK. */
     public static List<String> cli(String... args) {
         List<String> cmd = new ArrayList<>(List.of(Tools.java(), "-jar", Tools.jar().toString()));
+        if (Boolean.getBoolean("ext4j.lockcheck")) {
+            cmd.add(1, "-Dext4j.lockcheck=true"); // dev.ext4j.LockOrder in the driver too: a violation is an EIO and a logged stack
+        }
         cmd.addAll(List.of(args));
         return cmd;
     }
