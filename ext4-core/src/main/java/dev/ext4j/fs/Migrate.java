@@ -18,7 +18,6 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ThreadLocalRandom;
 
 /**
  * EXT4_IOC_MIGRATE (fs/ext4/migrate.c, ext4_ext_migrate()): a block-mapped file or directory gets
@@ -294,21 +293,7 @@ final class Migrate {
         static Temp create(SuperInfo fs, long near) throws Ext4Exception {
             try (Transactions.Handle h = fs.startHandle(Transactions.DEFAULT_CREDITS)) {
                 long ino = fs.allocator().allocateInode(near, false);
-                int isz = fs.superblock().inodeSize();
-                Inode in = new Inode(new byte[isz]);
-                if (isz > Inode.GOOD_OLD_SIZE) {
-                    in.setExtraIsize(Math.min(32, isz - Inode.GOOD_OLD_SIZE));
-                }
-                in.setMode(Inode.S_IFREG | 0600);
-                in.setLinksCount(0);
-                Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
-                in.setAtime(now.seconds(), now.nanos());
-                in.setMtime(now.seconds(), now.nanos());
-                in.setCtime(now.seconds(), now.nanos());
-                in.setCrtime(now.seconds(), now.nanos());
-                in.setGeneration(ThreadLocalRandom.current().nextInt() & 0xFFFFFFFFL);
-                in.setFlags(Inode.EXTENTS_FL);
-                ExtentTree.initEmpty(in.iBlock());
+                Inode in = Namei.blankInode(fs.superblock(), Inode.S_IFREG | 0600, true); // no link: an orphan from the start
                 Temp t = new Temp(fs, ino, in);
                 try {
                     fs.orphans().add(ino);

@@ -15,6 +15,7 @@ import dev.ext4j.extent.ExtentTree;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
 import dev.ext4j.inline.InlineData;
 import dev.ext4j.inline.InlineDirectoryWriter;
 import java.nio.ByteBuffer;
@@ -252,11 +253,6 @@ final class Namei {
 
     /** A fresh inode: mode, owner (setgid directories pass on their group), times, generation, extents root. */
     private Inode newInode(long ino, int mode, long uid, long gid, Inode parent) throws Ext4Exception {
-        int isz = fs.superblock().inodeSize();
-        Inode in = new Inode(new byte[isz]);
-        if (isz > Inode.GOOD_OLD_SIZE) {
-            in.setExtraIsize(Math.min(32, isz - Inode.GOOD_OLD_SIZE));
-        }
         int m = mode;
         long g = gid;
         if ((parent.mode() & 02000) != 0) {
@@ -265,17 +261,31 @@ final class Namei {
                 m |= 02000;
             }
         }
-        in.setMode(m);
+        Inode in = blankInode(fs.superblock(), m, fs.superblock().has(Feature.EXTENTS));
         in.setUid(uid);
         in.setGid(g);
         in.setLinksCount(1);
+        return in;
+    }
+
+    /**
+     * An inode as __ext4_new_inode() starts one: the extra size, {@code mode}, all four times now, a
+     * random generation, and an empty extent root with {@code extents}; no link, owned by root.
+     */
+    static Inode blankInode(Superblock sb, int mode, boolean extents) {
+        int isz = sb.inodeSize();
+        Inode in = new Inode(new byte[isz]);
+        if (isz > Inode.GOOD_OLD_SIZE) {
+            in.setExtraIsize(Math.min(32, isz - Inode.GOOD_OLD_SIZE));
+        }
+        in.setMode(mode);
         Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
         in.setAtime(now.seconds(), now.nanos());
         in.setMtime(now.seconds(), now.nanos());
         in.setCtime(now.seconds(), now.nanos());
         in.setCrtime(now.seconds(), now.nanos());
         in.setGeneration(ThreadLocalRandom.current().nextInt() & 0xFFFFFFFFL);
-        if (fs.superblock().has(Feature.EXTENTS)) {
+        if (extents) {
             in.setFlags(Inode.EXTENTS_FL);
             ExtentTree.initEmpty(in.iBlock());
         }

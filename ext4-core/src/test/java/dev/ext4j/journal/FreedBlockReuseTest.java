@@ -9,6 +9,7 @@ import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.MountOptions;
 import dev.ext4j.testutil.FsUtil;
 import dev.ext4j.testutil.Images;
+import dev.ext4j.testutil.RecordingDevice;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -71,7 +72,7 @@ class FreedBlockReuseTest {
         Path img = dir.resolve("base.img");
         Images.mkfs(img, "8M", List.of("-b", "1024", "-J", "size=1", "-m", "0"), null);
         byte[] base = Files.readAllBytes(img);
-        JournalCrashTest.RecordingDevice dev = new JournalCrashTest.RecordingDevice(base.clone());
+        RecordingDevice dev = new RecordingDevice(base.clone());
         MountOptions opts = MountOptions.defaults().withWriteback(MountOptions.DEFAULT_CACHE_BYTES, 3_600_000, 30_000);
         long aSize;
         long bSize;

@@ -13,6 +13,7 @@ import dev.ext4j.io.MemoryBlockDevice;
 import dev.ext4j.testutil.ForwardingDevice;
 import dev.ext4j.testutil.FsUtil;
 import dev.ext4j.testutil.Images;
+import dev.ext4j.testutil.RecordingDevice;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -44,35 +45,6 @@ class JournalCrashTest {
     @TempDir
     Path dir;
 
-    /** Forwards to an in-memory image and records every write in order. */
-    static final class RecordingDevice extends ForwardingDevice {
-        record Write(long offset, byte[] bytes) {
-        }
-
-        final List<Write> writes = Collections.synchronizedList(new ArrayList<>());
-
-        RecordingDevice(byte[] image) {
-            super(new MemoryBlockDevice(image, false));
-        }
-
-        @Override
-        public void write(long offset, ByteBuffer src) throws IOException {
-            byte[] b = new byte[src.remaining()];
-            src.duplicate().get(b);
-            writes.add(new Write(offset, b));
-            inner.write(offset, src);
-        }
-
-        /** The image after the first {@code n} writes of a run that started from {@code base}. */
-        byte[] cut(byte[] base, int n) {
-            byte[] img = base.clone();
-            for (int i = 0; i < n; i++) {
-                Write w = writes.get(i);
-                System.arraycopy(w.bytes(), 0, img, (int) w.offset(), w.bytes().length);
-            }
-            return img;
-        }
-    }
 
     /** What the workload knows: files, the writes at which each was last touched, and the completed syncs. */
     static final class Model {

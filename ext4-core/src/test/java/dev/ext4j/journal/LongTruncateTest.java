@@ -10,6 +10,7 @@ import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.MemoryBlockDevice;
 import dev.ext4j.testutil.ForwardingDevice;
 import dev.ext4j.testutil.Images;
+import dev.ext4j.testutil.RecordingDevice;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -216,7 +217,7 @@ class LongTruncateTest {
 
     @Test
     void aPowerCutBetweenTheStepsOfATruncateIsFinishedAtTheNextMount() throws Exception {
-        JournalCrashTest.RecordingDevice dev = new JournalCrashTest.RecordingDevice(fragmented.clone());
+        RecordingDevice dev = new RecordingDevice(fragmented.clone());
         List<Integer> afterCommit = new ArrayList<>();
         try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, noTimer())) {
             long ino = fs.resolve(b("/big"));
