@@ -53,7 +53,8 @@ final class InodeInfo {
     private volatile long memSize = NO_MEM_SIZE;
     /**
      * The extent status sequence: bumped by every change to the inode's block map, so a mapping
-     * looked up earlier can tell whether it still holds (the validity cookie).
+     * looked up earlier can tell whether it still holds (the validity cookie). Cookies are held
+     * only by writes and writebacks, which run while the inode has pages, so it is pinned then.
      */
     private final AtomicLong mapSeq = new AtomicLong();
     /** Delayed-allocation reservations: data blocks, and metadata blocks for them. Under the inode's lock. */

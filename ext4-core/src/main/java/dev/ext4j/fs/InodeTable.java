@@ -258,11 +258,6 @@ final class InodeTable {
         return pinned.get(ino);
     }
 
-    /** How many inodes are pinned (open, or with pages); for tests. */
-    int pinnedCount() {
-        return pinned.size();
-    }
-
     boolean isOpen(long ino) {
         InodeInfo info = pinned.get(ino);
         return info != null && info.isOpen();

@@ -112,7 +112,8 @@ final class Writeback {
                             // its promises into blocks, and try once more
                             retried = true;
                             writeback(ino);
-                            copy = info.inode().copy(); // info is pinned: the same object, written in place
+                            info = fs.inode(ino); // the same object: pinned while it has pages
+                            copy = info.inode().copy();
                             map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
                             mc = new MappingCache(map, info);
                         }
