@@ -49,7 +49,7 @@ final class FileRead {
         if (i.hasFlag(Inode.ENCRYPT_FL)) {
             throw new Ext4Exception(Errno.ENOKEY, "inode " + ino + " is encrypted");
         }
-        long size = fs.writeback != null && i.isRegular() ? fs.writeback.size(ino) : fs.inodes.isize(i);
+        long size = i.isRegular() ? info.size() : fs.inodes.isize(i);
         if (offset >= size || !dst.hasRemaining()) {
             return 0;
         }

@@ -81,8 +81,8 @@ final class FileWrite {
         int written;
         try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
-            Inode copy = regularCopy(info, offset, fs.writeback().size(ino));
-            if (copy.hasFlag(Inode.INLINE_DATA_FL) || (mayStartInline(copy) && fs.writeback().size(ino) == copy.size()
+            Inode copy = regularCopy(info, offset, info.size());
+            if (copy.hasFlag(Inode.INLINE_DATA_FL) || (mayStartInline(copy) && info.size() == copy.size()
                     && !fs.writeback().hasPages(ino))) {
                 int n = writeInline(ino, copy, offset, src);
                 if (n > 0) {
@@ -169,9 +169,9 @@ final class FileWrite {
                 copy.setCtime(now.seconds(), now.nanos());
             }
             addBlocks(copy, acct);
-            fs.writeInode(ino, copy);
-            fs.writeback().mapChanged(ino);
-            fs.writeback().sizeSettled(ino);
+            InodeInfo updated = fs.writeInode(ino, copy);
+            updated.mapChanged();
+            updated.sizeSettled();
         }
         int written = part.position() - start;
         src.position(src.position() + written);
@@ -349,7 +349,7 @@ final class FileWrite {
                 throw new Ext4Exception(Errno.EFBIG, "size " + size + " is past the largest file size " + maxSize(map));
             }
             long old = copy.size();
-            long memSize = fs.writeback().size(ino);
+            long memSize = fs.inode(ino).size();
             if (size < memSize) {
                 fs.writeback().forgetRange(ino, size, Long.MAX_VALUE, map.hasExtents());
             } else if (size > memSize) {
@@ -385,8 +385,7 @@ final class FileWrite {
                     // ext4_setattr() deletes the orphan only while the inode has links
                     fs.orphans().remove(ino);
                 }
-                fs.writeInode(ino, copy);
-                fs.writeback().sizeSettled(ino);
+                fs.writeInode(ino, copy).sizeSettled();
             }
         }
     }
@@ -544,7 +543,7 @@ final class FileWrite {
             if (end > maxSize(map)) {
                 throw new Ext4Exception(Errno.EFBIG, "fallocate past the largest file size " + maxSize(map));
             }
-            long memSize = fs.writeback().size(ino);
+            long memSize = fs.inode(ino).size();
             try {
                 if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) != 0) {
                     long zeroEnd = (mode & FALLOC_FL_PUNCH_HOLE) != 0 ? Math.min(end, memSize) : end;
@@ -565,10 +564,10 @@ final class FileWrite {
                     copy.setMtime(now.seconds(), now.nanos());
                 }
                 addBlocks(copy, acct);
-                fs.writeInode(ino, copy);
-                fs.writeback().mapChanged(ino);
+                InodeInfo updated = fs.writeInode(ino, copy);
+                updated.mapChanged();
                 if (copy.size() >= memSize) {
-                    fs.writeback().sizeSettled(ino);
+                    updated.sizeSettled();
                 }
             }
         }

@@ -2,13 +2,30 @@ package dev.ext4j.fs;
 
 import dev.ext4j.extent.BlockMap;
 import dev.ext4j.format.Inode;
+import dev.ext4j.pagecache.PageCache.FilePages;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * An inode in memory (the kernel's struct ext4_inode_info): one object per live inode, kept by
- * {@link InodeTable}, that holds the verified on-disk record with its checksum seed and block map,
- * and the inode's own in-memory state: how many file handles have it open. While a handle is open
- * the object stays in the table (it is pinned), so the count cannot be lost to the cache's
- * eviction.
+ * {@link InodeTable}. It holds the verified on-disk record with its checksum seed and block map
+ * (the record's size is i_disksize), and the inode's own in-memory state:
+ * <ul>
+ * <li>how many file handles have it open;</li>
+ * <li>its pages in the page cache ({@link #pages()}, the kernel's i_mapping), whose bytes and
+ * dirty state the page cache keeps;</li>
+ * <li>the writeback state of those pages (see {@link Writeback}): i_size as writes left it in
+ * memory, ahead of i_disksize ({@link #size()}); the delayed-allocation reservations
+ * (i_reserved_data_blocks); the map sequence (the extent status cache's validity cookie,
+ * {@link #mapSeq()}); and the writebacks between their two locked steps ({@link #tickets()}).</li>
+ * </ul>
+ * The table never evicts an object that has any of this state: it is pinned while a handle is
+ * open or while it has pages ({@link #pinned()}), so a later lookup finds this object, not a fresh
+ * one with the state lost (a map sequence back at zero would let a stale mapping pass as current;
+ * lost reservations would leak).
  *
  * <p>The record, seed and map change together, as one version, when the inode is written
  * ({@link InodeTable#write}); readers get a consistent version from {@link #inode()} and
@@ -19,10 +36,37 @@ final class InodeInfo {
     private record Version(Inode inode, int csumSeed, BlockMap map) {
     }
 
+    /** {@link #memSize} when i_size is the on-disk size. */
+    private static final long NO_MEM_SIZE = -1;
+
     private final long ino;
     private volatile Version version;
     /** Open file handles; under this object's monitor. */
     private int opens;
+    /** The inode's pages in the page cache, null while it has none; under this object's monitor. */
+    private FilePages pages;
+    /**
+     * i_size while writes have moved it past the on-disk size (i_disksize), else
+     * {@link #NO_MEM_SIZE}. Written under the inode's write lock; read without a lock by
+     * {@link #size()}.
+     */
+    private volatile long memSize = NO_MEM_SIZE;
+    /**
+     * The extent status sequence: bumped by every change to the inode's block map, so a mapping
+     * looked up earlier can tell whether it still holds (the validity cookie). Cookies are held
+     * only by writes and writebacks, which run while the inode has pages, so it is pinned then.
+     */
+    private final AtomicLong mapSeq = new AtomicLong();
+    /** Delayed-allocation reservations: data blocks, and metadata blocks for them. Under the inode's lock. */
+    private long reservedData;
+    private long reservedMeta;
+    /**
+     * The writebacks between their two locked steps, each with the logical block ranges
+     * [from, to) that a truncate or punch took away meanwhile, which it must not map or convert.
+     * Under the inode's lock. A set by identity: two tickets with the same ranges (none, most
+     * often) are two writebacks, and one's end must not take the other's away.
+     */
+    private final Set<List<long[]>> tickets = Collections.newSetFromMap(new IdentityHashMap<>());
 
     /**
      * @param csumSeed crc32c(fs seed, ino, generation); 0 without metadata_csum
@@ -55,17 +99,17 @@ final class InodeInfo {
         version = new Version(inode, csumSeed, map);
     }
 
-    /** One more open file handle; true for the first (the table pins the inode then). */
-    synchronized boolean open() {
-        return ++opens == 1;
+    /** One more open file handle. */
+    synchronized void open() {
+        opens++;
     }
 
-    /** One handle fewer; true when it was the last (the table unpins the inode then). */
+    /** One handle fewer; true when none is left open. */
     synchronized boolean release() {
-        if (opens == 0) {
-            return false;
+        if (opens > 0) {
+            opens--;
         }
-        return --opens == 0;
+        return opens == 0;
     }
 
     synchronized boolean isOpen() {
@@ -77,5 +121,99 @@ final class InodeInfo {
         boolean was = opens > 0;
         opens = 0;
         return was;
+    }
+
+    /** Whether the table must keep this object: a handle has it open, or it has pages. */
+    synchronized boolean pinned() {
+        return opens > 0 || pages != null;
+    }
+
+    /** The inode's pages in the page cache, or null while it has none. */
+    synchronized FilePages pages() {
+        return pages;
+    }
+
+    /** Its pages were made ({@link InodeTable#withPages}); the table pins it. */
+    synchronized void attach(FilePages f) {
+        pages = f;
+    }
+
+    /**
+     * Its pages are gone from the page cache (the inode was deleted; {@link InodeTable#dropPages}):
+     * the writeback state goes with them, i_size is the on-disk size again.
+     */
+    synchronized void detach() {
+        pages = null;
+        memSize = NO_MEM_SIZE;
+        reservedData = 0;
+        reservedMeta = 0;
+    }
+
+    // ------------------------------------------------------------------ writeback state
+
+    /**
+     * i_size as writes left it: past the on-disk size while written data waits for writeback.
+     * Without the inode's lock: the in-memory size is read first, and writers store the on-disk
+     * size before they drop the in-memory one, so a reader never sees an old on-disk size in
+     * between.
+     */
+    long size() {
+        long s = memSize;
+        return s != NO_MEM_SIZE ? s : version.inode().size();
+    }
+
+    /** A write moved i_size to {@code size}, past the on-disk size; under the inode's write lock. */
+    void setSize(long size) {
+        memSize = size;
+    }
+
+    /**
+     * The on-disk size was written, and i_size is that size again (truncate, fallocate, a
+     * write-through); under the inode's write lock, after the inode was written.
+     */
+    void sizeSettled() {
+        memSize = NO_MEM_SIZE;
+    }
+
+    /**
+     * Writeback moved the on-disk size to {@code diskSize} (already written): i_size is that
+     * size again when writes had not moved it further; under the inode's write lock.
+     */
+    void sizeReached(long diskSize) {
+        long s = memSize;
+        if (s != NO_MEM_SIZE && s <= diskSize) {
+            memSize = NO_MEM_SIZE;
+        }
+    }
+
+    /** The map sequence now (a cookie to compare with later). */
+    long mapSeq() {
+        return mapSeq.get();
+    }
+
+    /** The block map changed: every mapping looked up before is stale. */
+    void mapChanged() {
+        mapSeq.incrementAndGet();
+    }
+
+    /** Data blocks promised to dirty pages (delayed allocation); under the inode's lock, or a racy read for stat. */
+    long reservedData() {
+        return reservedData;
+    }
+
+    /** Metadata blocks promised for the reserved data blocks; under the inode's lock. */
+    long reservedMeta() {
+        return reservedMeta;
+    }
+
+    /** Sets both reservations; under the inode's write lock. */
+    void setReserved(long data, long meta) {
+        reservedData = data;
+        reservedMeta = meta;
+    }
+
+    /** The writebacks between their locked steps; see {@link #tickets}. Under the inode's lock. */
+    Set<List<long[]>> tickets() {
+        return tickets;
     }
 }

@@ -13,6 +13,8 @@ import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
 import dev.ext4j.io.BlockCache;
 import dev.ext4j.io.Lru;
+import dev.ext4j.pagecache.PageCache;
+import dev.ext4j.pagecache.PageCache.FilePages;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -26,6 +28,12 @@ import java.util.concurrent.ConcurrentHashMap;
  *
  * <p>Loads and writes of one inode run under its install monitor ({@link InodeLocks#install}),
  * so a load cannot put an older copy over a newer one.
+ *
+ * <p>An inode with in-memory state (a file handle open, or pages in the page cache with their
+ * writeback state, see {@link InodeInfo}) is pinned: kept in {@code pinned}, which lookups try
+ * first, and never evicted, so there is one object per such inode and its state is never lost to
+ * the cache. Pins come and go under the install monitor. The pinned inodes are the open ones and
+ * those the page cache holds pages for, so they are no more than the page cache already keeps.
  */
 final class InodeTable {
     private final Superblock sb;
@@ -37,7 +45,7 @@ final class InodeTable {
     private final int csumSeed;
     /** Inodes nobody holds open, least recently used first out. */
     private final Lru<Long, InodeInfo> cached;
-    /** Inodes a file handle has open: never evicted, looked up first. */
+    /** Inodes a file handle has open or that have pages: never evicted, looked up first. */
     private final ConcurrentHashMap<Long, InodeInfo> pinned = new ConcurrentHashMap<>();
     /** The orphan list that stamps an orphan's i_dtime at each write; null for a read-only view. */
     private Orphans orphans;
@@ -177,13 +185,15 @@ final class InodeTable {
     void open(long ino) throws Ext4Exception {
         try (InodeLocks.Locked l = locks.install(ino)) {
             InodeInfo info = get(ino);
-            if (info.open()) {
-                pinned.put(ino, info);
-            }
+            info.open();
+            pinned.put(ino, info);
         }
     }
 
-    /** A handle closed; true when none is left open (the inode is unpinned, back in the cache). */
+    /**
+     * A handle closed; true when none is left open (the inode is unpinned, back in the cache,
+     * unless it has pages).
+     */
     boolean release(long ino) {
         try (InodeLocks.Locked l = locks.install(ino)) {
             InodeInfo info = pinned.get(ino);
@@ -193,10 +203,59 @@ final class InodeTable {
             if (!info.release()) {
                 return false;
             }
-            pinned.remove(ino);
-            cached.put(ino, info);
+            unpinIfIdle(ino, info);
             return true;
         }
+    }
+
+    /** Back in the cache, where it may be evicted, once nothing pins it. Under the install monitor. */
+    private void unpinIfIdle(long ino, InodeInfo info) {
+        if (!info.pinned() && pinned.remove(ino, info)) {
+            cached.put(ino, info);
+        }
+    }
+
+    /**
+     * Inode {@code ino} with its pages in {@code pageCache}, made on first use: from then until
+     * {@link #dropPages} the inode is pinned, with the writeback state it keeps for them. The
+     * caller holds the inode's write lock (pages are made and dropped only under it).
+     */
+    InodeInfo withPages(long ino, PageCache pageCache) throws Ext4Exception {
+        InodeInfo info = get(ino);
+        if (info.pages() != null) {
+            return info; // pinned already: get() found the pinned object
+        }
+        FilePages f = pageCache.of(ino);
+        try (InodeLocks.Locked l = locks.install(ino)) {
+            info = get(ino);
+            info.attach(f);
+            pinned.put(ino, info);
+            return info;
+        }
+    }
+
+    /**
+     * The inode's pages go from {@code pageCache} (it is being deleted), and with them its
+     * writeback state; the inode is unpinned unless a handle has it open. The caller holds the
+     * inode's write lock.
+     */
+    void dropPages(long ino, PageCache pageCache) {
+        pageCache.remove(ino);
+        try (InodeLocks.Locked l = locks.install(ino)) {
+            InodeInfo info = pinned.get(ino);
+            if (info != null) {
+                info.detach();
+                unpinIfIdle(ino, info);
+            }
+        }
+    }
+
+    /**
+     * Inode {@code ino} when it is pinned (open, or with pages), else null; never loads it. Under
+     * the inode's lock it is the object whose pages and writeback state are current.
+     */
+    InodeInfo pinned(long ino) {
+        return pinned.get(ino);
     }
 
     boolean isOpen(long ino) {
@@ -209,10 +268,12 @@ final class InodeTable {
         List<Long> open = new ArrayList<>();
         for (Long ino : List.copyOf(pinned.keySet())) {
             try (InodeLocks.Locked l = locks.install(ino)) {
-                InodeInfo info = pinned.remove(ino);
+                InodeInfo info = pinned.get(ino);
                 if (info != null && info.closeAll()) {
-                    cached.put(ino, info);
                     open.add(ino);
+                }
+                if (info != null) {
+                    unpinIfIdle(ino, info);
                 }
             }
         }

@@ -179,7 +179,8 @@ final class SuperInfo {
 
     /** What stat(2) shows of {@code ino} (ext4_getattr()): sizes and blocks as writes left them in memory. */
     FileAttributes attributes(long ino) throws Ext4Exception {
-        Inode i = inode(ino).inode();
+        InodeInfo info = inode(ino);
+        Inode i = info.inode();
         boolean hugeFile = sb.has(Feature.HUGE_FILE);
         long blocks = i.blocks512(hugeFile, blockSize);
         long size = inodes.isize(i);
@@ -187,8 +188,8 @@ final class SuperInfo {
             blocks += (size + 511) >> 9; // as ext4_file_getattr(): inline files are not sparse
         }
         if (writeback != null && i.isRegular()) {
-            size = writeback.size(ino);
-            blocks += writeback.delayedBlocks(ino) * (blockSize / 512); // as ext4_getattr(): delayed blocks count
+            size = info.size();
+            blocks += info.reservedData() * (blockSize / 512); // as ext4_getattr(): delayed blocks count
         }
         // a directory with more than 65000 subdirectories keeps 1 (dir_nlink): shown as it is
         return new FileAttributes(ino, i.mode(), i.linksCount(), i.uid(), i.gid(), size, blocks,

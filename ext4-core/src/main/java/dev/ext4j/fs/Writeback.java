@@ -56,26 +56,9 @@ final class Writeback {
         return pages;
     }
 
-    /**
-     * i_size as writes left it: past the on-disk size while written data waits for writeback. The
-     * in-memory size is read first: writers store the on-disk size before they drop it, so a
-     * reader without the inode's lock never sees an old on-disk size in between.
-     */
-    long size(long ino) throws Ext4Exception {
-        FilePages f = pages.peek(ino);
-        long s = f == null ? -1 : f.size();
-        return s >= 0 ? s : fs.inode(ino).inode().size();
-    }
-
     boolean hasPages(long ino) {
         FilePages f = pages.peek(ino);
         return f != null && !f.isEmpty();
-    }
-
-    /** Blocks promised to this inode's dirty pages, counted in st_blocks as the kernel does. */
-    long delayedBlocks(long ino) {
-        FilePages f = pages.peek(ino);
-        return f == null ? 0 : f.reservedData;
     }
 
     // ------------------------------------------------------------------------------------ write
@@ -86,18 +69,18 @@ final class Writeback {
      * taken: fewer than asked when the space ran out part way (ENOSPC when none).
      */
     int write(long ino, long offset, ByteBuffer src, int len) throws Ext4Exception {
-        FilePages f = pages.of(ino);
-        InodeInfo info = fs.inode(ino);
+        InodeInfo info = fs.inodes.withPages(ino, pages);
+        FilePages f = info.pages();
         Inode copy = info.inode().copy();
         FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
-        long size = size(ino);
+        long size = info.size();
         boolean retried = false;
         if (offset > size) {
-            zeroPageTail(ino, f, map, size);
+            zeroPageTail(info, f, map, size);
         }
         long end = offset + len;
         long pos = offset;
-        MappingCache mc = new MappingCache(map, f);
+        MappingCache mc = new MappingCache(map, info);
         try {
             while (pos < end) {
                 long index = pos / ps;
@@ -119,7 +102,7 @@ final class Writeback {
                             break;
                         }
                         try {
-                            promise(f, Integer.bitCount(holes), map.hasExtents());
+                            promise(info, Integer.bitCount(holes), map.hasExtents());
                             break;
                         } catch (Ext4Exception e) {
                             if (retried || e.errno() != dev.ext4j.Errno.ENOSPC) {
@@ -129,10 +112,10 @@ final class Writeback {
                             // its promises into blocks, and try once more
                             retried = true;
                             writeback(ino);
-                            info = fs.inode(ino);
+                            info = fs.inode(ino); // the same object: pinned while it has pages
                             copy = info.inode().copy();
                             map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
-                            mc = new MappingCache(map, f);
+                            mc = new MappingCache(map, info);
                         }
                     }
                     p.markDirty(mask, holes);
@@ -149,8 +132,8 @@ final class Writeback {
             }
             // a short write: what was copied stays and counts
         }
-        if (pos > size(ino)) {
-            f.setSize(pos);
+        if (pos > info.size()) {
+            info.setSize(pos);
         }
         return (int) (pos - offset);
     }
@@ -219,10 +202,11 @@ final class Writeback {
      * the zeros reach the image too.
      */
     void zeroPageTail(long ino, FileMap map, long size) throws Ext4Exception {
-        zeroPageTail(ino, pages.of(ino), map, size);
+        InodeInfo info = fs.inodes.withPages(ino, pages);
+        zeroPageTail(info, info.pages(), map, size);
     }
 
-    private void zeroPageTail(long ino, FilePages f, FileMap map, long size) throws Ext4Exception {
+    private void zeroPageTail(InodeInfo info, FilePages f, FileMap map, long size) throws Ext4Exception {
         int inPage = (int) (size % ps);
         if (inPage == 0) {
             return;
@@ -240,9 +224,9 @@ final class Writeback {
             if (size % bs != 0) {
                 int eofBlock = inPage / bs;
                 int bit = 1 << eofBlock;
-                int reserved = (p.reservedMask() & bit) == 0 && new MappingCache(map, f).isHole(index * perPage + eofBlock) ? bit : 0;
+                int reserved = (p.reservedMask() & bit) == 0 && new MappingCache(map, info).isHole(index * perPage + eofBlock) ? bit : 0;
                 if (reserved != 0) {
-                    promise(f, 1, map.hasExtents());
+                    promise(info, 1, map.hasExtents());
                 }
                 p.markDirty(bit, reserved);
             }
@@ -252,20 +236,18 @@ final class Writeback {
     }
 
     /** ext4_da_reserve_space(): {@code n} more data blocks and the metadata they may need. */
-    private void promise(FilePages f, int n, boolean extents) throws Ext4Exception {
-        long meta = metaFor(f.reservedData + n, extents) - f.reservedMeta;
+    private void promise(InodeInfo info, int n, boolean extents) throws Ext4Exception {
+        long meta = metaFor(info.reservedData() + n, extents) - info.reservedMeta();
         reserve.reserveDelayed(fs.allocator().freeBlocksCount(), n + Math.max(0, meta));
-        f.reservedData += n;
-        f.reservedMeta += Math.max(0, meta);
+        info.setReserved(info.reservedData() + n, info.reservedMeta() + Math.max(0, meta));
     }
 
     /** Gives back {@code n} data blocks' promise and the metadata promise they no longer need. */
-    private void unpromise(FilePages f, long n, boolean extents) {
-        long data = Math.max(0, f.reservedData - Math.max(0, n));
-        long meta = Math.min(f.reservedMeta, metaFor(data, extents));
-        long back = (f.reservedData - data) + (f.reservedMeta - meta);
-        f.reservedData = data;
-        f.reservedMeta = meta;
+    private void unpromise(InodeInfo info, long n, boolean extents) {
+        long data = Math.max(0, info.reservedData() - Math.max(0, n));
+        long meta = Math.min(info.reservedMeta(), metaFor(data, extents));
+        long back = (info.reservedData() - data) + (info.reservedMeta() - meta);
+        info.setReserved(data, meta);
         if (back > 0) {
             reserve.releaseDelayed(back);
         }
@@ -286,18 +268,18 @@ final class Writeback {
     /** The last mapping looked up, reused while the extent sequence says it still holds. */
     private static final class MappingCache {
         private final FileMap map;
-        private final FilePages f;
+        private final InodeInfo info;
         private Mapping last;
         private long seq;
 
-        MappingCache(FileMap map, FilePages f) {
+        MappingCache(FileMap map, InodeInfo info) {
             this.map = map;
-            this.f = f;
+            this.info = info;
         }
 
         boolean isHole(long lblk) throws Ext4Exception {
-            if (last == null || seq != f.mapSeq.get() || lblk < last.logical() || lblk >= last.logical() + last.length()) {
-                seq = f.mapSeq.get();
+            if (last == null || seq != info.mapSeq() || lblk < last.logical() || lblk >= last.logical() + last.length()) {
+                seq = info.mapSeq();
                 last = map.map(lblk, MAX_RUN);
             }
             return last.isHole();
@@ -348,20 +330,22 @@ final class Writeback {
         List<Run> runs;
         long cookie;
         List<long[]> ticket = new ArrayList<>();
+        InodeInfo info;
         f.beginRound();
         try {
             try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+                info = fs.inode(ino); // pinned while f is in the page cache
                 java.util.Map<Page, Integer> promisesBack = new java.util.IdentityHashMap<>();
                 try {
-                    runs = prepare(ino, f, taken, promisesBack);
+                    runs = prepare(ino, info, f, taken, promisesBack);
                 } catch (Ext4Exception | RuntimeException e) {
                     for (Page p : taken) {
                         p.endWriteback(true, promisesBack.getOrDefault(p, 0)); // dirty again, for a retry
                     }
                     throw e;
                 }
-                cookie = f.mapSeq.get();
-                f.tickets.add(ticket);
+                cookie = info.mapSeq();
+                info.tickets().add(ticket);
                 f.startIo();
             }
             Ext4Exception failed = null;
@@ -378,7 +362,7 @@ final class Writeback {
                 boolean completed = false;
                 try {
                     if (pages.peek(ino) == f) {
-                        complete(ino, f, runs, cookie, ticket, failed == null);
+                        complete(ino, info, runs, cookie, ticket, failed == null);
                     } else {
                         // deleted meanwhile: its mapped blocks went with it, but a block map's
                         // new blocks are mapped only on completion, so they are ours to free
@@ -390,7 +374,7 @@ final class Writeback {
                     }
                     completed = true;
                 } finally {
-                    f.tickets.remove(ticket);
+                    info.tickets().remove(ticket);
                     for (Page p : taken) {
                         // a failed write or completion leaves the pages dirty: what was not mapped is written again
                         p.endWriteback(failed != null || !completed);
@@ -430,11 +414,10 @@ final class Writeback {
     private static final int MAX_ROUND_CREDITS = 2048;
 
     /** Step 1, under the inode's lock: take the dirty blocks, allocate the holes, copy the bytes. */
-    private List<Run> prepare(long ino, FilePages f, List<Page> taken, java.util.Map<Page, Integer> promisesBack)
-            throws Ext4Exception {
-        InodeInfo info = fs.inode(ino);
+    private List<Run> prepare(long ino, InodeInfo info, FilePages f, List<Page> taken,
+            java.util.Map<Page, Integer> promisesBack) throws Ext4Exception {
         Inode copy = info.inode().copy();
-        long size = size(ino);
+        long size = info.size();
         long eofBlocks = (size + bs - 1) / bs;
         // the dirty blocks inside i_size, in order: each one's number, page and promise, in
         // arrays rather than an object per block, as a writeback can take a million blocks
@@ -483,7 +466,7 @@ final class Writeback {
             }
         }
         boolean extents = copy.hasFlag(Inode.EXTENTS_FL);
-        unpromise(f, beyond, extents);
+        unpromise(info, beyond, extents);
         if (count == 0) {
             return List.of();
         }
@@ -544,9 +527,9 @@ final class Writeback {
             }
             throw e;
         } finally {
-            unpromise(f, promisedUsed, extents);
+            unpromise(info, promisedUsed, extents);
             if (acct.delta() != 0) {
-                f.mapSeq.incrementAndGet();
+                info.mapChanged();
                 long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
                 copy.setBlocks512(Math.max(0, sectors), bs);
                 fs.writeInode(ino, copy);
@@ -569,7 +552,7 @@ final class Writeback {
      * become written (or, on block-mapped files, get mapped), and the on-disk size moves up to the
      * end of what was written, capped at i_size.
      */
-    private void complete(long ino, FilePages f, List<Run> runs, long cookie, List<long[]> cancelled, boolean written)
+    private void complete(long ino, InodeInfo info, List<Run> runs, long cookie, List<long[]> cancelled, boolean written)
             throws Ext4Exception {
         if (runs.isEmpty()) {
             return;
@@ -580,12 +563,11 @@ final class Writeback {
         if (!fs.transactions().extend(credits)) {
             fs.transactions().restart(credits);
         }
-        InodeInfo info = fs.inode(ino);
         Inode copy = info.inode().copy();
         BlockAccount acct = fs.account(ino, copy).reserved();
         FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
-        boolean stale = f.mapSeq.get() != cookie || !cancelled.isEmpty();
-        long size = size(ino);
+        boolean stale = info.mapSeq() != cookie || !cancelled.isEmpty();
+        long size = info.size();
         long reached = copy.size();
         Ext4Exception failure = null;
         for (Run r : runs) {
@@ -621,11 +603,9 @@ final class Writeback {
         }
         long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
         copy.setBlocks512(Math.max(0, sectors), bs);
-        f.mapSeq.incrementAndGet();
+        info.mapChanged();
         fs.writeInode(ino, copy);
-        if (f.size() >= 0 && f.size() <= copy.size()) {
-            f.setSize(-1);
-        }
+        info.sizeReached(copy.size()); // after the on-disk size is stored: see InodeInfo.size()
         if (failure != null) {
             throw failure;
         }
@@ -719,12 +699,13 @@ final class Writeback {
      * zeros the covered bytes of the pages at the edges. The caller holds the inode's write lock.
      */
     void forgetRange(long ino, long fromByte, long toByte, boolean extents) {
-        FilePages f = pages.peek(ino);
+        InodeInfo info = fs.inodes.pinned(ino);
+        FilePages f = info == null ? null : info.pages();
         if (f == null) {
             return;
         }
         f.awaitIo();
-        for (List<long[]> ticket : f.tickets) {
+        for (List<long[]> ticket : info.tickets()) {
             ticket.add(new long[] {fromByte / bs, toByte == Long.MAX_VALUE ? Long.MAX_VALUE : (toByte + bs - 1) / bs});
         }
         long firstWhole = (fromByte + ps - 1) / ps;
@@ -737,8 +718,8 @@ final class Writeback {
         if (toByte != Long.MAX_VALUE && endWhole >= firstWhole) {
             freed += zeroInPage(f, Math.max(fromByte, endWhole * ps), toByte);
         }
-        unpromise(f, freed, extents);
-        f.mapSeq.incrementAndGet();
+        unpromise(info, freed, extents);
+        info.mapChanged();
     }
 
     /** Zeros [from, to) inside one cached page; blocks wholly inside stop being dirty. */
@@ -799,34 +780,16 @@ final class Writeback {
         return f.dropRangeIfClean(from / ps, (to + ps - 1) / ps);
     }
 
-    /**
-     * The block map changed outside writeback (fallocate, a write-through): mappings looked up
-     * before are stale, as the extent status sequence now says.
-     */
-    void mapChanged(long ino) {
-        FilePages f = pages.peek(ino);
-        if (f != null) {
-            f.mapSeq.incrementAndGet();
-        }
-    }
-
-    /** Truncate or fallocate set the on-disk size: it is i_size again. */
-    void sizeSettled(long ino) {
-        FilePages f = pages.peek(ino);
-        if (f != null) {
-            f.setSize(-1);
-        }
-    }
-
-    /** The inode is being deleted: its pages and promises go. */
+    /** The inode is being deleted: its pages and promises go, and the inode table unpins it. */
     void evict(long ino, boolean extents) {
-        FilePages f = pages.peek(ino);
+        InodeInfo info = fs.inodes.pinned(ino);
+        FilePages f = info == null ? null : info.pages();
         if (f == null) {
             return;
         }
         f.awaitIo();
-        unpromise(f, f.dropFrom(0), extents);
-        pages.remove(ino);
+        unpromise(info, f.dropFrom(0), extents);
+        fs.inodes.dropPages(ino, pages);
     }
 
     // ------------------------------------------------------------------------------- flushing

@@ -3,11 +3,8 @@ package dev.ext4j.pagecache;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.Comparator;
-import java.util.IdentityHashMap;
 import java.util.List;
-import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -73,7 +70,7 @@ public final class PageCache {
         return dirtyBytes.get();
     }
 
-    /** The pages of inode {@code ino}, made on first use. */
+    /** The pages of inode {@code ino}, made on first use (fs.InodeTable pins the inode from then on). */
     public FilePages of(long ino) {
         return files.computeIfAbsent(ino, FilePages::new);
     }
@@ -97,7 +94,7 @@ public final class PageCache {
         return aged.stream().map(Aged::file).toList();
     }
 
-    /** Forgets an inode's pages (it was deleted). Its dirty pages must have been dropped first. */
+    /** Forgets an inode's pages (it was deleted; fs.InodeTable unpins it). Its dirty pages must have been dropped first. */
     public void remove(long ino) {
         FilePages f = files.remove(ino);
         if (f != null) {
@@ -361,7 +358,13 @@ public final class PageCache {
         }
     }
 
-    /** The pages of one inode, by page index, and its size as writes left it in memory. */
+    /**
+     * The pages of one inode, by page index (the kernel's address_space), with what guards their
+     * I/O: how many are dirty and since when, the writebacks under way and their data writes in
+     * flight. The inode's writeback state (its size in memory, reservations, map sequence and the
+     * writebacks' tickets) is the in-core inode's (fs.InodeInfo), which is pinned in the inode
+     * table as long as this object is in the cache.
+     */
     public final class FilePages {
         public final long ino;
         final PageTable<Page> pages = new PageTable<>();
@@ -372,25 +375,8 @@ public final class PageCache {
          * still goes out once it has been dirty for the expiry time.
          */
         private volatile long dirtiedWhen;
-        /** i_size when writes moved it past the size on disk (i_disksize); -1 otherwise. Under the inode lock. */
-        private volatile long size = -1;
-        /**
-         * The extent status sequence: bumped by every change to the inode's block map, so a
-         * mapping looked up earlier can tell whether it still holds (the validity cookie).
-         */
-        public final AtomicLong mapSeq = new AtomicLong();
-        /** Delayed-allocation reservations of this inode: data blocks, and metadata blocks for them. */
-        public long reservedData;
-        public long reservedMeta;
-        /** Writebacks whose data writes are in flight; truncate and punch wait for none. */
+        /** Writebacks whose data writes are in flight; truncate and punch wait for none. Under this object's monitor. */
         private int inFlight;
-        /**
-         * The writebacks between their two locked steps, each with the logical block ranges
-         * [from, to) that a truncate or punch took away meanwhile, which it must not map or
-         * convert. Under the inode's lock. A set by identity: two tickets with the same ranges
-         * (none, most often) are two writebacks, and one's end must not take the other's away.
-         */
-        public final Set<List<long[]>> tickets = Collections.newSetFromMap(new IdentityHashMap<>());
         /** Writebacks started and not yet finished; under this object's monitor. */
         private int writebacks;
 
@@ -483,14 +469,6 @@ public final class PageCache {
 
         public boolean hasDirty() {
             return dirtyPages.get() > 0;
-        }
-
-        public long size() {
-            return size;
-        }
-
-        public void setSize(long s) {
-            size = s;
         }
 
         /** Since when the file has had dirty pages (System.nanoTime()); see {@link #dirtiedWhen}. */
