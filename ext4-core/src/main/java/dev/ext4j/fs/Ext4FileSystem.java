@@ -3,7 +3,6 @@ package dev.ext4j.fs;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.dir.DirSink;
-import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
 import dev.ext4j.io.BlockDevice;

@@ -1,6 +1,5 @@
 package dev.ext4j.fs;
 
-import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Inode;
 import dev.ext4j.journal.Transactions;

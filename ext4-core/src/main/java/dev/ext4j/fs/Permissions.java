@@ -123,8 +123,7 @@ public final class Permissions {
      * for anyone but the owner and root), then fileattr_set_prepare()'s CAP_LINUX_IMMUTABLE
      * (EPERM when a non-root caller would set or clear the immutable or append-only flag).
      *
-     * <p>ext4-core's {@code Ext4FileSystem.setFlags} makes the same checks today, after its
-     * read-only check; this is the shared statement of the rule.
+     * <p>{@link Ioctl#setFlags} calls it after its read-only check.
      *
      * @param newFlags the inode flags asked for
      */
