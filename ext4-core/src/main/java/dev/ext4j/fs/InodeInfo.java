@@ -212,6 +212,11 @@ final class InodeInfo {
         reservedMeta = meta;
     }
 
+    /** No writeback state: i_size is the on-disk size, nothing promised, no writeback between its steps. Under the inode's lock. */
+    boolean idle() {
+        return memSize == NO_MEM_SIZE && reservedData == 0 && reservedMeta == 0 && tickets.isEmpty();
+    }
+
     /** The writebacks between their locked steps; see {@link #tickets}. Under the inode's lock. */
     Set<List<long[]>> tickets() {
         return tickets;

@@ -235,9 +235,9 @@ final class InodeTable {
     }
 
     /**
-     * The inode's pages go from {@code pageCache} (it is being deleted), and with them its
-     * writeback state; the inode is unpinned unless a handle has it open. The caller holds the
-     * inode's write lock.
+     * The inode's pages go from {@code pageCache} (it is being deleted, or its pages were all
+     * evicted and it holds no writeback state), and with them its writeback state; the inode is
+     * unpinned unless a handle has it open. The caller holds the inode's write lock.
      */
     void dropPages(long ino, PageCache pageCache) {
         pageCache.remove(ino);
@@ -256,6 +256,11 @@ final class InodeTable {
      */
     InodeInfo pinned(long ino) {
         return pinned.get(ino);
+    }
+
+    /** How many inodes are pinned (open, or with pages): bounded by the open files and the page cache. */
+    int pinnedCount() {
+        return pinned.size();
     }
 
     boolean isOpen(long ino) {

@@ -831,6 +831,23 @@ final class Writeback {
             writeback(f.ino);
         }
         pages.shrink();
+        releaseIdle();
+    }
+
+    /**
+     * Inodes whose pages were all evicted let go of their page set, and with it of their pin in
+     * the inode table, once they hold no writeback state: what stays in memory is bounded by the
+     * page cache, not by how many files were written since the mount.
+     */
+    void releaseIdle() {
+        for (FilePages f : pages.idleFiles()) {
+            try (InodeLocks.Held h = fs.locks().lockAll(f.ino)) {
+                InodeInfo info = fs.inodes.pinned(f.ino);
+                if (info != null && info.pages() == f && f.idle() && info.idle()) {
+                    fs.inodes.dropPages(f.ino, pages);
+                }
+            }
+        }
     }
 
     /** After a write: past the dirty limit the writer writes back its own inode (balance_dirty_pages). */

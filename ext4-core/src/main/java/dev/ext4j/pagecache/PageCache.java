@@ -94,7 +94,18 @@ public final class PageCache {
         return aged.stream().map(Aged::file).toList();
     }
 
-    /** Forgets an inode's pages (it was deleted; fs.InodeTable unpins it). Its dirty pages must have been dropped first. */
+    /** The files that have no page cached any more and nothing under way (see {@link FilePages#idle}). */
+    public List<FilePages> idleFiles() {
+        List<FilePages> idle = new ArrayList<>();
+        for (FilePages f : files.values()) {
+            if (f.idle()) {
+                idle.add(f);
+            }
+        }
+        return idle;
+    }
+
+    /** Forgets an inode's pages (it was deleted, or went idle; fs.InodeTable unpins it). Its dirty pages must have been dropped first. */
     public void remove(long ino) {
         FilePages f = files.remove(ino);
         if (f != null) {
@@ -430,6 +441,11 @@ public final class PageCache {
 
         synchronized boolean busy() {
             return writebacks > 0;
+        }
+
+        /** No page cached, none dirty, no writeback running or writing: nothing here but the object. */
+        public synchronized boolean idle() {
+            return pages.isEmpty() && dirtyPages.get() == 0 && writebacks == 0 && inFlight == 0;
         }
 
         public synchronized void beginRound() {

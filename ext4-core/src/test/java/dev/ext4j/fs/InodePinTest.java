@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ext4j.Errno;
 import dev.ext4j.testutil.Expect;
@@ -77,6 +78,38 @@ class InodePinTest {
             }
             Expect.errno(Errno.ENOENT, () -> fs.lookup(Ext4FileSystem.ROOT_INO, name(0)));
         }
+    }
+
+    /**
+     * Once a file's pages are all evicted and its data is home, its inode lets go of its page set
+     * and its pin: the pinned inodes stay within what the page cache holds, however many files
+     * were written. The files still read back whole, from the image.
+     */
+    @Test
+    void inodesWhosePagesWereEvictedAreLetGo() throws Exception {
+        Path img = Images.mkfs(work.resolve("idle.img"), "64M", List.of("-b", "4096"), null);
+        // a page cache of 1 MiB (256 pages of 4 KiB) against FILES files of 1 to 3 pages
+        MountOptions smallCache = new MountOptions(false, 64L << 20, 16).withWriteback(1L << 20, 3_600_000, 3_600_000);
+        long[] inos = new long[FILES];
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, smallCache)) {
+            for (int k = 0; k < FILES; k++) {
+                inos[k] = fs.mknod(Ext4FileSystem.ROOT_INO, name(k), 0100644, 0, 0, 0, 0);
+                fs.write(inos[k], 0, ByteBuffer.wrap(content(k)));
+            }
+            fs.sync();
+            fs.writeback().flusherRound(0, Long.MAX_VALUE); // evicts past the bound, then lets go of the idle
+            int pinned = fs.sbi().inodes.pinnedCount();
+            assertTrue(pinned <= 256, pinned + " inodes pinned with a page cache of 256 pages");
+            for (int k = 0; k < FILES; k++) {
+                assertEquals(content(k).length, fs.stat(inos[k]).size(), "file " + k);
+                assertArrayEquals(content(k), read(fs, inos[k], content(k).length), "file " + k);
+            }
+            // written again after it was let go: a new page set, pinned again
+            fs.write(inos[0], 0, ByteBuffer.wrap(content(1)));
+            assertNotNull(fs.inode(inos[0]).pages());
+            assertArrayEquals(content(1), read(fs, inos[0], content(1).length));
+        }
+        Images.assertSilentlyClean(img);
     }
 
     private static byte[] name(int k) {
