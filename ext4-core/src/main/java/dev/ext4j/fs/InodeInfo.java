@@ -64,9 +64,10 @@ final class InodeInfo {
      * The writebacks between their two locked steps, each with the logical block ranges
      * [from, to) that a truncate or punch took away meanwhile, which it must not map or convert.
      * Under the inode's lock. A set by identity: two tickets with the same ranges (none, most
-     * often) are two writebacks, and one's end must not take the other's away.
+     * often) are two writebacks, and one's end must not take the other's away. Made on first use:
+     * most inodes in memory never see a writeback.
      */
-    private final Set<List<long[]>> tickets = Collections.newSetFromMap(new IdentityHashMap<>());
+    private Set<List<long[]>> tickets;
 
     /**
      * @param csumSeed crc32c(fs seed, ino, generation); 0 without metadata_csum
@@ -214,11 +215,14 @@ final class InodeInfo {
 
     /** No writeback state: i_size is the on-disk size, nothing promised, no writeback between its steps. Under the inode's lock. */
     boolean idle() {
-        return memSize == NO_MEM_SIZE && reservedData == 0 && reservedMeta == 0 && tickets.isEmpty();
+        return memSize == NO_MEM_SIZE && reservedData == 0 && reservedMeta == 0 && (tickets == null || tickets.isEmpty());
     }
 
     /** The writebacks between their locked steps; see {@link #tickets}. Under the inode's lock. */
     Set<List<long[]>> tickets() {
+        if (tickets == null) {
+            tickets = Collections.newSetFromMap(new IdentityHashMap<>());
+        }
         return tickets;
     }
 }

@@ -145,11 +145,17 @@ final class Xattrs {
     }
 
     /**
-     * Every attribute of {@code ino}, read under its read lock (the kernel's xattr_sem): a change
-     * that moves the attributes to another block frees the old one under the write lock, so a
-     * reader never follows i_file_acl into a block that was freed and reused meanwhile.
+     * Every attribute of {@code ino}. With an xattr block, under the inode's read lock (the
+     * kernel's xattr_sem): a change that moves the attributes to another block frees the old one
+     * under the write lock, so a reader never follows i_file_acl into a block that was freed and
+     * reused meanwhile.
      */
     private List<Xattr> all(long ino) throws Ext4Exception {
+        Inode now = fs.inode(ino).inode();
+        if (now.fileAcl() == 0) {
+            // no block to go stale: the written version of the inode holds them all
+            return XattrReader.readIbody(now, ino, eaInodeReader());
+        }
         try (InodeLocks.Locked l = fs.locks.read(ino)) {
             InodeInfo info = fs.inode(ino);
             List<Xattr> all = new ArrayList<>(XattrReader.readIbody(info.inode(), ino, eaInodeReader()));
