@@ -7,7 +7,7 @@ import dev.ext4j.format.Checksums;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.GroupDescriptor;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
@@ -48,7 +48,7 @@ import java.nio.ByteOrder;
  * {@link GroupTable#lock(long)}. Group locks are innermost among the filesystem's locks: they are
  * taken after any inode locks, and no thread ever holds two group locks at once (several groups
  * share one monitor). Under a group lock only the block cache's per-block update lock is taken,
- * so the allocator must never be called from inside a {@link BlockCache.Mutator}.
+ * so the allocator must never be called from inside a {@link BufferCache.Mutator}.
  * Free counts read as allocation hints are read without the lock and rechecked under it.
  * Bigalloc filesystems are refused: clusters are not implemented.
  */
@@ -68,7 +68,7 @@ public final class Allocator {
     }
 
     private final GroupTable groups;
-    private final BlockCache cache;
+    private final BufferCache cache;
     private final int blockSize;
     private final long firstDataBlock;
     // The geometry below grows with an online resize (publishGrowth()); groupCount is written
@@ -194,7 +194,7 @@ public final class Allocator {
     /**
      * @throws Ext4Exception EOPNOTSUPP with bigalloc
      */
-    public Allocator(Superblock sb, GroupTable groups, BlockCache cache) throws Ext4Exception {
+    public Allocator(Superblock sb, GroupTable groups, BufferCache cache) throws Ext4Exception {
         if (sb.has(Feature.BIGALLOC)) {
             throw new Ext4Exception(Errno.EOPNOTSUPP, "bigalloc: allocating clusters of " + sb.clusterRatio()
                     + " blocks is not supported; mount read-only");
@@ -848,7 +848,7 @@ public final class Allocator {
      */
     private int writeBitmap(long block, boolean fresh, ByteBuffer current, BitChange change, int csumBytes) throws Ext4Exception {
         int[] csum = new int[1];
-        BlockCache.Mutator m = b -> {
+        BufferCache.Mutator m = b -> {
             if (fresh) {
                 b.put(0, current, 0, blockSize);
             }

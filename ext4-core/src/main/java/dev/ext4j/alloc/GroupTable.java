@@ -5,7 +5,7 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.GroupDescriptor;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.List;
@@ -44,7 +44,7 @@ public final class GroupTable {
      * Reads and checks the table. A bad checksum refuses a read-write mount and is only reported
      * (added to {@code warnings}) on a read-only one, as the kernel does.
      */
-    public static GroupTable load(Superblock sb, BlockCache cache, boolean readOnly, List<String> warnings) throws Ext4Exception {
+    public static GroupTable load(Superblock sb, BufferCache cache, boolean readOnly, List<String> warnings) throws Ext4Exception {
         int bs = sb.blockSize();
         int descSize = sb.descSize();
         long groups = sb.groupCount();
@@ -132,7 +132,7 @@ public final class GroupTable {
      * (over a reserved GDT block or free space), one shared with existing groups descriptor by
      * descriptor, so concurrent changes to its older descriptors stay.
      */
-    public void writeNew(long first, long end, BlockCache cache, Superblock layout) throws Ext4Exception {
+    public void writeNew(long first, long end, BufferCache cache, Superblock layout) throws Ext4Exception {
         int bs = sb.blockSize();
         for (long i = first / perBlock; i * perBlock < end; i++) {
             long block = descriptorBlock(layout, i);
@@ -166,7 +166,7 @@ public final class GroupTable {
      * primary table's block in the cache. Callers that also change the group's bitmaps hold
      * {@link #lock(long)} around both.
      */
-    public void update(long group, BlockCache cache, DescriptorMutator m) throws Ext4Exception {
+    public void update(long group, BufferCache cache, DescriptorMutator m) throws Ext4Exception {
         synchronized (lock(group)) {
             GroupDescriptor gd = get(group);
             m.apply(gd);
@@ -183,7 +183,7 @@ public final class GroupTable {
     }
 
     /** Puts descriptor {@code group} into its descriptor block {@code block} in the cache. */
-    private void store(long group, BlockCache cache, long block) throws Ext4Exception {
+    private void store(long group, BufferCache cache, long block) throws Ext4Exception {
         int off = (int) (group % perBlock) * descSize;
         ByteBuffer desc = blocks[(int) (group / perBlock)].duplicate().position(off).limit(off + descSize);
         cache.update(block, b -> b.position(off).put(desc));

@@ -1,13 +1,13 @@
 package dev.ext4j.dir;
 
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.extent.BlockMap;
-import dev.ext4j.extent.Mapping;
+import dev.ext4j.blockmap.BlockMap;
+import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.Errno;
 import dev.ext4j.format.Checksums;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.DxNode;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
 import java.util.HashMap;
@@ -25,7 +25,7 @@ public final class BlockDirectory implements DirEntries {
     // DirectoryWriter keeps a private one whose size and index state follow its changes.
     private static final System.Logger LOG = System.getLogger("ext4j");
 
-    private final BlockCache cache;
+    private final BufferCache cache;
     private final long ino;
     private final BlockMap map;
     /** Directory size in blocks; grows only in a {@link DirectoryWriter}'s private instance. */
@@ -41,7 +41,7 @@ public final class BlockDirectory implements DirEntries {
      * @param sizeBytes the directory's i_size
      * @param indexed   EXT4_INDEX_FL is set (used only with the dir_index feature)
      */
-    public BlockDirectory(BlockCache cache, long ino, BlockMap map, long sizeBytes, boolean indexed,
+    public BlockDirectory(BufferCache cache, long ino, BlockMap map, long sizeBytes, boolean indexed,
                           DirFormat fmt, int inodeSeed) throws Ext4Exception {
         int bs = fmt.blockSize();
         if (sizeBytes % bs != 0 || sizeBytes <= 0) {

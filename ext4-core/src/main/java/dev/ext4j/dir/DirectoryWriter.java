@@ -6,10 +6,10 @@ import dev.ext4j.dir.BlockDirectory.BadIndex;
 import dev.ext4j.dir.BlockDirectory.Frame;
 import dev.ext4j.dir.BlockDirectory.Location;
 import dev.ext4j.dir.BlockDirectory.Probe;
-import dev.ext4j.extent.BlockMap;
+import dev.ext4j.blockmap.BlockMap;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.DxNode;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -25,7 +25,7 @@ import java.util.List;
  *
  * <p>One writer serves one directory for as long as the caller holds that directory's write lock
  * (it is not thread-safe, and it tracks size and index state as they change). Every block is
- * replaced whole through {@link BlockCache#update}, with its checksum, and the steps of one change
+ * replaced whole through {@link BufferCache#update}, with its checksum, and the steps of one change
  * are ordered so that the tree is usable after each of them: a new block is written before
  * {@link DirectoryGrowth#setSize} makes it part of the directory, an index entry points at a block
  * only after the block holds its entries, and entries leave an old block last (in between, a name
@@ -42,7 +42,7 @@ public final class DirectoryWriter implements DirChanges {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
     private final BlockDirectory dir;
-    private final BlockCache cache;
+    private final BufferCache cache;
     private final DirFormat fmt;
     private final int bs;
     /** Bytes at a leaf's end kept for the checksum tail: 12 with metadata_csum, else 0. */
@@ -60,7 +60,7 @@ public final class DirectoryWriter implements DirChanges {
      *                       an htree (legacy 0, half_md4 1, tea 2; "unsigned" comes from s_flags)
      * @param growth         the caller's hooks for new blocks, i_size and EXT4_INDEX_FL
      */
-    public DirectoryWriter(BlockCache cache, long ino, BlockMap map, long sizeBytes, boolean indexFlag,
+    public DirectoryWriter(BufferCache cache, long ino, BlockMap map, long sizeBytes, boolean indexFlag,
                            DirFormat fmt, int inodeSeed, int defHashVersion, DirectoryGrowth growth) throws Ext4Exception {
         this.dir = new BlockDirectory(cache, ino, map, sizeBytes, indexFlag, fmt, inodeSeed);
         this.cache = cache;
@@ -633,7 +633,7 @@ public final class DirectoryWriter implements DirChanges {
      *
      * @param inodeSeed the new directory's crc32c(fs seed, ino, generation); 0 without metadata_csum
      */
-    public static void initNew(BlockCache cache, long pblk, long selfIno, long parentIno, DirFormat fmt, int inodeSeed)
+    public static void initNew(BufferCache cache, long pblk, long selfIno, long parentIno, DirFormat fmt, int inodeSeed)
             throws Ext4Exception {
         int bs = fmt.blockSize();
         int csum = fmt.metadataCsum() ? DirEntry.TAIL_SIZE : 0;

@@ -3,7 +3,7 @@ package dev.ext4j.fs;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.alloc.Allocator;
-import dev.ext4j.extent.BlockSource;
+import dev.ext4j.blockmap.BlockSource;
 
 /**
  * Allocation on behalf of one inode during one operation: every block it gets or gives back passes

@@ -1,13 +1,13 @@
 package dev.ext4j.fs;
 
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.extent.BlockSource;
-import dev.ext4j.extent.ExtentTree;
-import dev.ext4j.extent.IndirectMap;
-import dev.ext4j.extent.Mapping;
-import dev.ext4j.extent.WritableBlockMap;
+import dev.ext4j.blockmap.BlockSource;
+import dev.ext4j.blockmap.ExtentTree;
+import dev.ext4j.blockmap.IndirectMap;
+import dev.ext4j.blockmap.Mapping;
+import dev.ext4j.blockmap.WritableBlockMap;
 import dev.ext4j.format.Inode;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 
 /**
  * The block map of an inode being changed, over the i_block bytes of its new copy: an extent tree,
@@ -22,7 +22,7 @@ final class FileMap {
         this.map = map;
     }
 
-    static FileMap of(BlockCache cache, long ino, Inode copy, int csumSeed, boolean metadataCsum, BlockSource source) {
+    static FileMap of(BufferCache cache, long ino, Inode copy, int csumSeed, boolean metadataCsum, BlockSource source) {
         if (copy.hasFlag(Inode.EXTENTS_FL)) {
             return new FileMap(ExtentTree.writable(cache, ino, copy.iBlock(), csumSeed, metadataCsum, source));
         }

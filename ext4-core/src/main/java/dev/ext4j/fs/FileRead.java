@@ -2,7 +2,7 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.extent.Mapping;
+import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.format.Inode;
 import dev.ext4j.pagecache.PageCache;
 import dev.ext4j.xattr.Xattr;

@@ -1,6 +1,6 @@
 package dev.ext4j.fs;
 
-import dev.ext4j.extent.BlockMap;
+import dev.ext4j.blockmap.BlockMap;
 import dev.ext4j.format.Inode;
 import dev.ext4j.pagecache.PageCache.FilePages;
 import java.util.Collections;

@@ -2,16 +2,16 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.alloc.GroupTable;
-import dev.ext4j.extent.BlockMap;
-import dev.ext4j.extent.ExtentTree;
-import dev.ext4j.extent.IndirectMap;
+import dev.ext4j.blockmap.BlockMap;
+import dev.ext4j.blockmap.ExtentTree;
+import dev.ext4j.blockmap.IndirectMap;
 import dev.ext4j.format.Checksums;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.GroupDescriptor;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.io.Lru;
 import dev.ext4j.pagecache.PageCache;
 import dev.ext4j.pagecache.PageCache.FilePages;
@@ -38,7 +38,7 @@ import java.util.concurrent.ConcurrentHashMap;
 final class InodeTable {
     private final Superblock sb;
     private final GroupTable groups;
-    private final BlockCache cache;
+    private final BufferCache cache;
     private final InodeLocks locks;
     private final int blockSize;
     private final boolean metadataCsum;
@@ -50,7 +50,7 @@ final class InodeTable {
     /** The orphan list that stamps an orphan's i_dtime at each write; null for a read-only view. */
     private Orphans orphans;
 
-    InodeTable(Superblock sb, GroupTable groups, BlockCache cache, InodeLocks locks, int entries) {
+    InodeTable(Superblock sb, GroupTable groups, BufferCache cache, InodeLocks locks, int entries) {
         this.sb = sb;
         this.groups = groups;
         this.cache = cache;

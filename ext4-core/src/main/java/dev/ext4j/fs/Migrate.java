@@ -2,9 +2,9 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.extent.BlockSource;
-import dev.ext4j.extent.ExtentTree;
-import dev.ext4j.extent.IndirectMap;
+import dev.ext4j.blockmap.BlockSource;
+import dev.ext4j.blockmap.ExtentTree;
+import dev.ext4j.blockmap.IndirectMap;
 import dev.ext4j.format.Extent;
 import dev.ext4j.format.ExtentNode;
 import dev.ext4j.format.Feature;

@@ -7,7 +7,7 @@ import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.JournalSuperblock;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.io.ReadAroundDevice;
@@ -87,7 +87,7 @@ final class Mount {
             throw Ext4Exception.corrupted("image is truncated: the superblock says " + sb.blocksCount() + " blocks of "
                     + sb.blockSize() + " bytes (" + bytes + " bytes) but the image has " + deviceSize + " bytes");
         }
-        BlockCache cache = new BlockCache(device, sb.blockSize(), sb.blocksCount(), options.metadataCacheBytes());
+        BufferCache cache = new BufferCache(device, sb.blockSize(), sb.blocksCount(), options.metadataCacheBytes());
         GroupTable groups = GroupTable.load(sb, cache, readOnly, messages);
         // the orphan file is checked through a read-only inode table before anything is written
         // (opening the log writes the journal superblock): a damaged one refuses the mount untouched

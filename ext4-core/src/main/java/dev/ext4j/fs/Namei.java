@@ -11,7 +11,7 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.dir.DirChanges;
 import dev.ext4j.dir.DirectoryGrowth;
 import dev.ext4j.dir.DirectoryWriter;
-import dev.ext4j.extent.ExtentTree;
+import dev.ext4j.blockmap.ExtentTree;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;

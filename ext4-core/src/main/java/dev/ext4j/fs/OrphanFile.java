@@ -3,8 +3,8 @@ package dev.ext4j.fs;
 import dev.ext4j.LockOrder;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.extent.Mapping;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.blockmap.Mapping;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.OrphanBlock;
@@ -61,7 +61,7 @@ final class OrphanFile {
      * null when the filesystem has no orphan file. Nothing is written: {@code inodes} may be a
      * read-only view of the filesystem about to be mounted.
      */
-    static OrphanFile load(Superblock sb, BlockCache cache, InodeTable inodes) throws Ext4Exception {
+    static OrphanFile load(Superblock sb, BufferCache cache, InodeTable inodes) throws Ext4Exception {
         if (!sb.has(Feature.ORPHAN_FILE)) {
             return null;
         }

@@ -7,7 +7,7 @@ import dev.ext4j.dir.DirFormat;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.journal.JournalLog;
 import dev.ext4j.journal.JournalManager;
@@ -27,7 +27,7 @@ import java.util.List;
 final class SuperInfo {
     final BlockDevice device;
     final Superblock sb;
-    final BlockCache cache;
+    final BufferCache cache;
     final GroupTable groups;
     final boolean readOnly;
     final MountOptions options;
@@ -62,7 +62,7 @@ final class SuperInfo {
     /** Replaced when an online resize changes s_inodes_count. */
     private volatile DirFormat dirFormat;
 
-    SuperInfo(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups, boolean readOnly, List<String> messages,
+    SuperInfo(BlockDevice device, Superblock sb, BufferCache cache, GroupTable groups, boolean readOnly, List<String> messages,
               MountOptions options, JournalLog log) throws Ext4Exception {
         this.device = device;
         this.sb = sb;
@@ -130,7 +130,7 @@ final class SuperInfo {
         return sb;
     }
 
-    BlockCache cache() {
+    BufferCache cache() {
         return cache;
     }
 

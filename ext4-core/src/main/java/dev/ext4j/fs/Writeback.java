@@ -5,7 +5,7 @@ import dev.ext4j.alloc.Allocator;
 import dev.ext4j.pagecache.PageCache;
 import dev.ext4j.pagecache.PageCache.FilePages;
 import dev.ext4j.pagecache.PageCache.Page;
-import dev.ext4j.extent.Mapping;
+import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import java.lang.System.Logger.Level;

@@ -5,7 +5,7 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.XattrEntry;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.xattr.Acl;
 import dev.ext4j.xattr.Xattr;
 import dev.ext4j.xattr.XattrNames;
@@ -99,7 +99,7 @@ final class Xattrs {
                     // delayed writes or the last 2%, and root's reserve only for root
                     newBlock = oldBlock != 0 && !shared ? oldBlock : fs.account(ino, copy).allocateJournaled(0, 1).start();
                     long nb = newBlock;
-                    BlockCache.Mutator fill = b -> {
+                    BufferCache.Mutator fill = b -> {
                         XattrWriter.writeBlock(b, layout.block(), bs); // leaves h_checksum zero
                         if (fs.metadataCsum) {
                             b.putInt(XattrEntry.H_CHECKSUM, XattrEntry.computeBlockChecksum(b, fs.csumSeed, nb, bs));

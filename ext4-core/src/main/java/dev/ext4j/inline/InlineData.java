@@ -2,7 +2,7 @@ package dev.ext4j.inline;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.extent.ExtentTree;
+import dev.ext4j.blockmap.ExtentTree;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.XattrEntry;
 import dev.ext4j.xattr.Xattr;

@@ -12,7 +12,7 @@ import dev.ext4j.dir.DirentRegion;
 import dev.ext4j.dir.Names;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.Inode;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
@@ -47,7 +47,7 @@ public final class InlineDirectoryWriter implements DirChanges {
         DirChanges mapFirstBlock(long pblk) throws Ext4Exception;
     }
 
-    private final BlockCache cache;
+    private final BufferCache cache;
     private final long ino;
     private final Inode copy;
     private final DirFormat fmt;
@@ -64,7 +64,7 @@ public final class InlineDirectoryWriter implements DirChanges {
      * @param inodeSeed      crc32c(fs seed, ino, generation) for the block it may become; 0 without metadata_csum
      * @param extentsFeature the filesystem has extents: a converted directory gets an extent tree
      */
-    public InlineDirectoryWriter(BlockCache cache, long ino, Inode copy, DirFormat fmt, int inodeSeed, boolean extentsFeature,
+    public InlineDirectoryWriter(BufferCache cache, long ino, Inode copy, DirFormat fmt, int inodeSeed, boolean extentsFeature,
                                  BlockConversion conversion) {
         this.cache = cache;
         this.ino = ino;

@@ -3,10 +3,10 @@ package dev.ext4j.journal;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.alloc.GroupTable;
-import dev.ext4j.extent.BlockMap;
-import dev.ext4j.extent.ExtentTree;
-import dev.ext4j.extent.IndirectMap;
-import dev.ext4j.extent.Mapping;
+import dev.ext4j.blockmap.BlockMap;
+import dev.ext4j.blockmap.ExtentTree;
+import dev.ext4j.blockmap.IndirectMap;
+import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.format.Checksums;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.GroupDescriptor;
@@ -14,7 +14,7 @@ import dev.ext4j.format.Inode;
 import dev.ext4j.format.JournalBlock;
 import dev.ext4j.format.JournalSuperblock;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.io.BlockDevice;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -57,7 +57,7 @@ public final class Journal {
                     + " ext4j only opens internal journals (run e2fsck with the journal device to replay it)");
         }
         int bs = sb.blockSize();
-        BlockCache cache = new BlockCache(device, bs, sb.blocksCount(), 64L * bs);
+        BufferCache cache = new BufferCache(device, bs, sb.blocksCount(), 64L * bs);
         Inode inode = readInode(sb, cache, ino);
         int seed = sb.has(Feature.METADATA_CSUM)
                 ? Checksums.crc32cLe32(Checksums.crc32cLe32(sb.checksumSeed(), (int) ino), (int) inode.generation()) : 0;
@@ -91,7 +91,7 @@ public final class Journal {
         return new Journal(device, bs, ino, map, jsb);
     }
 
-    private static Inode readInode(Superblock sb, BlockCache cache, long ino) throws Ext4Exception {
+    private static Inode readInode(Superblock sb, BufferCache cache, long ino) throws Ext4Exception {
         List<String> ignored = new ArrayList<>();
         GroupTable groups = GroupTable.load(sb, cache, true, ignored);
         long ipg = sb.inodesPerGroup();

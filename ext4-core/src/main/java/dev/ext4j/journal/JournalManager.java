@@ -4,7 +4,7 @@ import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.LockOrder;
 import dev.ext4j.alloc.Allocator;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import java.lang.System.Logger.Level;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -16,7 +16,7 @@ import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * Write-ahead journaling of metadata (jbd2's transaction.c, commit.c, checkpoint.c and revoke.c,
- * our implementation), on top of the {@link BlockCache} and the {@link JournalLog} writer.
+ * our implementation), on top of the {@link BufferCache} and the {@link JournalLog} writer.
  *
  * <p><b>Transactions.</b> One transaction is running; handles join it ({@link #start}) and every
  * block the cache changes meanwhile belongs to it ({@link #dirtied}). A handle that would push the
@@ -50,7 +50,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * running on the thread (after inode locks, see InodeLocks). The {@link #state} monitor is a leaf,
  * taken under the cache's block locks by {@link #dirtied} and {@link #forgotten}.
  */
-public final class JournalManager implements Transactions, BlockCache.Tracker, Allocator.FreeDeferral {
+public final class JournalManager implements Transactions, BufferCache.Tracker, Allocator.FreeDeferral {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
     /**
@@ -97,7 +97,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
         int used;
     }
 
-    private final BlockCache cache;
+    private final BufferCache cache;
     private final JournalLog log;
     private final Allocator allocator;
     private final long maxTransaction;
@@ -122,7 +122,7 @@ public final class JournalManager implements Transactions, BlockCache.Tracker, A
     private volatile java.util.function.Consumer<Ext4Exception> abortListener = e -> { };
 
     /** Starts journaling every change of {@code cache}; the log must be open and empty. */
-    public JournalManager(BlockCache cache, JournalLog log, Allocator allocator) {
+    public JournalManager(BufferCache cache, JournalLog log, Allocator allocator) {
         this.cache = cache;
         this.log = log;
         this.allocator = allocator;

@@ -1,7 +1,7 @@
 package dev.ext4j.journal;
 
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 
 /**
  * How a mount's metadata changes reach the image: through the journal ({@link JournalManager}), or
@@ -79,8 +79,8 @@ public interface Transactions {
     /** True when changes go through a journal (the superblock is then journaled too). */
     boolean journaled();
 
-    /** No journal: changed blocks are written home by {@link BlockCache#flush}. */
-    static Transactions unjournaled(BlockCache cache) {
+    /** No journal: changed blocks are written home by {@link BufferCache#flush}. */
+    static Transactions unjournaled(BufferCache cache) {
         return new Transactions() {
             @Override
             public Handle start(int credits) {

@@ -11,7 +11,7 @@ import dev.ext4j.format.Checksums;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.journal.Transactions;
 import java.io.IOException;
@@ -106,13 +106,13 @@ public final class OnlineResize {
 
     private final BlockDevice device;
     private final Superblock sb;
-    private final BlockCache cache;
+    private final BufferCache cache;
     private final GroupTable groups;
     private final Allocator allocator;
     private final Host host;
     private final ReentrantLock running = new ReentrantLock();
 
-    public OnlineResize(BlockDevice device, Superblock sb, BlockCache cache, GroupTable groups, Allocator allocator, Host host) {
+    public OnlineResize(BlockDevice device, Superblock sb, BufferCache cache, GroupTable groups, Allocator allocator, Host host) {
         this.device = device;
         this.sb = sb;
         this.cache = cache;

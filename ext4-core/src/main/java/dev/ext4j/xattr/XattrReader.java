@@ -3,7 +3,7 @@ package dev.ext4j.xattr;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.XattrEntry;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -46,7 +46,7 @@ public final class XattrReader {
     }
 
     /** The attributes of xattr block {@code block}, with its header and checksum checked. */
-    public static List<Xattr> readBlock(BlockCache cache, long block, long ino, boolean verifyChecksum,
+    public static List<Xattr> readBlock(BufferCache cache, long block, long ino, boolean verifyChecksum,
                                         int fsSeed, ValueInodeReader eaInodes) throws Ext4Exception {
         ByteBuffer b = cache.get(block);
         String where = "inode " + ino + " xattr block " + block;

@@ -11,7 +11,7 @@ import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.GroupDescriptor;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.testutil.Expect;
 import dev.ext4j.testutil.Images;
@@ -68,7 +68,7 @@ class AllocatorTest {
         final Path path;
         final FileBlockDevice dev;
         final Superblock sb;
-        final BlockCache cache;
+        final BufferCache cache;
         final GroupTable groups;
         final Allocator alloc;
 
@@ -85,7 +85,7 @@ class AllocatorTest {
             sb = new Superblock(raw.flip());
             sb.validate();
             // small, so that bitmap blocks are evicted and read again during the longer tests
-            cache = new BlockCache(dev, sb.blockSize(), sb.blocksCount(), 64L * sb.blockSize(), maxDirty);
+            cache = new BufferCache(dev, sb.blockSize(), sb.blocksCount(), 64L * sb.blockSize(), maxDirty);
             groups = GroupTable.load(sb, cache, false, new ArrayList<>());
             alloc = new Allocator(sb, groups, cache);
         }

@@ -5,15 +5,15 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.extent.ExtentTree;
-import dev.ext4j.extent.Mapping;
+import dev.ext4j.blockmap.ExtentTree;
+import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.format.Checksums;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.DxNode;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
@@ -39,7 +39,7 @@ final class DirFixture implements DirectoryGrowth, AutoCloseable {
     final int bs;
     final Superblock sb;
     final DirFormat fmt;
-    final BlockCache cache;
+    final BufferCache cache;
     final long dirIno;
     final long[] targets;
     final Map<Long, Integer> links = new HashMap<>();
@@ -130,7 +130,7 @@ final class DirFixture implements DirectoryGrowth, AutoCloseable {
             int bs = sb.blockSize();
             boolean csum = sb.has(Feature.METADATA_CSUM);
             boolean ft = sb.has(Feature.FILETYPE);
-            BlockCache cache = new BlockCache(dev, bs, sb.blocksCount(), 64L << 20, 0);
+            BufferCache cache = new BufferCache(dev, bs, sb.blocksCount(), 64L << 20, 0);
             long off = Images.inodeByteOffset(img, "<" + ino + ">", bs);
             byte[] iraw = new byte[sb.inodeSize()];
             cache.get(off / bs).get((int) (off % bs), iraw);
@@ -181,7 +181,7 @@ final class DirFixture implements DirectoryGrowth, AutoCloseable {
         }
     }
 
-    private static void markNodes(BlockCache cache, ExtentTree map, DxNode node, int levelsBelow, Map<Long, Boolean> isNode)
+    private static void markNodes(BufferCache cache, ExtentTree map, DxNode node, int levelsBelow, Map<Long, Boolean> isNode)
             throws Ext4Exception {
         if (levelsBelow == 0) {
             return;
@@ -202,7 +202,7 @@ final class DirFixture implements DirectoryGrowth, AutoCloseable {
         boolean csum = sb.has(Feature.METADATA_CSUM);
         this.fmt = new DirFormat(bs, sb.has(Feature.FILETYPE), csum, sb.has(Feature.DIR_INDEX), sb.has(Feature.LARGEDIR),
                 sb.hashSeed(), (sb.flags() & Superblock.FLAG_UNSIGNED_HASH) != 0, sb.inodesCount());
-        this.cache = new BlockCache(dev, bs, sb.blocksCount(), 64L << 20, 0);
+        this.cache = new BufferCache(dev, bs, sb.blocksCount(), 64L << 20, 0);
         this.dirIno = ino;
         this.targets = targets;
         this.inodeBlock = inodeByteOffset / bs;

@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.extent.Mapping;
+import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.format.Checksums;
 import dev.ext4j.format.DirEntry;
 import dev.ext4j.format.DxNode;

@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ext4j.alloc.GroupTable;
 import dev.ext4j.alloc.Layout;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.testutil.Images;
 import java.nio.ByteBuffer;
@@ -215,7 +215,7 @@ class LayoutTest {
 
         List<String> warnings = new ArrayList<>();
         try (FileBlockDevice dev = FileBlockDevice.open(img, true)) {
-            BlockCache cache = new BlockCache(dev, bs, sb.blocksCount(), 1 << 20, 0);
+            BufferCache cache = new BufferCache(dev, bs, sb.blocksCount(), 1 << 20, 0);
             GroupTable table = GroupTable.load(sb, cache, true, warnings);
             assertEquals(List.of(), warnings, "no checksum warnings on a clean image");
             assertEquals(groups, table.groupCount());

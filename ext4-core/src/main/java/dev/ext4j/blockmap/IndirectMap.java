@@ -1,8 +1,8 @@
-package dev.ext4j.extent;
+package dev.ext4j.blockmap;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
@@ -25,7 +25,7 @@ import java.util.List;
  *     just as valid). Runs of contiguous data blocks are freed together (ext4_free_data()).
  * </ul>
  *
- * <p>Indirect blocks are written through the {@link BlockCache} at once; i_block is the caller's
+ * <p>Indirect blocks are written through the {@link BufferCache} at once; i_block is the caller's
  * 60-byte buffer, which it writes back into the inode. Not thread-safe: the caller holds the
  * inode's block-map lock.
  */
@@ -37,7 +37,7 @@ public final class IndirectMap implements WritableBlockMap {
     /** Logical block numbers are 32-bit (ext4_lblk_t). */
     private static final long MAX_LBLK = 0xFFFFFFFFL;
 
-    private final BlockCache cache;
+    private final BufferCache cache;
     private final long ino;
     private final ByteBuffer iBlock;
     private final int perBlock;
@@ -45,11 +45,11 @@ public final class IndirectMap implements WritableBlockMap {
     private long metaBlocksDelta;
 
     /** A read-only map; changes throw {@link IllegalStateException}. */
-    public IndirectMap(BlockCache cache, long ino, ByteBuffer iBlock) {
+    public IndirectMap(BufferCache cache, long ino, ByteBuffer iBlock) {
         this(cache, ino, iBlock, null);
     }
 
-    private IndirectMap(BlockCache cache, long ino, ByteBuffer iBlock, BlockSource source) {
+    private IndirectMap(BufferCache cache, long ino, ByteBuffer iBlock, BlockSource source) {
         this.cache = cache;
         this.ino = ino;
         this.iBlock = iBlock;
@@ -64,7 +64,7 @@ public final class IndirectMap implements WritableBlockMap {
      *               a change returns, for the caller to write into the inode
      * @param source allocates indirect blocks (below 2^32) and takes back freed blocks
      */
-    public static IndirectMap writable(BlockCache cache, long ino, ByteBuffer iBlock, BlockSource source) {
+    public static IndirectMap writable(BufferCache cache, long ino, ByteBuffer iBlock, BlockSource source) {
         if (iBlock.isReadOnly() || iBlock.capacity() < 60) {
             throw new IllegalArgumentException("i_block must be a writable buffer of at least 60 bytes");
         }

@@ -1,11 +1,11 @@
-package dev.ext4j.extent;
+package dev.ext4j.blockmap;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Extent;
 import dev.ext4j.format.ExtentNode;
 import dev.ext4j.format.Inode;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
@@ -44,7 +44,7 @@ import java.util.List;
  * <p>New tree blocks have eh_max = (blocksize - 12) / 12, as ext4_ext_space_block() and
  * libext2fs give (the 4-byte tail fits in the remainder), eh_generation 0, and, with
  * metadata_csum, the tail crc32c(inode seed, node). Changed blocks are written through the
- * {@link BlockCache} at once; the root lives in the caller's 60-byte i_block buffer, which the
+ * {@link BufferCache} at once; the root lives in the caller's 60-byte i_block buffer, which the
  * caller writes back into the inode. Blocks are freed only once nothing in the tree refers to them.
  *
  * <p>Not thread-safe: the caller holds the inode's block-map lock (the kernel's i_data_sem).
@@ -55,7 +55,7 @@ public final class ExtentTree implements WritableBlockMap {
     public static final long MAX_BLOCKS = 0xFFFFFFFFL;
     private static final int ROOT_SIZE = Inode.I_BLOCK_SIZE;
 
-    private final BlockCache cache;
+    private final BufferCache cache;
     private final long ino;
     private final ByteBuffer root;
     private final int inodeSeed;
@@ -72,11 +72,11 @@ public final class ExtentTree implements WritableBlockMap {
      * @param root      i_block, 60 bytes, little-endian
      * @param inodeSeed crc32c(fs seed, ino, generation), used when {@code verifyChecksums}
      */
-    public ExtentTree(BlockCache cache, long ino, ByteBuffer root, int inodeSeed, boolean verifyChecksums) {
+    public ExtentTree(BufferCache cache, long ino, ByteBuffer root, int inodeSeed, boolean verifyChecksums) {
         this(cache, ino, root, inodeSeed, verifyChecksums, null, 0);
     }
 
-    private ExtentTree(BlockCache cache, long ino, ByteBuffer root, int inodeSeed, boolean metadataCsum,
+    private ExtentTree(BufferCache cache, long ino, ByteBuffer root, int inodeSeed, boolean metadataCsum,
             BlockSource source, int nodeLimit) {
         this.cache = cache;
         this.ino = ino;
@@ -96,7 +96,7 @@ public final class ExtentTree implements WritableBlockMap {
      *               change returns, for the caller to write into the inode
      * @param source allocates tree blocks and takes back freed blocks
      */
-    public static ExtentTree writable(BlockCache cache, long ino, ByteBuffer root, int inodeSeed, boolean metadataCsum,
+    public static ExtentTree writable(BufferCache cache, long ino, ByteBuffer root, int inodeSeed, boolean metadataCsum,
             BlockSource source) {
         return writable(cache, ino, root, inodeSeed, metadataCsum, source, 0);
     }
@@ -107,7 +107,7 @@ public final class ExtentTree implements WritableBlockMap {
      * extents. eh_max on disk stays the real capacity, so the image stays valid (e2fsck may only
      * remark that such a tree could be narrower).
      */
-    static ExtentTree writable(BlockCache cache, long ino, ByteBuffer root, int inodeSeed, boolean metadataCsum,
+    static ExtentTree writable(BufferCache cache, long ino, ByteBuffer root, int inodeSeed, boolean metadataCsum,
             BlockSource source, int nodeLimit) {
         if (root.isReadOnly() || root.capacity() < ROOT_SIZE) {
             throw new IllegalArgumentException("root must be a writable buffer of at least " + ROOT_SIZE + " bytes");
@@ -363,7 +363,7 @@ public final class ExtentTree implements WritableBlockMap {
         if (verifyChecksums) {
             new ExtentNode(buf).updateChecksum(inodeSeed);
         }
-        BlockCache.Mutator m = b -> b.put(0, buf, 0, blockSize);
+        BufferCache.Mutator m = b -> b.put(0, buf, 0, blockSize);
         if (fresh) {
             cache.create(block, m);
         } else {

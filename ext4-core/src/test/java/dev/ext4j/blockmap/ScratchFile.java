@@ -1,4 +1,4 @@
-package dev.ext4j.extent;
+package dev.ext4j.blockmap;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -11,7 +11,7 @@ import dev.ext4j.format.Extent;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
@@ -49,7 +49,7 @@ final class ScratchFile implements AutoCloseable {
     final int fsSeed;
     final int inodeSeed;
     final FileBlockDevice dev;
-    final BlockCache cache;
+    final BufferCache cache;
     /** The working i_block, handed to the map under test. */
     final ByteBuffer iBlock;
     /** Blocks free in the image and not handed out. */
@@ -134,7 +134,7 @@ final class ScratchFile implements AutoCloseable {
             }
         }
         this.dev = FileBlockDevice.open(img, false);
-        this.cache = new BlockCache(dev, blockSize, sb.blocksCount(), 4L << 20, 0);
+        this.cache = new BufferCache(dev, blockSize, sb.blocksCount(), 4L << 20, 0);
     }
 
     static ScratchFile make(Path dir, String name, String size, List<String> mkfsArgs) {

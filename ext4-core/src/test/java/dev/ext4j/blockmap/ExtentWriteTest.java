@@ -1,4 +1,4 @@
-package dev.ext4j.extent;
+package dev.ext4j.blockmap;
 
 import dev.ext4j.testutil.ImageVariant;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -11,7 +11,7 @@ import dev.ext4j.Errno;
 import dev.ext4j.format.Extent;
 import dev.ext4j.format.ExtentNode;
 import dev.ext4j.format.Inode;
-import dev.ext4j.io.BlockCache;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.testutil.Expect;
 import dev.ext4j.testutil.Images;
 import java.nio.ByteBuffer;
@@ -541,7 +541,7 @@ class ExtentWriteTest {
                 f.modelPut(e);
             }
             long ours = new ExtentNode(f.iBlock).indexLeaf(0);
-            BlockCache c = f.cache;
+            BufferCache c = f.cache;
             ExtentNode node = new ExtentNode(c.get(ours));
             assertEquals(libNode.max(), node.max());
             assertEquals(0, node.generation());

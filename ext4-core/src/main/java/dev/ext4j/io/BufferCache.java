@@ -26,7 +26,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * written before the metadata that points at it, so a crash never exposes stale blocks. Clean
  * blocks live in an {@link Lru}.
  */
-public final class BlockCache {
+public final class BufferCache {
     private final BlockDevice device;
     private final int blockSize;
     /** Grows with an online resize ({@link #growTo}); volatile so every thread sees the new range. */
@@ -63,12 +63,12 @@ public final class BlockCache {
      * @param maxBytes bound on the cached bytes
      * @param blockCount blocks in the filesystem; a block at or past it is refused as corrupt
      */
-    public BlockCache(BlockDevice device, int blockSize, long blockCount, long maxBytes) {
+    public BufferCache(BlockDevice device, int blockSize, long blockCount, long maxBytes) {
         this(device, blockSize, blockCount, maxBytes, Math.max(64, maxBytes / blockSize / 2));
     }
 
     /** @param maxDirty changed blocks kept before the writer that adds one flushes them (0: write through) */
-    public BlockCache(BlockDevice device, int blockSize, long blockCount, long maxBytes, long maxDirty) {
+    public BufferCache(BlockDevice device, int blockSize, long blockCount, long maxBytes, long maxDirty) {
         this.device = device;
         this.blockSize = blockSize;
         this.blockCount = blockCount;

@@ -1,4 +1,4 @@
-package dev.ext4j.extent;
+package dev.ext4j.blockmap;
 
 /**
  * Where a run of logical blocks lives: {@code length} blocks from {@code logical} map to

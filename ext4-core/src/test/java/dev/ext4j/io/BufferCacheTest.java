@@ -19,7 +19,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The metadata block cache's rules that no single-threaded filesystem test can reach. */
-class BlockCacheTest {
+class BufferCacheTest {
     private static final int BS = 1024;
 
     @TempDir
@@ -65,7 +65,7 @@ class BlockCacheTest {
         }
         StalledRead dev = new StalledRead(FileBlockDevice.open(img, false), 5L * BS);
         try (dev) {
-            BlockCache cache = new BlockCache(dev, BS, 64, 64L * BS, 1000);
+            BufferCache cache = new BufferCache(dev, BS, 64, 64L * BS, 1000);
             CompletableFuture<Integer> reader = CompletableFuture.supplyAsync(() -> {
                 try {
                     return cache.get(5).getInt(0);

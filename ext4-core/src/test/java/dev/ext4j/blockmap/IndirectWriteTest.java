@@ -1,4 +1,4 @@
-package dev.ext4j.extent;
+package dev.ext4j.blockmap;
 
 import dev.ext4j.testutil.ImageVariant;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;

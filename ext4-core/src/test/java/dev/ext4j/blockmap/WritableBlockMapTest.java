@@ -1,4 +1,4 @@
-package dev.ext4j.extent;
+package dev.ext4j.blockmap;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
