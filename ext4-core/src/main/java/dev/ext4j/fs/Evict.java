@@ -6,8 +6,9 @@ import java.lang.System.Logger.Level;
 
 /**
  * The end of an inode's life (the kernel's ext4_evict_inode() and the orphan side of
- * ext4_orphan_cleanup()): open file handles are counted, and an inode whose last name went is
- * freed with its last close, or at once when none has it open.
+ * ext4_orphan_cleanup()): open file handles and the kernel's lookups are counted, and an inode
+ * whose last name went is freed when the last of them goes (its last close, or the FORGET of its
+ * last lookup), or at once when nothing references it.
  */
 final class Evict {
     private static final System.Logger LOG = System.getLogger("ext4j");
@@ -18,9 +19,9 @@ final class Evict {
         this.fs = fs;
     }
 
-    /** Whether a file handle has {@code ino} open. */
-    boolean isOpen(long ino) {
-        return fs.inodes.isOpen(ino);
+    /** Whether a file handle or a kernel lookup references {@code ino}. */
+    boolean referenced(long ino) {
+        return fs.inodes.referenced(ino);
     }
 
     /** An open file handle was created for {@code ino}. */
@@ -28,14 +29,26 @@ final class Evict {
         fs.inodes.open(ino);
     }
 
-    /** The last use of an open file handle ended: an inode whose last name went is freed now. */
+    /** The last use of an open file handle ended: an unreferenced inode whose last name went is freed now. */
     void release(long ino) throws Ext4Exception {
         if (fs.inodes.release(ino) && !fs.readOnly) {
             evictIfUnlinked(ino);
         }
     }
 
-    /** ext4_evict_inode() after the last close: an inode with no name left is freed. */
+    /** A lookup reference the kernel held on {@code ino} (each LOOKUP, CREATE, MKDIR... reply). */
+    void remember(long ino) throws Ext4Exception {
+        fs.inodes.remember(ino);
+    }
+
+    /** The kernel forgot {@code n} lookups (FORGET): an unreferenced inode whose last name went is freed now. */
+    void forget(long ino, long n) throws Ext4Exception {
+        if (fs.inodes.forget(ino, n) && !fs.readOnly) {
+            evictIfUnlinked(ino);
+        }
+    }
+
+    /** ext4_evict_inode() after the last reference: an inode with no name left is freed. */
     private void evictIfUnlinked(long ino) throws Ext4Exception {
         try (SuperInfo.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
@@ -48,13 +61,14 @@ final class Evict {
 
     /**
      * Frees an inode whose last name is gone (ext4_evict_inode()): its blocks and xattr block, then
-     * the inode itself, unless a file handle still has it open. The caller holds its lock.
+     * the inode itself, unless a file handle or a kernel lookup still references it. The caller
+     * holds its lock.
      */
     void freeInode(long ino, Inode copy) throws Ext4Exception {
         copy.setLinksCount(0);
-        if (fs.inodes.isOpen(ino)) {
-            fs.orphans.add(ino); // a crash before the last release leaves it for the next mount
-            fs.writeInode(ino, copy); // freed on the last release
+        if (fs.inodes.referenced(ino)) {
+            fs.orphans.add(ino); // a crash before the last reference goes leaves it for the next mount
+            fs.writeInode(ino, copy); // freed when the last reference goes
             return;
         }
         InodeInfo info = fs.inode(ino);
@@ -92,8 +106,8 @@ final class Evict {
     }
 
     /**
-     * Unmount: files still open are closed now, and an unlinked one is freed as its last release
-     * would have freed it. After errors=remount-ro or a journal abort nothing more is changed; the
+     * Unmount: references still held are dropped now, and an unlinked inode is freed as its last
+     * release would have freed it. After errors=remount-ro or a journal abort nothing more is changed; the
      * orphan list keeps them for the next mount.
      */
     void closeAll() throws Ext4Exception {

@@ -95,6 +95,12 @@ public final class Ext4FileSystem implements Closeable {
 
     /** A point in time: seconds since the epoch and nanoseconds. */
     public record Time(long seconds, int nanos) {
+        /**
+         * utimensat(2)'s UTIME_NOW for {@link #setAttributes}: the time of the change, which the
+         * kernel allows on an append-only inode (ATTR_TOUCH) where an explicit time is refused.
+         */
+        public static final Time NOW = new Time(Long.MIN_VALUE, 0);
+
         public static Time now() {
             java.time.Instant i = java.time.Instant.now();
             return new Time(i.getEpochSecond(), i.getNano());
@@ -108,17 +114,25 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     /**
-     * Changes attributes (ext4_setattr()): each argument may be null to leave it alone. The
-     * caller (the kernel, with default_permissions) has checked who may change what; a chown of a
-     * non-directory clears setuid, and setgid when group execute is set, as the VFS does.
+     * Changes attributes (ext4_setattr()): each argument may be null to leave it alone, and a time
+     * may be {@link Time#NOW}. The caller (the kernel, with default_permissions) has checked who
+     * may change what; the inode flags it cannot see are checked here as notify_change() does: an
+     * immutable inode takes no change (EPERM), an append-only one only times set to now. A chown of
+     * a non-directory clears setuid, and setgid when group execute is set, as the VFS does.
      */
     public FileAttributes setAttributes(long ino, Integer mode, Long uid, Long gid, Time atime, Time mtime) throws Ext4Exception {
         s.requireWritable();
         try (SuperInfo.Entered g = s.enterGate(); InodeLocks.Held h = s.locks.lockAll(ino)) {
             Inode i = s.inode(ino).inode().copy();
-            if (mode != null || uid != null || gid != null) {
-                Namei.requireNotImmutable(ino, i); // notify_change()
+            boolean explicitTimes = (atime != null && atime != Time.NOW) || (mtime != null && mtime != Time.NOW);
+            if (mode != null || uid != null || gid != null || explicitTimes) {
+                Namei.requireNotImmutable(ino, i); // ATTR_MODE, ATTR_UID, ATTR_GID, ATTR_TIMES_SET
+            } else if ((atime != null || mtime != null) && i.hasFlag(Inode.IMMUTABLE_FL)) {
+                throw new Ext4Exception(Errno.EPERM, "inode " + ino + " is immutable"); // ATTR_TOUCH
             }
+            Time now = Time.now();
+            atime = atime == Time.NOW ? now : atime;
+            mtime = mtime == Time.NOW ? now : mtime;
             if (mode != null) {
                 i.setMode((i.mode() & Inode.S_IFMT) | (mode & 07777));
             }
@@ -142,7 +156,6 @@ public final class Ext4FileSystem implements Closeable {
             if (mtime != null) {
                 i.setMtime(mtime.seconds(), mtime.nanos());
             }
-            Time now = Time.now();
             i.setCtime(now.seconds(), now.nanos());
             s.writeInode(ino, i);
         }
@@ -253,9 +266,9 @@ public final class Ext4FileSystem implements Closeable {
         }
     }
 
-    /** Whether a file handle has {@code ino} open. */
-    public boolean isOpen(long ino) {
-        return s.evict.isOpen(ino);
+    /** Whether a file handle or a kernel lookup ({@link #remember}) references {@code ino}. */
+    public boolean isReferenced(long ino) {
+        return s.evict.referenced(ino);
     }
 
     /** An open file handle was created for {@code ino}. */
@@ -263,9 +276,23 @@ public final class Ext4FileSystem implements Closeable {
         s.evict.open(ino);
     }
 
-    /** The last use of an open file handle ended: an inode whose last name went is freed now. */
+    /** The last use of an open file handle ended: an unreferenced inode whose last name went is freed now. */
     public void release(long ino) throws Ext4Exception {
         s.evict.release(ino);
+    }
+
+    /**
+     * The kernel now refers to {@code ino} by number (FUSE's nlookup: one per LOOKUP, CREATE, MKDIR,
+     * SYMLINK, LINK or MKNOD reply): the inode stays in memory, and an unlinked one on disk,
+     * until {@link #forget} drops the reference.
+     */
+    public void remember(long ino) throws Ext4Exception {
+        s.evict.remember(ino);
+    }
+
+    /** FORGET: the kernel dropped {@code n} lookups of {@code ino}; an unreferenced inode whose last name went is freed now. */
+    public void forget(long ino, long n) throws Ext4Exception {
+        s.evict.forget(ino, n);
     }
 
     // ---- xattrs (xattr.c, acl.c) ----

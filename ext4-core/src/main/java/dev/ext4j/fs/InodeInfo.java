@@ -14,7 +14,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * {@link InodeTable}. It holds the verified on-disk record with its checksum seed and block map
  * (the record's size is i_disksize), and the inode's own in-memory state:
  * <ul>
- * <li>how many file handles have it open;</li>
+ * <li>its references: how many file handles have it open, and how many lookups the kernel holds
+ * (FUSE's nlookup, dropped by FORGET: the kernel refers to the inode by number until then);</li>
+ * <li>its link in the orphan list while it is on it ({@link #orphanNext()}, i_dtime on disk);</li>
  * <li>its pages in the page cache ({@link #pages()}, the kernel's i_mapping), whose bytes and
  * dirty state the page cache keeps;</li>
  * <li>the writeback state of those pages (see {@link Writeback}): i_size as writes left it in
@@ -22,8 +24,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * (i_reserved_data_blocks); the map sequence (the extent status cache's validity cookie,
  * {@link #mapSeq()}); and the writebacks between their two locked steps ({@link #tickets()}).</li>
  * </ul>
- * The table never evicts an object that has any of this state: it is pinned while a handle is
- * open or while it has pages ({@link #pinned()}), so a later lookup finds this object, not a fresh
+ * The table never evicts an object that has any of this state: it is pinned while it is
+ * referenced, on the orphan list or has pages ({@link #pinned()}), so a later lookup finds this object, not a fresh
  * one with the state lost (a map sequence back at zero would let a stale mapping pass as current;
  * lost reservations would leak).
  *
@@ -38,11 +40,21 @@ final class InodeInfo {
 
     /** {@link #memSize} when i_size is the on-disk size. */
     private static final long NO_MEM_SIZE = -1;
+    /** {@link #orphanNext} when the inode is not on the orphan list. */
+    static final long NOT_ORPHAN = -1;
 
     private final long ino;
     private volatile Version version;
     /** Open file handles; under this object's monitor. */
     private int opens;
+    /** Lookups the kernel holds (nlookup); under this object's monitor. */
+    private long lookups;
+    /**
+     * While on the orphan list, the next orphan's number (0 ends the list), which every write of
+     * the inode stamps into i_dtime; else {@link #NOT_ORPHAN}. Changed under {@link Orphans}'
+     * monitor and the install monitor.
+     */
+    private volatile long orphanNext = NOT_ORPHAN;
     /** The inode's pages in the page cache, null while it has none; under this object's monitor. */
     private FilePages pages;
     /**
@@ -105,28 +117,51 @@ final class InodeInfo {
         opens++;
     }
 
-    /** One handle fewer; true when none is left open. */
+    /** One handle fewer; true when nothing references the inode any more. */
     synchronized boolean release() {
         if (opens > 0) {
             opens--;
         }
-        return opens == 0;
+        return !referenced();
     }
 
-    synchronized boolean isOpen() {
-        return opens > 0;
+    /** One more lookup the kernel holds. */
+    synchronized void remember() {
+        lookups++;
     }
 
-    /** Forgets every handle (unmount); true when some were open. */
+    /** The kernel forgot {@code n} lookups; true when nothing references the inode any more. */
+    synchronized boolean forget(long n) {
+        lookups = Math.max(0, lookups - n);
+        return !referenced();
+    }
+
+    /** A handle has it open or the kernel holds a lookup: an unlinked inode is not freed yet. */
+    synchronized boolean referenced() {
+        return opens > 0 || lookups > 0;
+    }
+
+    /** Forgets every handle and lookup (unmount); true when some were held. */
     synchronized boolean closeAll() {
-        boolean was = opens > 0;
+        boolean was = referenced();
         opens = 0;
+        lookups = 0;
         return was;
     }
 
-    /** Whether the table must keep this object: a handle has it open, or it has pages. */
+    /** Whether the table must keep this object: it is referenced, on the orphan list, or has pages. */
     synchronized boolean pinned() {
-        return opens > 0 || pages != null;
+        return referenced() || pages != null || orphanNext != NOT_ORPHAN;
+    }
+
+    /** The next orphan's number while the inode is on the orphan list, else {@link #NOT_ORPHAN}. */
+    long orphanNext() {
+        return orphanNext;
+    }
+
+    /** Links it into the orphan list before {@code next} (0: the end), or takes it off with {@link #NOT_ORPHAN}. */
+    void setOrphanNext(long next) {
+        orphanNext = next;
     }
 
     /** The inode's pages in the page cache, or null while it has none. */

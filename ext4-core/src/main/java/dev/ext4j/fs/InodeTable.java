@@ -29,11 +29,12 @@ import java.util.concurrent.ConcurrentHashMap;
  * <p>Loads and writes of one inode run under its install monitor ({@link InodeLocks#install}),
  * so a load cannot put an older copy over a newer one.
  *
- * <p>An inode with in-memory state (a file handle open, or pages in the page cache with their
- * writeback state, see {@link InodeInfo}) is pinned: kept in {@code pinned}, which lookups try
+ * <p>An inode with in-memory state (a file handle open, a lookup the kernel holds, a link in the
+ * orphan list, or pages in the page cache with their writeback state, see {@link InodeInfo}) is pinned: kept in {@code pinned}, which lookups try
  * first, and never evicted, so there is one object per such inode and its state is never lost to
- * the cache. Pins come and go under the install monitor. The pinned inodes are the open ones and
- * those the page cache holds pages for, so they are no more than the page cache already keeps.
+ * the cache. Pins come and go under the install monitor. The pinned inodes are the referenced
+ * ones, the orphans and those the page cache holds pages for, so they are no more than the kernel
+ * and the page cache already keep.
  */
 final class InodeTable {
     private final Superblock sb;
@@ -45,7 +46,7 @@ final class InodeTable {
     private final int csumSeed;
     /** Inodes nobody holds open, least recently used first out. */
     private final Lru<Long, InodeInfo> cached;
-    /** Inodes a file handle has open or that have pages: never evicted, looked up first. */
+    /** Inodes referenced, orphaned or with pages: never evicted, looked up first. */
     private final ConcurrentHashMap<Long, InodeInfo> pinned = new ConcurrentHashMap<>();
     /** The orphan list that stamps an orphan's i_dtime at each write; null for a read-only view. */
     private Orphans orphans;
@@ -181,31 +182,67 @@ final class InodeTable {
         }
     }
 
-    /** An open file handle for {@code ino}: the first pins it in the table. */
+    /** An open file handle for {@code ino}: the first reference pins it in the table. */
     void open(long ino) throws Ext4Exception {
+        pinWith(ino, InodeInfo::open);
+    }
+
+    /** A lookup the kernel holds (FUSE's nlookup) on {@code ino}: pins it like a handle. */
+    void remember(long ino) throws Ext4Exception {
+        pinWith(ino, InodeInfo::remember);
+    }
+
+    /**
+     * {@code change} applied and the inode pinned, in one step under its install monitor, so an
+     * unpin in between cannot put the object back in the cache after the change.
+     */
+    private InodeInfo pinWith(long ino, java.util.function.Consumer<InodeInfo> change) throws Ext4Exception {
         try (InodeLocks.Locked l = locks.install(ino)) {
             InodeInfo info = get(ino);
-            info.open();
+            change.accept(info);
             pinned.put(ino, info);
+            return info;
         }
     }
 
     /**
-     * A handle closed; true when none is left open (the inode is unpinned, back in the cache,
-     * unless it has pages).
+     * A handle closed; true when nothing references the inode any more (it is unpinned, back in
+     * the cache, unless it has pages or is an orphan).
      */
     boolean release(long ino) {
+        return unref(ino, InodeInfo::release);
+    }
+
+    /** The kernel forgot {@code n} lookups of {@code ino}; true when nothing references it any more. */
+    boolean forget(long ino, long n) {
+        return unref(ino, info -> info.forget(n));
+    }
+
+    private boolean unref(long ino, java.util.function.Predicate<InodeInfo> drop) {
         try (InodeLocks.Locked l = locks.install(ino)) {
             InodeInfo info = pinned.get(ino);
             if (info == null) {
-                return true; // no handle had it open
+                return true; // nothing referenced it
             }
-            if (!info.release()) {
+            if (!drop.test(info)) {
                 return false;
             }
             unpinIfIdle(ino, info);
             return true;
         }
+    }
+
+    /** Puts {@code ino} on the orphan list before {@code next}: pinned while it is on it. Under the orphan list's monitor. */
+    void linkOrphan(long ino, long next) throws Ext4Exception {
+        pinWith(ino, info -> info.setOrphanNext(next));
+    }
+
+    /** Takes {@code ino} off the orphan list (in memory); under the orphan list's monitor. */
+    void unlinkOrphan(long ino) {
+        unref(ino, info -> {
+            info.setOrphanNext(InodeInfo.NOT_ORPHAN);
+            return true;
+        });
     }
 
     /** Back in the cache, where it may be evicted, once nothing pins it. Under the install monitor. */
@@ -263,12 +300,13 @@ final class InodeTable {
         return pinned.size();
     }
 
-    boolean isOpen(long ino) {
+    /** Whether a file handle or a kernel lookup references {@code ino}. */
+    boolean referenced(long ino) {
         InodeInfo info = pinned.get(ino);
-        return info != null && info.isOpen();
+        return info != null && info.referenced();
     }
 
-    /** Every inode a handle has open, all handles forgotten (unmount). */
+    /** Every inode a handle or lookup referenced, all references forgotten (unmount). */
     List<Long> closeAll() {
         List<Long> open = new ArrayList<>();
         for (Long ino : List.copyOf(pinned.keySet())) {

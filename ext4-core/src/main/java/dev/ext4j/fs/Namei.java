@@ -166,6 +166,7 @@ final class Namei {
             if (dir.entries.reader().lookup(name) != 0) {
                 throw new Ext4Exception(Errno.EEXIST, "entry exists in directory inode " + dirIno);
             }
+            requireMayAdd(dirIno, dir.copy);
             if (isDir && dir.copy.linksCount() >= LINK_MAX && !fs.superblock().has(Feature.DIR_NLINK)) {
                 throw new Ext4Exception(Errno.EMLINK, "directory inode " + dirIno + " has " + LINK_MAX + " links");
             }
@@ -323,6 +324,7 @@ final class Namei {
             if (dir.entries.reader().lookup(name) != 0) {
                 throw new Ext4Exception(Errno.EEXIST, "entry exists in directory inode " + dirIno);
             }
+            requireMayAdd(dirIno, dir.copy);
             dir.add(name, ino, DirEntry.fileTypeOfMode(target.mode()));
             target.setLinksCount(target.linksCount() + 1);
             Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
@@ -341,6 +343,16 @@ final class Namei {
     static void requireNotImmutable(long ino, Inode i) throws Ext4Exception {
         if (i.hasFlag(Inode.IMMUTABLE_FL) || i.hasFlag(Inode.APPEND_FL)) {
             throw new Ext4Exception(Errno.EPERM, "inode " + ino + " is " + (i.hasFlag(Inode.IMMUTABLE_FL) ? "immutable" : "append-only"));
+        }
+    }
+
+    /**
+     * may_create()'s inode_permission(dir, MAY_WRITE): no entry can be added to an immutable
+     * directory (EPERM). An append-only one takes new entries; only their removal is refused.
+     */
+    static void requireMayAdd(long dirIno, Inode dir) throws Ext4Exception {
+        if (dir.hasFlag(Inode.IMMUTABLE_FL)) {
+            throw new Ext4Exception(Errno.EPERM, "directory inode " + dirIno + " is immutable: no entry can be added");
         }
     }
 
@@ -436,6 +448,7 @@ final class Namei {
     private void doRename(Dir from, byte[] fromName, long src, Dir to, byte[] toName, long dst) throws Ext4Exception {
         Inode s = fs.inode(src).inode().copy();
         requireNotImmutable(from.ino, from.copy);
+        requireMayAdd(to.ino, to.copy);
         requireNotImmutable(src, s);
         if (dst != 0) {
             requireNotImmutable(dst, fs.inode(dst).inode());

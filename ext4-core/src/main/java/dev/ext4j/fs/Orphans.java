@@ -8,7 +8,6 @@ import java.lang.System.Logger.Level;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -18,8 +17,10 @@ import java.util.concurrent.ConcurrentHashMap;
  * head and each orphan's i_dtime holds the next, so after a crash the next mount (or e2fsck)
  * finishes what was interrupted.
  *
- * <p>The chain is mirrored in memory. {@link InodeTable#write} stamps an orphan's i_dtime
- * from the mirror under this object's monitor, so a thread writing its copy of an orphan inode never
+ * <p>The chain is mirrored in memory as the kernel's s_orphan list: this object knows which inodes
+ * are on it, and each in-core inode holds its own link ({@link InodeInfo#orphanNext()}; an orphan
+ * stays pinned in the inode table while it is on the list). {@link InodeTable#write} stamps an
+ * orphan's i_dtime from its link under this object's monitor, so a thread writing its copy of an orphan inode never
  * undoes the link change that removing another orphan made. The monitor is a leaf in the lock
  * order: taken after inode locks, before block locks and the superblock's monitor.
  */
@@ -28,8 +29,8 @@ final class Orphans {
 
     private final SuperInfo fs;
     private final Superblock sb;
-    /** Orphan inode → the next one in the chain (0 ends it). */
-    private final Map<Long, Long> next = new ConcurrentHashMap<>();
+    /** The inodes on the list; their links are in their in-core inodes. */
+    private final Set<Long> members = ConcurrentHashMap.newKeySet();
 
     Orphans(SuperInfo fs) {
         this.fs = fs;
@@ -37,12 +38,20 @@ final class Orphans {
     }
 
     boolean contains(long ino) {
-        return next.containsKey(ino);
+        return members.contains(ino);
     }
 
     /** The i_dtime an orphan must carry: the next orphan's number. */
-    long nextOf(long ino) {
-        return next.getOrDefault(ino, 0L);
+    private long nextOf(long ino) {
+        InodeInfo info = fs.inodes.pinned(ino);
+        long next = info != null ? info.orphanNext() : InodeInfo.NOT_ORPHAN;
+        return next == InodeInfo.NOT_ORPHAN ? 0 : next;
+    }
+
+    /** Links {@code ino} in before {@code following}. */
+    private void link(long ino, long following) throws Ext4Exception {
+        fs.inodes.linkOrphan(ino, following);
+        members.add(ino);
     }
 
     /**
@@ -51,11 +60,11 @@ final class Orphans {
      */
     synchronized void add(long ino) throws Ext4Exception {
         LockOrder.monitor(LockOrder.Level.ORPHANS, -1, this); // a synchronized method: checked once held
-        if (next.containsKey(ino)) {
+        if (members.contains(ino)) {
             return;
         }
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
-            next.put(ino, sb.lastOrphan());
+            link(ino, sb.lastOrphan());
             sb.setLastOrphan(ino);
             fs.writeSuperblock();
         }
@@ -67,10 +76,11 @@ final class Orphans {
      */
     synchronized void remove(long ino) throws Ext4Exception {
         LockOrder.monitor(LockOrder.Level.ORPHANS, -1, this); // a synchronized method: checked once held
-        Long after = next.remove(ino);
-        if (after == null) {
+        if (!members.remove(ino)) {
             return;
         }
+        long after = nextOf(ino);
+        fs.inodes.unlinkOrphan(ino);
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             if (sb.lastOrphan() == ino) {
                 sb.setLastOrphan(after);
@@ -78,14 +88,14 @@ final class Orphans {
                 return;
             }
         }
-        for (Map.Entry<Long, Long> e : next.entrySet()) {
-            if (e.getValue() == ino) {
-                e.setValue(after);
+        for (long prev : members) {
+            if (nextOf(prev) == ino) {
+                fs.inodes.linkOrphan(prev, after);
                 // only the previous orphan's i_dtime changes, as ext4_orphan_del() patches the raw
                 // inode: another thread may hold that inode's lock and be changing the rest of it
                 // (a whole copy written here could undo a truncate's new map); its own later write
                 // stamps the same link (see the class comment)
-                fs.writeOrphanLink(e.getKey(), after);
+                fs.writeOrphanLink(prev, after);
                 return;
             }
         }
@@ -93,7 +103,7 @@ final class Orphans {
 
     /** Writes {@code changed} with its chain link when it is an orphan; else as it is. */
     InodeInfo stampAndWrite(long ino, Inode changed, InodeTable.InodeWriter writer) throws Ext4Exception {
-        if (!next.containsKey(ino)) {
+        if (!members.contains(ino)) {
             return writer.write(ino, changed);
         }
         synchronized (LockOrder.monitor(LockOrder.Level.ORPHANS, -1, this)) {
@@ -117,12 +127,11 @@ final class Orphans {
                 break;
             }
             long following = fs.inode(ino).inode().dtime();
-            next.put(ino, following);
             chain.add(ino);
             ino = following;
         }
-        if (!chain.isEmpty() && next.get(chain.get(chain.size() - 1)) != 0) {
-            next.put(chain.get(chain.size() - 1), 0L);
+        for (int i = 0; i < chain.size(); i++) {
+            link(chain.get(i), i + 1 < chain.size() ? chain.get(i + 1) : 0); // a cut chain ends at the cut
         }
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.setLastOrphan(chain.isEmpty() ? 0 : chain.get(0));

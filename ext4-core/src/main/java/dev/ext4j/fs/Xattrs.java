@@ -65,6 +65,7 @@ final class Xattrs {
         try (SuperInfo.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(ino)) {
             InodeInfo info = fs.inode(ino);
             Inode copy = info.inode().copy();
+            Namei.requireNotImmutable(ino, copy); // xattr_permission(): no MAY_WRITE on immutable or append-only
             if (value != null && key.nameIndex() == XattrNames.POSIX_ACL_DEFAULT && !copy.isDirectory()) {
                 throw new Ext4Exception(Errno.EACCES, "a default ACL needs a directory");
             }

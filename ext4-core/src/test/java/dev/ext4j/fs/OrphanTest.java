@@ -96,6 +96,47 @@ class OrphanTest {
         Images.assertClean(img);
     }
 
+    /**
+     * A kernel lookup reference (FUSE's nlookup) keeps an unlinked inode as an open handle does:
+     * it is an orphan, readable by number, until FORGET drops the last lookup; a handle closed
+     * meanwhile does not free it, and neither does a FORGET of fewer lookups than were taken.
+     */
+    @Test
+    void aLookupTheKernelHoldsKeepsAnUnlinkedInodeUntilForget() throws Exception {
+        Path img = mkfs("lookup.img");
+        byte[] data = pattern(300_000, 5);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
+            long free0 = fs.statfs().freeBlocks();
+            long ino = createWith(fs, "f", data);
+            fs.remember(ino);
+            fs.remember(ino);
+            fs.open(ino);
+            fs.unlink(Ext4FileSystem.ROOT_INO, name("f"));
+            fs.release(ino);
+            assertTrue(fs.isReferenced(ino), "two lookups still reference it");
+            fs.sync();
+            assertEquals(ino, firstOrphan(img), "the unlinked inode the kernel still knows is an orphan");
+            byte[] back = new byte[data.length];
+            assertEquals(data.length, fs.read(ino, 0, ByteBuffer.wrap(back)));
+            assertArrayEquals(data, back, "and readable by number");
+
+            fs.forget(ino, 1);
+            assertTrue(fs.statfs().freeBlocks() < free0, "one lookup left: not freed");
+            fs.forget(ino, 1);
+            assertFalse(fs.isReferenced(ino));
+            assertEquals(free0, fs.statfs().freeBlocks(), "the FORGET of the last lookup frees it");
+            fs.sync();
+            assertEquals(0, firstOrphan(img), "and takes it off the orphan list");
+
+            long kept = createWith(fs, "kept", data);
+            fs.remember(kept);
+            fs.forget(kept, 5);
+            assertEquals(data.length, fs.stat(fs.lookup(Ext4FileSystem.ROOT_INO, name("kept"))).size(),
+                    "forgetting a linked inode changes nothing on disk");
+        }
+        Images.assertClean(img);
+    }
+
     @Test
     void aCrashLeavesOrphansThatTheNextMountDeletes() throws Exception {
         Path img = mkfs("crash.img");

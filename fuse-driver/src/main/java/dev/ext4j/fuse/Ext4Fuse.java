@@ -64,10 +64,22 @@ public final class Ext4Fuse extends FuseStubFS {
         this.errors = new Errors(fs::recordError, System::nanoTime);
     }
 
-    /** The callback table to hand to libfuse. */
+    /**
+     * The callback table to hand to libfuse, with flag_utime_omit_ok set: without it libfuse 2
+     * drops a utimensat() that sets one time and omits the other (touch -a, touch -m). The flags
+     * are C bit-fields in one unsigned int (nullpath_ok, nopath, utime_omit_ok from bit 0) after
+     * the 38 function pointers getattr .. bmap of libfuse 2's ABI; jnr-fuse lays them out as one
+     * byte each and hides their offsets, so the bit is set in the first byte, found by that count.
+     */
     public jnr.ffi.Struct operations() {
+        jnr.ffi.Pointer table = jnr.ffi.Struct.getMemory(fuseOperations);
+        long flags = 38L * jnr.ffi.Runtime.getSystemRuntime().addressSize();
+        table.putByte(flags, (byte) (table.getByte(flags) | UTIME_OMIT_OK));
         return fuseOperations;
     }
+
+    /** flag_utime_omit_ok's bit in struct fuse_operations' flag word. */
+    private static final int UTIME_OMIT_OK = 1 << 2;
 
     private final java.util.function.Supplier<long[]> callerIds = () -> {
         var ctx = getContext();
@@ -471,7 +483,7 @@ public final class Ext4Fuse extends FuseStubFS {
             Parent to = parent(newpath);
             if (isHiding(newpath)) {
                 long ino = resolve(oldpath);
-                if (fs.isOpen(ino)) {
+                if (fs.isReferenced(ino)) {
                     fs.unlink(from.dir(), from.name());
                     hidden.put(newpath, ino);
                     return 0;
@@ -527,7 +539,7 @@ public final class Ext4Fuse extends FuseStubFS {
         if (nsec == UTIME_OMIT) {
             return null;
         }
-        return nsec == UTIME_NOW ? Ext4FileSystem.Time.now() : new Ext4FileSystem.Time(t.tv_sec.get(), (int) nsec);
+        return nsec == UTIME_NOW ? Ext4FileSystem.Time.NOW : new Ext4FileSystem.Time(t.tv_sec.get(), (int) nsec);
     }
 
     @Override

@@ -64,6 +64,16 @@ class ErrnoIT extends FuseTestBase {
             "unlink someone else's file in a sticky dir -> EPERM",
             "unlink my file in a sticky dir -> OK",
             "getxattr trusted.t -> ENODATA",
+            "immutable file: setxattr user.x -> EPERM",
+            "immutable file: utime to now -> EPERM",
+            "immutable dir: create a file -> EPERM",
+            "append-only file: utime to now -> OK",
+            "append-only file: utime to given times -> EPERM",
+            "append-only file: set an ACL -> EPERM",
+            "append-only dir: create a file -> OK",
+            "utimensat(OMIT, given) -> OK atime kept, mtime given, ctime moved",
+            "utimensat(NOW, OMIT) -> OK atime now, mtime kept, ctime moved",
+            "utimensat(OMIT, OMIT) -> OK atime kept, mtime kept, ctime kept",
             "listxattr of a file with trusted.t and user.u (trusted.* only for CAP_SYS_ADMIN) -> OK ['user.u']");
 
     /** The kernel's s_maxbytes for extent-mapped files, 2^32 - 1 blocks: 16 TiB - 4 KiB with 4 KiB blocks. */

@@ -9,10 +9,13 @@ Usage: python3 -c "$(cat errno_ops.py)" root|user|ro
   user  as uid/gid 65534 after "root": permission checks (EACCES, EPERM, the sticky bit)
   ro    as root on a read-only mount of an image holding file, dir/inner and file's user.note
 """
+import ctypes
 import errno
 import os
+import struct
 import subprocess
 import sys
+import time
 
 
 def attempt(label, fn):
@@ -77,6 +80,106 @@ def with_fd(path, flags, fn):
         finally:
             os.close(fd)
     return run
+
+
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def utimensat(path, atime, mtime):
+    """utimensat(2) with (seconds, nanoseconds) pairs, nanoseconds possibly UTIME_NOW or UTIME_OMIT."""
+    times = (_Timespec * 2)(_Timespec(*atime), _Timespec(*mtime))
+    if _libc.utimensat(-100, os.fsencode(path), times, 0) != 0:  # AT_FDCWD
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def past_clock_tick(ns):
+    """Waits until the clock is 20 ms past NS, so that a change made now gets a later ctime
+    than NS even with the kernel's coarse clock."""
+    while time.time_ns() < ns + 20_000_000:
+        time.sleep(0.005)
+
+
+def acl_blob(*entries):
+    """A system.posix_acl_access value: version 2, then (tag, perm, id) entries."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
+
+
+# user::rw- user:1:r-- group::r-- mask::r-- other::r--
+ACL_WITH_USER = acl_blob((0x01, 6, 0xFFFFFFFF), (0x02, 4, 1), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF))
+
+
+def flag_ops():
+    """Immutable (chattr +i) and append-only (+a) files and directories: what each operation may do."""
+    os.mkdir("flags")
+    for kind, flag in (("immutable", "+i"), ("append-only", "+a")):
+        d, f = f"flags/{kind}-dir", f"flags/{kind}-file"
+        os.mkdir(d)
+        write_file(f"{d}/inner", b"inner")
+        write_file(f, b"data")
+        os.setxattr(f, "user.old", b"1")
+        subprocess.run(["chattr", flag, d, f], check=True)
+        attempt(f"{kind} file: read", lambda: must(open(f, "rb").read() == b"data", "value"))
+        attempt(f"{kind} file: open O_WRONLY", lambda: os.close(os.open(f, os.O_WRONLY)))
+        attempt(f"{kind} file: append", with_fd(f, os.O_WRONLY | os.O_APPEND, lambda fd: os.write(fd, b"+")))
+        attempt(f"{kind} file: truncate", lambda: os.truncate(f, 1))
+        attempt(f"{kind} file: utime to now", lambda: os.utime(f))
+        attempt(f"{kind} file: utime to given times", lambda: os.utime(f, (5, 5)))
+        attempt(f"{kind} file: utimensat(OMIT, given)", lambda: utimensat(f, (0, UTIME_OMIT), (7, 0)))
+        attempt(f"{kind} file: chmod", lambda: os.chmod(f, 0o600))
+        attempt(f"{kind} file: chown", lambda: os.chown(f, 1, 1))
+        attempt(f"{kind} file: setxattr user.x", lambda: os.setxattr(f, "user.x", b"1"))
+        attempt(f"{kind} file: removexattr user.old", lambda: os.removexattr(f, "user.old"))
+        attempt(f"{kind} file: set an ACL", lambda: os.setxattr(f, "system.posix_acl_access", ACL_WITH_USER))
+        attempt(f"{kind} file: remove the ACL", lambda: os.removexattr(f, "system.posix_acl_access"))
+        attempt(f"{kind} file: link", lambda: os.link(f, f"flags/{kind}-link"))
+        attempt(f"{kind} file: rename", lambda: os.rename(f, f"flags/{kind}-moved"))
+        attempt(f"{kind} file: unlink", lambda: os.unlink(f))
+        attempt(f"{kind} dir: create a file", lambda: create(f"{d}/new"))
+        attempt(f"{kind} dir: mkdir", lambda: os.mkdir(f"{d}/sub"))
+        attempt(f"{kind} dir: symlink", lambda: os.symlink("inner", f"{d}/sym"))
+        attempt(f"{kind} dir: mkfifo", lambda: os.mkfifo(f"{d}/fifo"))
+        attempt(f"{kind} dir: link into", lambda: os.link(f"{d}/inner", f"{d}/l2"))
+        attempt(f"{kind} dir: rename into", lambda: (write_file(f"flags/{kind}-outside", b"o"), os.rename(f"flags/{kind}-outside", f"{d}/came")))
+        attempt(f"{kind} dir: write inner", lambda: write_file(f"{d}/inner", b"changed"))
+        attempt(f"{kind} dir: unlink inner", lambda: os.unlink(f"{d}/inner"))
+        attempt(f"{kind} dir: rename inner out", lambda: os.rename(f"{d}/inner", f"flags/{kind}-out"))
+        attempt(f"{kind} dir: chmod", lambda: os.chmod(d, 0o700))
+        subprocess.run(["chattr", "-i", "-a", d, f], check=True)
+
+
+def utime_ops():
+    """utimensat(2) with UTIME_OMIT and UTIME_NOW in each combination: which times move, ctime too."""
+    given = 1_000_000_000
+    for a, m in ((UTIME_OMIT, UTIME_OMIT), (UTIME_OMIT, 0), (0, UTIME_OMIT), (0, 0), (UTIME_NOW, UTIME_OMIT),
+                 (UTIME_OMIT, UTIME_NOW), (UTIME_NOW, UTIME_NOW), (UTIME_NOW, 0), (0, UTIME_NOW)):
+        name = {UTIME_OMIT: "OMIT", UTIME_NOW: "NOW", 0: "given"}
+        f = f"utime-{name[a]}-{name[m]}"
+        write_file(f, b"t")
+        os.utime(f, (500_000_000, 600_000_000))
+        before = os.stat(f)
+        past_clock_tick(before.st_ctime_ns)
+        start = time.time_ns()
+
+        def run():
+            utimensat(f, (given if a == 0 else 0, a), (given if m == 0 else 0, m))
+            after = os.stat(f)
+
+            def which(new, old):
+                if new == old:
+                    return "kept"
+                if new == given * 1_000_000_000:
+                    return "given"
+                return "now" if abs(new - start) < 2_000_000_000 else f"other {new}"
+            return (f"atime {which(after.st_atime_ns, before.st_atime_ns)}, mtime {which(after.st_mtime_ns, before.st_mtime_ns)}, "
+                    f"ctime {'moved' if after.st_ctime_ns > before.st_ctime_ns else 'kept'}")
+        show(f"utimensat({name[a]}, {name[m]})", run)
 
 
 def root_part():
@@ -203,6 +306,8 @@ def root_part():
     attempt("setup: sticky dir 1777", lambda: (os.mkdir("sticky"), os.chmod("sticky", 0o1777)))
     attempt("setup: sticky/others owned by 1000", lambda: (write_file("sticky/others", b"o\n"), os.chown("sticky/others", 1000, 1000)))
     attempt("setup: sticky/own owned by 65534", lambda: (write_file("sticky/own", b"n\n"), os.chown("sticky/own", 65534, 65534)))
+    flag_ops()
+    utime_ops()
 
 
 def user_part():
