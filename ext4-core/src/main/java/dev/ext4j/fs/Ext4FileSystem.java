@@ -179,8 +179,10 @@ public final class Ext4FileSystem implements Closeable {
         return s.namei.resolveOrZero(path);
     }
 
+    /** Lists {@code dirIno} from {@code position}; its atime moves as the atime flags say. */
     public void readdir(long dirIno, long position, DirSink sink) throws Ext4Exception {
         s.namei.readdir(dirIno, position, sink);
+        s.atime.accessed(dirIno);
     }
 
     /** Creates a file, device, fifo or socket ({@code mode} carries the type); returns its inode. */
@@ -238,13 +240,23 @@ public final class Ext4FileSystem implements Closeable {
      * Reads up to {@code dst.remaining()} bytes at {@code offset} into {@code dst}; returns the count,
      * 0 at or past the end of the file.
      */
+    /** Reads at {@code offset}; the file's atime moves as the atime flags say ({@link #setAtime}). */
     public int read(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
-        return s.fileRead.read(ino, offset, dst);
+        int n = s.fileRead.read(ino, offset, dst);
+        s.atime.accessed(ino);
+        return n;
     }
 
-    /** Target of a symbolic link. */
+    /** The atime mount flags: relatime (the default), strictatime or noatime, and nodiratime. */
+    public void setAtime(AtimeMode mode, boolean noDirAtime) {
+        s.atime.set(mode, noDirAtime);
+    }
+
+    /** Target of a symbolic link; reading it moves the link's atime as a read does. */
     public byte[] readlink(long ino) throws Ext4Exception {
-        return s.fileRead.readlink(ino);
+        byte[] target = s.fileRead.readlink(ino);
+        s.atime.accessed(ino);
+        return target;
     }
 
     public int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {

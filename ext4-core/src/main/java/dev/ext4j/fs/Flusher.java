@@ -104,6 +104,14 @@ final class Flusher {
         return options.idleFlushMillis() > 0 ? this::leaveGate : fs.gate::exit;
     }
 
+    /** sb_start_write_trylock(): null while frozen. */
+    SuperInfo.Entered tryEnterGate() {
+        if (!fs.gate.tryEnter()) {
+            return null;
+        }
+        return options.idleFlushMillis() > 0 ? this::leaveGate : fs.gate::exit;
+    }
+
     private void leaveGate() {
         fs.gate.exit();
         lastChange = System.nanoTime();

@@ -194,6 +194,7 @@ final class Namei {
                     writeSymlink(ino, in, acct, symlinkTarget);
                 }
                 in.setBlocks512(acct.delta() * (bs / 512), bs);
+                fs.xattrs.inheritAcls(ino, in, dirIno, dir.copy);
                 fs.writeInode(ino, in);
                 written = true;
                 dir.add(name, ino, DirEntry.fileTypeOfMode(mode));

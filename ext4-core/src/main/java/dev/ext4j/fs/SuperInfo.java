@@ -55,6 +55,7 @@ final class SuperInfo {
     final FileRead fileRead;
     final Xattrs xattrs;
     final Evict evict;
+    final Atime atime;
     /** The page cache and the buffered write path; null on a read-only mount. */
     final Writeback writeback;
     /** Writes dirty data and metadata home in the background; null on a read-only mount. */
@@ -90,6 +91,7 @@ final class SuperInfo {
         this.fileRead = new FileRead(this);
         this.xattrs = new Xattrs(this);
         this.evict = new Evict(this);
+        this.atime = new Atime(this);
         this.writeback = readOnly ? null : new Writeback(this, new PageCache(blockSize, options.cacheBytes()), reserve);
         this.flusher = readOnly ? null : new Flusher(this);
         if (tx instanceof JournalManager jm) {
@@ -122,6 +124,11 @@ final class SuperInfo {
             return gate::exit;
         }
         return flusher.enterGate();
+    }
+
+    /** sb_start_write_trylock(): null while the filesystem is frozen (read-only mounts have no flusher and never get here). */
+    Entered tryEnterGate() {
+        return flusher != null ? flusher.tryEnterGate() : null;
     }
 
     // ---- the accessors the parts use ----

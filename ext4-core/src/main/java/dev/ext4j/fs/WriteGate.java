@@ -54,6 +54,29 @@ final class WriteGate {
         d[0] = 1;
     }
 
+    /** sb_start_write_trylock(): enters unless the filesystem is frozen; false then, at once. */
+    boolean tryEnter() {
+        int[] d = depth.get();
+        if (d[0] > 0) {
+            d[0]++;
+            return true;
+        }
+        lock.lock();
+        try {
+            if (frozen) {
+                return false;
+            }
+            active++;
+        } finally {
+            lock.unlock();
+        }
+        if (LockOrder.ENABLED) {
+            LockOrder.acquire(LockOrder.Level.WRITE_GATE, -1);
+        }
+        d[0] = 1;
+        return true;
+    }
+
     /** sb_end_write(). */
     void exit() {
         int[] d = depth.get();

@@ -84,50 +84,90 @@ final class Xattrs {
                     }
                 }
             }
-            List<Xattr> body = XattrReader.readIbody(copy, ino, eaInodeReader());
-            long oldBlock = copy.fileAcl();
-            List<Xattr> inBlock = oldBlock == 0 ? List.of()
-                    : XattrReader.readBlock(fs.cache, oldBlock, ino, fs.metadataCsum, fs.csumSeed, eaInodeReader());
-            int room = copy.rawSize() > Inode.GOOD_OLD_SIZE ? copy.rawSize() - Inode.GOOD_OLD_SIZE - copy.extraIsize() : 0;
-            XattrWriter.Layout layout = XattrWriter.change(body, inBlock, key, disk, flags, room, bs);
-            XattrWriter.writeIbody(copy, layout.ibody());
-            long sectors = copy.blocks512(fs.sb.has(Feature.HUGE_FILE), bs);
-            if (!layout.block().equals(inBlock) || layout.block().isEmpty() != (oldBlock == 0)) {
-                long newBlock = 0;
-                if (!layout.block().isEmpty()) {
-                    boolean shared = oldBlock != 0 && XattrEntry.refcount(fs.cache.get(oldBlock)) > 1;
-                    // ext4_new_meta_blocks() without EXT4_MB_USE_RESERVED: never the blocks promised to
-                    // delayed writes or the last 2%, and root's reserve only for root
-                    newBlock = oldBlock != 0 && !shared ? oldBlock : fs.account(ino, copy).allocateJournaled(0, 1).start();
-                    long nb = newBlock;
-                    BufferCache.Mutator fill = b -> {
-                        XattrWriter.writeBlock(b, layout.block(), bs); // leaves h_checksum zero
-                        if (fs.metadataCsum) {
-                            b.putInt(XattrEntry.H_CHECKSUM, XattrEntry.computeBlockChecksum(b, fs.csumSeed, nb, bs));
-                        }
-                    };
-                    if (newBlock == oldBlock) {
-                        fs.cache.update(newBlock, fill);
-                    } else {
-                        fs.cache.create(newBlock, fill);
-                    }
-                }
-                if (oldBlock != 0 && oldBlock != newBlock) {
-                    releaseBlock(oldBlock);
-                    sectors -= bs / 512;
-                }
-                if (newBlock != 0 && newBlock != oldBlock) {
-                    sectors += bs / 512;
-                }
-                copy.setFileAcl(newBlock);
-                copy.setBlocks512(Math.max(0, sectors), bs);
-            }
+            store(ino, copy, key, disk, flags);
             Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
             copy.setCtime(now.seconds(), now.nanos());
             fs.writeInode(ino, copy);
         }
     }
 
+
+    /**
+     * Sets ({@code disk != null}) or removes one attribute (value in the on-disk format) in
+     * {@code copy}: inode body first, then the xattr block, which is allocated, rewritten or
+     * released as needed. The caller holds the inode's lock (or has the only reference to a new
+     * inode) and writes {@code copy} afterwards.
+     */
+    private void store(long ino, Inode copy, Xattr key, byte[] disk, int flags) throws Ext4Exception {
+        List<Xattr> body = XattrReader.readIbody(copy, ino, eaInodeReader());
+        long oldBlock = copy.fileAcl();
+        List<Xattr> inBlock = oldBlock == 0 ? List.of()
+                : XattrReader.readBlock(fs.cache, oldBlock, ino, fs.metadataCsum, fs.csumSeed, eaInodeReader());
+        int room = copy.rawSize() > Inode.GOOD_OLD_SIZE ? copy.rawSize() - Inode.GOOD_OLD_SIZE - copy.extraIsize() : 0;
+        XattrWriter.Layout layout = XattrWriter.change(body, inBlock, key, disk, flags, room, bs);
+        XattrWriter.writeIbody(copy, layout.ibody());
+        long sectors = copy.blocks512(fs.sb.has(Feature.HUGE_FILE), bs);
+        if (!layout.block().equals(inBlock) || layout.block().isEmpty() != (oldBlock == 0)) {
+            long newBlock = 0;
+            if (!layout.block().isEmpty()) {
+                boolean shared = oldBlock != 0 && XattrEntry.refcount(fs.cache.get(oldBlock)) > 1;
+                // ext4_new_meta_blocks() without EXT4_MB_USE_RESERVED: never the blocks promised to
+                // delayed writes or the last 2%, and root's reserve only for root
+                newBlock = oldBlock != 0 && !shared ? oldBlock : fs.account(ino, copy).allocateJournaled(0, 1).start();
+                long nb = newBlock;
+                BufferCache.Mutator fill = b -> {
+                    XattrWriter.writeBlock(b, layout.block(), bs); // leaves h_checksum zero
+                    if (fs.metadataCsum) {
+                        b.putInt(XattrEntry.H_CHECKSUM, XattrEntry.computeBlockChecksum(b, fs.csumSeed, nb, bs));
+                    }
+                };
+                if (newBlock == oldBlock) {
+                    fs.cache.update(newBlock, fill);
+                } else {
+                    fs.cache.create(newBlock, fill);
+                }
+            }
+            if (oldBlock != 0 && oldBlock != newBlock) {
+                releaseBlock(oldBlock);
+                sectors -= bs / 512;
+            }
+            if (newBlock != 0 && newBlock != oldBlock) {
+                sectors += bs / 512;
+            }
+            copy.setFileAcl(newBlock);
+            copy.setBlocks512(Math.max(0, sectors), bs);
+        }
+    }
+
+    /**
+     * ext4_init_acl(): a new inode in {@code dirIno} (whose lock the caller holds) takes the
+     * directory's default ACL: its access ACL and permission bits from it, masked by the create
+     * mode already in {@code child}, and a new directory the default ACL itself. Nothing without
+     * a default ACL. The caller writes {@code child}.
+     */
+    void inheritAcls(long ino, Inode child, long dirIno, Inode dir) throws Ext4Exception {
+        byte[] defaultAcl = null;
+        List<Xattr> parent = new ArrayList<>(XattrReader.readIbody(dir, dirIno, eaInodeReader()));
+        if (dir.fileAcl() != 0) {
+            parent.addAll(XattrReader.readBlock(fs.cache, dir.fileAcl(), dirIno, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
+        }
+        for (Xattr x : parent) {
+            if (x.nameIndex() == XattrNames.POSIX_ACL_DEFAULT) {
+                defaultAcl = x.value();
+            }
+        }
+        if (defaultAcl == null || child.isSymlink()) {
+            return;
+        }
+        if (child.isDirectory()) {
+            store(ino, child, XattrNames.split("system.posix_acl_default"), defaultAcl, 0);
+        }
+        Acl.Inherited access = Acl.createMasq(Acl.diskToXattr(defaultAcl, dirIno), child.mode());
+        child.setMode(access.mode());
+        if (access.access() != null) {
+            store(ino, child, XattrNames.split("system.posix_acl_access"), Acl.xattrToDisk(access.access()), 0);
+        }
+    }
 
     /** Drops one reference to a shared xattr block, freeing it with the last. */
     void releaseBlock(long block) throws Ext4Exception {

@@ -110,4 +110,49 @@ public final class Acl {
         }
         return true;
     }
+
+    /** A new inode's access ACL (xattr format; null when the mode bits say it all) and its mode. */
+    public record Inherited(byte[] access, int mode) {
+    }
+
+    /**
+     * posix_acl_create_masq(): a new inode's access ACL from its directory's default ACL
+     * ({@code defaultAcl}, xattr format), and its permission bits: each of the owner, group-or-mask
+     * and other entries is cut down to what the create {@code mode} allows, and the mode to what
+     * the entries allow. The file type and the setuid, setgid and sticky bits of {@code mode} stay.
+     */
+    public static Inherited createMasq(byte[] defaultAcl, int mode) {
+        byte[] acl = defaultAcl.clone();
+        ByteBuffer b = ByteBuffer.wrap(acl).order(ByteOrder.LITTLE_ENDIAN);
+        int m = mode & 0777;
+        int groupObj = -1, maskObj = -1;
+        boolean equivalent = true;
+        for (int off = 4; off + 8 <= acl.length; off += 8) {
+            int perm = b.getShort(off + 2) & 0xFFFF;
+            switch (b.getShort(off) & 0xFFFF) {
+                case ACL_USER_OBJ -> {
+                    perm &= (m >> 6) | ~7;
+                    m &= (perm << 6) | ~0700;
+                }
+                case ACL_OTHER -> {
+                    perm &= m | ~7;
+                    m &= perm | ~07;
+                }
+                case ACL_GROUP_OBJ -> groupObj = off;
+                case ACL_MASK -> {
+                    maskObj = off;
+                    equivalent = false;
+                }
+                default -> equivalent = false; // named users and groups
+            }
+            b.putShort(off + 2, (short) perm);
+        }
+        int g = maskObj >= 0 ? maskObj : groupObj;
+        if (g >= 0) {
+            int perm = (b.getShort(g + 2) & 0xFFFF) & ((m >> 3) | ~7);
+            b.putShort(g + 2, (short) perm);
+            m &= (perm << 3) | ~070;
+        }
+        return new Inherited(equivalent ? null : acl, (mode & ~0777) | m);
+    }
 }

@@ -1,5 +1,6 @@
 package dev.ext4j.cli;
 
+import dev.ext4j.fs.AtimeMode;
 import dev.ext4j.fs.ErrorPolicy;
 import dev.ext4j.fs.MountOptions;
 import dev.ext4j.fuse.ByteSize;
@@ -24,8 +25,14 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
     private static final Set<String> FUSE_FLAGS = Set.of("allow_other", "allow_root", "default_permissions", "auto_unmount");
     /** mount(8) options with no meaning here (fstab and mount.fuse pass them). */
     private static final Set<String> IGNORED = Set.of("defaults", "auto", "noauto", "user", "nouser", "users", "owner",
-            "group", "_netdev", "nofail", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
-            "relatime", "norelatime", "strictatime", "lazytime", "nolazytime", "diratime", "nodiratime", "async", "loop");
+            "group", "_netdev", "nofail", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "loop");
+    /**
+     * The atime flags, as the kernel reads them: the last of relatime (the default), strictatime
+     * and noatime wins ({@code atime} and {@code norelatime} mean the default); nodiratime and
+     * diratime besides. lazytime is accepted: atime updates are written as with relatime.
+     */
+    private static final Set<String> ATIME = Set.of("atime", "noatime", "relatime", "norelatime", "strictatime", "lazytime",
+            "nolazytime", "diratime", "nodiratime");
 
     static MountSpec parse(List<String> args) throws UsageException {
         List<String> positional = new ArrayList<>();
@@ -88,6 +95,8 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                     || o.startsWith("journal=") || o.startsWith("idle_flush=")) {
                 tune(MountOptions.defaults(), o); // checked now, applied by coreOptions()
                 tuning.add(o);
+            } else if (ATIME.contains(o)) {
+                tuning.add(o);
             } else if (o.startsWith("log=")) {
                 log = Path.of(o.substring(4));
             } else if (FUSE_FLAGS.contains(o) || o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask=")) {
@@ -103,6 +112,9 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
     MountOptions coreOptions() {
         MountOptions o = MountOptions.defaults().withReadOnly(readOnly).withErrors(errors).withIdleFlush(DEFAULT_IDLE_FLUSH_MILLIS);
         for (String t : tuning) {
+            if (ATIME.contains(t)) {
+                continue; // see atimeMode()
+            }
             try {
                 o = tune(o, t);
             } catch (UsageException e) {
@@ -110,6 +122,25 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
             }
         }
         return o;
+    }
+
+    /** The atime flags' mode: the last of relatime, strictatime and noatime given, relatime without one. */
+    AtimeMode atimeMode() {
+        AtimeMode mode = AtimeMode.RELATIME;
+        for (String t : tuning) {
+            switch (t) {
+                case "noatime" -> mode = AtimeMode.NOATIME;
+                case "strictatime" -> mode = AtimeMode.STRICTATIME;
+                case "relatime", "atime", "norelatime" -> mode = AtimeMode.RELATIME;
+                default -> { }
+            }
+        }
+        return mode;
+    }
+
+    /** nodiratime, unless a later diratime undid it. */
+    boolean noDirAtime() {
+        return tuning.lastIndexOf("nodiratime") > tuning.lastIndexOf("diratime");
     }
 
     /**

@@ -19,6 +19,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The errors a process sees, with the kernel as the oracle: errno_ops.py performs a list of
@@ -138,6 +139,29 @@ class ErrnoIT extends FuseTestBase {
         assertAll(() -> assertEquals(List.of(), differences(kernel, out), "operations whose outcome differs from the kernel's"),
                 () -> assertEquals(kernel, out, "output differs from the kernel's (order or extra lines)"),
                 () -> Tools.e2fsckClean(image));
+    }
+
+    /**
+     * Reads move atime as the mount's atime flags say (relatime by default, strictatime, noatime,
+     * nodiratime), for files and directories, the same as on the kernel with the same flag.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"relatime", "strictatime", "noatime", "nodiratime"})
+    void atimeMovesAsOnTheKernel(String flag) throws IOException {
+        Path dir = newDir("atime-" + flag);
+        Path image = dir.resolve("ext4j.img");
+        Tools.mkfs(null, image, "16M", List.of("-b", "4096"));
+        Path kernelImage = dir.resolve("kernel.img");
+        Files.copy(image, kernelImage);
+        Path kmnt = Files.createDirectories(dir.resolve("kernel"));
+        String kernel;
+        try (KernelMount k = KernelMount.attemptReadWrite(kernelImage, kmnt, "," + flag)) {
+            assertTrue(k.mounted(), "the kernel cannot mount the image: " + k.result().describe());
+            kernel = part(kmnt, "atime");
+        }
+        assertEquals(6, kernel.lines().filter(l -> l.contains("-> OK")).count(), kernel);
+        String out = onExt4j(image, dir, mnt -> part(mnt, "atime"), flag);
+        assertAll(() -> assertEquals(kernel, out, "atime with " + flag), () -> Tools.e2fsckClean(image));
     }
 
     private static String runRootThenNobody(Path mnt) {

@@ -37,7 +37,13 @@ public final class KernelMount implements AutoCloseable {
      * kernel's driver as the oracle; the kernel changes the image, so give it a copy.
      */
     public static KernelMount attemptReadWrite(Path image, Path mountPoint) {
-        Tools.Result r = Tools.run(Duration.ofSeconds(60), "mount", "-t", "ext4", "-o", "loop", image.toString(), mountPoint.toString());
+        return attemptReadWrite(image, mountPoint, "");
+    }
+
+    /** {@link #attemptReadWrite(Path, Path)} with more mount options ({@code ",noatime"}, say). */
+    public static KernelMount attemptReadWrite(Path image, Path mountPoint, String moreOptions) {
+        Tools.Result r = Tools.run(Duration.ofSeconds(60), "mount", "-t", "ext4", "-o", "loop" + moreOptions, image.toString(),
+                mountPoint.toString());
         return new KernelMount(mountPoint, r);
     }
 

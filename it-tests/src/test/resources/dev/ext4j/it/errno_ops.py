@@ -154,6 +154,49 @@ def flag_ops():
         subprocess.run(["chattr", "-i", "-a", d, f], check=True)
 
 
+def acl_text(path, name):
+    """An ACL xattr as "tag:id:perm" entries, or "none"."""
+    try:
+        v = os.getxattr(path, name)
+    except OSError as e:
+        return "none" if e.errno == errno.ENODATA else errno.errorcode[e.errno]
+    tags = {0x01: "user_obj", 0x02: "user", 0x04: "group_obj", 0x08: "group", 0x10: "mask", 0x20: "other"}
+    out = []
+    for off in range(4, len(v), 8):
+        tag, perm, ident = struct.unpack_from("<HHI", v, off)
+        out.append(f"{tags.get(tag, tag)}:{'' if ident == 0xFFFFFFFF else ident}:{perm:o}")
+    return ",".join(out)
+
+
+def acl_ops():
+    """Default ACLs: what a new file, directory and fifo take from their directory's default ACL.
+    The umask is 0 here: on libfuse 2 the kernel applies the umask before ext4j sees the mode (it
+    cannot tell the kernel that ext4j handles ACLs), where a kernel ext4 mount ignores it."""
+    old = os.umask(0)
+    try:
+        os.mkdir("acl", 0o755)
+        # user::rwx user:1:rwx group::r-x mask::rwx other::r-x
+        os.setxattr("acl", "system.posix_acl_default",
+                    acl_blob((0x01, 7, 0xFFFFFFFF), (0x02, 7, 1), (0x04, 5, 0xFFFFFFFF), (0x10, 7, 0xFFFFFFFF), (0x20, 5, 0xFFFFFFFF)))
+        os.mkdir("acl-plain", 0o755)
+        os.setxattr("acl-plain", "system.posix_acl_default", acl_blob((0x01, 7, 0xFFFFFFFF), (0x04, 0, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)))
+        for d in ("acl", "acl-plain"):
+            attempt(f"{d}: create a file 0666", lambda: create(f"{d}/file", 0o666))
+            attempt(f"{d}: create a file 0600", lambda: create(f"{d}/private", 0o600))
+            attempt(f"{d}: mkdir 0777", lambda: os.mkdir(f"{d}/sub", 0o777))
+            attempt(f"{d}: mkfifo 0644", lambda: os.mkfifo(f"{d}/fifo", 0o644))
+            attempt(f"{d}: symlink", lambda: os.symlink("file", f"{d}/link"))
+            for n in ("file", "private", "sub", "fifo"):
+                show(f"{d}/{n}: mode, access ACL, default ACL", lambda: (oct(os.stat(f"{d}/{n}").st_mode), acl_text(f"{d}/{n}", "system.posix_acl_access"),
+                                                                      acl_text(f"{d}/{n}", "system.posix_acl_default")))
+            attempt(f"{d}/sub: mkdir in it", lambda: os.mkdir(f"{d}/sub/deeper", 0o700))
+            show(f"{d}/sub/deeper: mode, access ACL, default ACL", lambda: (oct(os.stat(f"{d}/sub/deeper").st_mode),
+                                                                          acl_text(f"{d}/sub/deeper", "system.posix_acl_access"),
+                                                                          acl_text(f"{d}/sub/deeper", "system.posix_acl_default")))
+    finally:
+        os.umask(old)
+
+
 def utime_ops():
     """utimensat(2) with UTIME_OMIT and UTIME_NOW in each combination: which times move, ctime too."""
     given = 1_000_000_000
@@ -180,6 +223,35 @@ def utime_ops():
             return (f"atime {which(after.st_atime_ns, before.st_atime_ns)}, mtime {which(after.st_mtime_ns, before.st_mtime_ns)}, "
                     f"ctime {'moved' if after.st_ctime_ns > before.st_ctime_ns else 'kept'}")
         show(f"utimensat({name[a]}, {name[m]})", run)
+
+
+def atime_part():
+    """Whether a read moves atime, by the mount's atime flags: a file and a directory whose atime
+    is before mtime, after it, after it but two days old; each read twice."""
+    day = 24 * 3600
+    now = time.time()
+    write_file("atime-file", b"content")
+    os.mkdir("atime-dir")
+    write_file("atime-dir/entry", b"e")
+    cases = (("atime before mtime", now - 100, now - 50), ("atime after mtime and ctime", now + 3600, now - 50),
+             ("atime two days old, after mtime", now - 2 * day, now - 3 * day))
+    for path, read in (("atime-file", lambda p: open(p, "rb").read()), ("atime-dir", os.listdir)):
+        for label, atime, mtime in cases:
+            os.utime(path, (atime, mtime))
+            past_clock_tick(os.stat(path).st_ctime_ns)
+            if label == "atime after mtime and ctime":
+                os.utime(path, (now + 3600, mtime))  # ctime moved by the utime itself: atime stays after it
+
+            def run():
+                before = os.stat(path).st_atime_ns
+                read(path)
+                first = os.stat(path).st_atime_ns
+                past_clock_tick(time.time_ns())  # strictatime: the kernel's coarse clock must have moved on
+                read(path)
+                second = os.stat(path).st_atime_ns
+                moved = lambda a, b: "moved" if a != b else "kept"
+                return f"first read: {moved(first, before)}, second read: {moved(second, first)}"
+            show(f"{path}: {label}", run)
 
 
 def root_part():
@@ -308,6 +380,7 @@ def root_part():
     attempt("setup: sticky/own owned by 65534", lambda: (write_file("sticky/own", b"n\n"), os.chown("sticky/own", 65534, 65534)))
     flag_ops()
     utime_ops()
+    acl_ops()
 
 
 def user_part():
@@ -367,4 +440,4 @@ def ro_part():
     attempt("read dir/inner", lambda: must(open("dir/inner", "rb").read() == b"inner\n", "value"))
 
 
-{"root": root_part, "user": user_part, "ro": ro_part}[sys.argv[1]]()
+{"root": root_part, "user": user_part, "ro": ro_part, "atime": atime_part}[sys.argv[1]]()
