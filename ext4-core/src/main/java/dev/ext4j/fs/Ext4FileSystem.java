@@ -55,7 +55,7 @@ public final class Ext4FileSystem implements Closeable {
      * mounts read-only, saying why, when a feature or state forbids writing.
      */
     public static Ext4FileSystem mount(BlockDevice device, MountOptions options) throws Ext4Exception {
-        return Mount.mount(device, options);
+        return Mount.mount(device, options, device.getClass().getSimpleName());
     }
 
     SuperInfo sbi() {
@@ -359,6 +359,9 @@ public final class Ext4FileSystem implements Closeable {
                 s.gate.thaw();
                 throw e;
             }
+            if (s.mmp != null) {
+                s.mmp.pause(); // kmmpd's writes wait for the thaw, as they pass sb_start_write()
+            }
         }
         LOG.log(Level.INFO, "frozen: the image is consistent until thawed");
     }
@@ -372,6 +375,9 @@ public final class Ext4FileSystem implements Closeable {
             try {
                 s.state.markInUse();
             } finally {
+                if (s.mmp != null) {
+                    s.mmp.resume();
+                }
                 s.gate.thaw();
             }
         }
@@ -407,7 +413,10 @@ public final class Ext4FileSystem implements Closeable {
         ioctl.addGroup(group);
     }
 
-    /** Unmount: a read-write mount writes the free counts and a clean state, then syncs; a frozen one is thawed first. */
+    /**
+     * Unmount: a read-write mount writes the free counts and a clean state, then syncs, then releases
+     * the MMP block (CLEAN) of an MMP image; a frozen one is thawed first.
+     */
     @Override
     public void close() throws IOException {
         try {
@@ -429,7 +438,15 @@ public final class Ext4FileSystem implements Closeable {
         } catch (Ext4Exception e) {
             throw new IOException("unmount of a read-write filesystem failed: " + e.getMessage(), e);
         } finally {
-            s.device.close();
+            try {
+                if (s.mmp != null) {
+                    s.mmp.stop(); // last, as ext4_put_super(): the block says CLEAN once all else is home
+                }
+            } catch (Ext4Exception e) {
+                LOG.log(Level.ERROR, "releasing the MMP block failed: {0}", e.getMessage());
+            } finally {
+                s.device.close();
+            }
         }
     }
 }
