@@ -108,6 +108,7 @@ final class Mmp {
     private boolean failed;
     private boolean stopped;
     private ScheduledExecutorService timer;
+    private Reporter reporter;
 
     private Mmp(BlockDevice device, Superblock sb, MmpBlock mine, Clock clock) {
         this.device = device;
@@ -210,23 +211,27 @@ final class Mmp {
     /** Starts the rounds (kmmpd) on a daemon thread, every s_mmp_update_interval seconds. */
     void start(Reporter reporter) {
         synchronized (lock) {
+            this.reporter = reporter;
             timer = Executors.newSingleThreadScheduledExecutor(r -> {
                 Thread t = new Thread(r, "ext4j-kmmpd");
                 t.setDaemon(true);
                 return t;
             });
-            timer.scheduleAtFixedRate(() -> tick(reporter), updateSeconds, updateSeconds, TimeUnit.SECONDS);
+            timer.scheduleAtFixedRate(this::tick, updateSeconds, updateSeconds, TimeUnit.SECONDS);
         }
     }
 
-    private void tick(Reporter reporter) {
+    /** One round, its failure reported. */
+    void tick() {
         try {
             round();
         } catch (Ext4Exception e) {
             boolean fatal;
+            Reporter reporter;
             synchronized (lock) {
                 fatal = failed;
-                if (fatal) {
+                reporter = this.reporter;
+                if (fatal && timer != null) {
                     timer.shutdown();
                 }
             }

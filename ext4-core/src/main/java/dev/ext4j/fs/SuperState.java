@@ -39,7 +39,7 @@ final class SuperState {
         this.errorPolicy = errorPolicy;
     }
 
-    /** Why changes are refused since an error (errors=remount-ro), or null. */
+    /** Why changes are refused since an error (errors=remount-ro, or a lost MMP block), or null. */
     String errorReadOnly() {
         return errorReadOnly;
     }
@@ -55,7 +55,7 @@ final class SuperState {
         }
         String why = errorReadOnly;
         if (why != null) {
-            throw new Ext4Exception(Errno.EROFS, "read-only since an error (errors=remount-ro): " + why);
+            throw new Ext4Exception(Errno.EROFS, "read-only since an error: " + why);
         }
         String aborted = journalAborted;
         if (aborted != null) {
@@ -221,7 +221,7 @@ final class SuperState {
             }
             case REMOUNT_RO -> {
                 if (errorReadOnly == null) {
-                    errorReadOnly = op + ": " + e.getMessage();
+                    errorReadOnly = op + ": " + e.getMessage() + " (errors=remount-ro)";
                     LOG.log(Level.ERROR, "errors=remount-ro: refusing all changes from now on");
                 }
             }
