@@ -6,6 +6,7 @@ import dev.ext4j.dir.DirSink;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
 import dev.ext4j.io.BlockDevice;
+import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.resize.OnlineResize;
 import java.io.Closeable;
 import java.io.IOException;
@@ -48,6 +49,19 @@ public final class Ext4FileSystem implements Closeable {
     /** Opens the image file and mounts it; read-only when the options or the image say so. */
     public static Ext4FileSystem open(Path image, MountOptions options) throws Ext4Exception {
         return Mount.open(image, options);
+    }
+
+    /**
+     * How long a read-write mount of {@code image} may spend waiting on multi-mount protection (the
+     * MMP block watched for another node, twice at most), for a caller that times the mount: 0 for
+     * an image without mmp, or one that cannot be read (the mount will say why).
+     */
+    public static long mmpWaitMillis(Path image) {
+        try (BlockDevice dev = FileBlockDevice.open(image, true)) {
+            return Mmp.longestWaitSeconds(dev, Mount.readSuperblock(dev)) * 1000L;
+        } catch (IOException | Ext4Exception e) {
+            return 0;
+        }
     }
 
     /**
@@ -373,11 +387,14 @@ public final class Ext4FileSystem implements Closeable {
                 throw new Ext4Exception(Errno.EINVAL, "the filesystem is not frozen");
             }
             try {
-                s.state.markInUse();
-            } finally {
                 if (s.mmp != null) {
                     s.mmp.resume();
+                    s.mmp.tick(); // is the image still ours? another node may have taken it meanwhile
                 }
+                if (s.mmp == null || !s.mmp.failed()) {
+                    s.state.markInUse();
+                }
+            } finally {
                 s.gate.thaw();
             }
         }
@@ -427,7 +444,10 @@ public final class Ext4FileSystem implements Closeable {
                 }
                 s.flusher.stop();
                 s.evict.closeAll();
-                if (s.state.journalAborted()) {
+                if (s.mmp != null && s.mmp.failed()) {
+                    LOG.log(Level.ERROR, "unmount after the MMP block was lost: nothing more is written to the image; changes since"
+                            + " the last commit are lost; run e2fsck once the other node lets go");
+                } else if (s.state.journalAborted()) {
                     // nothing uncommitted may reach home: the image keeps needs_recovery, the
                     // committed log and the recorded error for the next mount or e2fsck
                     LOG.log(Level.ERROR, "unmount after the journal aborted: changes since the last commit are lost; run e2fsck");

@@ -106,6 +106,8 @@ final class Mmp {
     private int failedWrites;
     private boolean paused;
     private boolean failed;
+    /** Set with {@link #failed}, read without the lock by every write of the filesystem ({@link #fence}). */
+    private volatile boolean fenced;
     private boolean stopped;
     private ScheduledExecutorService timer;
     private Reporter reporter;
@@ -177,6 +179,22 @@ final class Mmp {
             throw inUse(after);
         }
         return new Mmp(device, sb, found, clock);
+    }
+
+    /**
+     * The longest {@link #protect} may wait on this image: two watches of the block (0 without mmp,
+     * or when the block cannot be read: the mount will say why).
+     */
+    static int longestWaitSeconds(BlockDevice device, Superblock sb) {
+        if (!sb.has(Feature.MMP)) {
+            return 0;
+        }
+        try {
+            MmpBlock b = new Mmp(device, sb, null, Clock.SYSTEM).read();
+            return 2 * waitSeconds(Math.max(Math.max(sb.mmpUpdateInterval(), MIN_CHECK_INTERVAL), b.checkInterval()));
+        } catch (Ext4Exception e) {
+            return 0;
+        }
     }
 
     /** A random sequence in 0..EXT4_MMP_SEQ_MAX, as mmp_new_seq(). */
@@ -262,12 +280,12 @@ final class Mmp {
             try {
                 onDisk = read();
             } catch (Ext4Exception e) {
-                failed = true;
+                fail();
                 throw new Ext4Exception(e.errno(), "MMP: the MMP block cannot be read back (" + e.getMessage()
                         + "); ext4j can no longer tell whether another node uses the filesystem", e);
             }
             if (onDisk.seq() != mine.seq() || !onDisk.sameNode(mine)) {
-                failed = true;
+                fail();
                 throw new Ext4Exception(Errno.EBUSY, "MMP: the filesystem seems to be mounted on another node as well: the MMP"
                         + " block was changed by node \"" + onDisk.nodeName() + "\", device \"" + onDisk.deviceName() + "\" at "
                         + Instant.ofEpochSecond(onDisk.time()) + "; ext4j stops updating it");
@@ -285,6 +303,63 @@ final class Mmp {
                 }
                 LOG.log(Level.DEBUG, "MMP: {0}", e.getMessage());
             }
+        }
+    }
+
+    private void fail() {
+        failed = true;
+        fenced = true;
+    }
+
+    /**
+     * The device the filesystem writes through: once the protection failed it refuses every write
+     * and growth, so that nothing more of ours reaches an image another node may be writing (the
+     * kernel gets there by aborting the journal). Reads go on.
+     */
+    BlockDevice fence(BlockDevice inner) {
+        return new BlockDevice() {
+            @Override
+            public void read(long offset, ByteBuffer dst) throws IOException {
+                inner.read(offset, dst);
+            }
+
+            @Override
+            public void write(long offset, ByteBuffer src) throws IOException {
+                refuseIfFenced();
+                inner.write(offset, src);
+            }
+
+            @Override
+            public long size() throws IOException {
+                return inner.size();
+            }
+
+            @Override
+            public void sync() throws IOException {
+                inner.sync();
+            }
+
+            @Override
+            public boolean isReadOnly() {
+                return inner.isReadOnly();
+            }
+
+            @Override
+            public void grow(long newSize) throws IOException {
+                refuseIfFenced();
+                inner.grow(newSize);
+            }
+
+            @Override
+            public void close() throws IOException {
+                inner.close();
+            }
+        };
+    }
+
+    private void refuseIfFenced() throws IOException {
+        if (fenced) {
+            throw new IOException("MMP: the image is no longer ours (another node may hold it); nothing more is written to it");
         }
     }
 

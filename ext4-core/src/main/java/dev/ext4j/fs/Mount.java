@@ -75,7 +75,7 @@ final class Mount {
         // as ext4_fill_super(): before the journal is touched; a read-only mount leaves the block alone
         Mmp mmp = !readOnly && sb.has(Feature.MMP) ? Mmp.protect(device, sb, deviceName, Mmp.hostName(), Mmp.Clock.SYSTEM) : null;
         try {
-            return mount(device, options, sb, messages, readOnly, mmp);
+            return mount(mmp == null ? device : mmp.fence(device), options, sb, messages, readOnly, mmp);
         } catch (Ext4Exception | RuntimeException e) {
             stopQuietly(mmp);
             throw e;

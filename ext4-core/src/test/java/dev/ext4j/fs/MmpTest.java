@@ -270,22 +270,64 @@ class MmpTest {
         Images.assertClean(img);
     }
 
-    @Test
-    void anotherHolderWhileMountedMakesTheMountRefuseChanges() throws Exception {
-        // a long update interval: the timer's rounds stay out of the way, the test runs them
-        image = Files.readAllBytes(Images.mkfs(work.resolve("slow.img"), "32M", List.of("-O", "mmp", "-E", "mmp_update_interval=300"), null));
+    /** An image whose update interval (300 s) keeps the timer's rounds out of the way: the test runs them. */
+    private void slowImage() throws Exception {
+        img = Images.mkfs(work.resolve("slow.img"), "32M", List.of("-O", "mmp", "-E", "mmp_update_interval=300"), null);
+        image = Files.readAllBytes(img);
         dev = new MemoryBlockDevice(image, false);
         sb = Mount.readSuperblock(dev);
+    }
+
+    @Test
+    void anotherHolderWhileMountedMakesTheMountRefuseChangesAndWriteNothingMore() throws Exception {
+        slowImage();
+        byte[] after;
         try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, MountOptions.defaults().withErrors(ErrorPolicy.CONTINUE))) {
             long ino = fs.mknod(Ext4FileSystem.ROOT_INO, bytes("f"), 0100644, 0, 0, 0, 0);
+            fs.write(ino, 0, ByteBuffer.wrap(bytes("dirty pages and an uncommitted transaction")));
             heldBy("node-b", fs.sbi().mmp.seq() + 1);
+            after = image.clone();
             fs.sbi().mmp.tick();
             Ext4Exception e = assertThrows(Ext4Exception.class, () -> fs.write(ino, 0, ByteBuffer.wrap(bytes("x"))));
             assertEquals(Errno.EROFS, e.errno(), "even with errors=continue: another node may be writing the image");
             assertTrue(e.getMessage().contains("node-b"), e.getMessage());
-            assertTrue(fs.status().errorCount() > 0, "the error is recorded in the superblock");
+            assertTrue(fs.status().errorCount() > 0, "the error is counted");
+            assertThrows(Ext4Exception.class, fs::sync, "nothing can be committed");
         }
-        assertEquals("node-b", block().nodeName(), "unmount leaves the other node's block alone");
+        assertArrayEquals(after, image, "from the moment the block was lost nothing was written, at unmount neither");
+    }
+
+    @Test
+    void aThawFindsTheBlockTakenWhileFrozenAndWritesNothing() throws Exception {
+        slowImage();
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, MountOptions.defaults())) {
+            long ino = fs.mknod(Ext4FileSystem.ROOT_INO, bytes("f"), 0100644, 0, 0, 0, 0);
+            fs.freeze();
+            byte[] frozen = image.clone();
+            fs.sbi().mmp.tick();
+            assertArrayEquals(frozen, image, "no rounds while frozen");
+            heldBy("node-b", 99); // another node found the block still and took it
+            byte[] taken = image.clone();
+            fs.thaw();
+            assertEquals(Errno.EROFS, assertThrows(Ext4Exception.class, () -> fs.write(ino, 0, ByteBuffer.wrap(bytes("x")))).errno());
+            assertArrayEquals(taken, image, "the thaw did not mark the image in use: it is not ours");
+        }
+    }
+
+    @Test
+    void aThawResumesTheRounds() throws Exception {
+        slowImage();
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, MountOptions.defaults())) {
+            fs.freeze();
+            int seq = block().seq();
+            fs.thaw();
+            assertEquals(seq + 1, block().seq(), "a round at once");
+            fs.sbi().mmp.tick();
+            assertEquals(seq + 2, block().seq());
+        }
+        assertEquals(MmpBlock.SEQ_CLEAN, block().seq());
+        Files.write(img, image);
+        Images.assertClean(img);
     }
 
     @Test
