@@ -94,8 +94,9 @@ final class Mmp {
     private final BlockDevice device;
     private final long mmpBlock;
     private final int blockSize;
-    /** The checksum seed with metadata_csum, else null. */
-    private final Integer csumSeed;
+    /** With metadata_csum the block carries a checksum from this seed. */
+    private final boolean csum;
+    private final int csumSeed;
     private final int updateSeconds;
     private final Clock clock;
     /** Guards the fields below; held for a whole round, never while reporting. */
@@ -116,7 +117,8 @@ final class Mmp {
         this.device = device;
         this.mmpBlock = sb.mmpBlock();
         this.blockSize = sb.blockSize();
-        this.csumSeed = sb.has(Feature.METADATA_CSUM) ? sb.checksumSeed() : null;
+        this.csum = sb.has(Feature.METADATA_CSUM);
+        this.csumSeed = csum ? sb.checksumSeed() : 0;
         this.updateSeconds = updateInterval(sb);
         this.mine = mine;
         this.clock = clock;
@@ -127,6 +129,11 @@ final class Mmp {
     static int updateInterval(Superblock sb) {
         int i = sb.mmpUpdateInterval();
         return i == 0 ? DEFAULT_UPDATE_INTERVAL : i;
+    }
+
+    /** The check interval c of the mount check: s_mmp_update_interval, at least 5, or the block's when longer. */
+    private static int checkInterval(Superblock sb, MmpBlock found) {
+        return Math.max(Math.max(sb.mmpUpdateInterval(), MIN_CHECK_INTERVAL), found.checkInterval());
     }
 
     /** Seconds the mount check watches a held block for a change: min(2c + 1, c + 60). */
@@ -148,10 +155,9 @@ final class Mmp {
             throw Ext4Exception.corrupted("superblock: MMP block " + block + " lies outside the filesystem (" + sb.firstDataBlock()
                     + ".." + (sb.blocksCount() - 1) + "); run e2fsck");
         }
-        Mmp reader = new Mmp(device, sb, null, clock);
+        Mmp reader = new Mmp(device, sb, null, clock); // reads and writes the block; not ours yet
         MmpBlock found = reader.read();
-        int check = Math.max(sb.mmpUpdateInterval(), MIN_CHECK_INTERVAL);
-        check = Math.max(check, found.checkInterval());
+        int check = checkInterval(sb, found);
         int seq = found.seq();
         int wait = 0;
         if (seq == MmpBlock.SEQ_FSCK) {
@@ -191,7 +197,7 @@ final class Mmp {
         }
         try {
             MmpBlock b = new Mmp(device, sb, null, Clock.SYSTEM).read();
-            return 2 * waitSeconds(Math.max(Math.max(sb.mmpUpdateInterval(), MIN_CHECK_INTERVAL), b.checkInterval()));
+            return 2 * waitSeconds(checkInterval(sb, b));
         } catch (Ext4Exception e) {
             return 0;
         }
@@ -435,7 +441,7 @@ final class Mmp {
             throw Ext4Exception.corrupted(String.format("MMP block %d: magic 0x%08x (expected 0x%08x); run e2fsck", mmpBlock,
                     b.magic(), MmpBlock.MAGIC));
         }
-        if (csumSeed != null && b.storedChecksum() != b.computeChecksum(csumSeed)) {
+        if (csum && b.storedChecksum() != b.computeChecksum(csumSeed)) {
             throw Ext4Exception.badChecksum("MMP block " + mmpBlock, b.storedChecksum() & 0xFFFFFFFFL,
                     b.computeChecksum(csumSeed) & 0xFFFFFFFFL);
         }
@@ -444,7 +450,7 @@ final class Mmp {
 
     /** Writes the block home and makes it durable (the kernel submits it REQ_SYNC and waits). */
     private void write(MmpBlock b) throws Ext4Exception {
-        if (csumSeed != null) {
+        if (csum) {
             b.updateChecksum(csumSeed);
         }
         try {
