@@ -254,6 +254,24 @@ class MmpTest {
 
     // ---- through the mount ----
 
+    /** e2fsprogs' own damaged MMP blocks (tests m_mmp_bad_csum, m_mmp_bad_magic): a read-write mount refuses them untouched. */
+    @Test
+    void e2fsprogsDamagedBlocksRefuseAReadWriteMountButNotAReadOnlyOne() throws Exception {
+        for (var c : List.of(new Object[] {"m_mmp_bad_csum", Errno.EBADMSG}, new Object[] {"m_mmp_bad_magic", Errno.EUCLEAN})) {
+            Path corpus = Path.of("/work/shared/corpus/e2fsprogs-tests", (String) c[0], "image.gz");
+            Path damaged = work.resolve(c[0] + ".img");
+            Images.runOk(List.of("sh", "-c", "gzip -dc '" + corpus + "' > '" + damaged + "'"));
+            String before = Images.sha256(damaged);
+            Ext4Exception e = assertThrows(Ext4Exception.class, () -> Ext4FileSystem.open(damaged, MountOptions.defaults()).close());
+            assertEquals(c[1], e.errno(), c[0] + ": " + e.getMessage());
+            assertTrue(e.getMessage().contains("MMP block 8"), e.getMessage());
+            try (Ext4FileSystem fs = Ext4FileSystem.open(damaged, MountOptions.defaults().withReadOnly(true))) {
+                assertTrue(fs.isReadOnly());
+            }
+            assertEquals(before, Images.sha256(damaged), c[0] + " unchanged");
+        }
+    }
+
     @Test
     void aReadWriteMountHoldsTheBlockAndReleasesItClean() throws Exception {
         try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, MountOptions.defaults())) {
