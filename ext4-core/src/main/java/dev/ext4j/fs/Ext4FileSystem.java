@@ -27,7 +27,8 @@ import java.util.List;
  * <li>{@link Xattrs}: extended attributes and ACLs;
  * <li>{@link Evict}: open counts, and freeing inodes whose last name went;
  * <li>{@link SuperState}: the superblock's state, errors and statfs; {@link Flusher}: background writeback;
- * <li>{@link Ioctl}: chattr flags, migrate, resize.
+ * <li>{@link Ioctl}: chattr flags, migrate, resize;
+ * <li>{@link Mmp}: multi-mount protection of a read-write mount of an mmp image.
  * </ul>
  *
  * <p>Thread-safe; the lock order is in {@link InodeLocks}.
