@@ -28,7 +28,7 @@ public enum Feature {
     META_BG(Kind.INCOMPAT, 0x10, "meta_bg", true, true),
     EXTENTS(Kind.INCOMPAT, 0x40, "extent", true, true),
     BIT64(Kind.INCOMPAT, 0x80, "64bit", true, true),
-    MMP(Kind.INCOMPAT, 0x100, "mmp", true, false),
+    MMP(Kind.INCOMPAT, 0x100, "mmp", true, true),
     FLEX_BG(Kind.INCOMPAT, 0x200, "flex_bg", true, true),
     EA_INODE(Kind.INCOMPAT, 0x400, "ea_inode", true, false),
     DIRDATA(Kind.INCOMPAT, 0x1000, "dirdata", false, false),

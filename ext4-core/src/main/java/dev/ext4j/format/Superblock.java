@@ -25,7 +25,8 @@ import java.util.List;
  * 0x0EC s_hash_seed[4]        0x0FC s_def_hash_version    0x0FE s_desc_size (16)
  * 0x104 s_first_meta_bg       0x150 s_blocks_count_hi     0x154 s_r_blocks_count_hi
  * 0x158 s_free_blocks_count_hi 0x15C s_min_extra_isize    0x15E s_want_extra_isize
- * 0x160 s_flags               0x174 s_log_groups_per_flex 0x175 s_checksum_type
+ * 0x160 s_flags               0x166 s_mmp_update_interval (16) 0x168 s_mmp_block (64)
+ * 0x174 s_log_groups_per_flex 0x175 s_checksum_type
  * 0x194 s_error_count         0x198 s_first_error_time    0x19C s_first_error_ino
  * 0x1A0 s_first_error_block (64) 0x1A8 s_first_error_func[32] 0x1C8 s_first_error_line
  * 0x1CC s_last_error_time     0x1D0 s_last_error_ino      0x1D4 s_last_error_line
@@ -81,6 +82,8 @@ public final class Superblock {
     static final int S_FREE_BLOCKS_COUNT_HI = 0x158;
     static final int S_MIN_EXTRA_ISIZE = 0x15C;
     static final int S_FLAGS = 0x160;
+    static final int S_MMP_UPDATE_INTERVAL = 0x166;
+    static final int S_MMP_BLOCK = 0x168;
     static final int S_LOG_GROUPS_PER_FLEX = 0x174;
     static final int S_CHECKSUM_TYPE = 0x175;
     static final int S_ERROR_COUNT = 0x194;
@@ -169,6 +172,10 @@ public final class Superblock {
     public long firstMetaBg() { return u32(S_FIRST_META_BG); }
     public int minExtraIsize() { return u16(S_MIN_EXTRA_ISIZE); }
     public int flags() { return buf.getInt(S_FLAGS); }
+    /** s_mmp_update_interval: seconds between a holder's updates of the MMP block (0: the default, 5). */
+    public int mmpUpdateInterval() { return u16(S_MMP_UPDATE_INTERVAL); }
+    /** s_mmp_block: the block holding the MMP block, with INCOMPAT_MMP. */
+    public long mmpBlock() { return buf.getLong(S_MMP_BLOCK); }
     public int logGroupsPerFlex() { return buf.get(S_LOG_GROUPS_PER_FLEX) & 0xFF; }
     public int checksumType() { return buf.get(S_CHECKSUM_TYPE) & 0xFF; }
     public long errorCount() { return u32(S_ERROR_COUNT); }

@@ -6,6 +6,7 @@ import dev.ext4j.dir.DirSink;
 import dev.ext4j.format.Inode;
 import dev.ext4j.format.Superblock;
 import dev.ext4j.io.BlockDevice;
+import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.resize.OnlineResize;
 import java.io.Closeable;
 import java.io.IOException;
@@ -26,7 +27,8 @@ import java.util.List;
  * <li>{@link Xattrs}: extended attributes and ACLs;
  * <li>{@link Evict}: open counts, and freeing inodes whose last name went;
  * <li>{@link SuperState}: the superblock's state, errors and statfs; {@link Flusher}: background writeback;
- * <li>{@link Ioctl}: chattr flags, migrate, resize.
+ * <li>{@link Ioctl}: chattr flags, migrate, resize;
+ * <li>{@link Mmp}: multi-mount protection of a read-write mount of an mmp image.
  * </ul>
  *
  * <p>Thread-safe; the lock order is in {@link InodeLocks}.
@@ -51,11 +53,24 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     /**
+     * How long a read-write mount of {@code image} may spend waiting on multi-mount protection (the
+     * MMP block watched for another node, twice at most), for a caller that times the mount: 0 for
+     * an image without mmp, or one that cannot be read (the mount will say why).
+     */
+    public static long mmpWaitMillis(Path image) {
+        try (BlockDevice dev = FileBlockDevice.open(image, true)) {
+            return Mmp.longestWaitSeconds(dev, Mount.readSuperblock(dev)) * 1000L;
+        } catch (IOException | Ext4Exception e) {
+            return 0;
+        }
+    }
+
+    /**
      * Mounts the filesystem on {@code device}. Refuses unknown incompatible features by name;
      * mounts read-only, saying why, when a feature or state forbids writing.
      */
     public static Ext4FileSystem mount(BlockDevice device, MountOptions options) throws Ext4Exception {
-        return Mount.mount(device, options);
+        return Mount.mount(device, options, device.getClass().getSimpleName());
     }
 
     SuperInfo sbi() {
@@ -398,6 +413,9 @@ public final class Ext4FileSystem implements Closeable {
                 s.gate.thaw();
                 throw e;
             }
+            if (s.mmp != null) {
+                s.mmp.pause(); // kmmpd's writes wait for the thaw, as they pass sb_start_write()
+            }
         }
         LOG.log(Level.INFO, "frozen: the image is consistent until thawed");
     }
@@ -409,7 +427,13 @@ public final class Ext4FileSystem implements Closeable {
                 throw new Ext4Exception(Errno.EINVAL, "the filesystem is not frozen");
             }
             try {
-                s.state.markInUse();
+                if (s.mmp != null) {
+                    s.mmp.resume();
+                    s.mmp.tick(); // is the image still ours? another node may have taken it meanwhile
+                }
+                if (s.mmp == null || !s.mmp.failed()) {
+                    s.state.markInUse();
+                }
             } finally {
                 s.gate.thaw();
             }
@@ -446,7 +470,10 @@ public final class Ext4FileSystem implements Closeable {
         ioctl.addGroup(group);
     }
 
-    /** Unmount: a read-write mount writes the free counts and a clean state, then syncs; a frozen one is thawed first. */
+    /**
+     * Unmount: a read-write mount writes the free counts and a clean state, then syncs, then releases
+     * the MMP block (CLEAN) of an MMP image; a frozen one is thawed first.
+     */
     @Override
     public void close() throws IOException {
         try {
@@ -457,7 +484,10 @@ public final class Ext4FileSystem implements Closeable {
                 }
                 s.flusher.stop();
                 s.evict.closeAll();
-                if (s.state.journalAborted()) {
+                if (s.mmp != null && s.mmp.failed()) {
+                    LOG.log(Level.ERROR, "unmount after the MMP block was lost: nothing more is written to the image; changes since"
+                            + " the last commit are lost; run e2fsck once the other node lets go");
+                } else if (s.state.journalAborted()) {
                     // nothing uncommitted may reach home: the image keeps needs_recovery, the
                     // committed log and the recorded error for the next mount or e2fsck
                     LOG.log(Level.ERROR, "unmount after the journal aborted: changes since the last commit are lost; run e2fsck");
@@ -468,7 +498,15 @@ public final class Ext4FileSystem implements Closeable {
         } catch (Ext4Exception e) {
             throw new IOException("unmount of a read-write filesystem failed: " + e.getMessage(), e);
         } finally {
-            s.device.close();
+            try {
+                if (s.mmp != null) {
+                    s.mmp.stop(); // last, as ext4_put_super(): the block says CLEAN once all else is home
+                }
+            } catch (Ext4Exception e) {
+                LOG.log(Level.ERROR, "releasing the MMP block failed: {0}", e.getMessage());
+            } finally {
+                s.device.close();
+            }
         }
     }
 }

@@ -56,7 +56,7 @@ final class Mount {
             throw new Ext4Exception(Errno.EIO, "cannot open " + image + ": " + e.getMessage(), e);
         }
         try {
-            return mount(dev, options);
+            return mount(dev, options, image.toString());
         } catch (Ext4Exception | RuntimeException e) {
             closeQuietly(dev);
             throw e;
@@ -67,11 +67,23 @@ final class Mount {
      * Mounts the filesystem on {@code device}. Refuses unknown incompatible features by name;
      * mounts read-only, saying why, when a feature or state forbids writing.
      */
-    static Ext4FileSystem mount(BlockDevice device, MountOptions options) throws Ext4Exception {
-        List<String> messages = new ArrayList<>();
+    static Ext4FileSystem mount(BlockDevice device, MountOptions options, String deviceName) throws Ext4Exception {
         Superblock sb = readSuperblock(device);
+        List<String> messages = new ArrayList<>();
         boolean readOnly = options.readOnly() || device.isReadOnly();
         readOnly |= gateFeatures(sb, messages);
+        // as ext4_fill_super(): before the journal is touched; a read-only mount leaves the block alone
+        Mmp mmp = !readOnly && sb.has(Feature.MMP) ? Mmp.protect(device, sb, deviceName, Mmp.hostName(), Mmp.Clock.SYSTEM) : null;
+        try {
+            return mount(mmp == null ? device : mmp.fence(device), options, sb, messages, readOnly, mmp);
+        } catch (Ext4Exception | RuntimeException e) {
+            stopQuietly(mmp);
+            throw e;
+        }
+    }
+
+    private static Ext4FileSystem mount(BlockDevice device, MountOptions options, Superblock sb, List<String> messages,
+                                        boolean readOnly, Mmp mmp) throws Ext4Exception {
         if (sb.has(Feature.RECOVER)) {
             List<String> journalMessages = new ArrayList<>();
             device = recoverJournal(device, sb, readOnly, journalMessages);
@@ -80,6 +92,10 @@ final class Mount {
             messages.clear();
             readOnly |= gateFeatures(sb, messages);
             messages.addAll(journalMessages);
+            if (readOnly && mmp != null) {
+                stopQuietly(mmp); // the replayed superblock has a feature ext4j cannot write
+                mmp = null;
+            }
         }
         long deviceSize = deviceSize(device);
         long bytes = sb.blocksCount() * sb.blockSize();
@@ -94,8 +110,11 @@ final class Mount {
         OrphanFile orphanFile = readOnly ? null : OrphanFile.load(sb, cache,
                 new InodeTable(sb, groups, cache, new InodeLocks(Transactions.unjournaled(cache)), 64));
         JournalLog log = readOnly ? null : openJournalLog(device, sb, options, messages);
-        Ext4FileSystem fs = new Ext4FileSystem(new SuperInfo(device, sb, cache, groups, readOnly, messages, options, log));
+        Ext4FileSystem fs = new Ext4FileSystem(new SuperInfo(device, sb, cache, groups, readOnly, messages, options, log, mmp));
         SuperInfo s = fs.sbi();
+        if (mmp != null) {
+            mmp.start(s.state.mmpReporter());
+        }
         FileAttributes root = fs.stat(Ext4FileSystem.ROOT_INO);
         if ((root.mode() & Inode.S_IFMT) != Inode.S_IFDIR) {
             throw Ext4Exception.corrupted("root inode 2 is not a directory (mode " + Integer.toOctalString(root.mode()) + ")");
@@ -299,6 +318,17 @@ final class Mount {
             ro = true;
         }
         return ro;
+    }
+
+    private static void stopQuietly(Mmp mmp) {
+        if (mmp == null) {
+            return;
+        }
+        try {
+            mmp.stop();
+        } catch (Ext4Exception e) {
+            LOG.log(Level.WARNING, "releasing the MMP block after a failed mount: {0}", e.getMessage());
+        }
     }
 
     static void closeQuietly(BlockDevice dev) {

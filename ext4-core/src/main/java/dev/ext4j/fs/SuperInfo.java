@@ -60,12 +60,15 @@ final class SuperInfo {
     final Writeback writeback;
     /** Writes dirty data and metadata home in the background; null on a read-only mount. */
     final Flusher flusher;
+    /** Multi-mount protection of a read-write mount of an MMP image; null otherwise. */
+    final Mmp mmp;
     /** Replaced when an online resize changes s_inodes_count. */
     private volatile DirFormat dirFormat;
 
     SuperInfo(BlockDevice device, Superblock sb, BufferCache cache, GroupTable groups, boolean readOnly, List<String> messages,
-              MountOptions options, JournalLog log) throws Ext4Exception {
+              MountOptions options, JournalLog log, Mmp mmp) throws Ext4Exception {
         this.device = device;
+        this.mmp = mmp;
         this.sb = sb;
         this.cache = cache;
         this.groups = groups;

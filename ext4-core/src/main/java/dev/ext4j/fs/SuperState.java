@@ -39,7 +39,7 @@ final class SuperState {
         this.errorPolicy = errorPolicy;
     }
 
-    /** Why changes are refused since an error (errors=remount-ro), or null. */
+    /** Why changes are refused since an error (errors=remount-ro, or a lost MMP block), or null. */
     String errorReadOnly() {
         return errorReadOnly;
     }
@@ -55,7 +55,7 @@ final class SuperState {
         }
         String why = errorReadOnly;
         if (why != null) {
-            throw new Ext4Exception(Errno.EROFS, "read-only since an error (errors=remount-ro): " + why);
+            throw new Ext4Exception(Errno.EROFS, "read-only since an error: " + why);
         }
         String aborted = journalAborted;
         if (aborted != null) {
@@ -185,12 +185,21 @@ final class SuperState {
      * from now on, or stop serving). Read-only mounts only log it.
      */
     void recordError(String op, Ext4Exception e) {
+        recordError(op, e, false);
+    }
+
+    /**
+     * {@link #recordError(String, Ext4Exception)}; with {@code forceReadOnly} (the kernel's force_ro)
+     * every later change is refused whatever errors= says, but panic still stops serving.
+     */
+    void recordError(String op, Ext4Exception e, boolean forceReadOnly) {
         if (s.readOnly) {
             return;
         }
         int code = switch (e.errno()) {
             case EBADMSG -> 4;
             case EUCLEAN -> 5;
+            case EBUSY -> 13;
             default -> 2;
         };
         try (Transactions.Handle h = s.tx.start(1)) {
@@ -204,10 +213,15 @@ final class SuperState {
             LOG.log(Level.ERROR, "recording the error in the superblock failed: {0}", f.toString());
         }
         switch (errorPolicy) {
-            case CONTINUE -> { }
+            case CONTINUE -> {
+                if (forceReadOnly && errorReadOnly == null) {
+                    errorReadOnly = op + ": " + e.getMessage();
+                    LOG.log(Level.ERROR, "refusing all changes from now on");
+                }
+            }
             case REMOUNT_RO -> {
                 if (errorReadOnly == null) {
-                    errorReadOnly = op + ": " + e.getMessage();
+                    errorReadOnly = op + ": " + e.getMessage() + " (errors=remount-ro)";
                     LOG.log(Level.ERROR, "errors=remount-ro: refusing all changes from now on");
                 }
             }
@@ -229,6 +243,27 @@ final class SuperState {
                 panicHandler.run();
             }
         }
+    }
+
+    /**
+     * Where multi-mount protection reports (kmmpd's ext4_error()): a lost MMP block is recorded and
+     * makes the mount refuse changes whatever errors= says (another node may be writing the image);
+     * a failed write of the block is recorded under errors=.
+     */
+    Mmp.Reporter mmpReporter() {
+        return new Mmp.Reporter() {
+            @Override
+            public void fatal(Ext4Exception e) {
+                LOG.log(Level.ERROR, e.getMessage());
+                recordError("kmmpd", e, true);
+            }
+
+            @Override
+            public void error(Ext4Exception e) {
+                LOG.log(Level.ERROR, e.getMessage());
+                recordError("kmmpd", e, false);
+            }
+        };
     }
 
     void onPanic(Runnable handler) {

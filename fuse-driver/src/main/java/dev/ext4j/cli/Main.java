@@ -89,7 +89,9 @@ public final class Main {
             return 1;
         }
         MountSpec resolved = new MountSpec(image, mnt, spec.foreground(), spec.readOnly(), spec.debug(), spec.fuseOptions(), spec.logFile(), spec.errors(), spec.tuning(), spec.controlName());
-        return spec.foreground() ? foreground(resolved, err) : Daemon.start(resolved, err, MOUNT_TIMEOUT_MS);
+        // multi-mount protection may watch the image for another host before the mount appears
+        long timeout = MOUNT_TIMEOUT_MS + (spec.readOnly() ? 0 : Ext4FileSystem.mmpWaitMillis(image));
+        return spec.foreground() ? foreground(resolved, err) : Daemon.start(resolved, err, timeout);
     }
 
     /** Mounts and serves until unmounted. */
