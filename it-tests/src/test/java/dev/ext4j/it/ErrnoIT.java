@@ -75,6 +75,15 @@ class ErrnoIT extends FuseTestBase {
             "utimensat(OMIT, given) -> OK atime kept, mtime given, ctime moved",
             "utimensat(NOW, OMIT) -> OK atime now, mtime kept, ctime moved",
             "utimensat(OMIT, OMIT) -> OK atime kept, mtime kept, ctime kept",
+            "acl/file: mode, access ACL, default ACL -> OK ('0o100664', 'user_obj::6,user:1:7,group_obj::5,mask::6,other::4', 'none')",
+            "acl/sub: mode, access ACL, default ACL -> OK ('0o40775', 'user_obj::7,user:1:7,group_obj::5,mask::7,other::5', "
+                    + "'user_obj::7,user:1:7,group_obj::5,mask::7,other::5')",
+            "acl-plain/file: mode, access ACL, default ACL -> OK ('0o100600', 'none', 'none')",
+            "write a setgid file of mine, group not mine: mode after -> OK 0o775",
+            "punch a hole a setgid file of mine, group not mine: mode after -> OK 0o775",
+            "chmod 02775 a file of mine, group not mine: mode after -> OK 0o775",
+            "mkdir in a setgid dir of group 1000: gid, mode -> OK (1000, '0o2755')",
+            "create 02755 in a setgid dir of group 1000: mode -> OK 0o755",
             "listxattr of a file with trusted.t and user.u (trusted.* only for CAP_SYS_ADMIN) -> OK ['user.u']");
 
     /** The kernel's s_maxbytes for extent-mapped files, 2^32 - 1 blocks: 16 TiB - 4 KiB with 4 KiB blocks. */

@@ -197,6 +197,48 @@ def acl_ops():
         os.umask(old)
 
 
+SETGID_DATA_OPS = ("write", "truncate", "fallocate", "punch a hole", "zero a range")
+
+
+def setgid_setup():
+    """Files of 65534 in group 0 with setgid and group execute, a setuid one, a setgid directory of
+    group 1000: the user part checks what its changes leave of the bits."""
+    for op in SETGID_DATA_OPS:
+        f = "sg-" + op.replace(" ", "-")
+        attempt(f"setup: {f} 02775 of 65534:0", lambda: (write_file(f, b"x" * 8192), os.chown(f, 65534, 0), os.chmod(f, 0o2775)))
+    attempt("setup: su-write 04755 of 65534:65534", lambda: (write_file("su-write", b"x"), os.chown("su-write", 65534, 65534), os.chmod("su-write", 0o4755)))
+    attempt("setup: sg-chmod 0775 of 65534:0", lambda: (write_file("sg-chmod", b"x"), os.chown("sg-chmod", 65534, 0), os.chmod("sg-chmod", 0o775)))
+    attempt("setup: sgdir 02777 of 0:1000", lambda: (os.mkdir("sgdir"), os.chown("sgdir", 0, 1000), os.chmod("sgdir", 0o2777)))
+
+
+def fallocate(path, mode, offset, length):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if _libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+    finally:
+        os.close(fd)
+
+
+def setgid_user_ops():
+    """As 65534, not in group 0: each data change clears setgid (and setuid), as file_remove_privs()."""
+    mode = lambda p: oct(os.stat(p).st_mode & 0o7777)
+    changes = {"write": lambda f: with_fd(f, os.O_WRONLY, lambda fd: os.write(fd, b"y"))(),
+               "truncate": lambda f: os.truncate(f, 100),
+               "fallocate": lambda f: fallocate(f, 0, 0, 65536),
+               "punch a hole": lambda f: fallocate(f, 0x01 | 0x02, 0, 4096),  # PUNCH_HOLE | KEEP_SIZE
+               "zero a range": lambda f: fallocate(f, 0x10, 0, 4096)}  # ZERO_RANGE
+    for op in SETGID_DATA_OPS:
+        f = "sg-" + op.replace(" ", "-")
+        show(f"{op} a setgid file of mine, group not mine: mode after", lambda: (changes[op](f), mode(f))[1])
+    show("write a setuid file of mine: mode after", lambda: (changes["write"]("su-write"), mode("su-write"))[1])
+    show("chmod 02775 a file of mine, group not mine: mode after", lambda: (os.chmod("sg-chmod", 0o2775), mode("sg-chmod"))[1])
+    show("create in a setgid dir of group 1000: gid, mode", lambda: (create("sgdir/f", 0o644), os.stat("sgdir/f").st_gid, mode("sgdir/f"))[1:])
+    show("mkdir in a setgid dir of group 1000: gid, mode", lambda: (os.mkdir("sgdir/d", 0o755), os.stat("sgdir/d").st_gid, mode("sgdir/d"))[1:])
+    show("create 02755 in a setgid dir of group 1000: mode", lambda: (create("sgdir/g", 0o2755), mode("sgdir/g"))[1])
+
+
 def utime_ops():
     """utimensat(2) with UTIME_OMIT and UTIME_NOW in each combination: which times move, ctime too."""
     given = 1_000_000_000
@@ -381,6 +423,7 @@ def root_part():
     flag_ops()
     utime_ops()
     acl_ops()
+    setgid_setup()
 
 
 def user_part():
@@ -415,6 +458,7 @@ def user_part():
     attempt("setxattr user.x on my file", lambda: os.setxattr("sticky/made", "user.x", b"1"))
     attempt("unlink my file in a sticky dir", lambda: os.unlink("sticky/made"))
     attempt("unlink my own pre-made file in a sticky dir", lambda: os.unlink("sticky/own"))
+    setgid_user_ops()
 
 
 def ro_part():
