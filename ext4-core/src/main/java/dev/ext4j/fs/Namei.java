@@ -264,6 +264,7 @@ final class Namei {
             }
         }
         Inode in = blankInode(fs.superblock(), m, fs.superblock().has(Feature.EXTENTS));
+        in.setFlags(in.flags() | InodeFlags.inherited(parent.flags(), m)); // __ext4_new_inode()
         in.setUid(uid);
         in.setGid(g);
         in.setLinksCount(1);

@@ -80,6 +80,8 @@ class ErrnoIT extends FuseTestBase {
                     + "'user_obj::7,user:1:7,group_obj::5,mask::7,other::5')",
             "acl-plain/file: mode, access ACL, default ACL -> OK ('0o100600', 'none', 'none')",
             "write a setgid file of mine, group not mine: mode after -> OK 0o775",
+            "FS_IOC_FSSETXATTR DAX on a dir: xflags after -> OK 0x8000",
+            "xf/file: flags -> OK 0x20000c8",
             "punch a hole a setgid file of mine, group not mine: mode after -> OK 0o775",
             "chmod 02775 a file of mine, group not mine: mode after -> OK 0o775",
             "mkdir in a setgid dir of group 1000: gid, mode -> OK (1000, '0o2755')",

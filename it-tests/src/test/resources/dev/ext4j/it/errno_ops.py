@@ -11,6 +11,7 @@ Usage: python3 -c "$(cat errno_ops.py)" root|user|ro
 """
 import ctypes
 import errno
+import fcntl
 import os
 import struct
 import subprocess
@@ -239,6 +240,38 @@ def setgid_user_ops():
     show("create 02755 in a setgid dir of group 1000: mode", lambda: (create("sgdir/g", 0o2755), mode("sgdir/g"))[1])
 
 
+def xflag_ops():
+    """FS_XFLAG_DAX through FS_IOC_FSSETXATTR is kept, and a new inode inherits its directory's
+    flags as ext4_mask_flags() says (DAX, noatime, nodump; directories more than files)."""
+    getxattr, setxattr, getflags = 0x801C581F, 0x401C5820, 0x80086601
+
+    def flags(path):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            return hex(struct.unpack("<I", fcntl.ioctl(fd, getflags, bytes(8))[:4])[0] & ~0x10080000)  # less extents, inline data
+        finally:
+            os.close(fd)
+
+    def set_dax():
+        fd = os.open("xf", os.O_RDONLY)
+        try:
+            fsx = bytearray(fcntl.ioctl(fd, getxattr, bytes(28)))
+            struct.pack_into("<I", fsx, 0, struct.unpack_from("<I", fsx)[0] | 0x8000)  # FS_XFLAG_DAX
+            fcntl.ioctl(fd, setxattr, bytes(fsx))
+            return hex(struct.unpack_from("<I", fcntl.ioctl(fd, getxattr, bytes(28)))[0])
+        finally:
+            os.close(fd)
+    os.mkdir("xf")
+    show("FS_IOC_FSSETXATTR DAX on a dir: xflags after", set_dax)
+    subprocess.run(["chattr", "+A", "+d", "+S", "xf"], check=True)
+    create("xf/file")
+    os.mkdir("xf/sub")
+    os.mkfifo("xf/fifo")
+    os.symlink("file", "xf/link")
+    for n in ("xf", "xf/file", "xf/sub"):
+        show(f"{n}: flags", lambda: flags(n))
+
+
 def utime_ops():
     """utimensat(2) with UTIME_OMIT and UTIME_NOW in each combination: which times move, ctime too."""
     given = 1_000_000_000
@@ -421,6 +454,7 @@ def root_part():
     attempt("setup: sticky/others owned by 1000", lambda: (write_file("sticky/others", b"o\n"), os.chown("sticky/others", 1000, 1000)))
     attempt("setup: sticky/own owned by 65534", lambda: (write_file("sticky/own", b"n\n"), os.chown("sticky/own", 65534, 65534)))
     flag_ops()
+    xflag_ops()
     utime_ops()
     acl_ops()
     setgid_setup()
