@@ -87,9 +87,12 @@ public final class PartitionTable {
     private final int sectorSize;
     private final List<Partition> partitions;
     private final List<String> problems;
+    /** The byte after a GPT's last usable LBA; the image's end for an MBR. */
+    private final long usableEnd;
 
-    private PartitionTable(Scheme scheme, int sectorSize, List<Partition> partitions, List<String> problems) {
+    private PartitionTable(Scheme scheme, int sectorSize, List<Partition> partitions, List<String> problems, long usableEnd) {
         this.scheme = scheme;
+        this.usableEnd = usableEnd;
         this.sectorSize = sectorSize;
         this.partitions = List.copyOf(partitions);
         this.problems = List.copyOf(problems);
@@ -139,6 +142,36 @@ public final class PartitionTable {
                 + ")" + (problems.isEmpty() ? "" : "; " + String.join("; ", problems)));
     }
 
+    /**
+     * Where a filesystem starting at byte {@code offset} must end: the end of the partition that
+     * holds the offset, or the start of the next partition, or the end of the usable area of a GPT,
+     * or {@code imageBytes} when the image has no table (or one that cannot be read).
+     */
+    static long endOfRegion(BlockDevice image, long offset, long imageBytes) throws Ext4Exception {
+        PartitionTable table;
+        try {
+            table = read(image);
+        } catch (Ext4Exception e) {
+            if (e.errno() == Errno.EIO) {
+                throw e;
+            }
+            return imageBytes; // an unreadable table bounds nothing: the offset was given by hand
+        }
+        long end = table.scheme() == Scheme.GPT ? Math.min(imageBytes, table.usableEnd) : imageBytes;
+        for (Partition p : table.partitions) {
+            if (p.extended() || p.sectors() == 0 || p.startSector() > imageBytes / p.sectorSize()) {
+                continue;
+            }
+            long pEnd = p.start() + p.size();
+            if (p.start() > offset) {
+                end = Math.min(end, p.start());
+            } else if (pEnd > offset) {
+                end = Math.min(end, pEnd);
+            }
+        }
+        return Math.max(end, offset);
+    }
+
     /** Reads the table of {@code image}; EIO when it cannot be read, EUCLEAN when both GPT headers are damaged. */
     public static PartitionTable read(BlockDevice image) throws Ext4Exception {
         long imageBytes;
@@ -149,7 +182,7 @@ public final class PartitionTable {
         }
         List<String> problems = new ArrayList<>();
         if (imageBytes < MbrSector.SIZE) {
-            return new PartitionTable(Scheme.NONE, MbrSector.SIZE, List.of(), problems);
+            return new PartitionTable(Scheme.NONE, MbrSector.SIZE, List.of(), problems, Long.MAX_VALUE);
         }
         MbrSector mbr = new MbrSector(readAt(image, 0, MbrSector.SIZE));
         boolean isMbr = mbr.hasSignature();
@@ -167,7 +200,7 @@ public final class PartitionTable {
                     + ": the GPT is ignored, as Linux does");
         }
         if (!isMbr) {
-            return new PartitionTable(Scheme.NONE, MbrSector.SIZE, List.of(), problems);
+            return new PartitionTable(Scheme.NONE, MbrSector.SIZE, List.of(), problems, Long.MAX_VALUE);
         }
         return readMbr(image, imageBytes, mbr, problems);
     }
@@ -187,7 +220,7 @@ public final class PartitionTable {
                 nextLogical = readLogicals(image, p, imageSectors, nextLogical, seen, parts, problems);
             }
         }
-        return new PartitionTable(Scheme.MBR, MbrSector.SIZE, markOverlaps(parts), problems);
+        return new PartitionTable(Scheme.MBR, MbrSector.SIZE, markOverlaps(parts), problems, Long.MAX_VALUE);
     }
 
     private static Partition mbrPartition(int number, MbrSector sector, int i, long base, long imageSectors) {
@@ -329,7 +362,7 @@ public final class PartitionTable {
             }
             parts.add(p);
         }
-        return new PartitionTable(Scheme.GPT, ss, markOverlaps(parts), problems);
+        return new PartitionTable(Scheme.GPT, ss, markOverlaps(parts), problems, (header.lastUsableLba() + 1) * ss);
     }
 
     /** What is wrong with a GPT header read at {@code lba}, or null. */

@@ -39,7 +39,9 @@ public record Placement(long offset, int partition) {
 
     /**
      * The device the filesystem is on: {@code image} itself, or a {@link WindowDevice} onto the
-     * offset's or the partition's bytes. EINVAL when the offset is past the image's end or the
+     * offset's or the partition's bytes. An offset's window reaches to the image's end (as in
+     * fuse2fs), or, in a partitioned image, to the end of the partition holding the offset or the
+     * start of the next one, so that a resize cannot spill into another partition. EINVAL when the offset is past the image's end or the
      * partition cannot be used (see {@link PartitionTable#partition}).
      */
     public BlockDevice open(BlockDevice image) throws Ext4Exception {
@@ -56,7 +58,8 @@ public record Placement(long offset, int partition) {
             if (offset >= imageBytes) {
                 throw new Ext4Exception(Errno.EINVAL, "offset " + offset + " is not inside the image (" + imageBytes + " bytes)");
             }
-            return new WindowDevice(image, offset, imageBytes - offset, "the filesystem at offset " + offset);
+            long end = PartitionTable.endOfRegion(image, offset, imageBytes);
+            return new WindowDevice(image, offset, end - offset, "the filesystem at offset " + offset);
         }
         PartitionTable.Partition p = PartitionTable.read(image).partition(partition);
         return new WindowDevice(image, p.start(), p.size(), "partition " + partition);

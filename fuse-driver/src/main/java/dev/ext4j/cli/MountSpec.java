@@ -3,6 +3,7 @@ package dev.ext4j.cli;
 import dev.ext4j.fs.ErrorPolicy;
 import dev.ext4j.fs.MountOptions;
 import dev.ext4j.fuse.ByteSize;
+import dev.ext4j.io.Placement;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -85,7 +86,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                     throw new UsageException("control=NAME needs a file name (no '/', not . or ..)");
                 }
             } else if (o.startsWith("cache_size=") || o.startsWith("commit=") || o.startsWith("dirty_expire=")
-                    || o.startsWith("journal=") || o.startsWith("idle_flush=")) {
+                    || o.startsWith("journal=") || o.startsWith("idle_flush=") || o.startsWith("offset=") || o.startsWith("partition=")) {
                 tune(MountOptions.defaults(), o); // checked now, applied by coreOptions()
                 tuning.add(o);
             } else if (o.startsWith("log=")) {
@@ -95,6 +96,9 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
             } else {
                 throw new UsageException("unknown mount option " + o);
             }
+        }
+        if (tuning.stream().anyMatch(t -> t.startsWith("offset=")) && tuning.stream().anyMatch(t -> t.startsWith("partition="))) {
+            throw new UsageException("offset= and partition= exclude each other");
         }
         return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, tuning, control);
     }
@@ -121,7 +125,8 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
 
     /**
      * {@code cache_size=SIZE[KMG]}, {@code commit=SECONDS}, {@code dirty_expire=SECONDS},
-     * {@code journal=on|off}, {@code idle_flush=MILLISECONDS} (0: off).
+     * {@code journal=on|off}, {@code idle_flush=MILLISECONDS} (0: off), {@code offset=BYTES},
+     * {@code partition=N}.
      */
     private static MountOptions tune(MountOptions o, String opt) throws UsageException {
         String key = opt.substring(0, opt.indexOf('='));
@@ -135,6 +140,8 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                     default -> throw new IllegalArgumentException("journal is on or off");
                 };
                 case "idle_flush" -> o.withIdleFlush(Math.max(0, Long.parseLong(value)));
+                case "offset" -> o.withPlacement(Placement.atOffset(ByteSize.parse(value)));
+                case "partition" -> o.withPlacement(Placement.ofPartition(Integer.parseInt(value)));
                 case "commit" -> o.withWriteback(o.cacheBytes(), positive(key, Long.parseLong(value)) * 1000, o.dirtyExpireMillis());
                 default -> o.withWriteback(o.cacheBytes(), o.flushIntervalMillis(), positive(key, Long.parseLong(value)) * 1000);
             };
