@@ -3,7 +3,7 @@ package dev.ext4j.io;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
-import java.util.Locale;
+import java.util.HexFormat;
 
 /**
  * One GPT partition entry (UEFI spec, 5.3.3). GUIDs are stored mixed-endian: the first three
@@ -41,15 +41,12 @@ final class GptEntry {
     /** The type GUID in its usual text form, upper case: "0FC63DAF-8483-4772-8E79-3D69D8477DE4". */
     String typeGuid() {
         int o = at + PARTITION_TYPE_GUID;
-        StringBuilder s = new StringBuilder(String.format(Locale.ROOT, "%08X-%04X-%04X-", buf.getInt(o),
-                buf.getShort(o + 4) & 0xFFFF, buf.getShort(o + 6) & 0xFFFF));
-        for (int i = 8; i < 16; i++) {
-            s.append(String.format(Locale.ROOT, "%02X", buf.get(o + i) & 0xFF));
-            if (i == 9) {
-                s.append('-');
-            }
-        }
-        return s.toString();
+        HexFormat hex = HexFormat.of().withUpperCase();
+        byte[] tail = new byte[8];
+        buf.get(o + 8, tail);
+        String t = hex.formatHex(tail);
+        return hex.toHexDigits(buf.getInt(o)) + "-" + hex.toHexDigits(buf.getShort(o + 4)) + "-" + hex.toHexDigits(buf.getShort(o + 6))
+                + "-" + t.substring(0, 4) + "-" + t.substring(4);
     }
 
     /** The partition's name, up to its first NUL. */

@@ -18,9 +18,11 @@ import java.util.stream.Collectors;
  * with primary partitions 1-4 and logical partitions 5 and up in the chain of EBRs of an extended
  * partition, or a GPT behind a protective MBR (its header and entry array checked by their CRC32;
  * the backup header at the last sector stands in for a damaged primary one). Partitions are
- * numbered as Linux numbers them. A damaged table never throws past {@link #read}: what cannot be
- * trusted is left out or marked with a problem, which {@link #partition} reports when that
- * partition is asked for.
+ * numbered as Linux numbers them. Damage is answered, never thrown as an unchecked exception: an
+ * entry that cannot be used (past the image's end, overlapping another) is marked with its
+ * problem, which {@link #partition} reports when that partition is asked for; a broken EBR chain
+ * (a loop, a link out of the extended partition) ends the walk with a problem of the table; only
+ * a GPT whose two headers are both damaged fails {@link #read} (EUCLEAN).
  */
 public final class PartitionTable {
     /** How the image is divided. */
@@ -80,8 +82,8 @@ public final class PartitionTable {
 
     /** Bound of the EBR chain, whatever its links say. */
     static final int MAX_LOGICAL = 256;
-    /** Bound of a GPT entry array (128 entries of 128 bytes is usual). */
-    static final long MAX_GPT_ARRAY_BYTES = 4L << 20;
+    /** Bound of a GPT entry array (128 entries of 128 bytes is usual; this is 8,192 of them). */
+    static final long MAX_GPT_ARRAY_BYTES = 1L << 20;
 
     private final Scheme scheme;
     private final int sectorSize;
@@ -285,19 +287,33 @@ public final class PartitionTable {
         }
     }
 
-    /** Marks each usable partition that shares sectors with another (an extended one holds its logicals). */
+    /**
+     * Marks each partition that shares sectors with another (an extended one holds its logicals,
+     * so it is left out): a sweep in order of start, O(n log n) for a GPT of thousands of entries.
+     */
     private static List<Partition> markOverlaps(List<Partition> parts) {
         List<Partition> out = new ArrayList<>(parts);
-        for (int a = 0; a < out.size(); a++) {
-            for (int b = 0; b < out.size(); b++) {
-                Partition x = out.get(a);
-                Partition y = parts.get(b);
-                if (a == b || x.extended() || y.extended() || x.sectors() == 0 || y.sectors() == 0) {
-                    continue;
+        List<Integer> byStart = new ArrayList<>();
+        for (int i = 0; i < out.size(); i++) {
+            if (!out.get(i).extended() && out.get(i).sectors() > 0) {
+                byStart.add(i);
+            }
+        }
+        byStart.sort(Comparator.comparingLong(i -> out.get(i).startSector()));
+        int reach = -1; // the partition reaching furthest so far
+        for (int i : byStart) {
+            Partition x = parts.get(i);
+            if (reach >= 0) {
+                Partition r = parts.get(reach);
+                if (x.startSector() < r.startSector() + r.sectors()) {
+                    out.set(i, out.get(i).withProblem("it overlaps partition " + r.number()));
+                    if (out.get(reach).problem() == null || !out.get(reach).problem().contains("overlaps")) {
+                        out.set(reach, out.get(reach).withProblem("it overlaps partition " + x.number()));
+                    }
                 }
-                if (x.startSector() < y.startSector() + y.sectors() && y.startSector() < x.startSector() + x.sectors()) {
-                    out.set(a, x.withProblem("it overlaps partition " + y.number()));
-                }
+            }
+            if (reach < 0 || x.startSector() + x.sectors() > parts.get(reach).startSector() + parts.get(reach).sectors()) {
+                reach = i;
             }
         }
         out.sort(Comparator.comparingInt(Partition::number));

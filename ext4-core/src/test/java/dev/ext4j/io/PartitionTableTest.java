@@ -14,6 +14,7 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import java.util.stream.Collectors;
@@ -207,6 +208,27 @@ class PartitionTableTest {
         setGptEntry(img, 0, 4000, 3000);
         e = Expect.errno(Errno.EINVAL, () -> read(img).partition(1));
         assertTrue(e.getMessage().contains("ends before it starts"), e.getMessage());
+    }
+
+    @Test
+    void aHugeEntryArrayOfOverlappingEntriesIsReadQuickly() throws Exception {
+        byte[] img = sfdisk(8, GPT_SCRIPT);
+        ByteBuffer b = le(img);
+        int entries = (int) (PartitionTable.MAX_GPT_ARRAY_BYTES / 128);
+        b.putInt(512 + GptHeader.NUM_PARTITION_ENTRIES, entries);
+        byte[] type = Arrays.copyOfRange(img, 2 * 512, 2 * 512 + 16); // partition 1's type GUID
+        for (int i = 0; i < entries; i++) {
+            int e = 2 * 512 + i * 128;
+            System.arraycopy(type, 0, img, e, 16);
+            b.putLong(e + GptEntry.STARTING_LBA, 40 + i % 1000);
+            b.putLong(e + GptEntry.ENDING_LBA, 2000 + i % 1000);
+        }
+        b.putLong(512 + GptHeader.FIRST_USABLE_LBA, 34);
+        resealGpt(img, 1);
+        PartitionTable t = read(img);
+        assertEquals(entries, t.partitions().size());
+        Ext4Exception e = Expect.errno(Errno.EINVAL, () -> t.partition(entries));
+        assertTrue(e.getMessage().contains("overlaps partition"), e.getMessage());
     }
 
     @Test
