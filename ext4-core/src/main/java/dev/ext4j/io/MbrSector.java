@@ -39,6 +39,16 @@ final class MbrSector {
         return (buf.get(SIGNATURE) & 0xFF) == 0x55 && (buf.get(SIGNATURE + 1) & 0xFF) == 0xAA;
     }
 
+    /**
+     * Whether the sector starts with an x86 jump (0xEB or 0xE9), as a FAT or NTFS boot sector does
+     * (over its BIOS parameter block). Some boot loaders' MBR code starts so too, so this alone
+     * does not tell a boot sector from an MBR; with four empty entries it does well enough.
+     */
+    boolean isBootSector() {
+        int b = buf.get(0) & 0xFF;
+        return b == 0xEB || b == 0xE9;
+    }
+
     /** Boot indicator of entry {@code i}: 0x00 or 0x80 in a real table, anything in a boot sector. */
     int bootIndicator(int i) {
         return buf.get(ENTRIES + i * ENTRY_SIZE + E_BOOT) & 0xFF;

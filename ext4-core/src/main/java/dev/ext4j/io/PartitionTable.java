@@ -12,6 +12,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.stream.Collectors;
+import java.util.stream.IntStream;
 
 /**
  * The partition table of a disk image (the kernel's block/partitions/msdos.c and efi.c): an MBR
@@ -201,7 +202,8 @@ public final class PartitionTable {
             problems.add("a GPT header is present but " + (isMbr ? "the MBR has no protective entry (type 0xee)" : "there is no protective MBR")
                     + ": the GPT is ignored, as Linux does");
         }
-        if (!isMbr) {
+        if (!isMbr || (mbr.isBootSector() && IntStream.range(0, 4).allMatch(mbr::isEmpty))) {
+            // a FAT boot sector with nothing where the entries would be: a filesystem, not a table
             return new PartitionTable(Scheme.NONE, MbrSector.SIZE, List.of(), problems, Long.MAX_VALUE);
         }
         return readMbr(image, imageBytes, mbr, problems);

@@ -117,6 +117,10 @@ class PartitionTableTest {
         assertEquals(PartitionTable.Scheme.NONE, t.scheme());
         Ext4Exception e = Expect.errno(Errno.EINVAL, () -> t.partition(1));
         assertTrue(e.getMessage().contains("no partition table"), e.getMessage());
+        // a FAT boot sector has the 0x55aa signature too
+        Path fat = work.resolve("fat.img");
+        Images.runOk(List.of("mkfs.vfat", "-C", fat.toString(), "2048"));
+        assertEquals(PartitionTable.Scheme.NONE, read(Files.readAllBytes(fat)).scheme());
     }
 
     // --- GPT damage ---

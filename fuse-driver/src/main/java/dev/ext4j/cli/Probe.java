@@ -10,6 +10,7 @@ import dev.ext4j.io.WindowDevice;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.ByteBuffer;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.HexFormat;
 import java.util.Locale;
@@ -46,6 +47,9 @@ final class Probe {
                 out.println("warning: " + problem);
             }
             return 0;
+        } catch (NoSuchFileException e) {
+            err.println("ext4j: cannot probe " + image + ": no such file");
+            return 1;
         } catch (IOException e) {
             err.println("ext4j: cannot read " + image + ": " + e.getMessage());
             return 1;
@@ -102,8 +106,8 @@ final class Probe {
 
     /** As blkid tells them: ext4 with any feature ext3 lacks, ext3 with a journal, ext2 otherwise. */
     private static String kind(Superblock sb) {
-        int ext3Incompat = 0x2 | 0x4; // filetype, needs_recovery
-        int ext3RoCompat = 0x1 | 0x2 | 0x4; // sparse_super, large_file, btree_dir
+        int ext3Incompat = Feature.FILETYPE.mask() | Feature.RECOVER.mask();
+        int ext3RoCompat = Feature.SPARSE_SUPER.mask() | Feature.LARGE_FILE.mask() | Feature.BTREE_DIR.mask();
         if ((sb.featureIncompat() & ~ext3Incompat) != 0 || (sb.featureRoCompat() & ~ext3RoCompat) != 0) {
             return "ext4";
         }
