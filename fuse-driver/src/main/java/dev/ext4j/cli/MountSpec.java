@@ -103,7 +103,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, tuning, control);
     }
 
-    /** The options for the filesystem core: ro, errors= and the cache and writeback tuning. */
+    /** The options for the filesystem core: ro, errors=, the cache and writeback tuning, offset= or partition=. */
     MountOptions coreOptions() {
         MountOptions o = MountOptions.defaults().withReadOnly(readOnly).withErrors(errors).withIdleFlush(DEFAULT_IDLE_FLUSH_MILLIS);
         for (String t : tuning) {
