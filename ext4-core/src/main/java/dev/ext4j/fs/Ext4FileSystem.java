@@ -47,7 +47,10 @@ public final class Ext4FileSystem implements Closeable {
         this.ioctl = new Ioctl(s);
     }
 
-    /** Opens the image file and mounts it; read-only when the options or the image say so. */
+    /**
+     * Opens the image file and mounts it; read-only when the options or the image say so. The
+     * filesystem is the whole image, or the partition or offset of {@link MountOptions#placement()}.
+     */
     public static Ext4FileSystem open(Path image, MountOptions options) throws Ext4Exception {
         return Mount.open(image, options);
     }

@@ -49,17 +49,36 @@ final class Mount {
     }
 
     private static Ext4FileSystem openDevice(Path image, MountOptions options, boolean readOnly) throws Ext4Exception {
-        BlockDevice dev;
+        BlockDevice file;
         try {
-            dev = new ReadAroundDevice(FileBlockDevice.open(image, readOnly), 4L << 30);
+            file = FileBlockDevice.open(image, readOnly);
         } catch (IOException e) {
             throw new Ext4Exception(Errno.EIO, "cannot open " + image + ": " + e.getMessage(), e);
         }
         try {
+            // read-around under the window: its chunks never reach outside the partition
+            BlockDevice window = options.placement().open(file);
+            BlockDevice dev = new ReadAroundDevice(window, 4L << 30);
+            if (window != file) {
+                checkFits(dev, window);
+            }
             return mount(dev, options, image.toString());
         } catch (Ext4Exception | RuntimeException e) {
-            closeQuietly(dev);
+            closeQuietly(file);
             throw e;
+        }
+    }
+
+    /**
+     * Refuses a filesystem larger than its partition (or offset window), saying so: the superblock's
+     * size is the filesystem's, and nothing past the window may be read or written.
+     */
+    private static void checkFits(BlockDevice dev, BlockDevice window) throws Ext4Exception {
+        Superblock sb = readSuperblock(dev);
+        long bytes = sb.blocksCount() * sb.blockSize();
+        if (bytes > deviceSize(dev)) {
+            throw new Ext4Exception(Errno.EINVAL, "the filesystem (" + sb.blocksCount() + " blocks of " + sb.blockSize() + " bytes, "
+                    + bytes + " bytes) is larger than " + window);
         }
     }
 

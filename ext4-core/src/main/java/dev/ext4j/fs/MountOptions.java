@@ -1,5 +1,7 @@
 package dev.ext4j.fs;
 
+import dev.ext4j.io.Placement;
+
 /**
  * Options of one mount.
  *
@@ -20,13 +22,13 @@ package dev.ext4j.fs;
  */
 public record MountOptions(boolean readOnly, long metadataCacheBytes, int inodeCacheEntries, long flushIntervalMillis,
                            ErrorPolicy errors, long reservedClusters, long cacheBytes, long dirtyExpireMillis, boolean journal,
-                           long idleFlushMillis) {
+                           long idleFlushMillis, Placement placement) {
 
     /** The default page cache: 256 MiB. */
     public static final long DEFAULT_CACHE_BYTES = 256L << 20;
 
     public MountOptions(boolean readOnly, long metadataCacheBytes, int inodeCacheEntries) {
-        this(readOnly, metadataCacheBytes, inodeCacheEntries, 5000, null, -1, DEFAULT_CACHE_BYTES, 30_000, true, 0);
+        this(readOnly, metadataCacheBytes, inodeCacheEntries, 5000, null, -1, DEFAULT_CACHE_BYTES, 30_000, true, 0, Placement.WHOLE_IMAGE);
     }
 
     public static MountOptions defaults() {
@@ -34,28 +36,33 @@ public record MountOptions(boolean readOnly, long metadataCacheBytes, int inodeC
     }
 
     public MountOptions withReadOnly(boolean ro) {
-        return new MountOptions(ro, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis);
+        return new MountOptions(ro, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis, placement);
     }
 
     public MountOptions withErrors(ErrorPolicy policy) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, policy, reservedClusters, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, policy, reservedClusters, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis, placement);
     }
 
     public MountOptions withReservedClusters(long blocks) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, blocks, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, blocks, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis, placement);
     }
 
     /** The page cache bound, the writeback period and the age at which dirty data is written. */
     public MountOptions withWriteback(long cache, long intervalMillis, long expireMillis) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, intervalMillis, errors, reservedClusters, cache, expireMillis, journal, idleFlushMillis);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, intervalMillis, errors, reservedClusters, cache, expireMillis, journal, idleFlushMillis, placement);
     }
 
     public MountOptions withJournal(boolean on) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, on, idleFlushMillis);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, on, idleFlushMillis, placement);
     }
 
     /** See {@link #idleFlushMillis}. */
     public MountOptions withIdleFlush(long millis) {
-        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, journal, millis);
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, journal, millis, placement);
+    }
+
+    /** See {@link #placement}. */
+    public MountOptions withPlacement(Placement p) {
+        return new MountOptions(readOnly, metadataCacheBytes, inodeCacheEntries, flushIntervalMillis, errors, reservedClusters, cacheBytes, dirtyExpireMillis, journal, idleFlushMillis, p);
     }
 }

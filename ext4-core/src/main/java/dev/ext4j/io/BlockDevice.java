@@ -6,8 +6,8 @@ import java.nio.ByteBuffer;
 
 /**
  * Positional byte I/O under the filesystem (libext2fs' io manager). Implementations: the image
- * file ({@link FileBlockDevice}) and memory ({@link MemoryBlockDevice}); tests wrap them to inject
- * faults.
+ * file ({@link FileBlockDevice}), memory ({@link MemoryBlockDevice}) and a partition of an image
+ * ({@link WindowDevice}); tests wrap them to inject faults.
  */
 public interface BlockDevice extends Closeable {
 
@@ -24,6 +24,14 @@ public interface BlockDevice extends Closeable {
     void sync() throws IOException;
 
     boolean isReadOnly();
+
+    /**
+     * The size in bytes the device can ever reach by {@link #grow}: a partition's size for a
+     * {@link WindowDevice}, unbounded for an image file (the host's free space aside).
+     */
+    default long capacity() throws IOException {
+        return Long.MAX_VALUE;
+    }
 
     /**
      * Makes the device at least {@code newSize} bytes long, for an online resize; the new bytes read

@@ -56,6 +56,11 @@ public final class ReadAroundDevice implements BlockDevice {
     }
 
     @Override
+    public long capacity() throws IOException {
+        return inner.capacity();
+    }
+
+    @Override
     public void grow(long newSize) throws IOException {
         inner.grow(newSize);
     }
@@ -68,6 +73,11 @@ public final class ReadAroundDevice implements BlockDevice {
     @Override
     public boolean isReadOnly() {
         return inner.isReadOnly();
+    }
+
+    @Override
+    public String toString() {
+        return inner.toString();
     }
 
     @Override

@@ -169,6 +169,7 @@ public final class OnlineResize {
         if (!first.has(Feature.BIT64) && wanted > MAX_U32) {
             throw new Ext4Exception(Errno.EFBIG, wanted + " blocks need the 64bit feature (at most " + MAX_U32 + " without it)");
         }
+        checkCapacity(wanted, first.blockSize());
         long reached = oldBlocks;
         int steps = 0;
         while (true) {
@@ -400,6 +401,25 @@ public final class OnlineResize {
     private ResizeInode resizeInode(Superblock old, List<Long> backupGroups) throws Ext4Exception {
         Inode inode = host.readInode(ResizeInode.INO);
         return ResizeInode.load(old, inode, Layout.gdtBlocks(old), backupGroups, cache::get);
+    }
+
+    /**
+     * ENOSPC, logged, when the device can never hold {@code blocks} blocks: a partition (a
+     * {@link dev.ext4j.io.WindowDevice}) cannot grow past its end, so the resize stops before any step.
+     */
+    private void checkCapacity(long blocks, int blockSize) throws Ext4Exception {
+        long capacity;
+        try {
+            capacity = device.capacity();
+        } catch (IOException e) {
+            throw new Ext4Exception(Errno.EIO, "cannot read the device's capacity: " + e.getMessage(), e);
+        }
+        if (blocks > capacity / blockSize) {
+            String msg = "cannot resize to " + blocks + " blocks of " + blockSize + " bytes: " + device + " holds at most "
+                    + capacity / blockSize + " blocks (" + capacity + " bytes)";
+            LOG.log(System.Logger.Level.WARNING, msg);
+            throw new Ext4Exception(Errno.ENOSPC, msg);
+        }
     }
 
     /** Grows the image to {@code bytes} if it is smaller; returns its size before. */

@@ -29,8 +29,10 @@ public final class Main {
             usage: ext4j mount [-f] [-o OPTIONS] IMAGE MOUNTPOINT
                    ext4j umount MOUNTPOINT
                    ext4j IMAGE MOUNTPOINT [-o OPTIONS]      (mount.fuse convention)
+                   ext4j probe IMAGE                        (list partitions and ext2/3/4 filesystems)
             options: ro, rw, allow_other, allow_root, default_permissions, debug, log=FILE,
                      errors=continue|remount-ro|panic, control=NAME,
+                     offset=BYTES, partition=N (MBR 1-4, logical 5+, or GPT),
                      uid=N, gid=N, umask=M; -f stays in the foreground""";
     private static final long MOUNT_TIMEOUT_MS = 60_000;
     /** FUSE worker threads; libfuse would keep up to 10 idle. */
@@ -56,6 +58,12 @@ public final class Main {
                         throw new MountSpec.UsageException("umount takes one MOUNTPOINT");
                     }
                     yield Daemon.unmount(Path.of(args.get(1)), err);
+                }
+                case "probe" -> {
+                    if (args.size() != 2) {
+                        throw new MountSpec.UsageException("probe takes one IMAGE");
+                    }
+                    yield Probe.run(Path.of(args.get(1)), System.out, err);
                 }
                 default -> mount(MountSpec.parse(args), err);
             };

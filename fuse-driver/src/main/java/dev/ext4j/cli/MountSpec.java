@@ -4,6 +4,7 @@ import dev.ext4j.fs.AtimeMode;
 import dev.ext4j.fs.ErrorPolicy;
 import dev.ext4j.fs.MountOptions;
 import dev.ext4j.fuse.ByteSize;
+import dev.ext4j.io.Placement;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -92,7 +93,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                     throw new UsageException("control=NAME needs a file name (no '/', not . or ..)");
                 }
             } else if (o.startsWith("cache_size=") || o.startsWith("commit=") || o.startsWith("dirty_expire=")
-                    || o.startsWith("journal=") || o.startsWith("idle_flush=")) {
+                    || o.startsWith("journal=") || o.startsWith("idle_flush=") || o.startsWith("offset=") || o.startsWith("partition=")) {
                 tune(MountOptions.defaults(), o); // checked now, applied by coreOptions()
                 tuning.add(o);
             } else if (ATIME.contains(o)) {
@@ -105,10 +106,13 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 throw new UsageException("unknown mount option " + o);
             }
         }
+        if (tuning.stream().anyMatch(t -> t.startsWith("offset=")) && tuning.stream().anyMatch(t -> t.startsWith("partition="))) {
+            throw new UsageException("offset= and partition= exclude each other");
+        }
         return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, tuning, control);
     }
 
-    /** The options for the filesystem core: ro, errors= and the cache and writeback tuning. */
+    /** The options for the filesystem core: ro, errors=, the cache and writeback tuning, offset= or partition=. */
     MountOptions coreOptions() {
         MountOptions o = MountOptions.defaults().withReadOnly(readOnly).withErrors(errors).withIdleFlush(DEFAULT_IDLE_FLUSH_MILLIS);
         for (String t : tuning) {
@@ -152,7 +156,8 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
 
     /**
      * {@code cache_size=SIZE[KMG]}, {@code commit=SECONDS}, {@code dirty_expire=SECONDS},
-     * {@code journal=on|off}, {@code idle_flush=MILLISECONDS} (0: off).
+     * {@code journal=on|off}, {@code idle_flush=MILLISECONDS} (0: off), {@code offset=BYTES},
+     * {@code partition=N}.
      */
     private static MountOptions tune(MountOptions o, String opt) throws UsageException {
         String key = opt.substring(0, opt.indexOf('='));
@@ -166,6 +171,8 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                     default -> throw new IllegalArgumentException("journal is on or off");
                 };
                 case "idle_flush" -> o.withIdleFlush(Math.max(0, Long.parseLong(value)));
+                case "offset" -> o.withPlacement(Placement.atOffset(ByteSize.parse(value)));
+                case "partition" -> o.withPlacement(Placement.ofPartition(Integer.parseInt(value)));
                 case "commit" -> o.withWriteback(o.cacheBytes(), positive(key, Long.parseLong(value)) * 1000, o.dirtyExpireMillis());
                 default -> o.withWriteback(o.cacheBytes(), o.flushIntervalMillis(), positive(key, Long.parseLong(value)) * 1000);
             };

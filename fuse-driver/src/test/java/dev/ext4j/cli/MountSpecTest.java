@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ext4j.fs.ErrorPolicy;
 import dev.ext4j.fs.MountOptions;
+import dev.ext4j.io.Placement;
 import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -99,6 +100,20 @@ class MountSpecTest {
         MountSpec s = withOptions("log=/tmp/ext4j.log,control=.ctl");
         assertEquals(Path.of("/tmp/ext4j.log"), s.logFile());
         assertEquals(".ctl", s.controlName());
+    }
+
+    @Test
+    void offsetAndPartitionPlaceTheFilesystemInTheImage() throws Exception {
+        assertEquals(Placement.WHOLE_IMAGE, withOptions("ro").coreOptions().placement());
+        assertEquals(Placement.atOffset(1048576), withOptions("offset=1048576").coreOptions().placement());
+        assertEquals(Placement.atOffset(1048576), withOptions("offset=1M").coreOptions().placement());
+        assertEquals(Placement.ofPartition(5), withOptions("partition=5").coreOptions().placement());
+        MountSpec s = withOptions("partition=2");
+        assertEquals(s.coreOptions(), MountSpec.parse(s.childArgs().subList(1, s.childArgs().size())).coreOptions(), "passed to the child");
+        assertTrue(usageError("-o", "partition=0", "disk.img", "mnt").startsWith("bad value in partition=0: partition numbers start at 1"));
+        assertTrue(usageError("-o", "partition=x", "disk.img", "mnt").startsWith("bad value in partition=x"));
+        assertTrue(usageError("-o", "offset=-1", "disk.img", "mnt").startsWith("bad value in offset=-1"));
+        assertEquals("offset= and partition= exclude each other", usageError("-o", "offset=512,partition=1", "disk.img", "mnt"));
     }
 
     @Test
