@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.ext4j.fs.AtimeMode;
 import dev.ext4j.fs.ErrorPolicy;
 import dev.ext4j.fs.MountOptions;
 import dev.ext4j.io.Placement;
@@ -132,7 +133,19 @@ class MountSpecTest {
         assertEquals(Path.of("/mnt/disk"), s.mountPoint());
         assertTrue(s.readOnly());
         assertEquals(List.of(), s.fuseOptions());
-        assertEquals(List.of(), s.tuning());
+        assertEquals(List.of("relatime"), s.tuning(), "kept for the core's atime flags");
+        assertEquals(AtimeMode.RELATIME, s.atimeMode());
+    }
+
+    @Test
+    void atimeFlagsAreReadAsTheKernelReadsThem() throws Exception {
+        assertEquals(AtimeMode.RELATIME, withOptions("rw").atimeMode());
+        assertEquals(AtimeMode.NOATIME, withOptions("strictatime,noatime").atimeMode());
+        assertEquals(AtimeMode.STRICTATIME, withOptions("noatime,strictatime").atimeMode());
+        assertEquals(AtimeMode.RELATIME, withOptions("noatime,atime").atimeMode());
+        assertTrue(withOptions("nodiratime").noDirAtime());
+        assertFalse(withOptions("nodiratime,diratime").noDirAtime());
+        assertEquals(MountOptions.defaults().withReadOnly(false).cacheBytes(), withOptions("lazytime").coreOptions().cacheBytes());
     }
 
     @Test
