@@ -155,16 +155,43 @@ public final class TreeCopy {
         }
     }
 
-    /** Makes the copy of one entry; a directory's times wait for {@link #finish}. */
+    /**
+     * Makes the copy of one entry; a directory's times wait for {@link #finish}. What is in the
+     * way is replaced, as cp does, but a directory, which a directory's copy goes into.
+     */
     private void entry(Path source, Path target, BasicFileAttributes a, LinkOption[] lo) throws IOException {
         Map<String, Object> u = unix(source, a, lo);
-        int mode = ((Number) u.get("mode")).intValue();
+        boolean made;
+        try {
+            made = create(source, target, a, u);
+        } catch (FileAlreadyExistsException e) {
+            if (a.isDirectory() && Files.isDirectory(target, NOFOLLOW)) {
+                made = true;
+            } else {
+                Files.delete(target);
+                made = create(source, target, a, u);
+            }
+        }
+        if (!made) {
+            return;
+        }
+        if (preserve) {
+            copyXattrs(source, target, a);
+        }
+        if (!a.isDirectory()) {
+            finish(source, target, a, u);
+        }
+    }
+
+    /** Creates the copy; false when it is a hard link to an earlier copy, which has the attributes already. */
+    private boolean create(Path source, Path target, BasicFileAttributes a, Map<String, Object> u) throws IOException {
         if (preserve && !a.isDirectory() && ((Number) u.get("nlink")).intValue() > 1 && a.fileKey() != null) {
-            Path first = linked.putIfAbsent(a.fileKey(), target);
+            Path first = linked.get(a.fileKey());
             if (first != null) {
                 Files.createLink(target, first);
-                return;
+                return false;
             }
+            linked.put(a.fileKey(), target);
         }
         if (a.isSymbolicLink()) {
             Files.createSymbolicLink(target, target.getFileSystem().getPath(Files.readSymbolicLink(source).toString()));
@@ -173,16 +200,11 @@ public final class TreeCopy {
         } else if (a.isRegularFile()) {
             copyData(source, target);
         } else if (target instanceof ImagePath t) {
-            makeSpecial(t, mode, ((Number) u.getOrDefault("rdev", 0L)).longValue());
+            makeSpecial(t, ((Number) u.get("mode")).intValue(), ((Number) u.getOrDefault("rdev", 0L)).longValue());
         } else {
             throw new IOException(source + ": a device, fifo or socket: cannot be made outside an image");
         }
-        if (preserve) {
-            copyXattrs(source, target, a);
-        }
-        if (!a.isDirectory()) {
-            finish(source, target, a, u);
-        }
+        return true;
     }
 
     private void finish(Path source, Path target, BasicFileAttributes a, LinkOption[] lo) throws IOException {

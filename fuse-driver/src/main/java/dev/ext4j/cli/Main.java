@@ -29,6 +29,8 @@ public final class Main {
             usage: ext4j mount [-f] [-o OPTIONS] IMAGE MOUNTPOINT
                    ext4j umount MOUNTPOINT
                    ext4j IMAGE MOUNTPOINT [-o OPTIONS]      (mount.fuse convention)
+            """ + Copy.USAGE + """
+
             options: ro, rw, allow_other, allow_root, default_permissions, debug, log=FILE,
                      errors=continue|remount-ro|panic, control=NAME,
                      uid=N, gid=N, umask=M; -f stays in the foreground""";
@@ -51,6 +53,8 @@ public final class Main {
         try {
             return switch (args.get(0)) {
                 case "mount" -> mount(MountSpec.parse(args.subList(1, args.size())), err);
+                case "cp" -> Copy.cp(args.subList(1, args.size()), System.out, err);
+                case "ls" -> Copy.ls(args.subList(1, args.size()), System.out, err);
                 case "umount", "unmount" -> {
                     if (args.size() != 2) {
                         throw new MountSpec.UsageException("umount takes one MOUNTPOINT");
