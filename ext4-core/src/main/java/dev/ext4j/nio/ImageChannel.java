@@ -62,6 +62,15 @@ final class ImageChannel extends FileChannel {
         this.mode = mode;
     }
 
+    /** The inode the channel holds open. */
+    long ino() {
+        return ino;
+    }
+
+    ImagePath path() {
+        return path;
+    }
+
     private void ensureOpen() throws IOException {
         if (!isOpen()) {
             throw new ClosedChannelException();

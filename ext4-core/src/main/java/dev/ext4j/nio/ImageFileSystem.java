@@ -260,6 +260,9 @@ public final class ImageFileSystem extends FileSystem {
 
     /** The entry for a new name: EEXIST when it is taken; write and search permission on the directory. */
     Entry newEntry(ImagePath p) throws Ext4Exception {
+        if (p.names().length == 0) {
+            throw new Ext4Exception(Errno.EEXIST, "the root directory is there");
+        }
         Entry e = entry(p);
         if (e.ino() != 0) {
             throw new Ext4Exception(Errno.EEXIST, "the name is taken by inode " + e.ino());
@@ -468,17 +471,22 @@ public final class ImageFileSystem extends FileSystem {
                        Ext4FileSystem.Time mtime) throws IOException {
         requireWritable();
         io("setattr", p, null, () -> {
-            long ino = inode(p, follow);
-            if (!isRoot()) {
-                FileAttributes a = core.stat(ino);
-                boolean owner = a.uid() == uid;
-                if (!owner || (newUid != null && newUid != a.uid()) || (newGid != null && newGid != gid && newGid != a.gid())) {
-                    throw new Ext4Exception(Errno.EPERM, "inode " + ino + " belongs to uid " + a.uid() + ", not to uid " + uid);
-                }
-            }
-            core.setAttributes(ino, mode, newUid, newGid, atime, mtime);
+            setAttributes(inode(p, follow), mode, newUid, newGid, atime, mtime);
             return null;
         });
+    }
+
+    /** {@link #setAttributes(ImagePath, boolean, Integer, Long, Long, Ext4FileSystem.Time, Ext4FileSystem.Time)} of an inode in hand. */
+    void setAttributes(long ino, Integer mode, Long newUid, Long newGid, Ext4FileSystem.Time atime, Ext4FileSystem.Time mtime)
+            throws Ext4Exception {
+        if (!isRoot()) {
+            FileAttributes a = core.stat(ino);
+            boolean owner = a.uid() == uid;
+            if (!owner || (newUid != null && newUid != a.uid()) || (newGid != null && newGid != gid && newGid != a.gid())) {
+                throw new Ext4Exception(Errno.EPERM, "inode " + ino + " belongs to uid " + a.uid() + ", not to uid " + uid);
+            }
+        }
+        core.setAttributes(ino, mode, newUid, newGid, atime, mtime);
     }
 
     void checkAccess(ImagePath p, int mask) throws IOException {

@@ -50,6 +50,12 @@ public final class TreeCopy {
     /** A multiply-linked source file's key and its first copy. */
     private final Map<Object, Path> linked = new HashMap<>();
     private final ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
+    /**
+     * The file just copied into an image, still open (so its inode cannot go and be reused) until
+     * its attributes are set without a second walk; 0 for none.
+     */
+    private long written;
+    private SeekableByteChannel writtenChannel;
 
     /**
      * @param preserve cp -a's attributes (see the class comment)
@@ -157,15 +163,32 @@ public final class TreeCopy {
 
     /**
      * Makes the copy of one entry; a directory's times wait for {@link #finish}. What is in the
-     * way is replaced, as cp does, but a directory, which a directory's copy goes into.
+     * way is replaced, as cp does, but a directory, which a directory's copy goes into, and a
+     * file, which a file's data is written into.
      */
     private void entry(Path source, Path target, BasicFileAttributes a, LinkOption[] lo) throws IOException {
         Map<String, Object> u = unix(source, a, lo);
+        try {
+            copyEntry(source, target, a, u);
+        } finally {
+            written = 0;
+            if (writtenChannel != null) {
+                SeekableByteChannel c = writtenChannel;
+                writtenChannel = null;
+                c.close();
+            }
+        }
+    }
+
+    private void copyEntry(Path source, Path target, BasicFileAttributes a, Map<String, Object> u) throws IOException {
         boolean made;
         try {
             made = create(source, target, a, u);
         } catch (FileAlreadyExistsException e) {
             if (a.isDirectory() && Files.isDirectory(target, NOFOLLOW)) {
+                made = true;
+            } else if (a.isRegularFile() && Files.isRegularFile(target, NOFOLLOW)) {
+                copyData(source, target, StandardOpenOption.TRUNCATE_EXISTING); // into the same inode, as cp
                 made = true;
             } else {
                 Files.delete(target);
@@ -198,7 +221,7 @@ public final class TreeCopy {
         } else if (a.isDirectory()) {
             Files.createDirectory(target);
         } else if (a.isRegularFile()) {
-            copyData(source, target);
+            copyData(source, target, StandardOpenOption.CREATE_NEW);
         } else if (target instanceof ImagePath t) {
             makeSpecial(t, ((Number) u.get("mode")).intValue(), ((Number) u.getOrDefault("rdev", 0L)).longValue());
         } else {
@@ -208,6 +231,7 @@ public final class TreeCopy {
     }
 
     private void finish(Path source, Path target, BasicFileAttributes a, LinkOption[] lo) throws IOException {
+        written = 0;
         finish(source, target, a, unix(source, a, lo));
     }
 
@@ -222,7 +246,17 @@ public final class TreeCopy {
         FileTime mtime = preserve ? a.lastModifiedTime() : null;
         if (target instanceof ImagePath t) {
             if (m != null || uid != null || gid != null || atime != null) {
-                t.getFileSystem().setAttributes(t, false, m, uid, gid, ImageAttributes.time(atime), ImageAttributes.time(mtime));
+                ImageFileSystem fs = t.getFileSystem();
+                if (written != 0) {
+                    long ino = written;
+                    fs.requireWritable();
+                    fs.io("setattr", t, null, () -> {
+                        fs.setAttributes(ino, m, uid, gid, ImageAttributes.time(atime), ImageAttributes.time(mtime));
+                        return null;
+                    });
+                } else {
+                    fs.setAttributes(t, false, m, uid, gid, ImageAttributes.time(atime), ImageAttributes.time(mtime));
+                }
             }
             return;
         }
@@ -238,9 +272,9 @@ public final class TreeCopy {
         }
     }
 
-    private void copyData(Path source, Path target) throws IOException {
-        try (SeekableByteChannel in = Files.newByteChannel(source);
-             SeekableByteChannel out = Files.newByteChannel(target, Set.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE))) {
+    private void copyData(Path source, Path target, StandardOpenOption how) throws IOException {
+        SeekableByteChannel out = Files.newByteChannel(target, Set.of(how, StandardOpenOption.WRITE));
+        try (SeekableByteChannel in = Files.newByteChannel(source)) {
             while (true) {
                 buffer.clear();
                 if (in.read(buffer) < 0) {
@@ -251,6 +285,15 @@ public final class TreeCopy {
                     out.write(buffer);
                 }
             }
+        } catch (IOException | RuntimeException e) {
+            out.close();
+            throw e;
+        }
+        if (out instanceof ImageChannel c) {
+            written = c.ino();
+            writtenChannel = out; // closed by entry() once the attributes are set
+        } else {
+            out.close();
         }
     }
 

@@ -152,8 +152,10 @@ final class Copy {
                 fail("-r not specified; omitting directory " + srcArg);
                 continue;
             }
+            // "dir/." copies what is in dir, as cp does
             Path name = src.getFileName();
-            Path target = intoDir && name != null ? dest.resolve(name.toString()) : dest;
+            boolean contents = name == null || name.toString().equals(".");
+            Path target = intoDir && !contents ? dest.resolve(name.toString()) : dest;
             try {
                 if (Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS) && !Files.isDirectory(src, lo)) {
                     throw new FileAlreadyExistsException(target.toString(), null, "a directory is in the way");
