@@ -182,17 +182,24 @@ public final class TreeCopy {
 
     private void copyEntry(Path source, Path target, BasicFileAttributes a, Map<String, Object> u) throws IOException {
         boolean made;
+        boolean into = false;
         try {
             made = create(source, target, a, u);
         } catch (FileAlreadyExistsException e) {
-            if (a.isDirectory() && Files.isDirectory(target, NOFOLLOW)) {
+            if (a.isDirectory() && Files.isDirectory(target)) {
                 made = true;
-            } else if (a.isRegularFile() && Files.isRegularFile(target, NOFOLLOW)) {
-                copyData(source, target, StandardOpenOption.TRUNCATE_EXISTING); // into the same inode, as cp
+            } else if (a.isRegularFile() && Files.exists(target) && !Files.isDirectory(target)) {
+                if (Files.isSameFile(source, target)) {
+                    throw new java.nio.file.FileSystemException(source.toString(), target.toString(), "the same file");
+                }
+                copyData(source, target, StandardOpenOption.TRUNCATE_EXISTING); // into the file (or device) there, as cp
                 made = true;
-            } else {
+                into = true;
+            } else if (!a.isDirectory() && (Files.isRegularFile(target, NOFOLLOW) || Files.isSymbolicLink(target))) {
                 Files.delete(target);
                 made = create(source, target, a, u);
+            } else {
+                throw e;
             }
         }
         if (!made) {
@@ -201,8 +208,8 @@ public final class TreeCopy {
         if (preserve) {
             copyXattrs(source, target, a);
         }
-        if (!a.isDirectory()) {
-            finish(source, target, a, u);
+        if (!a.isDirectory() && (!into || Files.isRegularFile(target))) { // a device written into keeps its attributes
+            finish(source, target, a, u, into);
         }
     }
 
@@ -232,14 +239,18 @@ public final class TreeCopy {
 
     private void finish(Path source, Path target, BasicFileAttributes a, LinkOption[] lo) throws IOException {
         written = 0;
-        finish(source, target, a, unix(source, a, lo));
+        finish(source, target, a, unix(source, a, lo), false);
     }
 
-    /** The mode, owner and times, as one change in an image. */
-    private void finish(Path source, Path target, BasicFileAttributes a, Map<String, Object> u) throws IOException {
+    /**
+     * The mode, owner and times, as one change in an image. A file written {@code into} one that
+     * was there keeps that one's mode unless preserving (as cp), and is reached through links.
+     */
+    private void finish(Path source, Path target, BasicFileAttributes a, Map<String, Object> u, boolean into) throws IOException {
         boolean link = a.isSymbolicLink();
         int mode = ((Number) u.get("mode")).intValue() & 07777;
-        Integer m = link ? null : preserve ? mode : mode & 0755;
+        Integer m = link || (into && !preserve) ? null : preserve ? mode : mode & 0755;
+        LinkOption[] lo = into ? FOLLOW : NOFOLLOW;
         Long uid = preserve && root && u.containsKey("uid") ? ((Number) u.get("uid")).longValue() & 0xFFFFFFFFL : null;
         Long gid = preserve && root && u.containsKey("gid") ? ((Number) u.get("gid")).longValue() & 0xFFFFFFFFL : null;
         FileTime atime = preserve ? a.lastAccessTime() : null;
@@ -255,20 +266,20 @@ public final class TreeCopy {
                         return null;
                     });
                 } else {
-                    fs.setAttributes(t, false, m, uid, gid, ImageAttributes.time(atime), ImageAttributes.time(mtime));
+                    fs.setAttributes(t, into, m, uid, gid, ImageAttributes.time(atime), ImageAttributes.time(mtime));
                 }
             }
             return;
         }
         if (uid != null) {
-            Files.setAttribute(target, "unix:uid", (int) (long) uid, NOFOLLOW);
-            Files.setAttribute(target, "unix:gid", (int) (long) gid, NOFOLLOW);
+            Files.setAttribute(target, "unix:uid", (int) (long) uid, lo);
+            Files.setAttribute(target, "unix:gid", (int) (long) gid, lo);
         }
         if (m != null) {
-            Files.setAttribute(target, "unix:mode", m, NOFOLLOW);
+            Files.setAttribute(target, "unix:mode", m, lo);
         }
         if (mtime != null) {
-            Files.getFileAttributeView(target, BasicFileAttributeView.class, NOFOLLOW).setTimes(mtime, atime, null);
+            Files.getFileAttributeView(target, BasicFileAttributeView.class, lo).setTimes(mtime, atime, null);
         }
     }
 

@@ -160,9 +160,6 @@ final class Copy {
                 if (Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS) && !Files.isDirectory(src, lo)) {
                     throw new FileAlreadyExistsException(target.toString(), null, "a directory is in the way");
                 }
-                if (!Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
-                    Files.deleteIfExists(target);
-                }
                 copier.copyTree(recursive ? src : src.toRealPath(), target);
             } catch (IOException e) {
                 fail(message(e));
