@@ -102,7 +102,7 @@ final class Copy {
 
     private static String message(IOException e) {
         return e instanceof java.nio.file.FileSystemException f && f.getReason() != null
-                ? f.getFile() + ": " + f.getReason() : e.toString();
+                ? f.getFile() + (f.getOtherFile() != null ? " and " + f.getOtherFile() : "") + ": " + f.getReason() : e.toString();
     }
 
     /** Closes every image, which writes it home; a failure here fails the command. */
