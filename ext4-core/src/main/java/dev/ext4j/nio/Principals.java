@@ -8,7 +8,6 @@ import java.nio.file.attribute.UserPrincipal;
 import java.nio.file.attribute.UserPrincipalLookupService;
 import java.nio.file.attribute.UserPrincipalNotFoundException;
 import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 
 /**
