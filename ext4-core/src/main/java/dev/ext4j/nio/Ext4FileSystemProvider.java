@@ -84,7 +84,7 @@ public final class Ext4FileSystemProvider extends FileSystemProvider {
      */
     @Override
     public ImageFileSystem newFileSystem(Path image, Map<String, ?> env) throws IOException {
-        if (image.getFileSystem() != FileSystems.getDefault() || !isExt4(image)) {
+        if (image.getFileSystem() != FileSystems.getDefault() || java.nio.file.Files.isDirectory(image) || !isExt4(image)) {
             throw new UnsupportedOperationException(image + " is not an ext4 image");
         }
         Path real = image.toRealPath();
