@@ -30,9 +30,12 @@ public final class Main {
                    ext4j umount MOUNTPOINT
                    ext4j IMAGE MOUNTPOINT [-o OPTIONS]      (mount.fuse convention)
                    ext4j probe IMAGE                        (list partitions and ext2/3/4 filesystems)
+            """ + Copy.USAGE + """
+
             options: ro, rw, allow_other, allow_root, default_permissions, debug, log=FILE,
                      errors=continue|remount-ro|panic, control=NAME,
                      offset=BYTES, partition=N (MBR 1-4, logical 5+, or GPT),
+                     relatime|strictatime|noatime, nodiratime, lazytime,
                      uid=N, gid=N, umask=M; -f stays in the foreground""";
     private static final long MOUNT_TIMEOUT_MS = 60_000;
     /** FUSE worker threads; libfuse would keep up to 10 idle. */
@@ -53,6 +56,8 @@ public final class Main {
         try {
             return switch (args.get(0)) {
                 case "mount" -> mount(MountSpec.parse(args.subList(1, args.size())), err);
+                case "cp" -> Copy.cp(args.subList(1, args.size()), System.out, err);
+                case "ls" -> Copy.ls(args.subList(1, args.size()), System.out, err);
                 case "umount", "unmount" -> {
                     if (args.size() != 2) {
                         throw new MountSpec.UsageException("umount takes one MOUNTPOINT");

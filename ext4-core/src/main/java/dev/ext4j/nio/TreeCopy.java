@@ -1,0 +1,342 @@
+package dev.ext4j.nio;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.format.Inode;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.SeekableByteChannel;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileVisitResult;
+import java.nio.file.FileVisitor;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.BasicFileAttributeView;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.nio.file.attribute.FileTime;
+import java.nio.file.attribute.UserDefinedFileAttributeView;
+import java.util.EnumSet;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * cp(1) between any two {@code java.nio.file} filesystems, an image on one side or both: what
+ * {@code ext4j cp} and {@link Ext4FileSystemProvider#copy} run, and what a Java program calls to
+ * fill or extract an image. Symbolic links are copied as links. With {@code preserve} (cp -a) it
+ * keeps the mode (with setuid, setgid and sticky), the owner and group when the process is root,
+ * the access and modification times, hard links within the copied tree and the {@code user.}
+ * xattrs; without, a new file gets its source's permissions less a umask of 022, as cp does.
+ * Devices, fifos and sockets are made in an image; elsewhere they are reported and skipped (Java
+ * cannot make them).
+ *
+ * <p>One copy at a time per instance.
+ */
+public final class TreeCopy {
+    /** What a copy does when one entry fails: throw to stop, return to go on. */
+    @FunctionalInterface
+    public interface OnError {
+        void failed(Path source, IOException e) throws IOException;
+    }
+
+    private static final LinkOption[] NOFOLLOW = {LinkOption.NOFOLLOW_LINKS};
+    private static final LinkOption[] FOLLOW = {};
+
+    private final boolean preserve;
+    private final OnError onError;
+    private final boolean root;
+    /** A multiply-linked source file's key and its first copy. */
+    private final Map<Object, Path> linked = new HashMap<>();
+    private final ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
+    /**
+     * The file just copied into an image, still open (so its inode cannot go and be reused) until
+     * its attributes are set without a second walk; 0 for none.
+     */
+    private long written;
+    private SeekableByteChannel writtenChannel;
+
+    /**
+     * @param preserve cp -a's attributes (see the class comment)
+     * @param onError  what a failed entry does; the copy of a tree goes on with the next when it returns
+     */
+    public TreeCopy(boolean preserve, OnError onError) {
+        this.preserve = preserve;
+        this.onError = onError;
+        this.root = isRootProcess();
+    }
+
+    private static boolean isRootProcess() {
+        try {
+            return ((Number) Files.getAttribute(Path.of("/proc/self"), "unix:uid")).intValue() == 0;
+        } catch (IOException | UnsupportedOperationException e) {
+            return false;
+        }
+    }
+
+    /** Files.copy of one entry: a directory as an empty one; see the provider's copy. */
+    static void copyOne(Path source, Path target, boolean attrs, boolean follow, boolean replace) throws IOException {
+        LinkOption[] lo = follow ? FOLLOW : NOFOLLOW;
+        BasicFileAttributes a = Files.readAttributes(source, BasicFileAttributes.class, lo);
+        if (replace) {
+            Files.deleteIfExists(target);
+        } else if (Files.exists(target, NOFOLLOW)) {
+            throw new FileAlreadyExistsException(target.toString());
+        }
+        TreeCopy c = new TreeCopy(attrs, (p, e) -> {
+            throw e;
+        });
+        c.entry(source, target, a, lo);
+        if (a.isDirectory()) {
+            c.finish(source, target, a, lo);
+        }
+    }
+
+    /**
+     * Copies {@code source} (a file, link or whole tree, links not followed) to {@code target},
+     * which must not exist; its parent must.
+     */
+    public void copyTree(Path source, Path target) throws IOException {
+        Files.walkFileTree(source, EnumSet.noneOf(java.nio.file.FileVisitOption.class), Integer.MAX_VALUE, new FileVisitor<>() {
+            private Path to(Path p) {
+                Path t = target;
+                for (Path name : source.relativize(p)) {
+                    if (!name.toString().isEmpty()) {
+                        t = t.resolve(name.toString());
+                    }
+                }
+                return t;
+            }
+
+            @Override
+            public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) throws IOException {
+                try {
+                    entry(dir, to(dir), attrs, NOFOLLOW);
+                    return FileVisitResult.CONTINUE;
+                } catch (IOException e) {
+                    onError.failed(dir, e);
+                    return FileVisitResult.SKIP_SUBTREE;
+                }
+            }
+
+            @Override
+            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
+                try {
+                    entry(file, to(file), attrs, NOFOLLOW);
+                } catch (IOException e) {
+                    onError.failed(file, e);
+                }
+                return FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public FileVisitResult visitFileFailed(Path file, IOException e) throws IOException {
+                onError.failed(file, e);
+                return FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public FileVisitResult postVisitDirectory(Path dir, IOException e) throws IOException {
+                if (e != null) {
+                    onError.failed(dir, e);
+                }
+                try {
+                    finish(dir, to(dir), Files.readAttributes(dir, BasicFileAttributes.class, NOFOLLOW), NOFOLLOW);
+                } catch (IOException x) {
+                    onError.failed(dir, x);
+                }
+                return FileVisitResult.CONTINUE;
+            }
+        });
+    }
+
+    /** The source's mode, uid, gid and nlink; a filesystem without the unix view gives 0644/0755 and no owner. */
+    private static Map<String, Object> unix(Path source, BasicFileAttributes a, LinkOption[] lo) throws IOException {
+        try {
+            return Files.readAttributes(source, "unix:mode,uid,gid,nlink,rdev", lo);
+        } catch (UnsupportedOperationException | IllegalArgumentException e) {
+            int type = a.isDirectory() ? Inode.S_IFDIR : a.isSymbolicLink() ? Inode.S_IFLNK : Inode.S_IFREG;
+            return Map.of("mode", type | (a.isDirectory() ? 0755 : 0644), "nlink", 1);
+        }
+    }
+
+    /**
+     * Makes the copy of one entry; a directory's times wait for {@link #finish}. What is in the
+     * way is replaced, as cp does, but a directory, which a directory's copy goes into, and a
+     * file, which a file's data is written into.
+     */
+    private void entry(Path source, Path target, BasicFileAttributes a, LinkOption[] lo) throws IOException {
+        Map<String, Object> u = unix(source, a, lo);
+        try {
+            copyEntry(source, target, a, u);
+        } finally {
+            written = 0;
+            if (writtenChannel != null) {
+                SeekableByteChannel c = writtenChannel;
+                writtenChannel = null;
+                c.close();
+            }
+        }
+    }
+
+    private void copyEntry(Path source, Path target, BasicFileAttributes a, Map<String, Object> u) throws IOException {
+        boolean made;
+        boolean into = false;
+        try {
+            made = create(source, target, a, u);
+        } catch (FileAlreadyExistsException e) {
+            if (a.isDirectory() && Files.isDirectory(target)) {
+                made = true;
+            } else if (a.isRegularFile() && Files.exists(target) && !Files.isDirectory(target)) {
+                if (Files.isSameFile(source, target)) {
+                    throw new java.nio.file.FileSystemException(source.toString(), target.toString(), "the same file");
+                }
+                copyData(source, target, StandardOpenOption.TRUNCATE_EXISTING); // into the file (or device) there, as cp
+                made = true;
+                into = true;
+            } else if (!a.isDirectory() && (Files.isRegularFile(target, NOFOLLOW) || Files.isSymbolicLink(target))) {
+                Files.delete(target);
+                made = create(source, target, a, u);
+            } else {
+                throw e;
+            }
+        }
+        if (!made) {
+            return;
+        }
+        if (preserve) {
+            copyXattrs(source, target, a);
+        }
+        if (!a.isDirectory() && (!into || Files.isRegularFile(target))) { // a device written into keeps its attributes
+            finish(source, target, a, u, into);
+        }
+    }
+
+    /** Creates the copy; false when it is a hard link to an earlier copy, which has the attributes already. */
+    private boolean create(Path source, Path target, BasicFileAttributes a, Map<String, Object> u) throws IOException {
+        if (preserve && !a.isDirectory() && ((Number) u.get("nlink")).intValue() > 1 && a.fileKey() != null) {
+            Path first = linked.get(a.fileKey());
+            if (first != null) {
+                Files.createLink(target, first);
+                return false;
+            }
+            linked.put(a.fileKey(), target);
+        }
+        if (a.isSymbolicLink()) {
+            Files.createSymbolicLink(target, target.getFileSystem().getPath(Files.readSymbolicLink(source).toString()));
+        } else if (a.isDirectory()) {
+            Files.createDirectory(target);
+        } else if (a.isRegularFile()) {
+            copyData(source, target, StandardOpenOption.CREATE_NEW);
+        } else if (target instanceof ImagePath t) {
+            makeSpecial(t, ((Number) u.get("mode")).intValue(), ((Number) u.getOrDefault("rdev", 0L)).longValue());
+        } else {
+            throw new IOException(source + ": a device, fifo or socket: cannot be made outside an image");
+        }
+        return true;
+    }
+
+    private void finish(Path source, Path target, BasicFileAttributes a, LinkOption[] lo) throws IOException {
+        written = 0;
+        finish(source, target, a, unix(source, a, lo), false);
+    }
+
+    /**
+     * The mode, owner and times, as one change in an image. A file written {@code into} one that
+     * was there keeps that one's mode unless preserving (as cp), and is reached through links.
+     */
+    private void finish(Path source, Path target, BasicFileAttributes a, Map<String, Object> u, boolean into) throws IOException {
+        boolean link = a.isSymbolicLink();
+        int mode = ((Number) u.get("mode")).intValue() & 07777;
+        Integer m = link || (into && !preserve) ? null : preserve ? mode : mode & 0755;
+        LinkOption[] lo = into ? FOLLOW : NOFOLLOW;
+        Long uid = preserve && root && u.containsKey("uid") ? ((Number) u.get("uid")).longValue() & 0xFFFFFFFFL : null;
+        Long gid = preserve && root && u.containsKey("gid") ? ((Number) u.get("gid")).longValue() & 0xFFFFFFFFL : null;
+        FileTime atime = preserve ? a.lastAccessTime() : null;
+        FileTime mtime = preserve ? a.lastModifiedTime() : null;
+        if (target instanceof ImagePath t) {
+            if (m != null || uid != null || gid != null || atime != null) {
+                ImageFileSystem fs = t.getFileSystem();
+                if (written != 0) {
+                    long ino = written;
+                    fs.requireWritable();
+                    fs.io("setattr", t, null, () -> {
+                        fs.setAttributes(ino, m, uid, gid, ImageAttributes.time(atime), ImageAttributes.time(mtime));
+                        return null;
+                    });
+                } else {
+                    fs.setAttributes(t, into, m, uid, gid, ImageAttributes.time(atime), ImageAttributes.time(mtime));
+                }
+            }
+            return;
+        }
+        if (uid != null) {
+            Files.setAttribute(target, "unix:uid", (int) (long) uid, lo);
+            Files.setAttribute(target, "unix:gid", (int) (long) gid, lo);
+        }
+        if (m != null) {
+            Files.setAttribute(target, "unix:mode", m, lo);
+        }
+        if (mtime != null) {
+            Files.getFileAttributeView(target, BasicFileAttributeView.class, lo).setTimes(mtime, atime, null);
+        }
+    }
+
+    private void copyData(Path source, Path target, StandardOpenOption how) throws IOException {
+        SeekableByteChannel out = Files.newByteChannel(target, Set.of(how, StandardOpenOption.WRITE));
+        try (SeekableByteChannel in = Files.newByteChannel(source)) {
+            while (true) {
+                buffer.clear();
+                if (in.read(buffer) < 0) {
+                    break;
+                }
+                buffer.flip();
+                while (buffer.hasRemaining()) {
+                    out.write(buffer);
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            out.close();
+            throw e;
+        }
+        if (out instanceof ImageChannel c) {
+            written = c.ino();
+            writtenChannel = out; // closed by entry() once the attributes are set
+        } else {
+            out.close();
+        }
+    }
+
+    private static void makeSpecial(ImagePath t, int mode, long rdev) throws IOException {
+        ImageFileSystem fs = t.getFileSystem();
+        fs.requireWritable();
+        int major = (int) (((rdev >>> 8) & 0xFFF) | ((rdev >>> 32) & ~0xFFFL));
+        int minor = (int) ((rdev & 0xFF) | ((rdev >>> 12) & ~0xFFL));
+        fs.io("mknod", t, null, () -> {
+            ImageFileSystem.Entry e = fs.newEntry(t);
+            if ((mode & Inode.S_IFMT) == 0) {
+                throw new Ext4Exception(Errno.EINVAL, "no file type in mode 0" + Integer.toOctalString(mode));
+            }
+            return fs.core.mknod(e.dir(), e.name(), mode, major, minor, fs.uid, fs.gid);
+        });
+    }
+
+    /** The {@code user.} xattrs; none on links (Linux allows none there). */
+    private static void copyXattrs(Path source, Path target, BasicFileAttributes a) throws IOException {
+        if (a.isSymbolicLink()) {
+            return;
+        }
+        UserDefinedFileAttributeView from = Files.getFileAttributeView(source, UserDefinedFileAttributeView.class, NOFOLLOW);
+        UserDefinedFileAttributeView to = Files.getFileAttributeView(target, UserDefinedFileAttributeView.class, NOFOLLOW);
+        if (from == null || to == null) {
+            return;
+        }
+        for (String name : from.list()) {
+            ByteBuffer v = ByteBuffer.allocate(from.size(name));
+            from.read(name, v);
+            to.write(name, v.flip());
+        }
+    }
+
+}
