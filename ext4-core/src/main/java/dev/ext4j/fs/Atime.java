@@ -2,6 +2,7 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Inode;
+import java.lang.System.Logger.Level;
 
 /**
  * Access times (the kernel's touch_atime() and atime_needs_update() in fs/inode.c): a read or a
@@ -13,6 +14,8 @@ import dev.ext4j.format.Inode;
  * never made on a read-only mount or after an error made it read-only.
  */
 final class Atime {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+
     /** How old atime may get under relatime before a read moves it anyway: a day. */
     private static final long RELATIME_MAX_SECONDS = 24 * 60 * 60;
 
@@ -37,12 +40,23 @@ final class Atime {
         return noDirAtime;
     }
 
-    /** {@code ino} was read (a file) or listed (a directory): atime moves if the flags say so. */
-    void accessed(long ino) throws Ext4Exception {
-        if (mode == AtimeMode.NOATIME || fs.readOnly || fs.state.errorReadOnly() != null) {
+    /**
+     * {@code ino} was read (a file) or listed (a directory): atime moves if the flags say so. As
+     * touch_atime(), it never fails the read: an update the filesystem cannot make now (a journal
+     * that aborted, a full journal, an error that made it read-only) is left out.
+     */
+    void accessed(long ino) {
+        if (mode == AtimeMode.NOATIME || fs.readOnly || fs.state.errorReadOnly() != null || fs.state.journalAborted()) {
             return;
         }
-        Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+        try {
+            update(ino, Ext4FileSystem.Time.now());
+        } catch (Ext4Exception e) {
+            LOG.log(Level.DEBUG, "inode {0}: atime not updated: {1}", ino, e.getMessage());
+        }
+    }
+
+    private void update(long ino, Ext4FileSystem.Time now) throws Ext4Exception {
         if (!needsUpdate(fs.inode(ino).inode(), now)) {
             return;
         }

@@ -6,6 +6,7 @@ import dev.ext4j.format.Feature;
 import dev.ext4j.format.MmpBlock;
 import dev.ext4j.format.Superblock;
 import dev.ext4j.io.BlockDevice;
+import dev.ext4j.io.ForwardingDevice;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
@@ -323,12 +324,7 @@ final class Mmp {
      * kernel gets there by aborting the journal). Reads go on.
      */
     BlockDevice fence(BlockDevice inner) {
-        return new BlockDevice() {
-            @Override
-            public void read(long offset, ByteBuffer dst) throws IOException {
-                inner.read(offset, dst);
-            }
-
+        return new ForwardingDevice(inner) {
             @Override
             public void write(long offset, ByteBuffer src) throws IOException {
                 refuseIfFenced();
@@ -336,29 +332,9 @@ final class Mmp {
             }
 
             @Override
-            public long size() throws IOException {
-                return inner.size();
-            }
-
-            @Override
-            public void sync() throws IOException {
-                inner.sync();
-            }
-
-            @Override
-            public boolean isReadOnly() {
-                return inner.isReadOnly();
-            }
-
-            @Override
             public void grow(long newSize) throws IOException {
                 refuseIfFenced();
                 inner.grow(newSize);
-            }
-
-            @Override
-            public void close() throws IOException {
-                inner.close();
             }
         };
     }

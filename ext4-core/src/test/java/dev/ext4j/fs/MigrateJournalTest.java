@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ext4j.format.Inode;
 import dev.ext4j.io.MemoryBlockDevice;
-import dev.ext4j.testutil.ForwardingDevice;
+import dev.ext4j.io.ForwardingDevice;
 import dev.ext4j.testutil.Images;
 import dev.ext4j.testutil.RecordingDevice;
 import java.io.IOException;

@@ -10,7 +10,7 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.testutil.Expect;
-import dev.ext4j.testutil.ForwardingDevice;
+import dev.ext4j.io.ForwardingDevice;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
 import java.nio.ByteBuffer;

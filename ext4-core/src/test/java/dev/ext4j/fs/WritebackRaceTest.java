@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
-import dev.ext4j.testutil.ForwardingDevice;
+import dev.ext4j.io.ForwardingDevice;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
 import java.nio.ByteBuffer;

@@ -15,7 +15,7 @@ import dev.ext4j.format.Superblock;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.MemoryBlockDevice;
 import dev.ext4j.testutil.FsUtil;
-import dev.ext4j.testutil.ForwardingDevice;
+import dev.ext4j.io.ForwardingDevice;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
 import java.nio.ByteBuffer;

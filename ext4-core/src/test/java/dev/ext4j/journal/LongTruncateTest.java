@@ -8,7 +8,7 @@ import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.MountOptions;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.MemoryBlockDevice;
-import dev.ext4j.testutil.ForwardingDevice;
+import dev.ext4j.io.ForwardingDevice;
 import dev.ext4j.testutil.Images;
 import dev.ext4j.testutil.RecordingDevice;
 import java.io.IOException;

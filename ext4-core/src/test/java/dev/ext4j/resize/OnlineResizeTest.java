@@ -14,7 +14,7 @@ import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.FileBlockDevice;
 import dev.ext4j.testutil.Expect;
 import dev.ext4j.testutil.FsUtil;
-import dev.ext4j.testutil.ForwardingDevice;
+import dev.ext4j.io.ForwardingDevice;
 import dev.ext4j.testutil.Images;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -637,6 +637,11 @@ class OnlineResizeTest {
     private static final class FixedSize extends ForwardingDevice {
         FixedSize(BlockDevice inner) {
             super(inner);
+        }
+
+        @Override
+        public void grow(long newSize) throws IOException {
+            throw new IOException("a fixed-size device");
         }
     }
 }

@@ -1,5 +1,6 @@
 package dev.ext4j.testutil;
 
+import dev.ext4j.io.ForwardingDevice;
 import dev.ext4j.io.MemoryBlockDevice;
 import java.io.IOException;
 import java.nio.ByteBuffer;

@@ -1,13 +1,11 @@
-package dev.ext4j.testutil;
+package dev.ext4j.io;
 
-import dev.ext4j.io.BlockDevice;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 
 /**
- * A device that passes everything to another (grow() excepted: it keeps the interface's default,
- * a device that cannot grow), for tests to override the one call they inject a fault into or
- * record.
+ * A device that passes everything to another, for a layer (or a test) to override the one call it
+ * changes: the MMP fence refuses writes, tests inject faults or record.
  */
 public abstract class ForwardingDevice implements BlockDevice {
     protected final BlockDevice inner;
@@ -39,6 +37,16 @@ public abstract class ForwardingDevice implements BlockDevice {
     @Override
     public boolean isReadOnly() {
         return inner.isReadOnly();
+    }
+
+    @Override
+    public long capacity() throws IOException {
+        return inner.capacity();
+    }
+
+    @Override
+    public void grow(long newSize) throws IOException {
+        inner.grow(newSize);
     }
 
     @Override
