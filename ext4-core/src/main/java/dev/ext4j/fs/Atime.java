@@ -3,6 +3,7 @@ package dev.ext4j.fs;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Inode;
 import java.lang.System.Logger.Level;
+import java.util.List;
 
 /**
  * Access times (the kernel's touch_atime() and atime_needs_update() in fs/inode.c): a read or a
@@ -22,14 +23,16 @@ final class Atime {
     private final SuperInfo fs;
     private volatile AtimeMode mode = AtimeMode.RELATIME;
     private volatile boolean noDirAtime;
+    private volatile boolean lazy;
 
     Atime(SuperInfo fs) {
         this.fs = fs;
     }
 
-    void set(AtimeMode mode, boolean noDirAtime) {
+    void set(AtimeMode mode, boolean noDirAtime, boolean lazyTime) {
         this.mode = mode;
         this.noDirAtime = noDirAtime;
+        this.lazy = lazyTime;
     }
 
     AtimeMode mode() {
@@ -57,7 +60,7 @@ final class Atime {
     }
 
     private void update(long ino, Ext4FileSystem.Time now) throws Ext4Exception {
-        if (!needsUpdate(fs.inode(ino).inode(), now)) {
+        if (!needsUpdate(fs.inode(ino), now)) {
             return;
         }
         try (SuperInfo.Entered g = fs.tryEnterGate()) {
@@ -65,8 +68,13 @@ final class Atime {
                 return; // frozen: sb_start_write_trylock() fails and the kernel skips the update too
             }
             try (InodeLocks.Held h = fs.locks.lockAll(ino)) {
-                Inode copy = fs.inode(ino).inode().copy();
-                if (copy.linksCount() == 0 && !fs.inodes.referenced(ino) || !needsUpdate(copy, now)) {
+                InodeInfo info = fs.inode(ino);
+                Inode copy = info.inode().copy();
+                if (copy.linksCount() == 0 && !fs.inodes.referenced(ino) || !needsUpdate(info, now)) {
+                    return;
+                }
+                if (lazy) {
+                    fs.inodes.setLazyAtime(ino, now); // I_DIRTY_TIME: written later
                     return;
                 }
                 copy.setAtime(now.seconds(), now.nanos());
@@ -75,21 +83,46 @@ final class Atime {
         }
     }
 
+    /**
+     * lazytime's access times written home (a sync, fsync, freeze or unmount): {@code ino}'s, or
+     * every inode's with {@code ino} 0. The inode's write takes the time along.
+     */
+    void writeLazy(long ino) throws Ext4Exception {
+        for (long i : ino != 0 ? List.of(ino) : fs.inodes.withLazyAtime()) {
+            InodeInfo info = fs.inodes.pinned(i);
+            if (info == null || info.lazyAtime() == null) {
+                continue;
+            }
+            try (SuperInfo.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(i)) {
+                fs.writeInode(i, fs.inode(i).inode().copy());
+            }
+        }
+    }
+
+    /** The access time as stat shows it: lazytime's in-memory one when there is one. */
+    static Ext4FileSystem.Time of(InodeInfo info) {
+        Ext4FileSystem.Time lazy = info.lazyAtime();
+        Inode i = info.inode();
+        return lazy != null ? lazy : new Ext4FileSystem.Time(i.atimeSeconds(), i.atimeNanos());
+    }
+
     /** atime_needs_update() with relatime_need_update(): whether a read at {@code now} moves atime. */
-    private boolean needsUpdate(Inode i, Ext4FileSystem.Time now) {
+    private boolean needsUpdate(InodeInfo info, Ext4FileSystem.Time now) {
+        Inode i = info.inode();
         if (i.hasFlag(Inode.NOATIME_FL) || noDirAtime && i.isDirectory()) {
             return false;
         }
-        int atime = compare(i.atimeSeconds(), i.atimeNanos(), now.seconds(), now.nanos());
+        Ext4FileSystem.Time atime = of(info);
         if (mode == AtimeMode.STRICTATIME) {
-            return atime != 0;
+            return compare(atime, now.seconds(), now.nanos()) != 0;
         }
-        return compare(i.mtimeSeconds(), i.mtimeNanos(), i.atimeSeconds(), i.atimeNanos()) >= 0
-                || compare(i.ctimeSeconds(), i.ctimeNanos(), i.atimeSeconds(), i.atimeNanos()) >= 0
-                || now.seconds() - i.atimeSeconds() >= RELATIME_MAX_SECONDS;
+        return compare(atime, i.mtimeSeconds(), i.mtimeNanos()) <= 0
+                || compare(atime, i.ctimeSeconds(), i.ctimeNanos()) <= 0
+                || now.seconds() - atime.seconds() >= RELATIME_MAX_SECONDS;
     }
 
-    private static int compare(long s1, int n1, long s2, int n2) {
-        return s1 != s2 ? Long.compare(s1, s2) : Integer.compare(n1, n2);
+    /** {@code t} against the time {@code seconds}, {@code nanos}: negative, zero or positive. */
+    static int compare(Ext4FileSystem.Time t, long seconds, int nanos) {
+        return t.seconds() != seconds ? Long.compare(t.seconds(), seconds) : Integer.compare(t.nanos(), nanos);
     }
 }

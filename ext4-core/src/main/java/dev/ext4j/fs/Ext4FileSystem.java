@@ -265,9 +265,13 @@ public final class Ext4FileSystem implements Closeable {
         return n;
     }
 
-    /** The atime mount flags: relatime (the default), strictatime or noatime, and nodiratime. */
-    public void setAtime(AtimeMode mode, boolean noDirAtime) {
-        s.atime.set(mode, noDirAtime);
+    /**
+     * The atime mount flags: relatime (the default), strictatime or noatime, nodiratime, and
+     * lazytime (access times kept in memory until the inode is written, or a sync, fsync, freeze
+     * or unmount).
+     */
+    public void setAtime(AtimeMode mode, boolean noDirAtime, boolean lazyTime) {
+        s.atime.set(mode, noDirAtime, lazyTime);
     }
 
     /** Target of a symbolic link; reading it moves the link's atime as a read does. */
@@ -372,6 +376,7 @@ public final class Ext4FileSystem implements Closeable {
     /** Makes everything written so far durable (sync(2), syncfs(2)). */
     public void sync() throws Ext4Exception {
         if (!s.readOnly) {
+            s.atime.writeLazy(0);
             s.retry.run(s.writeback::writebackAll);
             commit();
         }
@@ -385,6 +390,9 @@ public final class Ext4FileSystem implements Closeable {
      */
     public void fsync(long ino, boolean datasync) throws Ext4Exception {
         if (!s.readOnly) {
+            if (!datasync) {
+                s.atime.writeLazy(ino); // fdatasync leaves times alone, as with the kernel's lazytime
+            }
             s.retry.run(() -> s.writeback.writebackFully(ino));
             commit();
         }
@@ -408,6 +416,7 @@ public final class Ext4FileSystem implements Closeable {
     public void freeze() throws Ext4Exception {
         s.requireWritable();
         synchronized (freezeLock) {
+            s.atime.writeLazy(0); // before the gate closes: writing them needs it
             s.gate.freeze();
             try {
                 sync(); // first: it reports a failed background write rather than freezing over it
@@ -495,6 +504,9 @@ public final class Ext4FileSystem implements Closeable {
                     // committed log and the recorded error for the next mount or e2fsck
                     LOG.log(Level.ERROR, "unmount after the journal aborted: changes since the last commit are lost; run e2fsck");
                 } else {
+                    if (s.state.errorReadOnly() == null) {
+                        s.atime.writeLazy(0);
+                    }
                     s.state.writeClean(() -> s.retry.run(s.writeback::writebackAll));
                 }
             }

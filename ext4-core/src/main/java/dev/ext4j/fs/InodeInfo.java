@@ -55,6 +55,11 @@ final class InodeInfo {
      * monitor and the install monitor.
      */
     private volatile long orphanNext = NOT_ORPHAN;
+    /**
+     * With lazytime, an access time kept in memory only, until the inode is written for another
+     * reason, or a sync, fsync, freeze or unmount writes it ({@link Atime}); null when none.
+     */
+    private volatile Ext4FileSystem.Time lazyAtime;
     /** The inode's pages in the page cache, null while it has none; under this object's monitor. */
     private FilePages pages;
     /**
@@ -149,9 +154,19 @@ final class InodeInfo {
         return was;
     }
 
-    /** Whether the table must keep this object: it is referenced, on the orphan list, or has pages. */
+    /** Whether the table must keep this object: it is referenced, on the orphan list, has pages or an unwritten atime. */
     synchronized boolean pinned() {
-        return referenced() || pages != null || orphanNext != NOT_ORPHAN;
+        return referenced() || pages != null || orphanNext != NOT_ORPHAN || lazyAtime != null;
+    }
+
+    /** The access time lazytime keeps in memory, or null. */
+    Ext4FileSystem.Time lazyAtime() {
+        return lazyAtime;
+    }
+
+    /** Sets (or, with null, drops) the access time lazytime keeps in memory; under the install monitor. */
+    void setLazyAtime(Ext4FileSystem.Time t) {
+        lazyAtime = t;
     }
 
     /** The next orphan's number while the inode is on the orphan list, else {@link #NOT_ORPHAN}. */

@@ -161,6 +161,11 @@ final class InodeTable {
     }
 
     private InodeInfo install(long ino, Inode changed) throws Ext4Exception {
+        InodeInfo was = lookup(ino);
+        Ext4FileSystem.Time lazy = was != null ? was.lazyAtime() : null;
+        if (lazy != null && Atime.compare(lazy, changed.atimeSeconds(), changed.atimeNanos()) > 0) {
+            changed.setAtime(lazy.seconds(), lazy.nanos()); // lazytime: written with the inode's next write
+        }
         int seed = 0;
         if (metadataCsum) {
             changed.setChecksum(changed.computeChecksum(csumSeed, ino));
@@ -177,9 +182,29 @@ final class InodeTable {
                 cached.put(ino, info);
             } else {
                 info.update(changed, seed, map);
+                if (lazy != null && info.lazyAtime() == lazy) {
+                    info.setLazyAtime(null);
+                    unpinIfIdle(ino, info);
+                }
             }
             return info;
         }
+    }
+
+    /** lazytime: {@code ino}'s access time is {@code t}, in memory until the inode is written; it stays pinned meanwhile. */
+    void setLazyAtime(long ino, Ext4FileSystem.Time t) throws Ext4Exception {
+        pinWith(ino, info -> info.setLazyAtime(t));
+    }
+
+    /** The inodes with an access time lazytime has not written yet. */
+    List<Long> withLazyAtime() {
+        List<Long> out = new ArrayList<>();
+        pinned.forEach((ino, info) -> {
+            if (info.lazyAtime() != null) {
+                out.add(ino);
+            }
+        });
+        return out;
     }
 
     /** An open file handle for {@code ino}: the first reference pins it in the table. */

@@ -202,8 +202,9 @@ final class SuperInfo {
             blocks += info.reservedData() * (blockSize / 512); // as ext4_getattr(): delayed blocks count
         }
         // a directory with more than 65000 subdirectories keeps 1 (dir_nlink): shown as it is
+        Ext4FileSystem.Time atime = Atime.of(info);
         return new FileAttributes(ino, i.mode(), i.linksCount(), i.uid(), i.gid(), size, blocks,
-                i.atimeSeconds(), i.atimeNanos(), i.mtimeSeconds(), i.mtimeNanos(),
+                atime.seconds(), atime.nanos(), i.mtimeSeconds(), i.mtimeNanos(),
                 i.ctimeSeconds(), i.ctimeNanos(), i.crtimeSeconds(), i.crtimeNanos(),
                 i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize);
     }

@@ -120,7 +120,7 @@ public final class Main {
         for (String m : fs.messages()) {
             err.println("ext4j: " + spec.image() + ": " + m);
         }
-        fs.setAtime(spec.atimeMode(), spec.noDirAtime());
+        fs.setAtime(spec.atimeMode(), spec.noDirAtime(), spec.lazyTime());
         List<String> opts = new ArrayList<>(spec.fuseOptions());
         // libfuse splits -o on commas; a backslash escapes one inside the image path
         opts.add("fsname=" + spec.image().toString().replace("\\", "\\\\").replace(",", "\\,"));

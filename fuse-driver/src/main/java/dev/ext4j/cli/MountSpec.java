@@ -30,7 +30,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
     /**
      * The atime flags, as the kernel reads them: the last of relatime (the default), strictatime
      * and noatime wins ({@code atime} and {@code norelatime} mean the default); nodiratime and
-     * diratime besides. lazytime is accepted: atime updates are written as with relatime.
+     * diratime, lazytime and nolazytime besides.
      */
     private static final Set<String> ATIME = Set.of("atime", "noatime", "relatime", "norelatime", "strictatime", "lazytime",
             "nolazytime", "diratime", "nodiratime");
@@ -140,6 +140,11 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
             }
         }
         return mode;
+    }
+
+    /** lazytime, unless a later nolazytime undid it. */
+    boolean lazyTime() {
+        return tuning.lastIndexOf("lazytime") > tuning.lastIndexOf("nolazytime");
     }
 
     /** nodiratime, unless a later diratime undid it. */
