@@ -44,6 +44,37 @@ class ImageLockTest {
         }
     }
 
+    /**
+     * A refused second open must not cost the first its lock: with POSIX locks, closing any
+     * descriptor of the file would drop it, so the refusal comes before a descriptor is opened.
+     */
+    @Test
+    void aRefusedSecondOpenLeavesTheLockToTheFirst() throws Exception {
+        Path img = Images.mkfs(dir.resolve("disk.img"), "8M", List.of(), null);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+            Expect.errno(Errno.EBUSY, () -> Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true)).close());
+            assertEquals(1, probe(img), "another process could lock the image of a read-write mount");
+        }
+        assertEquals(0, probe(img), "the lock outlived the mount");
+    }
+
+    /** Runs {@link Probe} in another JVM: 0 when it could lock {@code img} for reading, 1 when not. */
+    private static int probe(Path img) throws Exception {
+        Process p = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"), "-cp",
+                System.getProperty("java.class.path"), Probe.class.getName(), img.toString()).inheritIO().start();
+        assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS), "the probe hung");
+        return p.exitValue();
+    }
+
+    /** Exits 0 when a shared lock on the file in args[0] is free, 1 when another process holds a conflicting one. */
+    public static final class Probe {
+        public static void main(String[] args) throws Exception {
+            try (var ch = java.nio.channels.FileChannel.open(Path.of(args[0]), java.nio.file.StandardOpenOption.READ)) {
+                System.exit(ch.tryLock(0, Long.MAX_VALUE, true) != null ? 0 : 1);
+            }
+        }
+    }
+
     @Test
     void aMissingImageIsEnoent() {
         Path img = dir.resolve("none.img");
