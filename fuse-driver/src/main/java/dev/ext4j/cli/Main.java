@@ -25,12 +25,15 @@ import java.util.logging.SimpleFormatter;
  * the mount, or fails with the child's reason.
  */
 public final class Main {
-    static final String USAGE = """
+    /** The commands, shown after a usage error. */
+    static final String SYNOPSIS = """
             usage: ext4j mount [-f] [-o OPTIONS] IMAGE MOUNTPOINT
                    ext4j umount MOUNTPOINT
                    ext4j IMAGE MOUNTPOINT [-o OPTIONS]   (mount.fuse convention)
                    ext4j demo                           (bin/ext4j: build a sample image and mount it)
-                   ext4j help
+                   ext4j help""";
+    /** {@code ext4j help}: the commands and every option (MountSpecTest checks it against MountSpec and README.md). */
+    static final String USAGE = SYNOPSIS + "\n" + """
             -f stays in the foreground; OPTIONS are comma-separated:
               ro | rw                  read-only (the image opened read-only) or read-write (the default)
               norecovery | noload      read-only, a journal that needs recovery not replayed (the image untouched)
@@ -81,7 +84,8 @@ public final class Main {
             };
         } catch (MountSpec.UsageException e) {
             err.println("ext4j: " + e.getMessage());
-            err.println(USAGE);
+            err.println(SYNOPSIS);
+            err.println("(ext4j help lists the options)");
             return 2;
         }
     }
