@@ -16,7 +16,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * The control file: a virtual file at the mount root ({@code .ext4j-control} unless
  * {@code -o control=NAME}) through which the mounting user drives the filesystem, one command per
  * line written to it: {@code resize SIZE}, {@code freeze}, {@code thaw}, {@code migrate PATH},
- * {@code sync}, {@code status}. A write whose command fails returns {@code -errno}, so a shell's
+ * {@code mknod PATH b|c MAJOR MINOR [MODE]}, {@code sync}, {@code status}. A write whose command fails returns {@code -errno}, so a shell's
  * {@code echo 'resize 8G' > .ext4j-control} fails visibly; reading the same open file returns the
  * reply to its last command ({@code ok ...} or {@code error ERRNO: message}), or the status when
  * no command was written on it. Each open file keeps its own reply, keyed by its FUSE file handle.
