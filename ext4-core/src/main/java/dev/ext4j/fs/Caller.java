@@ -10,6 +10,9 @@ import java.util.function.Supplier;
  *
  * <p>The adapter marks each request with {@link #fromRequest} and the credentials are fetched only
  * when a policy asks, since most requests never need them.
+ *
+ * <p>fakeroot (fuse2fs's option of that name): the adapter may name one uid that counts as root
+ * in every policy ({@link #isRoot}) while keeping its own uid and gid, which new inodes get.
  */
 public final class Caller {
     private static final long[] ROOT = {0, 0};
@@ -18,6 +21,8 @@ public final class Caller {
     private static final class State {
         Supplier<long[]> source;
         long[] ids = ROOT;
+        /** The uid treated as root (fakeroot), -1 for none. */
+        long fakeRootUid = -1;
     }
 
     private Caller() {
@@ -28,11 +33,22 @@ public final class Caller {
         State s = CURRENT.get();
         s.source = null;
         s.ids = new long[] {uid, gid};
+        s.fakeRootUid = -1;
     }
 
     /** The caller of this thread's request is {@code {uid, gid}} from {@code source}, asked on first use. */
     public static void fromRequest(Supplier<long[]> source) {
-        CURRENT.get().source = source;
+        fromRequest(source, -1);
+    }
+
+    /**
+     * As {@link #fromRequest(Supplier)}, with {@code fakeRootUid} (-1: none) treated as root by
+     * {@link #isRoot}.
+     */
+    public static void fromRequest(Supplier<long[]> source, long fakeRootUid) {
+        State s = CURRENT.get();
+        s.source = source;
+        s.fakeRootUid = fakeRootUid;
     }
 
     private static long[] ids() {
@@ -52,8 +68,9 @@ public final class Caller {
         return ids()[1];
     }
 
-    /** Root, as the stand-in for CAP_SYS_ADMIN and CAP_SYS_RESOURCE. */
+    /** Root, as the stand-in for CAP_SYS_ADMIN and CAP_SYS_RESOURCE; also the fakeroot uid. */
     public static boolean isRoot() {
-        return uid() == 0;
+        long uid = uid();
+        return uid == 0 || uid == CURRENT.get().fakeRootUid;
     }
 }

@@ -36,6 +36,7 @@ final class Mount {
 
     /** Opens the image file and mounts it. */
     static Ext4FileSystem open(Path image, MountOptions options) throws Ext4Exception {
+        checkOptions(options);
         if (!options.readOnly()) {
             // Open for writing only when the filesystem will be mounted read-write; otherwise the
             // image is opened read-only, so a read-only mount cannot write to it whatever happens.
@@ -46,6 +47,15 @@ final class Mount {
             closeQuietly(fs.sbi().device);
         }
         return openDevice(image, options.withReadOnly(true), true);
+    }
+
+    /** Refuses a combination of options the kernel refuses too. */
+    private static void checkOptions(MountOptions options) throws Ext4Exception {
+        if (options.noRecovery() && !options.readOnly()) {
+            // ext4_fill_super() refuses norecovery on a read-write mount that needs recovery; ext4j
+            // never mounts read-write with it, so that a replay it skipped cannot be written over
+            throw new Ext4Exception(Errno.EINVAL, "norecovery (noload) needs a read-only mount (-o ro)");
+        }
     }
 
     private static Ext4FileSystem openDevice(Path image, MountOptions options, boolean readOnly) throws Ext4Exception {
@@ -87,6 +97,7 @@ final class Mount {
      * mounts read-only, saying why, when a feature or state forbids writing.
      */
     static Ext4FileSystem mount(BlockDevice device, MountOptions options, String deviceName) throws Ext4Exception {
+        checkOptions(options);
         Superblock sb = readSuperblock(device);
         List<String> messages = new ArrayList<>();
         boolean readOnly = options.readOnly() || device.isReadOnly();
@@ -103,7 +114,11 @@ final class Mount {
 
     private static Ext4FileSystem mount(BlockDevice device, MountOptions options, Superblock sb, List<String> messages,
                                         boolean readOnly, Mmp mmp) throws Ext4Exception {
-        if (sb.has(Feature.RECOVER)) {
+        if (sb.has(Feature.RECOVER) && options.noRecovery()) {
+            // as the kernel with norecovery: what the image holds, without the journal's transactions
+            messages.add("norecovery: the journal needs recovery but is not replayed; the filesystem is shown as the image"
+                    + " holds it, without its last committed changes, and may look inconsistent");
+        } else if (sb.has(Feature.RECOVER)) {
             List<String> journalMessages = new ArrayList<>();
             device = recoverJournal(device, sb, readOnly, journalMessages);
             // replay may have rewritten the superblock and the group descriptors: start over from them
@@ -253,7 +268,9 @@ final class Mount {
         Journal journal = Journal.open(device, sb);
         JournalSuperblock jsb = journal.superblock();
         JournalRecovery.Result r = JournalRecovery.recover(journal);
-        String what = r.transactions() == 0 ? "journal was empty"
+        // an empty journal is normal (a clean unmount by a driver that keeps needs_recovery until
+        // then, or a kill before the first commit): nothing to say
+        String what = r.transactions() == 0 ? null
                 : "journal replayed: transactions " + r.startTid() + ".." + (r.endTid() - 1) + ", " + r.blocks().size()
                         + " blocks, " + r.revokeHits() + " revoked copies skipped";
         // an online resize logs blocks past the old end (the new groups' bitmaps and descriptors)
@@ -267,7 +284,9 @@ final class Mount {
             }
         }
         if (readOnly) {
-            messages.add(what + " in memory (read-only mount; the image is unchanged)");
+            if (what != null) {
+                messages.add(what + " in memory (read-only mount; the image is unchanged)");
+            }
             if (jsb.errno() != 0) {
                 messages.add("journal recorded error " + jsb.errno() + " in a previous mount; run e2fsck");
             }
@@ -303,7 +322,9 @@ final class Mount {
         } catch (IOException e) {
             throw new Ext4Exception(Errno.EIO, "writing the superblock after journal replay failed: " + e.getMessage(), e);
         }
-        messages.add(what);
+        if (what != null) {
+            messages.add(what);
+        }
         return device;
     }
 

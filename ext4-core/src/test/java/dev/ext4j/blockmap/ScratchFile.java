@@ -109,7 +109,7 @@ final class ScratchFile implements AutoCloseable {
         }
     }
 
-    private ScratchFile(Path img, List<String> setup) throws IOException {
+    private ScratchFile(Path img, List<String> setup) throws IOException, dev.ext4j.Ext4Exception {
         this.img = img;
         List<String> cmds = new ArrayList<>(setup);
         if (cmds.stream().noneMatch(c -> c.startsWith("write ") && c.endsWith(" f"))) {
@@ -150,6 +150,8 @@ final class ScratchFile implements AutoCloseable {
             return new ScratchFile(img, setup);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
+        } catch (dev.ext4j.Ext4Exception e) {
+            throw new IllegalStateException(e);
         }
     }
 

@@ -108,7 +108,7 @@ final class DirFixture implements DirectoryGrowth, AutoCloseable {
     }
 
     /** The superblock of an image. */
-    static Superblock superblock(Path img) throws IOException {
+    static Superblock superblock(Path img) throws Exception {
         try (FileBlockDevice dev = FileBlockDevice.open(img, true)) {
             ByteBuffer raw = ByteBuffer.allocate(Superblock.SIZE);
             dev.read(Superblock.OFFSET_IN_IMAGE, raw);

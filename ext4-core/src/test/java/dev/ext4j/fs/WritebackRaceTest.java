@@ -41,7 +41,7 @@ class WritebackRaceTest {
             super(inner);
         }
 
-        static PausingDevice over(Path img) throws IOException {
+        static PausingDevice over(Path img) throws Exception {
             return new PausingDevice(FileBlockDevice.open(img, false));
         }
 

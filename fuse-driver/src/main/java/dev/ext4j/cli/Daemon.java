@@ -1,5 +1,6 @@
 package dev.ext4j.cli;
 
+import dev.ext4j.io.ImageUse;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -56,32 +57,7 @@ final class Daemon {
 
     /** True when /proc/self/mountinfo lists {@code mnt} as a mount point. */
     static boolean isMounted(Path mnt) {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"), StandardCharsets.ISO_8859_1)) {
-                String[] f = line.split(" ");
-                if (f.length > 4 && unescape(f[4]).equals(mnt.toString())) {
-                    return true;
-                }
-            }
-        } catch (IOException e) {
-            return false;
-        }
-        return false;
-    }
-
-    /** mountinfo escapes space, tab, newline and backslash as octal. */
-    private static String unescape(String s) {
-        StringBuilder b = new StringBuilder();
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            if (c == '\\' && i + 3 < s.length()) {
-                b.append((char) Integer.parseInt(s.substring(i + 1, i + 4), 8));
-                i += 3;
-            } else {
-                b.append(c);
-            }
-        }
-        return b.toString();
+        return ImageUse.mounts().stream().anyMatch(e -> e.mountPoint().equals(mnt.toString()));
     }
 
     /** Starts the foreground child detached and waits until the mount is live or the child fails. */

@@ -25,18 +25,40 @@ import java.util.logging.SimpleFormatter;
  * the mount, or fails with the child's reason.
  */
 public final class Main {
-    static final String USAGE = """
+    /** The commands, shown after a usage error. */
+    static final String SYNOPSIS = """
             usage: ext4j mount [-f] [-o OPTIONS] IMAGE MOUNTPOINT
                    ext4j umount MOUNTPOINT
-                   ext4j IMAGE MOUNTPOINT [-o OPTIONS]      (mount.fuse convention)
-                   ext4j probe IMAGE                        (list partitions and ext2/3/4 filesystems)
+                   ext4j IMAGE MOUNTPOINT [-o OPTIONS]   (mount.fuse convention)
+                   ext4j probe IMAGE                    (list partitions and ext2/3/4 filesystems)
             """ + Copy.USAGE + """
-
-            options: ro, rw, allow_other, allow_root, default_permissions, debug, log=FILE,
-                     errors=continue|remount-ro|panic, control=NAME,
-                     offset=BYTES, partition=N (MBR 1-4, logical 5+, or GPT),
-                     relatime|strictatime|noatime, nodiratime, lazytime,
-                     uid=N, gid=N, umask=M; -f stays in the foreground""";
+                   ext4j demo                           (bin/ext4j: build a sample image and mount it)
+                   ext4j help""";
+    /** {@code ext4j help}: the commands and every option (MountSpecTest checks it against MountSpec and README.md). */
+    static final String USAGE = SYNOPSIS + "\n" + """
+            -f stays in the foreground; OPTIONS are comma-separated:
+              ro | rw                  read-only (the image opened read-only) or read-write (the default)
+              norecovery | noload      read-only, a journal that needs recovery not replayed (the image untouched)
+              fakeroot                 treat the mounting user as root inside the image (owners, modes, setuid;
+                                       the control file's mknod makes device nodes)
+              allow_other | allow_root let other users (or root) use the mount
+              default_permissions      the kernel checks permissions even on a mount only root can reach
+              auto_unmount, uid=N, gid=N, umask=M   passed to FUSE
+              debug                    verbose debug output
+              log=FILE                 write the server log to FILE
+              errors=continue|remount-ro|panic   what corruption found on a read-write mount does
+              control=NAME             name of the control file at the mount root (default .ext4j-control)
+              cache_size=SIZE[KMG]     bound of the file data page cache (default 256M)
+              commit=SECONDS           how often changes are committed and written home (default 5)
+              dirty_expire=SECONDS     how old dirty file data gets before it is written back (default 30)
+              idle_flush=MS            write everything home after MS without a change (default 100; 0: off)
+              journal=on|off           journal metadata changes (default on, for an image with a journal)
+              offset=BYTES             the filesystem starts BYTES into the image (K, M, G suffixes)
+              partition=N              mount partition N of an MBR (1-4, logical 5+) or GPT disk image
+              relatime | strictatime | noatime   when reads move the access time (default relatime;
+                                       atime and norelatime mean the default)
+              nodiratime | diratime    never move directories' access time (or do)
+              lazytime | nolazytime    keep access times in memory until the inode is written or synced""";
     private static final long MOUNT_TIMEOUT_MS = 60_000;
     /** FUSE worker threads; libfuse would keep up to 10 idle. */
     private static final int WORKER_THREADS = Integer.getInteger("ext4j.workers", 8);
@@ -55,6 +77,10 @@ public final class Main {
         }
         try {
             return switch (args.get(0)) {
+                case "demo" -> {
+                    err.println("ext4j: demo is a command of the bin/ext4j launcher: run bin/ext4j demo");
+                    yield 2;
+                }
                 case "mount" -> mount(MountSpec.parse(args.subList(1, args.size())), err);
                 case "cp" -> Copy.cp(args.subList(1, args.size()), System.out, err);
                 case "ls" -> Copy.ls(args.subList(1, args.size()), System.out, err);
@@ -74,7 +100,8 @@ public final class Main {
             };
         } catch (MountSpec.UsageException e) {
             err.println("ext4j: " + e.getMessage());
-            err.println(USAGE);
+            err.println(SYNOPSIS);
+            err.println("(ext4j help lists the options)");
             return 2;
         }
     }
@@ -101,7 +128,7 @@ public final class Main {
             err.println("ext4j: " + mnt + " is already a mount point");
             return 1;
         }
-        MountSpec resolved = new MountSpec(image, mnt, spec.foreground(), spec.readOnly(), spec.debug(), spec.fuseOptions(), spec.logFile(), spec.errors(), spec.tuning(), spec.controlName());
+        MountSpec resolved = spec.withPaths(image, mnt);
         // multi-mount protection may watch the image for another host before the mount appears
         long timeout = MOUNT_TIMEOUT_MS + (spec.readOnly() ? 0 : Ext4FileSystem.mmpWaitMillis(image));
         return spec.foreground() ? foreground(resolved, err) : Daemon.start(resolved, err, timeout);
@@ -127,7 +154,9 @@ public final class Main {
         opts.add("subtype=ext4j");
         opts.add("use_ino");
         long[] ids = ownIds();
-        if (kernelChecksPermissions(ids[0], spec.fuseOptions()) && !opts.contains("default_permissions")) {
+        // fakeroot: the only user who can reach the mount passes every check, as root does (the
+        // kernel's checks would refuse their chown); MountSpec refuses it with allow_other and the like
+        if (!spec.fakeroot() && kernelChecksPermissions(ids[0], spec.fuseOptions()) && !opts.contains("default_permissions")) {
             opts.add("default_permissions");
         }
         opts.add("big_writes");
@@ -139,7 +168,7 @@ public final class Main {
             opts.add("attr_timeout=60");
             opts.add("negative_timeout=60");
         }
-        Ext4Fuse fuse = new Ext4Fuse(fs, spec.controlName(), spec.mountPoint(), ids);
+        Ext4Fuse fuse = new Ext4Fuse(fs, spec.controlName(), spec.mountPoint(), ids, spec.fakeroot());
         List<String> args = new ArrayList<>(List.of("-o", String.join(",", opts)));
         if (spec.debug()) {
             args.add("-d");

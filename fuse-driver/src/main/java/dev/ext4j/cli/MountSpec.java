@@ -17,7 +17,16 @@ import java.util.Set;
  */
 record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOnly, boolean debug,
                  List<String> fuseOptions, Path logFile, ErrorPolicy errors, List<String> tuning,
-                 String controlName) {
+                 String controlName, boolean fakeroot) {
+
+    /**
+     * Every option ext4j accepts (besides the generic ones it ignores), by name: {@code ext4j help}
+     * and README.md list each of them, which MountSpecTest checks.
+     */
+    static final List<String> OPTION_NAMES = List.of("ro", "rw", "norecovery", "noload", "fakeroot", "allow_other",
+            "allow_root", "default_permissions", "auto_unmount", "uid", "gid", "umask", "debug", "log", "errors",
+            "control", "cache_size", "commit", "dirty_expire", "idle_flush", "journal", "offset", "partition", "atime", "noatime",
+            "relatime", "norelatime", "strictatime", "lazytime", "nolazytime", "diratime", "nodiratime");
 
     /** The control file's name unless {@code -o control=NAME} says otherwise. */
     static final String DEFAULT_CONTROL = ".ext4j-control";
@@ -65,6 +74,9 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
             throw new UsageException("expected IMAGE and MOUNTPOINT, got " + positional.size() + " arguments");
         }
         boolean readOnly = false;
+        boolean explicitRw = false;
+        boolean noRecovery = false;
+        boolean fakeroot = false;
         boolean debug = false;
         Path log = null;
         ErrorPolicy errors = null;
@@ -75,10 +87,19 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
             if (o.isEmpty() || IGNORED.contains(o) || o.startsWith("x-") || o.startsWith("comment=")) {
                 continue;
             }
+            if (!OPTION_NAMES.contains(o.contains("=") ? o.substring(0, o.indexOf('=')) : o)) {
+                throw new UsageException("unknown mount option " + o);
+            }
             if (o.equals("ro")) {
                 readOnly = true;
+                explicitRw = false;
             } else if (o.equals("rw")) {
                 readOnly = false;
+                explicitRw = true;
+            } else if (o.equals("norecovery") || o.equals("noload")) {
+                noRecovery = true;
+            } else if (o.equals("fakeroot")) {
+                fakeroot = true;
             } else if (o.equals("debug")) {
                 debug = true;
             } else if (o.startsWith("errors=")) {
@@ -109,7 +130,26 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         if (tuning.stream().anyMatch(t -> t.startsWith("offset=")) && tuning.stream().anyMatch(t -> t.startsWith("partition="))) {
             throw new UsageException("offset= and partition= exclude each other");
         }
-        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, tuning, control);
+        if (fakeroot && fuse.stream().anyMatch(f -> f.equals("allow_other") || f.equals("allow_root") || f.equals("default_permissions"))) {
+            throw new UsageException("fakeroot serves the mounting user alone, as root: it cannot be combined with allow_other,"
+                    + " allow_root or default_permissions");
+        }
+        if (noRecovery) {
+            if (explicitRw) {
+                // as the kernel, which refuses a read-write mount that skips the journal's recovery
+                throw new UsageException("norecovery (noload) mounts read-only: it cannot be combined with rw");
+            }
+            readOnly = true;
+            tuning.add("norecovery");
+        }
+        return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors,
+                tuning, control, fakeroot);
+    }
+
+    /** This command with the image and mount point resolved to real paths. */
+    MountSpec withPaths(Path realImage, Path realMountPoint) {
+        return new MountSpec(realImage, realMountPoint, foreground, readOnly, debug, fuseOptions, logFile, errors, tuning,
+                controlName, fakeroot);
     }
 
     /** The options for the filesystem core: ro, errors=, the cache and writeback tuning, offset= or partition=. */
@@ -162,9 +202,12 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
     /**
      * {@code cache_size=SIZE[KMG]}, {@code commit=SECONDS}, {@code dirty_expire=SECONDS},
      * {@code journal=on|off}, {@code idle_flush=MILLISECONDS} (0: off), {@code offset=BYTES},
-     * {@code partition=N}.
+     * {@code partition=N}; {@code norecovery}.
      */
     private static MountOptions tune(MountOptions o, String opt) throws UsageException {
+        if (opt.equals("norecovery")) {
+            return o.withNoRecovery(true);
+        }
         String key = opt.substring(0, opt.indexOf('='));
         String value = opt.substring(opt.indexOf('=') + 1);
         try {
@@ -202,6 +245,9 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         }
         if (debug) {
             o.add("debug");
+        }
+        if (fakeroot) {
+            o.add("fakeroot");
         }
         if (errors != null) {
             o.add("errors=" + errors.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-'));

@@ -16,7 +16,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * The control file: a virtual file at the mount root ({@code .ext4j-control} unless
  * {@code -o control=NAME}) through which the mounting user drives the filesystem, one command per
  * line written to it: {@code resize SIZE}, {@code freeze}, {@code thaw}, {@code migrate PATH},
- * {@code sync}, {@code status}. A write whose command fails returns {@code -errno}, so a shell's
+ * {@code mknod PATH b|c MAJOR MINOR [MODE]}, {@code sync}, {@code status}. A write whose command fails returns {@code -errno}, so a shell's
  * {@code echo 'resize 8G' > .ext4j-control} fails visibly; reading the same open file returns the
  * reply to its last command ({@code ok ...} or {@code error ERRNO: message}), or the status when
  * no command was written on it. Each open file keeps its own reply, keyed by its FUSE file handle.
@@ -149,7 +149,8 @@ final class ControlFile {
 
     /** The commands, whether they take an argument, and whether they change the filesystem. */
     private enum Command {
-        RESIZE(true, true), FREEZE(false, true), THAW(false, true), MIGRATE(true, true), SYNC(false, false), STATUS(false, false);
+        RESIZE(true, true), FREEZE(false, true), THAW(false, true), MIGRATE(true, true), MKNOD(true, true), SYNC(false, false),
+        STATUS(false, false);
 
         final boolean takesArg;
         final boolean changes;
@@ -168,7 +169,8 @@ final class ControlFile {
         try {
             cmd = Command.valueOf(words[0].toUpperCase(Locale.ROOT));
         } catch (IllegalArgumentException e) {
-            throw new Ext4Exception(Errno.EINVAL, "unknown command \"" + words[0] + "\" (commands: resize SIZE, freeze, thaw, migrate PATH, sync, status)");
+            throw new Ext4Exception(Errno.EINVAL, "unknown command \"" + words[0] + "\" (commands: resize SIZE, freeze, thaw, migrate PATH,"
+                    + " mknod PATH b/c MAJOR MINOR [MODE], sync, status)");
         }
         String name = cmd.name().toLowerCase(Locale.ROOT);
         if (cmd.takesArg == arg.isEmpty()) {
@@ -177,6 +179,9 @@ final class ControlFile {
         if (cmd.changes && fs.isReadOnly()) {
             throw new Ext4Exception(Errno.EROFS, "the filesystem is mounted read-only");
         }
+        // root, or the mounting user of a fakeroot mount (CAP_MKNOD, which the kernel asks for
+        // before a device node's mknod ever reaches FUSE)
+        boolean root = Caller.isRoot();
         // only the user who mounted can open this file: on their own mount they act as its
         // administrator, so resize and migrate pass the core's root-or-owner checks
         Caller.set(0, 0);
@@ -197,12 +202,54 @@ final class ControlFile {
                 fs.migrate(fs.resolve(insideMount(arg).getBytes(StandardCharsets.ISO_8859_1)));
                 yield "migrated " + arg;
             }
+            case MKNOD -> mknod(arg, root);
             case SYNC -> {
                 fs.sync();
                 yield "synced";
             }
             case STATUS -> status();
         };
+    }
+
+    /**
+     * {@code mknod PATH b|c MAJOR MINOR [MODE]}: a block or character device node owned by root,
+     * mode 0600 unless MODE (octal) says otherwise. Only for root and the owner of a fakeroot mount.
+     */
+    private String mknod(String arg, boolean root) throws Ext4Exception {
+        if (!root) {
+            throw new Ext4Exception(Errno.EPERM, "mknod needs root, or the mounting user of a -o fakeroot mount");
+        }
+        String[] a = arg.split("\\s+");
+        if (a.length < 4 || a.length > 5 || !(a[1].equals("b") || a[1].equals("c"))) {
+            throw new Ext4Exception(Errno.EINVAL, "usage: mknod PATH b|c MAJOR MINOR [MODE]");
+        }
+        int major;
+        int minor;
+        int mode;
+        try {
+            major = Integer.parseInt(a[2]);
+            minor = Integer.parseInt(a[3]);
+            mode = a.length == 5 ? Integer.parseInt(a[4], 8) : 0600;
+        } catch (NumberFormatException e) {
+            throw new Ext4Exception(Errno.EINVAL, "mknod: MAJOR and MINOR are decimal numbers, MODE an octal one");
+        }
+        if (major < 0 || minor < 0 || major > 0xFFF || minor > 0xFFFFF || (mode & ~07777) != 0) {
+            throw new Ext4Exception(Errno.EINVAL, "mknod: MAJOR 0..4095, MINOR 0..1048575, MODE 0..07777");
+        }
+        String p = insideMount(a[0]);
+        int slash = p.lastIndexOf('/');
+        String dir = slash <= 0 ? "/" : p.substring(0, slash);
+        String leaf = p.substring(slash + 1);
+        if (leaf.isEmpty() || leaf.equals(".") || leaf.equals("..")) {
+            throw new Ext4Exception(Errno.EINVAL, "mknod: PATH must name a new entry");
+        }
+        long parent = fs.resolve(dir.getBytes(StandardCharsets.ISO_8859_1));
+        if (isName(parent, leaf.getBytes(StandardCharsets.ISO_8859_1))) {
+            throw new Ext4Exception(Errno.EEXIST, "the name is the control file's");
+        }
+        int type = a[1].equals("b") ? dev.ext4j.format.Inode.S_IFBLK : dev.ext4j.format.Inode.S_IFCHR;
+        fs.mknod(parent, leaf.getBytes(StandardCharsets.ISO_8859_1), type | mode, major, minor, 0, 0);
+        return "made " + a[0];
     }
 
     /** A path inside the mount: absolute under the mount point, or relative to the mount root. */

@@ -57,10 +57,14 @@ public final class Ext4Fuse extends FuseStubFS {
      * @param controlName the control file's name at the mount root
      * @param mountPoint  where the filesystem is mounted (for absolute paths given to the control file)
      * @param owner       uid and gid of the mounting user, who owns the control file
+     * @param fakeroot    the mounting user counts as root in every check (fuse2fs's fakeroot); the
+     *                    server must then be mounted without default_permissions, and reachable by
+     *                    the mounting user only
      */
-    public Ext4Fuse(Ext4FileSystem fs, String controlName, java.nio.file.Path mountPoint, long[] owner) {
+    public Ext4Fuse(Ext4FileSystem fs, String controlName, java.nio.file.Path mountPoint, long[] owner, boolean fakeroot) {
         this.fs = fs;
         this.control = new ControlFile(fs, controlName, mountPoint, owner[0], owner[1]);
+        this.fakeRootUid = fakeroot ? owner[0] : -1;
         this.errors = new Errors(fs::recordError, System::nanoTime);
     }
 
@@ -88,10 +92,12 @@ public final class Ext4Fuse extends FuseStubFS {
 
     /** Errno translation and the catch-all: in {@link Errors} and nowhere else. */
     private final Errors errors;
+    /** The uid treated as root (fakeroot), -1 for none. */
+    private final long fakeRootUid;
 
     /** Runs a callback as the request's caller, through {@link Errors}. */
     int guard(String op, String path, Errors.Op body) {
-        Caller.fromRequest(callerIds);
+        Caller.fromRequest(callerIds, fakeRootUid);
         return errors.call(op, path, body);
     }
 

@@ -63,6 +63,67 @@ class MountSpecTest {
         assertTrue(parse("-o", "rw", "-o", "ro", "disk.img", "mnt").readOnly());
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"norecovery", "noload", "ro,norecovery", "norecovery,ro", "rw,ro,noload"})
+    void norecoveryMountsReadOnly(String opts) throws Exception {
+        MountSpec s = withOptions(opts);
+        assertTrue(s.readOnly());
+        assertTrue(s.coreOptions().readOnly());
+        assertTrue(s.coreOptions().noRecovery());
+        assertFalse(withOptions("ro").coreOptions().noRecovery());
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"rw,norecovery", "norecovery,rw", "noload,rw"})
+    void norecoveryWithRwIsRefused(String opts) {
+        assertTrue(usageError("-o", opts, "disk.img", "mnt").contains("cannot be combined with rw"));
+    }
+
+    @Test
+    void fakerootIsForTheMountingUserAlone() throws Exception {
+        assertTrue(withOptions("fakeroot").fakeroot());
+        assertFalse(withOptions("rw").fakeroot());
+        for (String other : List.of("allow_other", "allow_root", "default_permissions")) {
+            assertTrue(usageError("-o", "fakeroot," + other, "disk.img", "mnt").contains("fakeroot serves the mounting user alone"));
+        }
+    }
+
+    /** Each option MountSpec accepts is in {@code ext4j help} and in README.md, and README.md names no other. */
+    @Test
+    void helpAndReadmeListEveryOption() throws Exception {
+        String readme = java.nio.file.Files.readString(Path.of("..", "README.md"));
+        for (String name : MountSpec.OPTION_NAMES) {
+            assertTrue(java.util.regex.Pattern.compile("\\b" + name + "\\b").matcher(Main.USAGE).find(), name + " is not in ext4j help");
+            assertTrue(readme.contains("`-o " + name) || readme.contains(" " + name + "`") || readme.contains("`" + name + "`"),
+                    name + " is not in README.md's option table");
+            withOptions(name.equals("ro") || name.equals("rw") || !needsValue(name) ? name : name + "=" + sampleValue(name));
+        }
+        var documented = java.util.regex.Pattern.compile("`-o ([a-z_]+)").matcher(readme);
+        while (documented.find()) {
+            assertTrue(MountSpec.OPTION_NAMES.contains(documented.group(1)), "README.md documents -o " + documented.group(1)
+                    + ", which MountSpec does not accept");
+        }
+        for (String command : List.of("mount", "umount", "probe", "cp", "ls", "demo", "help")) {
+            assertTrue(Main.USAGE.contains("ext4j " + command), command + " is not in ext4j help");
+        }
+    }
+
+    private static boolean needsValue(String name) {
+        return List.of("uid", "gid", "umask", "log", "errors", "control", "cache_size", "commit", "dirty_expire", "idle_flush", "journal",
+                "offset", "partition").contains(name);
+    }
+
+    private static String sampleValue(String name) {
+        return switch (name) {
+            case "errors" -> "continue";
+            case "journal" -> "on";
+            case "log" -> "/tmp/x.log";
+            case "control" -> "ctl";
+            case "cache_size" -> "8M";
+            default -> "1";
+        };
+    }
+
     @Test
     void fuseFlagsArePassedToLibfuse() throws Exception {
         assertEquals(List.of("allow_other", "default_permissions", "allow_root", "auto_unmount", "uid=5", "gid=6", "umask=022"),
@@ -151,11 +212,16 @@ class MountSpecTest {
     @Test
     void childArgsRoundTrip() throws Exception {
         MountSpec s = withOptions("ro,allow_other,debug,errors=remount-ro,cache_size=8M,commit=3,control=ctl");
+        roundTrip(s);
+        roundTrip(withOptions("norecovery,fakeroot"));
+    }
+
+    private static void roundTrip(MountSpec s) throws Exception {
         List<String> child = s.childArgs();
         assertEquals(List.of("mount", "-f"), child.subList(0, 2));
         MountSpec again = MountSpec.parse(child.subList(1, child.size()));
         assertEquals(new MountSpec(s.image(), s.mountPoint(), true, s.readOnly(), s.debug(), s.fuseOptions(), null, s.errors(), s.tuning(),
-                s.controlName()), again);
+                s.controlName(), s.fakeroot()), again);
         assertEquals(s.coreOptions(), again.coreOptions());
     }
 

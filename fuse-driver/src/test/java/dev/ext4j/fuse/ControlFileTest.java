@@ -10,7 +10,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Inode;
+import dev.ext4j.fs.Caller;
 import dev.ext4j.fs.Ext4FileSystem;
+import dev.ext4j.fs.FileAttributes;
 import dev.ext4j.fs.MountOptions;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -159,7 +161,7 @@ class ControlFileTest {
 
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
-            "frobnicate       | error EINVAL: unknown command \"frobnicate\" (commands: resize SIZE, freeze, thaw, migrate PATH, sync, status)",
+            "frobnicate       | error EINVAL: unknown command \"frobnicate\" (commands: resize SIZE, freeze, thaw, migrate PATH, mknod PATH b/c MAJOR MINOR [MODE], sync, status)",
             "resize           | error EINVAL: resize needs an argument",
             "migrate          | error EINVAL: migrate needs an argument",
             "sync now         | error EINVAL: sync takes no argument",
@@ -176,6 +178,39 @@ class ControlFileTest {
         assertEquals(reply + "\n", command(openAsOwner(), line + "\n"));
         assertEquals(4096, fs.superblock().blocksCount());
         assertFalse(fs.isFrozen());
+    }
+
+    @Test
+    void mknodMakesDeviceNodesForRootAndTheOwnerOfAFakerootMount() throws Exception {
+        open(MountOptions.defaults());
+        long dev = fs.mkdir(Ext4FileSystem.ROOT_INO, bytes("dev"), 0755, 0, 0);
+        long fh = openAsOwner();
+        try {
+            assertEquals("ok made /dev/null\n", command(fh, "mknod /dev/null c 1 3 0666\n"), "root may");
+            Caller.fromRequest(() -> new long[] {OWNER_UID, OWNER_GID}, OWNER_UID);
+            assertEquals("ok made " + MOUNT_POINT + "/dev/sda\n", command(fh, "mknod " + MOUNT_POINT + "/dev/sda b 8 0\n"),
+                    "the owner of a fakeroot mount may");
+            Caller.fromRequest(() -> new long[] {OWNER_UID, OWNER_GID});
+            assertTrue(command(fh, "mknod /dev/zero c 1 5\n").startsWith("error EPERM: mknod needs root"), "the owner alone may not");
+        } finally {
+            Caller.set(0, 0);
+        }
+        FileAttributes nul = fs.stat(fs.resolve(bytes("/dev/null")));
+        assertEquals(Inode.S_IFCHR | 0666, nul.mode());
+        assertEquals(List.of(1, 3, 0L, 0L), List.of(nul.rdevMajor(), nul.rdevMinor(), nul.uid(), nul.gid()));
+        FileAttributes sda = fs.stat(fs.resolve(bytes("/dev/sda")));
+        assertEquals(Inode.S_IFBLK | 0600, sda.mode());
+        assertEquals(List.of(8, 0, 0L, 0L), List.of(sda.rdevMajor(), sda.rdevMinor(), sda.uid(), sda.gid()));
+        assertEquals(0, fs.resolveOrZero(bytes("/dev/zero")));
+        assertTrue(dev > 0);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"mknod /x q 1 2", "mknod /x c 1", "mknod /x c 1 2 3 4", "mknod /x c one 2", "mknod /x b 1 2 0999",
+            "mknod /x c 4096 0", "mknod / c 1 2"})
+    void malformedMknodIsEinval(String line) throws Exception {
+        open(MountOptions.defaults());
+        assertTrue(command(openAsOwner(), line + "\n").startsWith("error EINVAL: "), line);
     }
 
     @Test
