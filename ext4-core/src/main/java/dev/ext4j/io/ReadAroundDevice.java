@@ -10,16 +10,15 @@ import java.nio.ByteBuffer;
  * and later reads there cost a memory copy instead of a disk seek. A bounded set remembers which
  * chunks were pulled; forgetting one only costs another chunk read.
  */
-public final class ReadAroundDevice implements BlockDevice {
+public final class ReadAroundDevice extends ForwardingDevice {
     static final int CHUNK = 128 * 1024;
 
-    private final BlockDevice inner;
     private final Lru<Long, Boolean> pulled;
     private final ThreadLocal<ByteBuffer> scratch = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(2 * CHUNK));
 
     /** @param trackedBytes how much of the image the set of pulled chunks covers */
     public ReadAroundDevice(BlockDevice inner, long trackedBytes) {
-        this.inner = inner;
+        super(inner);
         this.pulled = new Lru<>(trackedBytes / CHUNK);
     }
 
@@ -46,42 +45,7 @@ public final class ReadAroundDevice implements BlockDevice {
     }
 
     @Override
-    public void write(long offset, ByteBuffer src) throws IOException {
-        inner.write(offset, src);
-    }
-
-    @Override
-    public long size() throws IOException {
-        return inner.size();
-    }
-
-    @Override
-    public long capacity() throws IOException {
-        return inner.capacity();
-    }
-
-    @Override
-    public void grow(long newSize) throws IOException {
-        inner.grow(newSize);
-    }
-
-    @Override
-    public void sync() throws IOException {
-        inner.sync();
-    }
-
-    @Override
-    public boolean isReadOnly() {
-        return inner.isReadOnly();
-    }
-
-    @Override
     public String toString() {
         return inner.toString();
-    }
-
-    @Override
-    public void close() throws IOException {
-        inner.close();
     }
 }
