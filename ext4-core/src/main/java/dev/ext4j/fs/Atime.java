@@ -39,7 +39,7 @@ final class Atime {
 
     /** {@code ino} was read (a file) or listed (a directory): atime moves if the flags say so. */
     void accessed(long ino) throws Ext4Exception {
-        if (mode == AtimeMode.NOATIME || fs.readOnly || fs.state.errorReadOnly() != null) {
+        if (mode == AtimeMode.NOATIME || fs.state.readOnly() || fs.state.errorReadOnly() != null) {
             return;
         }
         Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
