@@ -56,17 +56,23 @@ final class Daemon {
 
     /** True when /proc/self/mountinfo lists {@code mnt} as a mount point. */
     static boolean isMounted(Path mnt) {
+        return mountOptions(mnt).isPresent();
+    }
+
+    /** The per-mount options (ro or rw first) of the last mount on {@code mnt} in /proc/self/mountinfo. */
+    static Optional<List<String>> mountOptions(Path mnt) {
+        Optional<List<String>> found = Optional.empty();
         try {
             for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"), StandardCharsets.ISO_8859_1)) {
                 String[] f = line.split(" ");
-                if (f.length > 4 && unescape(f[4]).equals(mnt.toString())) {
-                    return true;
+                if (f.length > 5 && unescape(f[4]).equals(mnt.toString())) {
+                    found = Optional.of(List.of(f[5].split(",")));
                 }
             }
         } catch (IOException e) {
-            return false;
+            return Optional.empty();
         }
-        return false;
+        return found;
     }
 
     /** mountinfo escapes space, tab, newline and backslash as octal. */
@@ -207,7 +213,7 @@ final class Daemon {
         removePidFile(mountPoint);
     }
 
-    private static int runQuietly(PrintStream err, String... cmd) {
+    static int runQuietly(PrintStream err, String... cmd) {
         try {
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);

@@ -27,10 +27,11 @@ import java.util.logging.SimpleFormatter;
 public final class Main {
     static final String USAGE = """
             usage: ext4j mount [-f] [-o OPTIONS] IMAGE MOUNTPOINT
+                   ext4j mount -o remount,ro|rw MOUNTPOINT  (also mount -o remount,ro MOUNTPOINT)
                    ext4j umount MOUNTPOINT
                    ext4j IMAGE MOUNTPOINT [-o OPTIONS]      (mount.fuse convention)
             options: ro, rw, allow_other, allow_root, default_permissions, debug, log=FILE,
-                     errors=continue|remount-ro|panic, control=NAME,
+                     errors=continue|remount-ro|panic, control=NAME, dev, suid (root only),
                      uid=N, gid=N, umask=M; -f stays in the foreground""";
     private static final long MOUNT_TIMEOUT_MS = 60_000;
     /** FUSE worker threads; libfuse would keep up to 10 idle. */
@@ -50,14 +51,15 @@ public final class Main {
         }
         try {
             return switch (args.get(0)) {
-                case "mount" -> mount(MountSpec.parse(args.subList(1, args.size())), err);
+                case "mount" -> Remount.requested(args) ? Remount.run(args.subList(1, args.size()), err)
+                        : mount(MountSpec.parse(args.subList(1, args.size())), err);
                 case "umount", "unmount" -> {
                     if (args.size() != 2) {
                         throw new MountSpec.UsageException("umount takes one MOUNTPOINT");
                     }
                     yield Daemon.unmount(Path.of(args.get(1)), err);
                 }
-                default -> mount(MountSpec.parse(args), err);
+                default -> Remount.requested(args) ? Remount.run(args, err) : mount(MountSpec.parse(args), err);
             };
         } catch (MountSpec.UsageException e) {
             err.println("ext4j: " + e.getMessage());
@@ -109,11 +111,14 @@ public final class Main {
         }
         fs.setAtime(spec.atimeMode(), spec.noDirAtime());
         List<String> opts = new ArrayList<>(spec.fuseOptions());
+        long[] ids = ownIds();
+        if (ids[0] != 0 && (opts.remove("dev") | opts.remove("suid"))) {
+            err.println("ext4j: dev and suid are ignored: only root's mounts may have them (fusermount refuses them too)");
+        }
         // libfuse splits -o on commas; a backslash escapes one inside the image path
         opts.add("fsname=" + spec.image().toString().replace("\\", "\\\\").replace(",", "\\,"));
         opts.add("subtype=ext4j");
         opts.add("use_ino");
-        long[] ids = ownIds();
         if (kernelChecksPermissions(ids[0], spec.fuseOptions()) && !opts.contains("default_permissions")) {
             opts.add("default_permissions");
         }
@@ -167,7 +172,7 @@ public final class Main {
     }
 
     /** The uid and gid this server runs as, the mounting user's: the control file belongs to them. */
-    private static long[] ownIds() {
+    static long[] ownIds() {
         try {
             Path self = Path.of("/proc/self");
             return new long[] {((Number) Files.getAttribute(self, "unix:uid")).longValue(),

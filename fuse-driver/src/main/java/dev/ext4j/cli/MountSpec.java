@@ -25,7 +25,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
     private static final Set<String> FUSE_FLAGS = Set.of("allow_other", "allow_root", "default_permissions", "auto_unmount");
     /** mount(8) options with no meaning here (fstab and mount.fuse pass them). */
     private static final Set<String> IGNORED = Set.of("defaults", "auto", "noauto", "user", "nouser", "users", "owner",
-            "group", "_netdev", "nofail", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "loop");
+            "group", "_netdev", "nofail", "exec", "noexec", "async", "loop");
     /**
      * The atime flags, as the kernel reads them: the last of relatime (the default), strictatime
      * and noatime wins ({@code atime} and {@code norelatime} mean the default); nodiratime and
@@ -70,6 +70,8 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         String control = DEFAULT_CONTROL;
         List<String> fuse = new ArrayList<>();
         List<String> tuning = new ArrayList<>();
+        boolean dev = false;
+        boolean suid = false;
         for (String o : opts) {
             if (o.isEmpty() || IGNORED.contains(o) || o.startsWith("x-") || o.startsWith("comment=")) {
                 continue;
@@ -97,6 +99,10 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 tuning.add(o);
             } else if (ATIME.contains(o)) {
                 tuning.add(o);
+            } else if (o.equals("dev") || o.equals("nodev")) {
+                dev = o.equals("dev"); // FUSE's default is nodev; the last one wins
+            } else if (o.equals("suid") || o.equals("nosuid")) {
+                suid = o.equals("suid");
             } else if (o.startsWith("log=")) {
                 log = Path.of(o.substring(4));
             } else if (FUSE_FLAGS.contains(o) || o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask=")) {
@@ -104,6 +110,12 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
             } else {
                 throw new UsageException("unknown mount option " + o);
             }
+        }
+        if (dev) {
+            fuse.add("dev"); // device nodes and setuid files work; for root only (see Main.foreground)
+        }
+        if (suid) {
+            fuse.add("suid");
         }
         return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors, tuning, control);
     }
