@@ -117,7 +117,7 @@ class MountSpecTest {
         assertEquals(Path.of("/mnt/disk"), s.mountPoint());
         assertTrue(s.readOnly());
         assertEquals(List.of(), s.fuseOptions());
-        assertEquals(List.of(), s.tuning());
+        assertEquals(List.of("relatime"), s.tuning(), "the atime flag is kept (the default)");
     }
 
     /** mount.fuse run by root adds dev,suid unless nodev or nosuid was given: they reach libfuse, the last of each pair winning. */
