@@ -105,6 +105,7 @@ class RemountTest {
     @Test
     void refusals() throws Exception {
         Path img = Images.mkfs(work.resolve("f.img"), "32M", List.of("-b", "4096"), null);
+        String home;
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
             fs.freeze();
             assertEquals(Errno.EBUSY, assertThrows(Ext4Exception.class, () -> fs.remount(true)).errno(), "frozen");
@@ -120,8 +121,12 @@ class RemountTest {
             fs.remount(true);
             fs.remount(false);
             fs.write(c, 0, ByteBuffer.wrap(bytes("c\n")));
+            fs.remount(true); // and unmounted read-only: everything was home already
+            home = sha(img);
         }
+        assertEquals(home, sha(img), "an unmount after remount,ro writes nothing");
         Images.assertClean(img);
+        assertTrue(Images.debugfsRead(img, "cat /c").contains("c"));
 
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
             fs.remount(true); // read-only already
