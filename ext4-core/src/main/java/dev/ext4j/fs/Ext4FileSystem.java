@@ -468,6 +468,7 @@ public final class Ext4FileSystem implements Closeable {
      * refused with EROFS and nothing more is written (no writeback, commit or atime), as on a
      * read-only mount. An mmp image keeps its MMP block held. EBUSY while frozen, and while a file
      * whose last name went is still open (the kernel's sb_prepare_remount_readonly() refuses too).
+     * A filesystem that an error made read-only is left as it is (the kernel's is read-only then).
      *
      * <p>To read-write: the superblock is marked in use again and changes go on. EROFS when the
      * image was opened read-only (it has no writable channel), and when an error made the
@@ -485,15 +486,11 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     private void remountReadOnly() throws Ext4Exception {
-        if (s.state.readOnly()) {
-            return;
+        if (s.state.readOnly() || s.state.errorReadOnly() != null || s.state.journalAborted() || s.mmp != null && s.mmp.failed()) {
+            return; // read-only already; after an error changes are refused since, and the unmount writes what it still can
         }
         if (s.gate.isFrozen()) {
             throw new Ext4Exception(Errno.EBUSY, "the filesystem is frozen; thaw it first");
-        }
-        if (s.state.journalAborted() || s.mmp != null && s.mmp.failed()) {
-            s.state.setRemountedReadOnly(true); // nothing can be written home any more
-            return;
         }
         closeGateAndWriteHome(() -> {
             if (s.orphans.size() > 0) {

@@ -137,9 +137,11 @@ class RemountTest {
 
         Path bad = Images.mkfs(work.resolve("e.img"), "32M", List.of("-b", "4096"), null);
         try (Ext4FileSystem fs = Ext4FileSystem.open(bad, MountOptions.defaults().withErrors(ErrorPolicy.REMOUNT_RO))) {
+            long f = fs.mknod(Ext4FileSystem.ROOT_INO, bytes("f"), 0100644, 0, 0, 0, 0);
+            fs.write(f, 0, ByteBuffer.wrap(bytes("dirty\n"))); // in the page cache: an error-ro mount cannot write it back
             fs.recordError("test", new Ext4Exception(Errno.EUCLEAN, "a made-up corruption"));
             assertTrue(fs.status().readOnlyWhy().startsWith("read-only since an error"), fs.status().readOnlyWhy());
-            fs.remount(true);
+            fs.remount(true); // read-only already
             Ext4Exception e = assertThrows(Ext4Exception.class, () -> fs.remount(false));
             assertEquals(Errno.EROFS, e.errno(), "read-only since an error: the kernel refuses too");
             assertTrue(e.getMessage().contains("made-up corruption"), e.getMessage());
