@@ -17,7 +17,7 @@ import org.junit.jupiter.api.Test;
  * mount (issue 17, item 8): no second server starts; the running one writes everything home and
  * goes read-only (the image e2fsck-clean while mounted), the kernel's view follows, a file open
  * for writing makes the kernel refuse (and the mount stays writable), and read-write brings
- * changes back. As in {@link CliIT}, mount(8) needs ext4j in /usr/local/bin, so everything runs in a
+ * changes back; an image mounted ro cannot go read-write (the kernel's view goes back to ro). As in {@link CliIT}, mount(8) needs ext4j in /usr/local/bin, so everything runs in a
  * private mount namespace with a directory holding the link bind-mounted there.
  */
 class RemountIT extends FuseTestBase {
@@ -68,6 +68,11 @@ class RemountIT extends FuseTestBase {
                     sleep 0.1
                 done
                 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "server-alive-after-umount"; else echo "server-gone"; fi
+                # mounted ro, the image is opened read-only: remount,rw is refused and the kernel's view goes back to ro
+                mount -t fuse.ext4j "$img" "$mnt" -o "ro,log=$log" || exit 92
+                mount -o remount,rw "$mnt" 2>&1 | sed 's/^/ro-image: /'
+                echo "ro-image-after: $(flag)"
+                umount "$mnt"; echo "umount-ro-rc=$?"
                 """;
         Tools.Result r = Tools.run(Duration.ofMinutes(3), env, null, List.of("unshare", "-m", "--propagation", "private", "bash", "-c", script,
                 "bash", bin.toString(), image.toString(), mnt.toString(), log.toString()));
@@ -82,10 +87,12 @@ class RemountIT extends FuseTestBase {
                 "read: before 100000", "read-open-fd: before", "read_only: yes (remounted read-only)",
                 "fsck-while-ro-rc=0", "sb: Filesystem state: clean",
                 "remount-rw-rc=0", "after-rw: rw", "write-rw-rc=0", "after-busy: rw", "write-after-busy-rc=0",
-                "umount-rc=0", "server-gone")) {
+                "umount-rc=0", "server-gone", "ro-image-after: ro", "umount-ro-rc=0")) {
             assertTrue(out.lines().anyMatch(line::equals), "expected the line '" + line + "': " + all);
         }
         assertTrue(out.contains("busy: ") && out.contains("stays read-write"), "the kernel refuses while a file is open for writing: " + all);
+        assertTrue(out.contains("ro-image: ext4j: remount of " + mnt + " read-write failed: EROFS: the image was opened read-only"),
+                "an image mounted ro has no writable channel: " + all);
         assertTrue(out.lines().noneMatch(l -> l.startsWith("sb: Filesystem features:") && l.contains("needs_recovery")),
                 "read-only: the journal is empty and the superblock says so: " + all);
         assertEquals(List.of(), MountedImage.unexpectedFailures(Files.readString(log)), all);
