@@ -49,7 +49,7 @@ final class Atime {
      * that aborted, a full journal, an error that made it read-only) is left out.
      */
     void accessed(long ino) {
-        if (mode == AtimeMode.NOATIME || fs.readOnly || fs.state.errorReadOnly() != null || fs.state.journalAborted()) {
+        if (mode == AtimeMode.NOATIME || fs.state.readOnly() || fs.state.errorReadOnly() != null || fs.state.journalAborted()) {
             return;
         }
         try {

@@ -31,7 +31,7 @@ final class Evict {
 
     /** The last use of an open file handle ended: an unreferenced inode whose last name went is freed now. */
     void release(long ino) throws Ext4Exception {
-        if (fs.inodes.release(ino) && !fs.readOnly) {
+        if (fs.inodes.release(ino) && !fs.state.readOnly()) {
             evictIfUnlinked(ino);
         }
     }
@@ -43,7 +43,7 @@ final class Evict {
 
     /** The kernel forgot {@code n} lookups (FORGET): an unreferenced inode whose last name went is freed now. */
     void forget(long ino, long n) throws Ext4Exception {
-        if (fs.inodes.forget(ino, n) && !fs.readOnly) {
+        if (fs.inodes.forget(ino, n) && !fs.state.readOnly()) {
             evictIfUnlinked(ino);
         }
     }
@@ -107,12 +107,12 @@ final class Evict {
 
     /**
      * Unmount: references still held are dropped now, and an unlinked inode is freed as its last
-     * release would have freed it. After errors=remount-ro or a journal abort nothing more is changed; the
-     * orphan list keeps them for the next mount.
+     * release would have freed it. After errors=remount-ro, a journal abort or a remount read-only
+     * nothing more is changed; the orphan list keeps them for the next mount.
      */
     void closeAll() throws Ext4Exception {
         for (long ino : fs.inodes.closeAll()) {
-            if (fs.state.errorReadOnly() == null && !fs.state.journalAborted()) {
+            if (fs.state.errorReadOnly() == null && !fs.state.journalAborted() && !fs.state.readOnly()) {
                 evictIfUnlinked(ino);
             }
         }

@@ -88,8 +88,9 @@ public final class Ext4FileSystem implements Closeable {
         return s.inode(ino);
     }
 
+    /** Whether changes are refused as on a read-only mount: mounted read-only, or remounted so ({@link #remount}). */
     public boolean isReadOnly() {
-        return s.readOnly;
+        return s.state.readOnly();
     }
 
     /** What the mount had to say: read-only reasons, ignored checksum failures. */
@@ -375,7 +376,7 @@ public final class Ext4FileSystem implements Closeable {
 
     /** Makes everything written so far durable (sync(2), syncfs(2)). */
     public void sync() throws Ext4Exception {
-        if (!s.readOnly) {
+        if (!s.state.readOnly()) {
             s.atime.writeLazy(0);
             s.retry.run(s.writeback::writebackAll);
             commit();
@@ -389,7 +390,7 @@ public final class Ext4FileSystem implements Closeable {
      * may have changed with the data.
      */
     public void fsync(long ino, boolean datasync) throws Ext4Exception {
-        if (!s.readOnly) {
+        if (!s.state.readOnly()) {
             if (!datasync) {
                 s.atime.writeLazy(ino); // fdatasync leaves times alone, as with the kernel's lazytime
             }
@@ -416,15 +417,7 @@ public final class Ext4FileSystem implements Closeable {
     public void freeze() throws Ext4Exception {
         s.requireWritable();
         synchronized (freezeLock) {
-            s.atime.writeLazy(0); // before the gate closes: writing them needs it
-            s.gate.freeze();
-            try {
-                sync(); // first: it reports a failed background write rather than freezing over it
-                s.state.writeClean(() -> s.retry.run(s.writeback::writebackAll));
-            } catch (Ext4Exception | RuntimeException e) {
-                s.gate.thaw();
-                throw e;
-            }
+            closeGateAndWriteHome(() -> { });
             if (s.mmp != null) {
                 s.mmp.pause(); // kmmpd's writes wait for the thaw, as they pass sb_start_write()
             }
@@ -455,6 +448,88 @@ public final class Ext4FileSystem implements Closeable {
 
     public boolean isFrozen() {
         return s.gate.isFrozen();
+    }
+
+    /**
+     * What freeze and remount read-only share (freeze_super(), sync_filesystem()): the gate closed
+     * and the changes in flight finished, {@code check} passed, then everything home: dirty data
+     * written back, the journal committed and checkpointed, the superblock written clean, all
+     * durable. The gate stays closed; on a failure it opens again.
+     */
+    private void closeGateAndWriteHome(SuperInfo.Step check) throws Ext4Exception {
+        s.atime.writeLazy(0); // lazytime's access times, before the gate closes: writing them needs it
+        s.gate.freeze();
+        try {
+            s.flusher.waitIdle(); // a round that started before the gate closed
+            check.run();
+            sync(); // first: it reports a failed background write rather than going on over it
+            s.state.writeClean(() -> s.retry.run(s.writeback::writebackAll));
+        } catch (Ext4Exception | RuntimeException e) {
+            s.gate.thaw();
+            throw e;
+        }
+    }
+
+    /**
+     * remount,ro and remount,rw (ext4_remount()); open files stay open either way, and asking for
+     * the mode the filesystem is in changes nothing.
+     *
+     * <p>To read-only: the changes in flight finish and everything is written home as a freeze
+     * writes it (dirty data, a commit and a checkpoint, the superblock clean without
+     * needs_recovery), so the image is a consistent filesystem while mounted; then every change is
+     * refused with EROFS and nothing more is written (no writeback, commit or atime), as on a
+     * read-only mount. An mmp image keeps its MMP block held. EBUSY while frozen, and while a file
+     * whose last name went is still open (the kernel's sb_prepare_remount_readonly() refuses too).
+     * A filesystem that an error made read-only is left as it is (the kernel's is read-only then).
+     *
+     * <p>To read-write: the superblock is marked in use again and changes go on. EROFS when the
+     * image was opened read-only (it has no writable channel), and when an error made the
+     * filesystem read-only (errors=remount-ro, an aborted journal, a lost MMP block), as the
+     * kernel refuses after an abort: that takes an unmount and e2fsck.
+     */
+    public void remount(boolean readOnly) throws Ext4Exception {
+        synchronized (freezeLock) {
+            if (readOnly) {
+                remountReadOnly();
+            } else {
+                remountReadWrite();
+            }
+        }
+    }
+
+    private void remountReadOnly() throws Ext4Exception {
+        if (s.state.readOnly() || s.state.errorReadOnly() != null || s.state.journalAborted() || s.mmp != null && s.mmp.failed()) {
+            return; // read-only already; after an error changes are refused since, and the unmount writes what it still can
+        }
+        if (s.gate.isFrozen()) {
+            throw new Ext4Exception(Errno.EBUSY, "the filesystem is frozen; thaw it first");
+        }
+        closeGateAndWriteHome(() -> {
+            if (s.orphans.size() > 0) {
+                throw new Ext4Exception(Errno.EBUSY, s.orphans.size() + " file(s) whose last name went are still open;"
+                        + " they are freed at their last close, which a read-only filesystem cannot do");
+            }
+        });
+        s.state.setRemountedReadOnly(true);
+        s.gate.thaw(); // the changes that waited find the filesystem read-only
+        LOG.log(Level.INFO, "remounted read-only: everything is home and the image is clean until remounted read-write");
+    }
+
+    private void remountReadWrite() throws Ext4Exception {
+        if (s.readOnly) {
+            throw new Ext4Exception(Errno.EROFS, "the image was opened read-only (mounted with ro, a read-only image file, or a"
+                    + " feature or state that forbids writing; see the mount's messages): unmount it and mount it read-write");
+        }
+        s.state.requireNoError();
+        if (s.mmp != null && s.mmp.failed()) {
+            throw new Ext4Exception(Errno.EROFS, "the MMP block was lost to another node: unmount, and run e2fsck once it lets go");
+        }
+        if (!s.state.remountedReadOnly()) {
+            return;
+        }
+        s.state.markInUse(); // nothing changes meanwhile: every change is refused at the gate
+        s.state.setRemountedReadOnly(false);
+        LOG.log(Level.INFO, "remounted read-write");
     }
 
     /** EXT4_IOC_GETFLAGS: the inode flags a user may see; see {@link Ioctl#getFlags}. */
@@ -496,7 +571,9 @@ public final class Ext4FileSystem implements Closeable {
                 }
                 s.flusher.stop();
                 s.evict.closeAll();
-                if (s.mmp != null && s.mmp.failed()) {
+                if (s.state.remountedReadOnly()) {
+                    LOG.log(Level.INFO, "unmount of a filesystem remounted read-only: everything was home already");
+                } else if (s.mmp != null && s.mmp.failed()) {
                     LOG.log(Level.ERROR, "unmount after the MMP block was lost: nothing more is written to the image; changes since"
                             + " the last commit are lost; run e2fsck once the other node lets go");
                 } else if (s.state.journalAborted()) {

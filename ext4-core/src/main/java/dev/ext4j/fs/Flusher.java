@@ -66,11 +66,11 @@ final class Flusher {
 
     /**
      * {@code data} written back, then a commit and checkpoint (or changed metadata written home
-     * without a journal). Nothing while frozen: everything is home then, and nothing may reach the
-     * image until the thaw. A failure is kept for the next sync.
+     * without a journal). Nothing while frozen or remounted read-only: everything is home then, and
+     * nothing may reach the image until the thaw or remount. A failure is kept for the next sync.
      */
     private void flush(SuperInfo.Step data) {
-        if (fs.gate.isFrozen() || fs.state.journalAborted()) {
+        if (fs.gate.isFrozen() || fs.state.remountedReadOnly() || fs.state.journalAborted()) {
             return; // an abort was reported once: nothing can commit any more
         }
         long released = fs.retry.releases();
@@ -152,6 +152,23 @@ final class Flusher {
     void flushIfIdlePending() {
         if (idleFlushQueued.compareAndSet(true, false)) {
             flush(fs.writeback::writebackAll);
+        }
+    }
+
+    /**
+     * Waits until a round already running has finished (the executor has one thread); rounds that
+     * start later find the gate closed and do nothing. A freeze and a remount read-only call it
+     * once the gate is closed, before they write everything home.
+     */
+    void waitIdle() {
+        try {
+            executor.submit(() -> { }).get();
+        } catch (RejectedExecutionException e) {
+            // unmounting: nothing runs any more
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw new IllegalStateException("cannot happen: the task does nothing", e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 

@@ -41,6 +41,11 @@ final class Orphans {
         return members.contains(ino);
     }
 
+    /** How many inodes are on the list. */
+    int size() {
+        return members.size();
+    }
+
     /** The i_dtime an orphan must carry: the next orphan's number. */
     private long nextOf(long ino) {
         InodeInfo info = fs.inodes.pinned(ino);

@@ -1,5 +1,6 @@
 package dev.ext4j.fs;
 
+import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.alloc.Allocator;
 import dev.ext4j.alloc.GroupTable;
@@ -120,18 +121,37 @@ final class SuperInfo {
         void close();
     }
 
-    /** sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}). */
-    Entered enterGate() {
+    /**
+     * sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}).
+     * EROFS once inside on a filesystem remounted read-only: the remount happens with the gate
+     * closed, so no change that enters after it can start.
+     */
+    Entered enterGate() throws Ext4Exception {
+        Entered e;
         if (flusher == null) {
             gate.enter();
-            return gate::exit;
+            e = gate::exit;
+        } else {
+            e = flusher.enterGate();
         }
-        return flusher.enterGate();
+        if (state.remountedReadOnly()) {
+            e.close();
+            throw new Ext4Exception(Errno.EROFS, "the filesystem is mounted read-only");
+        }
+        return e;
     }
 
-    /** sb_start_write_trylock(): null while the filesystem is frozen (read-only mounts have no flusher and never get here). */
+    /**
+     * sb_start_write_trylock(): null while the filesystem is frozen or remounted read-only
+     * (read-only mounts have no flusher and never get here).
+     */
     Entered tryEnterGate() {
-        return flusher != null ? flusher.tryEnterGate() : null;
+        Entered e = flusher != null ? flusher.tryEnterGate() : null;
+        if (e != null && state.remountedReadOnly()) {
+            e.close();
+            return null;
+        }
+        return e;
     }
 
     // ---- the accessors the parts use ----

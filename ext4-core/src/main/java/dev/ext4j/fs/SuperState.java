@@ -29,6 +29,11 @@ final class SuperState {
     private volatile String errorReadOnly;
     /** Set when a failed commit aborted the journal: nothing can be committed any more. */
     private volatile String journalAborted;
+    /**
+     * Set by remount,ro ({@link Ext4FileSystem#remount}) while the write gate is closed and
+     * everything is home: changes are refused and nothing is written until a remount,rw.
+     */
+    private volatile boolean remountedReadOnly;
     /** Called after errors=panic recorded an error; the mount's owner stops serving. */
     private volatile Runnable panicHandler = () -> { };
     private volatile long overhead = -1;
@@ -48,11 +53,30 @@ final class SuperState {
         return journalAborted != null;
     }
 
+    /** Whether the filesystem is read-only now: mounted so, or remounted read-only. */
+    boolean readOnly() {
+        return s.readOnly || remountedReadOnly;
+    }
+
+    boolean remountedReadOnly() {
+        return remountedReadOnly;
+    }
+
+    /** remount,ro (with everything home and the gate closed) or remount,rw (after {@link #markInUse}). */
+    void setRemountedReadOnly(boolean ro) {
+        remountedReadOnly = ro;
+    }
+
     /** EROFS unless the filesystem is mounted read-write. */
     void requireWritable() throws Ext4Exception {
-        if (s.readOnly) {
+        if (readOnly()) {
             throw new Ext4Exception(Errno.EROFS, "the filesystem is mounted read-only");
         }
+        requireNoError();
+    }
+
+    /** EROFS once an error made the filesystem read-only (errors=remount-ro, a lost MMP block) or aborted the journal. */
+    void requireNoError() throws Ext4Exception {
         String why = errorReadOnly;
         if (why != null) {
             throw new Ext4Exception(Errno.EROFS, "read-only since an error: " + why);
@@ -182,7 +206,7 @@ final class SuperState {
     /**
      * ext4_handle_error() for corruption found while serving {@code op}: the error is counted in the
      * superblock with the state marked not clean, then errors= decides (continue, refuse changes
-     * from now on, or stop serving). Read-only mounts only log it.
+     * from now on, or stop serving). Read-only mounts, and mounts remounted read-only, only log it.
      */
     void recordError(String op, Ext4Exception e) {
         recordError(op, e, false);
@@ -193,7 +217,7 @@ final class SuperState {
      * every later change is refused whatever errors= says, but panic still stops serving.
      */
     void recordError(String op, Ext4Exception e, boolean forceReadOnly) {
-        if (s.readOnly) {
+        if (readOnly()) {
             return;
         }
         int code = switch (e.errno()) {
@@ -287,7 +311,7 @@ final class SuperState {
         free = Math.max(0, free - s.reserve.delayed()); // as ext4_statfs(): delayed blocks are as good as used
         long reserved = sb.reservedBlocksCount() + s.resvClusters;
         return new StatFs(s.blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
-                sb.inodesCount(), freeInodes, 255, s.readOnly);
+                sb.inodesCount(), freeInodes, 255, readOnly());
     }
 
     /** After an online resize: the overhead is counted again. */
@@ -320,7 +344,8 @@ final class SuperState {
     /** What the control file's {@code status} reports. */
     FsStatus status(boolean frozen) {
         StatFs st = statfs();
-        String ro = s.readOnly ? "mounted read-only" : errorReadOnly != null ? "read-only since an error: " + errorReadOnly : null;
+        String ro = s.readOnly ? "mounted read-only" : errorReadOnly != null ? "read-only since an error: " + errorReadOnly
+                : remountedReadOnly ? "remounted read-only" : null;
         long dirty = s.cache.dirtyBlocks() * (long) s.blockSize + (s.writeback == null ? 0 : s.writeback.pages().dirtyBytes());
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             return new FsStatus(s.blockSize, sb.blocksCount(), st.freeBlocks(), sb.inodesCount(), st.freeInodes(),

@@ -57,7 +57,18 @@ final class Daemon {
 
     /** True when /proc/self/mountinfo lists {@code mnt} as a mount point. */
     static boolean isMounted(Path mnt) {
-        return ImageUse.mounts().stream().anyMatch(e -> e.mountPoint().equals(mnt.toString()));
+        return mountOptions(mnt).isPresent();
+    }
+
+    /** The per-mount options (ro or rw first) of the last mount on {@code mnt}, from /proc/self/mountinfo. */
+    static Optional<List<String>> mountOptions(Path mnt) {
+        Optional<List<String>> found = Optional.empty();
+        for (ImageUse.MountEntry e : ImageUse.mounts()) {
+            if (e.mountPoint().equals(mnt.toString())) {
+                found = Optional.of(e.options());
+            }
+        }
+        return found;
     }
 
     /** Starts the foreground child detached and waits until the mount is live or the child fails. */
@@ -183,7 +194,7 @@ final class Daemon {
         removePidFile(mountPoint);
     }
 
-    private static int runQuietly(PrintStream err, String... cmd) {
+    static int runQuietly(PrintStream err, String... cmd) {
         try {
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);

@@ -28,6 +28,7 @@ public final class Main {
     /** The commands, shown after a usage error. */
     static final String SYNOPSIS = """
             usage: ext4j mount [-f] [-o OPTIONS] IMAGE MOUNTPOINT
+                   ext4j mount -o remount,ro|rw MOUNTPOINT  (also mount -o remount,ro MOUNTPOINT)
                    ext4j umount MOUNTPOINT
                    ext4j IMAGE MOUNTPOINT [-o OPTIONS]   (mount.fuse convention)
                    ext4j probe IMAGE                    (list partitions and ext2/3/4 filesystems)
@@ -44,6 +45,8 @@ public final class Main {
               allow_other | allow_root let other users (or root) use the mount
               default_permissions      the kernel checks permissions even on a mount only root can reach
               auto_unmount, uid=N, gid=N, umask=M   passed to FUSE
+              dev | nodev, suid | nosuid   device nodes and setuid files work (root only; default nodev, nosuid)
+              remount                  with ro or rw: switch a running mount (mount -o remount,ro MNT)
               debug                    verbose debug output
               log=FILE                 write the server log to FILE
               errors=continue|remount-ro|panic   what corruption found on a read-write mount does
@@ -81,7 +84,8 @@ public final class Main {
                     err.println("ext4j: demo is a command of the bin/ext4j launcher: run bin/ext4j demo");
                     yield 2;
                 }
-                case "mount" -> mount(MountSpec.parse(args.subList(1, args.size())), err);
+                case "mount" -> Remount.requested(args) ? Remount.run(args.subList(1, args.size()), err)
+                        : mount(MountSpec.parse(args.subList(1, args.size())), err);
                 case "cp" -> Copy.cp(args.subList(1, args.size()), System.out, err);
                 case "ls" -> Copy.ls(args.subList(1, args.size()), System.out, err);
                 case "umount", "unmount" -> {
@@ -96,7 +100,7 @@ public final class Main {
                     }
                     yield Probe.run(Path.of(args.get(1)), System.out, err);
                 }
-                default -> mount(MountSpec.parse(args), err);
+                default -> Remount.requested(args) ? Remount.run(args, err) : mount(MountSpec.parse(args), err);
             };
         } catch (MountSpec.UsageException e) {
             err.println("ext4j: " + e.getMessage());
@@ -149,11 +153,14 @@ public final class Main {
         }
         fs.setAtime(spec.atimeMode(), spec.noDirAtime(), spec.lazyTime());
         List<String> opts = new ArrayList<>(spec.fuseOptions());
+        long[] ids = ownIds();
+        if (ids[0] != 0 && (opts.remove("dev") | opts.remove("suid"))) {
+            err.println("ext4j: dev and suid are ignored: only root's mounts may have them (fusermount refuses them too)");
+        }
         // libfuse splits -o on commas; a backslash escapes one inside the image path
         opts.add("fsname=" + spec.image().toString().replace("\\", "\\\\").replace(",", "\\,"));
         opts.add("subtype=ext4j");
         opts.add("use_ino");
-        long[] ids = ownIds();
         // fakeroot: the only user who can reach the mount passes every check, as root does (the
         // kernel's checks would refuse their chown); MountSpec refuses it with allow_other and the like
         if (!spec.fakeroot() && kernelChecksPermissions(ids[0], spec.fuseOptions()) && !opts.contains("default_permissions")) {
@@ -209,7 +216,7 @@ public final class Main {
     }
 
     /** The uid and gid this server runs as, the mounting user's: the control file belongs to them. */
-    private static long[] ownIds() {
+    static long[] ownIds() {
         try {
             Path self = Path.of("/proc/self");
             return new long[] {((Number) Files.getAttribute(self, "unix:uid")).longValue(),

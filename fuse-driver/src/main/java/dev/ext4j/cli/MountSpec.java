@@ -26,7 +26,8 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
     static final List<String> OPTION_NAMES = List.of("ro", "rw", "norecovery", "noload", "fakeroot", "allow_other",
             "allow_root", "default_permissions", "auto_unmount", "uid", "gid", "umask", "debug", "log", "errors",
             "control", "cache_size", "commit", "dirty_expire", "idle_flush", "journal", "offset", "partition", "atime", "noatime",
-            "relatime", "norelatime", "strictatime", "lazytime", "nolazytime", "diratime", "nodiratime");
+            "relatime", "norelatime", "strictatime", "lazytime", "nolazytime", "diratime", "nodiratime", "dev", "nodev", "suid",
+            "nosuid");
 
     /** The control file's name unless {@code -o control=NAME} says otherwise. */
     static final String DEFAULT_CONTROL = ".ext4j-control";
@@ -35,7 +36,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
     private static final Set<String> FUSE_FLAGS = Set.of("allow_other", "allow_root", "default_permissions", "auto_unmount");
     /** mount(8) options with no meaning here (fstab and mount.fuse pass them). */
     private static final Set<String> IGNORED = Set.of("defaults", "auto", "noauto", "user", "nouser", "users", "owner",
-            "group", "_netdev", "nofail", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "loop");
+            "group", "_netdev", "nofail", "exec", "noexec", "async", "loop");
     /**
      * The atime flags, as the kernel reads them: the last of relatime (the default), strictatime
      * and noatime wins ({@code atime} and {@code norelatime} mean the default); nodiratime and
@@ -83,6 +84,8 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         String control = DEFAULT_CONTROL;
         List<String> fuse = new ArrayList<>();
         List<String> tuning = new ArrayList<>();
+        boolean dev = false;
+        boolean suid = false;
         for (String o : opts) {
             if (o.isEmpty() || IGNORED.contains(o) || o.startsWith("x-") || o.startsWith("comment=")) {
                 continue;
@@ -119,6 +122,10 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 tuning.add(o);
             } else if (ATIME.contains(o)) {
                 tuning.add(o);
+            } else if (o.equals("dev") || o.equals("nodev")) {
+                dev = o.equals("dev"); // FUSE's default is nodev; the last one wins
+            } else if (o.equals("suid") || o.equals("nosuid")) {
+                suid = o.equals("suid");
             } else if (o.startsWith("log=")) {
                 log = Path.of(o.substring(4));
             } else if (FUSE_FLAGS.contains(o) || o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask=")) {
@@ -133,6 +140,12 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         if (fakeroot && fuse.stream().anyMatch(f -> f.equals("allow_other") || f.equals("allow_root") || f.equals("default_permissions"))) {
             throw new UsageException("fakeroot serves the mounting user alone, as root: it cannot be combined with allow_other,"
                     + " allow_root or default_permissions");
+        }
+        if (dev) {
+            fuse.add("dev"); // device nodes and setuid files work; for root only (see Main.foreground)
+        }
+        if (suid) {
+            fuse.add("suid");
         }
         if (noRecovery) {
             if (explicitRw) {

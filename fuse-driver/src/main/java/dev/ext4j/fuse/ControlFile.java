@@ -16,7 +16,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * The control file: a virtual file at the mount root ({@code .ext4j-control} unless
  * {@code -o control=NAME}) through which the mounting user drives the filesystem, one command per
  * line written to it: {@code resize SIZE}, {@code freeze}, {@code thaw}, {@code migrate PATH},
- * {@code mknod PATH b|c MAJOR MINOR [MODE]}, {@code sync}, {@code status}. A write whose command fails returns {@code -errno}, so a shell's
+ * {@code mknod PATH b|c MAJOR MINOR [MODE]}, {@code sync}, {@code remount ro|rw}, {@code status}. A write whose command fails returns {@code -errno}, so a shell's
  * {@code echo 'resize 8G' > .ext4j-control} fails visibly; reading the same open file returns the
  * reply to its last command ({@code ok ...} or {@code error ERRNO: message}), or the status when
  * no command was written on it. Each open file keeps its own reply, keyed by its FUSE file handle.
@@ -150,7 +150,7 @@ final class ControlFile {
     /** The commands, whether they take an argument, and whether they change the filesystem. */
     private enum Command {
         RESIZE(true, true), FREEZE(false, true), THAW(false, true), MIGRATE(true, true), MKNOD(true, true), SYNC(false, false),
-        STATUS(false, false);
+        REMOUNT(true, false), STATUS(false, false);
 
         final boolean takesArg;
         final boolean changes;
@@ -170,7 +170,7 @@ final class ControlFile {
             cmd = Command.valueOf(words[0].toUpperCase(Locale.ROOT));
         } catch (IllegalArgumentException e) {
             throw new Ext4Exception(Errno.EINVAL, "unknown command \"" + words[0] + "\" (commands: resize SIZE, freeze, thaw, migrate PATH,"
-                    + " mknod PATH b/c MAJOR MINOR [MODE], sync, status)");
+                    + " mknod PATH b/c MAJOR MINOR [MODE], sync, remount ro or rw, status)");
         }
         String name = cmd.name().toLowerCase(Locale.ROOT);
         if (cmd.takesArg == arg.isEmpty()) {
@@ -206,6 +206,13 @@ final class ControlFile {
             case SYNC -> {
                 fs.sync();
                 yield "synced";
+            }
+            case REMOUNT -> {
+                if (!arg.equals("ro") && !arg.equals("rw")) {
+                    throw new Ext4Exception(Errno.EINVAL, "remount takes ro or rw");
+                }
+                fs.remount(arg.equals("ro"));
+                yield arg.equals("ro") ? "remounted read-only" : "remounted read-write";
             }
             case STATUS -> status();
         };

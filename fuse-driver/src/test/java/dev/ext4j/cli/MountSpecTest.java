@@ -209,6 +209,14 @@ class MountSpecTest {
         assertEquals(MountOptions.defaults().withReadOnly(false).cacheBytes(), withOptions("lazytime").coreOptions().cacheBytes());
     }
 
+    /** mount.fuse run by root adds dev,suid unless nodev or nosuid was given: they reach libfuse, the last of each pair winning. */
+    @Test
+    void devAndSuidGoToLibfuse() throws Exception {
+        assertEquals(List.of("dev", "suid"), withOptions("rw,dev,suid").fuseOptions());
+        assertEquals(List.of("suid"), withOptions("dev,nodev,suid").fuseOptions());
+        assertEquals(List.of("dev"), withOptions("nosuid,dev").fuseOptions());
+    }
+
     @Test
     void childArgsRoundTrip() throws Exception {
         MountSpec s = withOptions("ro,allow_other,debug,errors=remount-ro,cache_size=8M,commit=3,control=ctl");

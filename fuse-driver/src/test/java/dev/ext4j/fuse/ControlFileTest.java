@@ -161,11 +161,13 @@ class ControlFileTest {
 
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
-            "frobnicate       | error EINVAL: unknown command \"frobnicate\" (commands: resize SIZE, freeze, thaw, migrate PATH, mknod PATH b/c MAJOR MINOR [MODE], sync, status)",
+            "frobnicate       | error EINVAL: unknown command \"frobnicate\" (commands: resize SIZE, freeze, thaw, migrate PATH, mknod PATH b/c MAJOR MINOR [MODE], sync, remount ro or rw, status)",
             "resize           | error EINVAL: resize needs an argument",
             "migrate          | error EINVAL: migrate needs an argument",
             "sync now         | error EINVAL: sync takes no argument",
             "freeze please    | error EINVAL: freeze takes no argument",
+            "remount          | error EINVAL: remount needs an argument",
+            "remount rx       | error EINVAL: remount takes ro or rw",
             "resize 12Q       | error EINVAL: size \"12Q\" is not a number of blocks or of bytes with K, M, G or T",
             "resize 1.5G      | error EINVAL: size \"1.5G\" is not a number of blocks or of bytes with K, M, G or T",
             "resize -5        | error EINVAL: size \"-5\" is not a number of blocks or of bytes with K, M, G or T",
@@ -256,6 +258,18 @@ class ControlFileTest {
         assertFalse(fs.isFrozen());
     }
 
+    @Test
+    void remountReadOnlyAndBack() throws Exception {
+        open(MountOptions.defaults());
+        long fh = openAsOwner();
+        assertEquals("ok remounted read-only\n", command(fh, "remount ro"));
+        assertTrue(command(fh, "status").contains("\nread_only: yes (remounted read-only)\n"));
+        assertEquals("error EROFS: the filesystem is mounted read-only\n", command(fh, "freeze"));
+        TestImages.assertClean(img); // everything is home while read-only
+        assertEquals("ok remounted read-write\n", command(fh, "remount rw"));
+        assertTrue(command(fh, "status").contains("\nread_only: no\n"));
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"freeze", "thaw", "resize 32M", "migrate /f"})
     void changesOnAReadOnlyMountAreErofs(String line) throws Exception {
@@ -265,6 +279,7 @@ class ControlFileTest {
         assertEquals("error EROFS: the filesystem is mounted read-only\n", command(fh, line));
         assertEquals("ok synced\n", command(fh, "sync"));
         assertTrue(command(fh, "status").contains("\nread_only: yes ("));
+        assertTrue(command(fh, "remount rw").startsWith("error EROFS: the image was opened read-only"));
     }
 
     /** An ext3 image (block-mapped files) given the extent feature, as ext4-core's migrate tests make it. */
