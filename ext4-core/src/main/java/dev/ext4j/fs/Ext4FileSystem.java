@@ -471,21 +471,11 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     /**
-     * remount,ro and remount,rw (ext4_remount()); open files stay open either way, and asking for
-     * the mode the filesystem is in changes nothing.
-     *
-     * <p>To read-only: the changes in flight finish and everything is written home as a freeze
-     * writes it (dirty data, a commit and a checkpoint, the superblock clean without
-     * needs_recovery), so the image is a consistent filesystem while mounted; then every change is
-     * refused with EROFS and nothing more is written (no writeback, commit or atime), as on a
-     * read-only mount. An mmp image keeps its MMP block held. EBUSY while frozen, and while a file
-     * whose last name went is still open (the kernel's sb_prepare_remount_readonly() refuses too).
-     * A filesystem that an error made read-only is left as it is (the kernel's is read-only then).
-     *
-     * <p>To read-write: the superblock is marked in use again and changes go on. EROFS when the
-     * image was opened read-only (it has no writable channel), and when an error made the
-     * filesystem read-only (errors=remount-ro, an aborted journal, a lost MMP block), as the
-     * kernel refuses after an abort: that takes an unmount and e2fsck.
+     * remount,ro and remount,rw (ext4_remount()); open files stay open. To read-only: everything is
+     * written home as a freeze writes it, then every change gets EROFS and nothing more is written;
+     * EBUSY while frozen or while an unlinked file is open (sb_prepare_remount_readonly()). To
+     * read-write: the superblock is marked in use again; EROFS for an image opened read-only or
+     * after an error (errors=remount-ro, an aborted journal, a lost MMP block), as the kernel.
      */
     public void remount(boolean readOnly) throws Ext4Exception {
         synchronized (freezeLock) {
