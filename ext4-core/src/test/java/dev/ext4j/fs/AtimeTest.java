@@ -85,5 +85,6 @@ class AtimeTest {
             assertEquals(1000, fs.stat(ino).atimeSeconds(), "read-only");
         }
         assertEquals(sha, Images.sha256(img), "a read-only mount wrote nothing");
+        Images.assertClean(img);
     }
 }
