@@ -42,6 +42,7 @@ class ImageLockTest {
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, rw)) {
             assertEquals(false, fs.isReadOnly(), "the image is free again");
         }
+        Images.assertClean(img);
     }
 
     /**
@@ -56,6 +57,7 @@ class ImageLockTest {
             assertEquals(1, probe(img), "another process could lock the image of a read-write mount");
         }
         assertEquals(0, probe(img), "the lock outlived the mount");
+        Images.assertClean(img);
     }
 
     /** Runs {@link Probe} in another JVM: 0 when it could lock {@code img} for reading, 1 when not. */
