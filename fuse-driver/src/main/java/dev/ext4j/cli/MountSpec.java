@@ -20,14 +20,21 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                  String controlName, boolean fakeroot) {
 
     /**
+     * The atime flags, as the kernel reads them: the last of relatime (the default), strictatime
+     * and noatime wins ({@code atime} and {@code norelatime} mean the default); nodiratime and
+     * diratime, lazytime and nolazytime besides.
+     */
+    private static final Set<String> ATIME = Set.of("atime", "noatime", "relatime", "norelatime", "strictatime", "lazytime",
+            "nolazytime", "diratime", "nodiratime");
+
+    /**
      * Every option ext4j accepts (besides the generic ones it ignores), by name: {@code ext4j help}
      * and README.md list each of them, which MountSpecTest checks.
      */
-    static final List<String> OPTION_NAMES = List.of("ro", "rw", "norecovery", "noload", "fakeroot", "allow_other",
-            "allow_root", "default_permissions", "auto_unmount", "uid", "gid", "umask", "debug", "log", "errors",
-            "control", "cache_size", "commit", "dirty_expire", "idle_flush", "journal", "offset", "partition", "atime", "noatime",
-            "relatime", "norelatime", "strictatime", "lazytime", "nolazytime", "diratime", "nodiratime", "dev", "nodev", "suid",
-            "nosuid");
+    static final List<String> OPTION_NAMES = java.util.stream.Stream.concat(java.util.stream.Stream.of("ro", "rw", "norecovery",
+            "noload", "fakeroot", "allow_other", "allow_root", "default_permissions", "auto_unmount", "uid", "gid", "umask", "debug",
+            "log", "errors", "control", "cache_size", "commit", "dirty_expire", "idle_flush", "journal", "offset", "partition", "dev",
+            "nodev", "suid", "nosuid"), ATIME.stream().sorted()).toList();
 
     /** The control file's name unless {@code -o control=NAME} says otherwise. */
     static final String DEFAULT_CONTROL = ".ext4j-control";
@@ -37,13 +44,6 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
     /** mount(8) options with no meaning here (fstab and mount.fuse pass them). */
     private static final Set<String> IGNORED = Set.of("defaults", "auto", "noauto", "user", "nouser", "users", "owner",
             "group", "_netdev", "nofail", "exec", "noexec", "async", "loop");
-    /**
-     * The atime flags, as the kernel reads them: the last of relatime (the default), strictatime
-     * and noatime wins ({@code atime} and {@code norelatime} mean the default); nodiratime and
-     * diratime, lazytime and nolazytime besides.
-     */
-    private static final Set<String> ATIME = Set.of("atime", "noatime", "relatime", "norelatime", "strictatime", "lazytime",
-            "nolazytime", "diratime", "nodiratime");
 
     static MountSpec parse(List<String> args) throws UsageException {
         List<String> positional = new ArrayList<>();
