@@ -4,7 +4,9 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.MountOptions;
 import dev.ext4j.fuse.Ext4Fuse;
+import dev.ext4j.fuse.Ext4LowLevel;
 import dev.ext4j.fuse.FuseLoop;
+import dev.ext4j.fuse.LibFuse3;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -58,6 +60,8 @@ public final class Main {
               journal=on|off           journal metadata changes (default on, for an image with a journal)
               offset=BYTES             the filesystem starts BYTES into the image (K, M, G suffixes)
               partition=N              mount partition N of an MBR (1-4, logical 5+) or GPT disk image
+              transport=libfuse3|libfuse2   libfuse 3's low-level API (the default; libfuse 2 when libfuse3
+                                       is missing) or libfuse 2's path API
               relatime | strictatime | noatime   when reads move the access time (default relatime;
                                        atime and norelatime mean the default)
               nodiratime | diratime    never move directories' access time (or do)
@@ -160,29 +164,34 @@ public final class Main {
         // libfuse splits -o on commas; a backslash escapes one inside the image path
         opts.add("fsname=" + spec.image().toString().replace("\\", "\\\\").replace(",", "\\,"));
         opts.add("subtype=ext4j");
-        opts.add("use_ino");
         // fakeroot: the only user who can reach the mount passes every check, as root does (the
         // kernel's checks would refuse their chown); MountSpec refuses it with allow_other and the like
-        if (!spec.fakeroot() && kernelChecksPermissions(ids[0], spec.fuseOptions()) && !opts.contains("default_permissions")) {
+        boolean kernelChecks = !spec.fakeroot() && (kernelChecksPermissions(ids[0], spec.fuseOptions())
+                || opts.contains("default_permissions"));
+        if (kernelChecks && !opts.contains("default_permissions")) {
             opts.add("default_permissions");
         }
-        opts.add("big_writes");
-        opts.add("max_write=131072");
         if (fs.isReadOnly()) {
             opts.add("ro");
-            opts.add("kernel_cache");
-            opts.add("entry_timeout=60");
-            opts.add("attr_timeout=60");
-            opts.add("negative_timeout=60");
         }
-        Ext4Fuse fuse = new Ext4Fuse(fs, spec.controlName(), spec.mountPoint(), ids, spec.fakeroot());
-        List<String> args = new ArrayList<>(List.of("-o", String.join(",", opts)));
-        if (spec.debug()) {
-            args.add("-d");
-        }
+        LibFuse3 lib3 = lowLevel(spec, err);
         FuseLoop loop;
         try {
-            loop = FuseLoop.mount(fuse, fuse.operations(), spec.mountPoint(), args);
+            if (lib3 != null) {
+                Ext4LowLevel ll = new Ext4LowLevel(lib3, fs, spec.controlName(), spec.mountPoint(), ids, spec.fakeroot(), kernelChecks);
+                loop = ll.mount(spec.mountPoint(), fuseArgs(opts, spec.debug()));
+            } else {
+                // libfuse 2's high-level API: inode numbers from us, 128 KiB writes, and caching
+                // that only a read-only mount can afford with paths
+                opts.add("use_ino");
+                opts.add("big_writes");
+                opts.add("max_write=131072");
+                if (fs.isReadOnly()) {
+                    opts.addAll(List.of("kernel_cache", "entry_timeout=60", "attr_timeout=60", "negative_timeout=60"));
+                }
+                Ext4Fuse fuse = new Ext4Fuse(fs, spec.controlName(), spec.mountPoint(), ids, spec.fakeroot());
+                loop = FuseLoop.mount(fuse, fuse.operations(), spec.mountPoint(), fuseArgs(opts, spec.debug()));
+            }
         } catch (RuntimeException e) {
             err.println("ext4j: mount on " + spec.mountPoint() + " failed: " + e.getMessage());
             return 1;
@@ -200,6 +209,37 @@ public final class Main {
             Daemon.removePidFile(spec.mountPoint());
         }
         return 0;
+    }
+
+    /** libfuse's command line: the options, and -d for debug output. */
+    private static List<String> fuseArgs(List<String> opts, boolean debug) {
+        List<String> args = new ArrayList<>(List.of("-o", String.join(",", opts)));
+        if (debug) {
+            args.add("-d");
+        }
+        return args;
+    }
+
+    /**
+     * libfuse 3, unless the mount asks for libfuse 2: by transport=libfuse2, or by uid=, gid= or
+     * umask=, which only libfuse 2's high-level API implements; null also when libfuse 3 is not
+     * installed, which is said once.
+     */
+    private static LibFuse3 lowLevel(MountSpec spec, PrintStream err) {
+        if (!spec.transport().equals("libfuse3")) {
+            return null;
+        }
+        if (spec.fuseOptions().stream().anyMatch(o -> o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask="))) {
+            err.println("ext4j: uid=, gid= and umask= are libfuse 2 options: serving with transport=libfuse2");
+            return null;
+        }
+        try {
+            return LibFuse3.load();
+        } catch (UnsatisfiedLinkError e) {
+            err.println("ext4j: " + LibFuse3.SONAME + " is not installed (the fuse3 and libfuse3-3 packages): serving with"
+                    + " transport=libfuse2");
+            return null;
+        }
     }
 
     /**

@@ -17,7 +17,10 @@ import java.util.Set;
  */
 record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOnly, boolean debug,
                  List<String> fuseOptions, Path logFile, ErrorPolicy errors, List<String> tuning,
-                 String controlName, boolean fakeroot) {
+                 String controlName, boolean fakeroot, String transport) {
+
+    /** The FUSE transports: libfuse 3's low-level API (the default) and libfuse 2's path API. */
+    static final List<String> TRANSPORTS = List.of("libfuse3", "libfuse2");
 
     /**
      * The atime flags, as the kernel reads them: the last of relatime (the default), strictatime
@@ -34,7 +37,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
     static final List<String> OPTION_NAMES = java.util.stream.Stream.concat(java.util.stream.Stream.of("ro", "rw", "norecovery",
             "noload", "fakeroot", "allow_other", "allow_root", "default_permissions", "auto_unmount", "uid", "gid", "umask", "debug",
             "log", "errors", "control", "cache_size", "commit", "dirty_expire", "idle_flush", "journal", "offset", "partition", "dev",
-            "nodev", "suid", "nosuid"), ATIME.stream().sorted()).toList();
+            "nodev", "suid", "nosuid", "transport"), ATIME.stream().sorted()).toList();
 
     /** The control file's name unless {@code -o control=NAME} says otherwise. */
     static final String DEFAULT_CONTROL = ".ext4j-control";
@@ -86,6 +89,7 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         List<String> tuning = new ArrayList<>();
         boolean dev = false;
         boolean suid = false;
+        String transport = TRANSPORTS.get(0);
         for (String o : opts) {
             if (o.isEmpty() || IGNORED.contains(o) || o.startsWith("x-") || o.startsWith("comment=")) {
                 continue;
@@ -126,6 +130,11 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
                 dev = o.equals("dev"); // FUSE's default is nodev; the last one wins
             } else if (o.equals("suid") || o.equals("nosuid")) {
                 suid = o.equals("suid");
+            } else if (o.startsWith("transport=")) {
+                transport = o.substring(10);
+                if (!TRANSPORTS.contains(transport)) {
+                    throw new UsageException("transport= takes " + String.join(" or ", TRANSPORTS));
+                }
             } else if (o.startsWith("log=")) {
                 log = Path.of(o.substring(4));
             } else if (FUSE_FLAGS.contains(o) || o.startsWith("uid=") || o.startsWith("gid=") || o.startsWith("umask=")) {
@@ -156,13 +165,13 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
             tuning.add("norecovery");
         }
         return new MountSpec(Path.of(positional.get(0)), Path.of(positional.get(1)), foreground, readOnly, debug, fuse, log, errors,
-                tuning, control, fakeroot);
+                tuning, control, fakeroot, transport);
     }
 
     /** This command with the image and mount point resolved to real paths. */
     MountSpec withPaths(Path realImage, Path realMountPoint) {
         return new MountSpec(realImage, realMountPoint, foreground, readOnly, debug, fuseOptions, logFile, errors, tuning,
-                controlName, fakeroot);
+                controlName, fakeroot, transport);
     }
 
     /** The options for the filesystem core: ro, errors=, the cache and writeback tuning, offset= or partition=. */
@@ -268,6 +277,9 @@ record MountSpec(Path image, Path mountPoint, boolean foreground, boolean readOn
         o.addAll(tuning);
         if (!controlName.equals(DEFAULT_CONTROL)) {
             o.add("control=" + controlName);
+        }
+        if (!transport.equals(TRANSPORTS.get(0))) {
+            o.add("transport=" + transport);
         }
         if (!o.isEmpty()) {
             a.add("-o");

@@ -41,6 +41,23 @@ final class ControlFile {
     private final long ownerGid;
     private final AtomicLong nextHandle = new AtomicLong(HANDLE_BASE);
     private final ConcurrentHashMap<Long, Reply> replies = new ConcurrentHashMap<>();
+    private volatile Changes changes = new Changes() {
+    };
+
+    /** What the commands changed behind the kernel's back, for a transport that can tell it. */
+    interface Changes {
+        /** The inode's attributes or mapping changed (migrate). */
+        default void inode(long ino) {
+        }
+
+        /** A name appeared in directory {@code dirIno} (mknod). */
+        default void entry(long dirIno, byte[] name) {
+        }
+    }
+
+    void onChange(Changes c) {
+        this.changes = c;
+    }
 
     /** One open file's last reply and how much of it was read. */
     private static final class Reply {
@@ -199,7 +216,9 @@ final class ControlFile {
                 yield "thawed";
             }
             case MIGRATE -> {
-                fs.migrate(fs.resolve(insideMount(arg).getBytes(StandardCharsets.ISO_8859_1)));
+                long ino = fs.resolve(insideMount(arg).getBytes(StandardCharsets.ISO_8859_1));
+                fs.migrate(ino);
+                changes.inode(ino);
                 yield "migrated " + arg;
             }
             case MKNOD -> mknod(arg, root);
@@ -256,6 +275,7 @@ final class ControlFile {
         }
         int type = a[1].equals("b") ? dev.ext4j.format.Inode.S_IFBLK : dev.ext4j.format.Inode.S_IFCHR;
         fs.mknod(parent, leaf.getBytes(StandardCharsets.ISO_8859_1), type | mode, major, minor, 0, 0);
+        changes.entry(parent, leaf.getBytes(StandardCharsets.ISO_8859_1));
         return "made " + a[0];
     }
 

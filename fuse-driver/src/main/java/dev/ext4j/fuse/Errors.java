@@ -83,7 +83,7 @@ final class Errors {
     static Level level(Errno errno) {
         return switch (errno) {
             case EUCLEAN, EBADMSG, EIO -> Level.ERROR;
-            case ENOENT, ENODATA, ERANGE, ENOTDIR, EISDIR, EROFS, EACCES, EPERM, EOPNOTSUPP, ENAMETOOLONG -> Level.DEBUG;
+            case ENOENT, ENODATA, ERANGE, ENOTDIR, EISDIR, EROFS, EACCES, EPERM, EOPNOTSUPP, ENAMETOOLONG, ENOTTY -> Level.DEBUG;
             default -> Level.INFO;
         };
     }

@@ -157,8 +157,12 @@ public final class Ext4Fuse extends FuseStubFS {
         });
     }
 
-    /** The control file: a regular file of the mounting user, mode 0600, empty (read with direct I/O). */
     private void fillControl(FileStat st) {
+        fillControl(st, control);
+    }
+
+    /** The control file: a regular file of the mounting user, mode 0600, empty (read with direct I/O). */
+    static void fillControl(FileStat st, ControlFile control) {
         long now = System.currentTimeMillis() / 1000;
         st.st_ino.set(ControlFile.INO);
         st.st_mode.set(0100600);
@@ -172,7 +176,7 @@ public final class Ext4Fuse extends FuseStubFS {
         setTime(st.st_ctim, now, 0);
     }
 
-    private static void fill(FileStat st, FileAttributes a) {
+    static void fill(FileStat st, FileAttributes a) {
         st.st_ino.set(a.ino());
         st.st_mode.set(a.mode());
         st.st_nlink.set(a.nlink());
@@ -303,18 +307,21 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int statfs(String path, Statvfs st) {
         return guard("statfs", path, () -> {
-            StatFs s = fs.statfs();
-            st.f_bsize.set(s.blockSize());
-            st.f_frsize.set(s.blockSize());
-            st.f_blocks.set(s.blocks());
-            st.f_bfree.set(s.freeBlocks());
-            st.f_bavail.set(s.availableBlocks());
-            st.f_files.set(s.inodes());
-            st.f_ffree.set(s.freeInodes());
-            st.f_favail.set(s.freeInodes());
-            st.f_namemax.set(s.nameMax());
+            fill(st, fs.statfs());
             return 0;
         });
+    }
+
+    static void fill(Statvfs st, StatFs s) {
+        st.f_bsize.set(s.blockSize());
+        st.f_frsize.set(s.blockSize());
+        st.f_blocks.set(s.blocks());
+        st.f_bfree.set(s.freeBlocks());
+        st.f_bavail.set(s.availableBlocks());
+        st.f_files.set(s.inodes());
+        st.f_ffree.set(s.freeInodes());
+        st.f_favail.set(s.freeInodes());
+        st.f_namemax.set(s.nameMax());
     }
 
     @Override
@@ -332,19 +339,25 @@ public final class Ext4Fuse extends FuseStubFS {
     public int listxattr(String path, Pointer list, @size_t long size) {
         return guard("listxattr", path, () -> {
             List<String> names = control.is(path) ? List.of() : fs.listXattrs(resolve(path));
-            int total = 0;
-            for (String n : names) {
-                total += n.length() + 1;
-            }
-            byte[] out = new byte[total];
-            int off = 0;
-            for (String n : names) {
-                byte[] b = n.getBytes(StandardCharsets.ISO_8859_1);
-                System.arraycopy(b, 0, out, off, b.length);
-                off += b.length + 1;
-            }
+            byte[] out = nameList(names);
             return copyOut(out, list, size);
         });
+    }
+
+    /** listxattr's reply: the names, each ended by a NUL. */
+    static byte[] nameList(List<String> names) {
+        int total = 0;
+        for (String n : names) {
+            total += n.length() + 1;
+        }
+        byte[] out = new byte[total];
+        int off = 0;
+        for (String n : names) {
+            byte[] b = n.getBytes(StandardCharsets.ISO_8859_1);
+            System.arraycopy(b, 0, out, off, b.length);
+            off += b.length + 1;
+        }
+        return out;
     }
 
     /** The xattr size protocol: size 0 asks for the length, a short buffer is ERANGE. */
@@ -666,20 +679,9 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.is(path)) {
                 return -Errno.ENOTTY.value();
             }
-            long ino = resolve(path);
-            // who may do what is the core's decision (Ioctl, Permissions)
-            switch (Ioctls.command(cmd)) {
-                case GET_FLAGS -> data.putInt(0, fs.getFlags(ino));
-                case SET_FLAGS -> fs.setFlags(ino, data.getInt(0));
-                case FS_GET_XATTR -> data.put(0, Ioctls.fsxattr(fs.getFlags(ino)), 0, Ioctls.FSXATTR_SIZE);
-                case FS_SET_XATTR -> fs.setFlags(ino, Ioctls.fromXflags(Ioctls.xflags(copyIn(data, Ioctls.FSXATTR_SIZE)), fs.getFlags(ino)));
-                case MIGRATE -> fs.migrate(ino);
-                case RESIZE -> fs.resize(data.getLong(0)); // both carry the new block count
-                case GROUP_ADD -> fs.addGroup(Ioctls.newGroupInput(copyIn(data, Ioctls.NEW_GROUP_INPUT_SIZE)));
-                case UNKNOWN -> {
-                    return -Errno.ENOTTY.value();
-                }
-            }
+            int size = Ioctls.argumentSize(cmd);
+            byte[] out = Ioctls.run(fs, resolve(path), cmd, copyIn(data, size));
+            data.put(0, out, 0, Math.min(out.length, size));
             return 0;
         });
     }
@@ -687,7 +689,9 @@ public final class Ext4Fuse extends FuseStubFS {
     /** The first {@code size} bytes of an ioctl's argument, in the machine's byte order. */
     private static ByteBuffer copyIn(Pointer data, int size) {
         byte[] b = new byte[size];
-        data.get(0, b, 0, size);
+        if (size > 0) {
+            data.get(0, b, 0, size);
+        }
         return ByteBuffer.wrap(b).order(ByteOrder.nativeOrder());
     }
 
@@ -715,7 +719,7 @@ public final class Ext4Fuse extends FuseStubFS {
      * libfuse's request buffer as a ByteBuffer over the same memory, so data is copied once, by
      * the core, and not first into the Java heap. Valid only during the callback.
      */
-    private static ByteBuffer view(Pointer buf, long size) {
+    static ByteBuffer view(Pointer buf, long size) {
         if (buf.isDirect()) {
             return com.kenai.jffi.MemoryIO.getInstance().newDirectByteBuffer(buf.address(), (int) size);
         }

@@ -2,7 +2,6 @@ package dev.ext4j.fuse;
 
 import java.lang.System.Logger.Level;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicReference;
@@ -13,19 +12,17 @@ import jnr.ffi.provider.MemoryManager;
 import jnr.ffi.Pointer;
 import jnr.ffi.Runtime;
 import jnr.ffi.Struct;
-import jnr.ffi.byref.IntByReference;
-import jnr.ffi.byref.PointerByReference;
-import jnr.ffi.types.size_t;
 import jnr.ffi.types.u_int64_t;
 import ru.serce.jnrfuse.AbstractFuseFS;
 
 /**
- * Serves a FUSE mount from Java threads (libfuse 2's fuse_loop_mt(), rebuilt on its session API).
+ * Serves a FUSE mount from Java threads (libfuse's fuse_loop_mt(), rebuilt on its session API), for
+ * either transport: libfuse 2's channels or libfuse 3's sessions ({@link Session}).
  *
  * <p>Why not fuse_main(): its worker threads are native, and jffi attaches a native thread to the
  * JVM for each callback and detaches it afterwards, which costs more than most ext4 operations. A
- * Java thread is attached for good, so each worker here receives requests with fuse_chan_recv()
- * and hands them to fuse_session_process(), which calls back into Java on the same thread.
+ * Java thread is attached for good, so each worker here receives requests itself and hands them to
+ * libfuse's request processing, which calls back into Java on the same thread.
  *
  * <p>One worker at a time, the reader, takes requests from /dev/fuse and serves each on its own
  * thread. Between requests it polls the non-blocking device for {@link #SPIN_NANOS} before it
@@ -55,26 +52,31 @@ public final class FuseLoop {
     /** How long the reader may serve one request before the successor reads in its place. */
     private static final long HANDOFF_NANOS = 1_000_000;
 
-    /** The libfuse 2 functions used here, bound with jnr-ffi. */
-    public interface LibFuseSession {
-        Pointer fuse_setup(int argc, String[] argv, Pointer op, @size_t long opSize, PointerByReference mountpoint,
-                           IntByReference multithreaded, Pointer userData);
+    /**
+     * How one libfuse takes requests from /dev/fuse and hands them to its callbacks: libfuse 2's
+     * channel API ({@link LibFuse2Session}) or libfuse 3's session API ({@link Ext4LowLevel}).
+     */
+    public interface Session {
+        /** The /dev/fuse descriptor, which the loop makes non-blocking. */
+        int fd();
 
-        void fuse_teardown(Pointer fuse, Pointer mountpoint);
+        /** Whether the session has ended (unmounted). */
+        boolean exited();
 
-        Pointer fuse_get_session(Pointer fuse);
+        /** A worker's own receive buffer. */
+        Receiver receiver();
 
-        Pointer fuse_session_next_chan(Pointer se, Pointer ch);
+        /** Unmounts if still mounted and frees the session; after the last worker ended. */
+        void teardown();
+    }
 
-        @size_t long fuse_chan_bufsize(Pointer ch);
+    /** One worker's buffer: receives a request into it and processes it on the calling thread. */
+    public interface Receiver {
+        /** The request's length, {@code -errno} (-EAGAIN on an empty device), or 0 once the session ended. */
+        int receive();
 
-        int fuse_chan_fd(Pointer ch);
-
-        int fuse_chan_recv(PointerByReference ch, Pointer buf, @size_t long size);
-
-        void fuse_session_process(Pointer se, Pointer buf, @size_t long len, Pointer ch);
-
-        int fuse_session_exited(Pointer se);
+        /** Hands the request just received to the callbacks. */
+        void process(int length);
     }
 
     /** The libc functions used here. */
@@ -89,14 +91,9 @@ public final class FuseLoop {
         static final Turn NOBODY = new Turn(null, 0);
     }
 
-    private final LibFuseSession lib;
+    private final Session session;
     private final LibC libc;
-    private final Pointer fuse;
-    private final Pointer mountpoint;
-    private final Pointer session;
-    private final Pointer channel;
     private final int fd;
-    private final long bufSize;
 
     /** Most workers ever started: a worker is added when none is left to take the reader's place. */
     private static final int MAX_WORKERS = 256;
@@ -109,34 +106,20 @@ public final class FuseLoop {
     private volatile boolean readerAsleep;
     private volatile boolean stopped;
 
-    private FuseLoop(LibFuseSession lib, Pointer fuse, Pointer mountpoint) {
-        this.lib = lib;
+    /** A loop over a mounted {@code session}, not yet serving. */
+    public FuseLoop(Session session) {
+        this.session = session;
         this.libc = LibraryLoader.create(LibC.class).failImmediately().load("c");
-        this.fuse = fuse;
-        this.mountpoint = mountpoint;
-        this.session = lib.fuse_get_session(fuse);
-        this.channel = lib.fuse_session_next_chan(session, null);
-        this.bufSize = lib.fuse_chan_bufsize(channel);
-        this.fd = lib.fuse_chan_fd(channel);
+        this.fd = session.fd();
         libc.fcntl(fd, F_SETFL, libc.fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     }
 
     /**
-     * Mounts {@code fs} on {@code mnt} with libfuse's command line {@code options} (e.g. "-o",
-     * "ro,fsname=..."), in the foreground; returns the loop, not yet serving.
+     * Mounts {@code fs} on {@code mnt} with libfuse 2 and its command line {@code options} (e.g.
+     * "-o", "ro,fsname=..."), in the foreground; returns the loop, not yet serving.
      */
     public static FuseLoop mount(AbstractFuseFS fs, Struct operations, Path mnt, List<String> options) {
-        LibFuseSession lib = LibraryLoader.create(LibFuseSession.class).failImmediately().load("fuse");
-        List<String> argv = new ArrayList<>(List.of("ext4j", "-f"));
-        argv.addAll(options);
-        argv.add(mnt.toString());
-        PointerByReference mp = new PointerByReference();
-        Pointer f = lib.fuse_setup(argv.size(), argv.toArray(new String[0]), Struct.getMemory(operations),
-                Struct.size(operations), mp, new IntByReference(), null);
-        if (f == null) {
-            throw new IllegalStateException("libfuse could not mount on " + mnt + " (its reason is printed above)");
-        }
-        return new FuseLoop(lib, f, mp.getValue());
+        return new FuseLoop(LibFuse2Session.mount(operations, mnt, options));
     }
 
     /** Serves requests on {@code threads} Java threads (more when all are busy) until the filesystem is unmounted, then tears down. */
@@ -151,7 +134,7 @@ public final class FuseLoop {
                 Thread.currentThread().interrupt();
             }
         }
-        lib.fuse_teardown(fuse, mountpoint);
+        session.teardown();
     }
 
     private synchronized void startWorker() {
@@ -164,7 +147,7 @@ public final class FuseLoop {
 
     private void work() {
         MemoryManager memory = Runtime.getSystemRuntime().getMemoryManager();
-        Pointer buf = memory.allocateDirect(bufSize);
+        Receiver buf = session.receiver();
         Pointer pollFd = memory.allocateDirect(8);
         pollFd.putInt(0, fd);
         pollFd.putShort(4, POLLIN);
@@ -179,10 +162,9 @@ public final class FuseLoop {
         }
     }
 
-    private void serveRequests(Thread me, Pointer buf, Pointer pollFd) {
+    private void serveRequests(Thread me, Receiver buf, Pointer pollFd) {
         while (takeTurn(me)) {
-            PointerByReference ch = new PointerByReference(channel);
-            int res = receive(buf, ch, pollFd);
+            int res = receive(buf, pollFd);
             if (res <= 0) {
                 if (res == -ECONNABORTED) {
                     // the connection was aborted: an unmount racing the last requests, or
@@ -200,7 +182,7 @@ public final class FuseLoop {
                 wake(successor); // more requests are waiting: let the successor take the next
             }
             try {
-                lib.fuse_session_process(session, buf, res, ch.getValue());
+                buf.process(res);
             } finally {
                 turn.compareAndSet(serving, new Turn(me, 0));
             }
@@ -208,10 +190,10 @@ public final class FuseLoop {
     }
 
     /** Reads one request as the reader: polls for {@link #SPIN_NANOS}, then sleeps in poll() until one comes. */
-    private int receive(Pointer buf, PointerByReference ch, Pointer pollFd) {
+    private int receive(Receiver buf, Pointer pollFd) {
         long spinUntil = System.nanoTime() + SPIN_NANOS;
-        while (lib.fuse_session_exited(session) == 0) {
-            int res = lib.fuse_chan_recv(ch, buf, bufSize);
+        while (!session.exited()) {
+            int res = buf.receive();
             if (res != -EAGAIN && res != -EINTR) {
                 return res;
             }

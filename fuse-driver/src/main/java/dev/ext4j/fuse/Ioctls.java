@@ -1,5 +1,8 @@
 package dev.ext4j.fuse;
 
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.format.Inode;
 import dev.ext4j.resize.OnlineResize;
 import java.nio.ByteBuffer;
@@ -114,5 +117,38 @@ final class Ioctls {
         ByteBuffer d = data.duplicate().order(ByteOrder.nativeOrder());
         return new OnlineResize.NewGroup(d.getInt(NG_GROUP) & 0xFFFFFFFFL, d.getLong(NG_BLOCK_BITMAP), d.getLong(NG_INODE_BITMAP),
                 d.getLong(NG_INODE_TABLE), d.getInt(NG_BLOCKS_COUNT) & 0xFFFFFFFFL, d.getShort(NG_RESERVED_BLOCKS) & 0xFFFF);
+    }
+
+    /**
+     * How many bytes of argument the kernel copies in or out of restricted ioctl {@code cmd}:
+     * _IOC_SIZE(cmd), but 4 for the flags, which the VFS passes as an int.
+     */
+    static int argumentSize(int cmd) {
+        Command c = command(cmd);
+        return c == Command.GET_FLAGS || c == Command.SET_FLAGS ? 4 : (cmd >>> 16) & 0x3FFF;
+    }
+
+    /**
+     * Runs ioctl {@code cmd} on inode {@code ino} with argument bytes {@code in}; returns what goes
+     * back to the caller (empty for none). Who may do what is the core's decision (Ioctl,
+     * Permissions); ENOTTY for an ioctl ext4j does not serve.
+     */
+    static byte[] run(Ext4FileSystem fs, long ino, int cmd, ByteBuffer in) throws Ext4Exception {
+        ByteBuffer arg = in.order(ByteOrder.nativeOrder());
+        switch (command(cmd)) {
+            case GET_FLAGS -> {
+                return ByteBuffer.allocate(4).order(ByteOrder.nativeOrder()).putInt(0, fs.getFlags(ino)).array();
+            }
+            case SET_FLAGS -> fs.setFlags(ino, arg.getInt(0));
+            case FS_GET_XATTR -> {
+                return fsxattr(fs.getFlags(ino));
+            }
+            case FS_SET_XATTR -> fs.setFlags(ino, fromXflags(xflags(arg), fs.getFlags(ino)));
+            case MIGRATE -> fs.migrate(ino);
+            case RESIZE -> fs.resize(arg.getLong(0)); // both carry the new block count
+            case GROUP_ADD -> fs.addGroup(newGroupInput(arg));
+            case UNKNOWN -> throw new Ext4Exception(Errno.ENOTTY, "ioctl 0x" + Integer.toHexString(cmd) + " is not served");
+        }
+        return new byte[0];
     }
 }

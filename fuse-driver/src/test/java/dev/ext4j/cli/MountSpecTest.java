@@ -229,7 +229,7 @@ class MountSpecTest {
         assertEquals(List.of("mount", "-f"), child.subList(0, 2));
         MountSpec again = MountSpec.parse(child.subList(1, child.size()));
         assertEquals(new MountSpec(s.image(), s.mountPoint(), true, s.readOnly(), s.debug(), s.fuseOptions(), null, s.errors(), s.tuning(),
-                s.controlName(), s.fakeroot()), again);
+                s.controlName(), s.fakeroot(), s.transport()), again);
         assertEquals(s.coreOptions(), again.coreOptions());
     }
 

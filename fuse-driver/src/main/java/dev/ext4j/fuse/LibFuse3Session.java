@@ -1,0 +1,116 @@
+package dev.ext4j.fuse;
+
+import java.lang.System.Logger.Level;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import jnr.ffi.Pointer;
+import jnr.ffi.Runtime;
+import jnr.ffi.provider.MemoryManager;
+
+/** libfuse 3's session under {@link FuseLoop}: the default transport, with the cache notifications. */
+final class LibFuse3Session implements FuseLoop.Session {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+
+    private final LibFuse3 lib;
+    private final Pointer se;
+    /** The argument strings fuse_session_new() was given, kept while the session may refer to them. */
+    private final List<Pointer> argMemory;
+    private volatile boolean unmounted;
+
+    private LibFuse3Session(LibFuse3 lib, Pointer se, List<Pointer> argMemory) {
+        this.lib = lib;
+        this.se = se;
+        this.argMemory = argMemory;
+    }
+
+    /**
+     * A session over the callback table {@code ops} ({@code slots} pointers), mounted on
+     * {@code mnt} with libfuse's command line {@code options} ("-o", "...", "-d").
+     */
+    static LibFuse3Session mount(LibFuse3 lib, Pointer ops, int slots, Path mnt, List<String> options) {
+        MemoryManager memory = Runtime.getSystemRuntime().getMemoryManager();
+        List<String> argv = new ArrayList<>(List.of("ext4j"));
+        argv.addAll(options);
+        List<Pointer> keep = new ArrayList<>();
+        Pointer vector = memory.allocateDirect((long) (argv.size() + 1) * 8, true);
+        for (int i = 0; i < argv.size(); i++) {
+            byte[] b = argv.get(i).getBytes(StandardCharsets.ISO_8859_1); // one char per byte, as paths are read
+            Pointer s = memory.allocateDirect(b.length + 1, true);
+            s.put(0, b, 0, b.length);
+            keep.add(s);
+            vector.putAddress((long) i * 8, s.address());
+        }
+        keep.add(vector);
+        Pointer args = memory.allocateDirect(LibFuse3.ARGS_SIZE, true);
+        args.putInt(LibFuse3.ARGS_ARGC, argv.size());
+        args.putAddress(LibFuse3.ARGS_ARGV, vector.address());
+        keep.add(args);
+        Pointer se = lib.fuse_session_new(args, ops, (long) slots * Runtime.getSystemRuntime().addressSize(), null);
+        if (se == null) {
+            throw new IllegalStateException("libfuse 3 refused the options " + options + " (its reason is printed above)");
+        }
+        if (lib.fuse_session_mount(se, mnt.toString()) != 0) {
+            lib.fuse_session_destroy(se);
+            throw new IllegalStateException("libfuse 3 could not mount on " + mnt + " (its reason is printed above)");
+        }
+        return new LibFuse3Session(lib, se, keep);
+    }
+
+    @Override
+    public int fd() {
+        return lib.fuse_session_fd(se);
+    }
+
+    @Override
+    public boolean exited() {
+        return lib.fuse_session_exited(se) != 0;
+    }
+
+    @Override
+    public FuseLoop.Receiver receiver() {
+        // struct fuse_buf with mem NULL: libfuse allocates the worker's buffer on the first receive and keeps it
+        Pointer buf = Runtime.getSystemRuntime().getMemoryManager().allocateDirect(LibFuse3.BUF_STRUCT_SIZE, true);
+        return new FuseLoop.Receiver() {
+            @Override
+            public int receive() {
+                return lib.fuse_session_receive_buf(se, buf);
+            }
+
+            @Override
+            public void process(int length) {
+                lib.fuse_session_process_buf(se, buf);
+            }
+        };
+    }
+
+    @Override
+    public void teardown() {
+        unmounted = true;
+        lib.fuse_session_unmount(se);
+        lib.fuse_session_destroy(se);
+        argMemory.clear();
+    }
+
+    /** Drops the kernel's cached attributes and data of node {@code node}; ENOENT (not cached) is not an error. */
+    void notifyInode(long node) {
+        if (!unmounted) {
+            report("inode " + node, lib.fuse_lowlevel_notify_inval_inode(se, node, 0, 0));
+        }
+    }
+
+    /** Drops the kernel's dentry of {@code name} in directory node {@code parent}. */
+    void notifyEntry(long parent, byte[] name) {
+        if (!unmounted) {
+            report("entry in " + parent, lib.fuse_lowlevel_notify_inval_entry(se, parent, java.util.Arrays.copyOf(name, name.length + 1),
+                    name.length));
+        }
+    }
+
+    private static void report(String what, int res) {
+        if (res != 0 && res != -2) {
+            LOG.log(Level.DEBUG, "telling the kernel that {0} changed failed: errno {1}", what, -res);
+        }
+    }
+}
