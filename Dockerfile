@@ -17,7 +17,7 @@ RUN mvn -B -q -DskipTests package
 FROM eclipse-temurin:17-jre
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        fuse libfuse2 e2fsprogs \
+        fuse3 libfuse3-3 libfuse2 e2fsprogs \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/fuse-driver/target/ext4j.jar /opt/ext4j/ext4j.jar
 COPY --from=build /src/fuse-driver/target/lib/ /opt/ext4j/lib/
