@@ -236,7 +236,8 @@ def renames():
 
 
 def parent_of(path, expected=None):
-    """Which directory PATH/.. is: the name of rn's child it matches, or "other"."""
+    """Which directory PATH/.. is: the name of rn's child it matches, or "other". The kernel answers ".." from
+    its dentry tree; the ".." entries on disk are for e2fsck, which the test runs on both images afterwards."""
     ino = os.stat(f"{path}/..").st_ino
     candidates = [expected] if expected else []
     candidates += [f"rn/{n}" for n in sorted(os.listdir("rn")) if os.path.isdir(f"rn/{n}")]
