@@ -186,7 +186,7 @@ class ErrnoIT extends FuseTestBase {
     }
 
     /** What {@code script} prints on a kernel mount (read-write or read-only) of {@code image} at {@code mnt}. */
-    private static String onKernel(Path image, Path mnt, boolean readWrite, Function<Path, String> script) throws IOException {
+    static String onKernel(Path image, Path mnt, boolean readWrite, Function<Path, String> script) throws IOException {
         Files.createDirectories(mnt);
         try (KernelMount k = readWrite ? KernelMount.attemptReadWrite(image, mnt) : KernelMount.attempt(image, mnt)) {
             assertTrue(k.mounted(), "the kernel cannot mount the image: " + k.result().describe());
@@ -195,7 +195,7 @@ class ErrnoIT extends FuseTestBase {
     }
 
     /** What {@code script} prints on an ext4j mount of {@code image} under {@code dir}, whose server must log no unexpected failure. */
-    private static String onExt4j(Path image, Path dir, Function<Path, String> script, String... opts) throws IOException {
+    static String onExt4j(Path image, Path dir, Function<Path, String> script, String... opts) throws IOException {
         Path mnt = Files.createDirectories(dir.resolve("ext4j"));
         try (MountedImage m = MountedImage.mount(image, mnt, dir.resolve("server.log"), opts)) {
             String out = script.apply(mnt);
@@ -249,7 +249,8 @@ class ErrnoIT extends FuseTestBase {
         return out;
     }
 
-    private static Map<String, String> outcomes(String output) {
+    /** label -> outcome of each "label -> outcome" line (a line without an arrow: "(printed)"). */
+    static Map<String, String> outcomes(String output) {
         Map<String, String> out = new LinkedHashMap<>();
         for (String line : output.lines().toList()) {
             int arrow = line.lastIndexOf(" -> ");

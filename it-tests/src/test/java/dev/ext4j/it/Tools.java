@@ -266,8 +266,20 @@ public final class Tools {
      * a FUSE mount must have been made with {@code allow_other} for nobody to use it at all.
      */
     public static Result pythonAsNobody(Duration timeout, Path cwd, String script, String... args) {
-        List<String> cmd = new ArrayList<>(List.of("setpriv", "--reuid=" + NOBODY, "--regid=" + NOBODY, "--clear-groups",
-                python3(), "-c", resource(script)));
+        return pythonWith(List.of("setpriv", "--reuid=" + NOBODY, "--regid=" + NOBODY, "--clear-groups"), timeout, cwd, script, args);
+    }
+
+    /**
+     * As {@link #pythonAsNobody}, as the user named {@code user}, with its primary group and the
+     * supplementary groups the group database gives it ({@code setpriv --init-groups}).
+     */
+    public static Result pythonAs(String user, Duration timeout, Path cwd, String script, String... args) {
+        return pythonWith(List.of("setpriv", "--reuid=" + user, "--regid=" + user, "--init-groups"), timeout, cwd, script, args);
+    }
+
+    private static Result pythonWith(List<String> prefix, Duration timeout, Path cwd, String script, String... args) {
+        List<String> cmd = new ArrayList<>(prefix);
+        cmd.addAll(List.of(python3(), "-c", resource(script)));
         cmd.addAll(List.of(args));
         return run(timeout, null, cwd, cmd);
     }
