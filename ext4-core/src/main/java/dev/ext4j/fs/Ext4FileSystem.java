@@ -154,6 +154,7 @@ public final class Ext4FileSystem implements Closeable {
             mtime = mtime == Time.NOW ? now : mtime;
             if (mode != null) {
                 i.setMode((i.mode() & Inode.S_IFMT) | (mode & 07777));
+                s.xattrs.chmodAcl(ino, i);
             }
             if (uid != null || gid != null) {
                 if (uid != null) {

@@ -41,11 +41,17 @@ final class Xattrs {
     }
 
     private boolean hasXattr(Inode inode, long ino, Xattr key) throws Ext4Exception {
+        return locked(inode, ino, key) != null;
+    }
+
+    /** Attribute {@code key} of an inode whose lock the caller holds, read from {@code inode}; null when absent. */
+    private Xattr locked(Inode inode, long ino, Xattr key) throws Ext4Exception {
         List<Xattr> all = new ArrayList<>(XattrReader.readIbody(inode, ino, eaInodeReader()));
         if (inode.fileAcl() != 0) {
             all.addAll(XattrReader.readBlock(fs.cache, inode.fileAcl(), ino, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
         }
-        return all.stream().anyMatch(x -> x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix()));
+        return all.stream().filter(x -> x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix())).findFirst()
+                .orElse(null);
     }
 
     /** Sets ({@code value != null}) or removes one attribute: inode body first, then the xattr block. */
@@ -166,6 +172,19 @@ final class Xattrs {
         child.setMode(access.mode());
         if (access.access() != null) {
             store(ino, child, XattrNames.split("system.posix_acl_access"), Acl.xattrToDisk(access.access()), 0);
+        }
+    }
+
+    /**
+     * ext4_setattr()'s posix_acl_chmod(): after a chmod the access ACL of the inode (whose lock
+     * the caller holds) follows the new permission bits already in {@code copy}. The caller
+     * writes {@code copy}.
+     */
+    void chmodAcl(long ino, Inode copy) throws Ext4Exception {
+        Xattr key = XattrNames.split(XattrNames.ACL_ACCESS);
+        Xattr acl = locked(copy, ino, key);
+        if (acl != null) {
+            store(ino, copy, key, Acl.xattrToDisk(Acl.chmod(Acl.diskToXattr(acl.value(), ino), copy.mode())), 0);
         }
     }
 

@@ -155,4 +155,29 @@ public final class Acl {
         }
         return new Inherited(equivalent ? null : acl, (mode & ~0777) | m);
     }
+
+    /**
+     * posix_acl_chmod(): an access ACL (xattr format) after chmod to {@code mode}: the owner,
+     * other, and mask (or, without a mask, owning group) entries take the new permission bits;
+     * named entries stay.
+     */
+    public static byte[] chmod(byte[] xattr, int mode) {
+        byte[] acl = xattr.clone();
+        ByteBuffer b = ByteBuffer.wrap(acl).order(ByteOrder.LITTLE_ENDIAN);
+        int groupObj = -1, maskObj = -1;
+        for (int off = 4; off + 8 <= acl.length; off += 8) {
+            switch (b.getShort(off) & 0xFFFF) {
+                case ACL_USER_OBJ -> b.putShort(off + 2, (short) ((mode >> 6) & 7));
+                case ACL_OTHER -> b.putShort(off + 2, (short) (mode & 7));
+                case ACL_GROUP_OBJ -> groupObj = off;
+                case ACL_MASK -> maskObj = off;
+                default -> { }
+            }
+        }
+        int g = maskObj >= 0 ? maskObj : groupObj;
+        if (g >= 0) {
+            b.putShort(g + 2, (short) ((mode >> 3) & 7));
+        }
+        return acl;
+    }
 }
