@@ -41,11 +41,27 @@ final class Xattrs {
     }
 
     private boolean hasXattr(Inode inode, long ino, Xattr key) throws Ext4Exception {
+        return attributes(inode, ino).stream().anyMatch(x -> x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix()));
+    }
+
+    /** The attributes of {@code inode} (a version of {@code ino}): its body's, then its block's. */
+    private List<Xattr> attributes(Inode inode, long ino) throws Ext4Exception {
         List<Xattr> all = new ArrayList<>(XattrReader.readIbody(inode, ino, eaInodeReader()));
         if (inode.fileAcl() != 0) {
             all.addAll(XattrReader.readBlock(fs.cache, inode.fileAcl(), ino, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
         }
-        return all.stream().anyMatch(x -> x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix()));
+        return all;
+    }
+
+    /** The default ACL (on-disk format) among {@code attrs}, or null. */
+    private static byte[] defaultAcl(List<Xattr> attrs) {
+        byte[] acl = null;
+        for (Xattr x : attrs) {
+            if (x.nameIndex() == XattrNames.POSIX_ACL_DEFAULT) {
+                acl = x.value();
+            }
+        }
+        return acl;
     }
 
     /** Sets ({@code value != null}) or removes one attribute: inode body first, then the xattr block. */
@@ -146,16 +162,7 @@ final class Xattrs {
      * a default ACL. The caller writes {@code child}.
      */
     void inheritAcls(long ino, Inode child, long dirIno, Inode dir) throws Ext4Exception {
-        byte[] defaultAcl = null;
-        List<Xattr> parent = new ArrayList<>(XattrReader.readIbody(dir, dirIno, eaInodeReader()));
-        if (dir.fileAcl() != 0) {
-            parent.addAll(XattrReader.readBlock(fs.cache, dir.fileAcl(), dirIno, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
-        }
-        for (Xattr x : parent) {
-            if (x.nameIndex() == XattrNames.POSIX_ACL_DEFAULT) {
-                defaultAcl = x.value();
-            }
-        }
+        byte[] defaultAcl = defaultAcl(attributes(dir, dirIno));
         if (defaultAcl == null || child.isSymlink()) {
             return;
         }
@@ -198,14 +205,23 @@ final class Xattrs {
             return XattrReader.readIbody(now, ino, eaInodeReader());
         }
         try (InodeLocks.Locked l = fs.locks.read(ino)) {
-            InodeInfo info = fs.inode(ino);
-            List<Xattr> all = new ArrayList<>(XattrReader.readIbody(info.inode(), ino, eaInodeReader()));
-            long block = info.inode().fileAcl();
-            if (block != 0) {
-                all.addAll(XattrReader.readBlock(fs.cache, block, ino, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
-            }
-            return all;
+            return attributes(fs.inode(ino).inode(), ino);
         }
+    }
+
+    /**
+     * posix_acl_create()'s first step: the mode of a new inode in directory {@code dirIno} before
+     * {@link #inheritAcls}. Under a default ACL the umask does not apply (inheritance masks the
+     * mode with the ACL instead); without one it does. A symlink's mode is left as it is.
+     */
+    int createMode(long dirIno, int mode, int umask) throws Ext4Exception {
+        if (!fs.inode(dirIno).inode().isDirectory()) {
+            throw new Ext4Exception(Errno.ENOTDIR, "inode " + dirIno + " is not a directory");
+        }
+        if ((mode & Inode.S_IFMT) == Inode.S_IFLNK || defaultAcl(all(dirIno)) != null) {
+            return mode;
+        }
+        return mode & ~(umask & 0777);
     }
 
     private XattrReader.ValueInodeReader eaInodeReader() {
