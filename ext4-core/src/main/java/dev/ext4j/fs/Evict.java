@@ -72,6 +72,7 @@ final class Evict {
             return;
         }
         InodeInfo info = fs.inode(ino);
+        info.setLinkable(false); // the number may come back as another inode, which no O_TMPFILE made
         boolean dir = copy.isDirectory();
         fs.fileWrite.releaseAll(info, copy);
         if (copy.fileAcl() != 0) {

@@ -36,6 +36,8 @@ import java.util.List;
 public final class Ext4FileSystem implements Closeable {
     private static final System.Logger LOG = System.getLogger("ext4j");
     public static final long ROOT_INO = 2;
+    /** renameat2(2)'s flags, for {@link #rename(long, byte[], long, byte[], int)}. */
+    public static final int RENAME_NOREPLACE = 1, RENAME_EXCHANGE = 2, RENAME_WHITEOUT = 4;
 
     private final SuperInfo s;
     private final Ioctl ioctl;
@@ -249,18 +251,40 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     public void rename(long fromDir, byte[] fromName, long toDir, byte[] toName) throws Ext4Exception {
+        rename(fromDir, fromName, toDir, toName, 0);
+    }
+
+    /**
+     * renameat2(2): {@link #RENAME_NOREPLACE} (EEXIST when the target exists) or {@link #RENAME_EXCHANGE}
+     * (the names swap inodes; ENOENT unless both exist); EINVAL for RENAME_WHITEOUT, both, or other bits.
+     */
+    public void rename(long fromDir, byte[] fromName, long toDir, byte[] toName, int flags) throws Ext4Exception {
         try (SuperInfo.Entered g = s.enterGate()) {
-            s.namei.rename(fromDir, fromName, toDir, toName);
+            s.namei.rename(fromDir, fromName, toDir, toName, flags);
         }
+    }
+
+    /**
+     * O_TMPFILE: a regular file with no name, made as {@link #mknod} makes one in {@code dirIno}, on
+     * the orphan list and already open once: {@link #release} frees it unless {@link #link} named it.
+     */
+    public long tmpfile(long dirIno, int mode, long uid, long gid) throws Ext4Exception {
+        try (SuperInfo.Entered g = s.enterGate()) {
+            return s.namei.tmpfile(dirIno, mode, uid, gid);
+        }
+    }
+
+    /** posix_acl_create(): a new inode's mode in {@code dirIno}, umask applied unless the directory has a default ACL. */
+    public int createMode(long dirIno, int mode, int umask) throws Ext4Exception {
+        return s.xattrs.createMode(dirIno, mode, umask);
     }
 
     // ---- file data (readpage.c, symlink.c, the buffered write path) ----
 
     /**
      * Reads up to {@code dst.remaining()} bytes at {@code offset} into {@code dst}; returns the count,
-     * 0 at or past the end of the file.
+     * 0 at or past the end of the file. The file's atime moves as the atime flags say ({@link #setAtime}).
      */
-    /** Reads at {@code offset}; the file's atime moves as the atime flags say ({@link #setAtime}). */
     public int read(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
         int n = s.fileRead.read(ino, offset, dst);
         s.atime.accessed(ino);

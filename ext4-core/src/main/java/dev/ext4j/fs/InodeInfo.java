@@ -50,6 +50,11 @@ final class InodeInfo {
     /** Lookups the kernel holds (nlookup); under this object's monitor. */
     private long lookups;
     /**
+     * The VFS's I_LINKABLE: an O_TMPFILE inode not yet linked, which link(2) may give its first
+     * name though it has no link. Under the inode's write lock.
+     */
+    private boolean linkable;
+    /**
      * While on the orphan list, the next orphan's number (0 ends the list), which every write of
      * the inode stamps into i_dtime; else {@link #NOT_ORPHAN}. Changed under {@link Orphans}'
      * monitor and the install monitor.
@@ -128,6 +133,15 @@ final class InodeInfo {
             opens--;
         }
         return !referenced();
+    }
+
+    /** Whether link(2) may name it though it has no link (an O_TMPFILE inode not linked yet). */
+    boolean linkable() {
+        return linkable;
+    }
+
+    void setLinkable(boolean linkable) {
+        this.linkable = linkable;
     }
 
     /** One more lookup the kernel holds. */

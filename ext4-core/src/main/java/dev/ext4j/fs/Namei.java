@@ -167,8 +167,8 @@ final class Namei {
                 throw new Ext4Exception(Errno.EEXIST, "entry exists in directory inode " + dirIno);
             }
             requireMayAdd(dirIno, dir.copy);
-            if (isDir && dir.copy.linksCount() >= LINK_MAX && !fs.superblock().has(Feature.DIR_NLINK)) {
-                throw new Ext4Exception(Errno.EMLINK, "directory inode " + dirIno + " has " + LINK_MAX + " links");
+            if (isDir) {
+                requireRoomForSubdir(dir);
             }
             long ino = fs.allocator().allocateInode(dirIno, isDir);
             boolean written = false;
@@ -217,6 +217,51 @@ final class Namei {
             }
             dir.touchAndWrite();
             fs.dentries().put(dirIno, name, ino);
+            return ino;
+        }
+    }
+
+    /**
+     * O_TMPFILE (ext4_tmpfile()): a regular file with no name, made as {@link #create} makes one in
+     * {@code dirIno} (owner, setgid group, inherited flags and default ACL). It has no link and is
+     * on the orphan list at once, so a crash frees it; it is returned open once, and the release of
+     * that handle frees it unless {@link #link} gave it a name first. The directory is not changed.
+     */
+    long tmpfile(long dirIno, int mode, long uid, long gid) throws Ext4Exception {
+        fs.requireWritable();
+        int type = mode & Inode.S_IFMT;
+        if (type != 0 && type != Inode.S_IFREG) {
+            throw new Ext4Exception(Errno.EINVAL, "O_TMPFILE makes regular files only");
+        }
+        try (InodeLocks.Held h = fs.locks().lockAll(dirIno)) {
+            Inode dir = fs.inode(dirIno).inode();
+            if (!dir.isDirectory()) {
+                throw new Ext4Exception(Errno.ENOTDIR, "inode " + dirIno + " is not a directory");
+            }
+            if (dir.linksCount() == 0) {
+                throw new Ext4Exception(Errno.ENOENT, "directory inode " + dirIno + " was removed");
+            }
+            requireMayAdd(dirIno, dir);
+            long ino = fs.allocator().allocateInode(dirIno, false);
+            try {
+                Inode in = newInode(ino, (mode & 07777) | Inode.S_IFREG, uid, gid, dir);
+                in.setLinksCount(0); // d_tmpfile()
+                fs.xattrs.inheritAcls(ino, in, dirIno, dir);
+                fs.writeInode(ino, in);
+            } catch (Ext4Exception | RuntimeException e) {
+                try {
+                    fs.allocator().freeInode(ino, false);
+                } catch (Ext4Exception | RuntimeException f) {
+                    e.addSuppressed(f);
+                }
+                throw e;
+            }
+            // nobody knows the number yet: the handle, the mark and the orphan link come before anyone can
+            fs.evict.open(ino);
+            InodeInfo info = fs.inode(ino);
+            info.setLinkable(true);
+            fs.orphans().add(ino);
+            fs.writeInode(ino, info.inode().copy()); // stamps its link in the orphan chain
             return ino;
         }
     }
@@ -295,6 +340,13 @@ final class Namei {
         return in;
     }
 
+    /** EMLINK when {@code dir} cannot count one more subdirectory (EXT4_DIR_LINK_MAX(), without dir_nlink). */
+    private void requireRoomForSubdir(Dir dir) throws Ext4Exception {
+        if (dir.copy.linksCount() >= LINK_MAX && !fs.superblock().has(Feature.DIR_NLINK)) {
+            throw new Ext4Exception(Errno.EMLINK, "directory inode " + dir.ino + " has " + LINK_MAX + " links");
+        }
+    }
+
     private static void incLinks(Inode dir) {
         int n = dir.linksCount();
         dir.setLinksCount(n >= LINK_MAX - 1 || n == 1 ? 1 : n + 1);
@@ -307,11 +359,17 @@ final class Namei {
         }
     }
 
+    /**
+     * link(2) (ext4_link()). An inode with no link left is ENOENT, unless O_TMPFILE made it and it
+     * was never linked (the VFS's I_LINKABLE): then this is its first name, and it leaves the
+     * orphan list.
+     */
     void link(long ino, long dirIno, byte[] name) throws Ext4Exception {
         fs.requireWritable();
         checkName(name);
         try (InodeLocks.Held h = fs.locks().lockAll(dirIno, ino)) {
-            Inode target = fs.inode(ino).inode().copy();
+            InodeInfo info = fs.inode(ino);
+            Inode target = info.inode().copy();
             requireNotImmutable(ino, target);
             if (target.isDirectory()) {
                 throw new Ext4Exception(Errno.EPERM, "hard links to directories are not allowed");
@@ -319,7 +377,8 @@ final class Namei {
             if (target.linksCount() >= LINK_MAX) {
                 throw new Ext4Exception(Errno.EMLINK, "inode " + ino + " has " + LINK_MAX + " links");
             }
-            if (target.linksCount() == 0) {
+            boolean tmpfile = target.linksCount() == 0 && info.linkable();
+            if (target.linksCount() == 0 && !tmpfile) {
                 throw new Ext4Exception(Errno.ENOENT, "inode " + ino + " was removed");
             }
             Dir dir = new Dir(dirIno);
@@ -328,6 +387,11 @@ final class Namei {
             }
             requireMayAdd(dirIno, dir.copy);
             dir.add(name, ino, DirEntry.fileTypeOfMode(target.mode()));
+            if (tmpfile) {
+                fs.orphans().remove(ino); // as ext4_link() of an inode whose count goes to 1
+                target.setDtime(0);
+                info.setLinkable(false);
+            }
             target.setLinksCount(target.linksCount() + 1);
             Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
             target.setCtime(now.seconds(), now.nanos());
@@ -412,57 +476,141 @@ final class Namei {
         fs.freeInode(ino, c);
     }
 
-    void rename(long fromDir, byte[] fromName, long toDir, byte[] toName) throws Ext4Exception {
+    /**
+     * rename(2) and renameat2(2) (ext4_rename2()): with RENAME_NOREPLACE a target that exists is
+     * EEXIST, found under the locks the rename takes; RENAME_EXCHANGE swaps two names that both
+     * exist ({@link #exchange}). RENAME_WHITEOUT (ext4j makes no whiteouts), both together and
+     * unknown bits are EINVAL, as do_renameat2() decides before any lookup.
+     */
+    void rename(long fromDir, byte[] fromName, long toDir, byte[] toName, int flags) throws Ext4Exception {
+        boolean noReplace = (flags & Ext4FileSystem.RENAME_NOREPLACE) != 0;
+        boolean exchange = (flags & Ext4FileSystem.RENAME_EXCHANGE) != 0;
+        if ((flags & ~(Ext4FileSystem.RENAME_NOREPLACE | Ext4FileSystem.RENAME_EXCHANGE)) != 0 || noReplace && exchange) {
+            throw new Ext4Exception(Errno.EINVAL, "rename flags 0x" + Integer.toHexString(flags)
+                    + ": ext4j takes RENAME_NOREPLACE or RENAME_EXCHANGE, one at a time");
+        }
         fs.requireWritable();
         checkName(toName);
-        if (fromDir == toDir && java.util.Arrays.equals(fromName, toName)) {
+        if (exchange) {
+            checkName(fromName); // it gets the other inode
+        }
+        if (fromDir == toDir && Arrays.equals(fromName, toName)) {
             lookup(fromDir, fromName);
+            if (noReplace) {
+                throw new Ext4Exception(Errno.EEXIST, "entry exists in directory inode " + toDir);
+            }
             return;
         }
         try (InodeLocks.Locked r = fs.locks().rename(fromDir != toDir)) {
             while (true) {
                 long src = lookup(fromDir, fromName);
-                long dst;
-                try {
-                    dst = lookup(toDir, toName);
-                } catch (Ext4Exception e) {
-                    if (e.errno() != Errno.ENOENT) {
-                        throw e;
-                    }
-                    dst = 0;
-                }
+                long dst = exchange ? lookup(toDir, toName) : find(toDir, toName);
                 try (InodeLocks.Held h = fs.locks().lockAll(fromDir, toDir, src, dst)) {
                     Dir from = new Dir(fromDir);
                     Dir to = fromDir == toDir ? from : new Dir(toDir);
                     if (from.entries.reader().lookup(fromName) != src || to.entries.reader().lookup(toName) != dst) {
                         continue;
                     }
+                    if (noReplace && dst != 0) {
+                        throw new Ext4Exception(Errno.EEXIST, "entry exists in directory inode " + toDir);
+                    }
                     if (src == dst) {
                         return; // two names of one inode: rename does nothing
                     }
-                    doRename(from, fromName, src, to, toName, dst);
+                    if (exchange) {
+                        exchange(from, fromName, src, to, toName, dst);
+                    } else {
+                        doRename(from, fromName, src, to, toName, dst);
+                    }
                     return;
                 }
             }
         }
     }
 
+    /**
+     * EINVAL when {@code movedDir} is {@code newParent} or above it: moved there, it would be cut
+     * off from the root (the VFS's lock_rename() trap). Under the rename lock, which keeps every
+     * ".." still.
+     */
+    private void requireNotAncestor(long movedDir, long newParent) throws Ext4Exception {
+        for (long d = newParent; d != Ext4FileSystem.ROOT_INO; d = parentOf(d)) {
+            if (d == movedDir) {
+                throw new Ext4Exception(Errno.EINVAL, "cannot move directory inode " + movedDir + " into itself");
+            }
+        }
+    }
+
+    /**
+     * RENAME_EXCHANGE (ext4_cross_rename()): the two entries swap inodes. A directory that changes
+     * parent gets its ".." pointed at the new one; when a directory and a non-directory swap
+     * between two parents, one subdirectory's count passes from one parent to the other. Both
+     * inodes' ctime and both parents' mtime and ctime move. Both names leave their directories as
+     * far as the flags go (may_delete() of each).
+     */
+    private void exchange(Dir from, byte[] fromName, long src, Dir to, byte[] toName, long dst) throws Ext4Exception {
+        boolean cross = from.ino != to.ino;
+        boolean srcDir = fs.inode(src).inode().isDirectory();
+        boolean dstDir = fs.inode(dst).inode().isDirectory();
+        if (cross && srcDir) {
+            requireNotAncestor(src, to.ino);
+        }
+        if (cross && dstDir) {
+            requireNotAncestor(dst, from.ino);
+        }
+        // a directory that changes parent gets a new "..": one ext4j can change, checked first
+        Dir srcMoved = cross && srcDir ? new Dir(src) : null;
+        Dir dstMoved = cross && dstDir ? new Dir(dst) : null;
+        Inode s = srcMoved != null ? srcMoved.copy : fs.inode(src).inode().copy();
+        Inode d = dstMoved != null ? dstMoved.copy : fs.inode(dst).inode().copy();
+        requireNotImmutable(from.ino, from.copy);
+        requireNotImmutable(to.ino, to.copy);
+        requireNotImmutable(src, s);
+        requireNotImmutable(dst, d);
+        boolean countMoves = cross && srcDir != dstDir;
+        if (countMoves) {
+            requireRoomForSubdir(srcDir ? to : from);
+        }
+        from.entries.replace(fromName, dst, DirEntry.fileTypeOfMode(d.mode()));
+        to.entries.replace(toName, src, DirEntry.fileTypeOfMode(s.mode()));
+        fs.dentries().put(from.ino, fromName, dst);
+        fs.dentries().put(to.ino, toName, src);
+        if (srcMoved != null) {
+            srcMoved.entries.setDotDot(to.ino); // an inline directory keeps its parent in i_block: in s
+            fs.dentries().put(src, new byte[] {'.', '.'}, to.ino);
+        }
+        if (dstMoved != null) {
+            dstMoved.entries.setDotDot(from.ino);
+            fs.dentries().put(dst, new byte[] {'.', '.'}, from.ino);
+        }
+        if (countMoves) {
+            decLinks(srcDir ? from.copy : to.copy);
+            incLinks(srcDir ? to.copy : from.copy);
+        }
+        Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+        s.setCtime(now.seconds(), now.nanos());
+        d.setCtime(now.seconds(), now.nanos());
+        fs.writeInode(src, s);
+        fs.writeInode(dst, d);
+        from.touchAndWrite();
+        if (to != from) {
+            to.touchAndWrite();
+        }
+    }
+
     private void doRename(Dir from, byte[] fromName, long src, Dir to, byte[] toName, long dst) throws Ext4Exception {
         Inode s = fs.inode(src).inode().copy();
         requireNotImmutable(from.ino, from.copy);
-        requireMayAdd(to.ino, to.copy);
-        requireNotImmutable(src, s);
         if (dst != 0) {
+            requireNotImmutable(to.ino, to.copy); // may_delete() of the replaced name: nor append-only
             requireNotImmutable(dst, fs.inode(dst).inode());
+        } else {
+            requireMayAdd(to.ino, to.copy);
         }
+        requireNotImmutable(src, s);
         boolean srcDir = s.isDirectory();
         if (srcDir && from.ino != to.ino) {
-            // moving a directory into its own subtree would cut it off from the root
-            for (long d = to.ino; d != Ext4FileSystem.ROOT_INO; d = parentOf(d)) {
-                if (d == src) {
-                    throw new Ext4Exception(Errno.EINVAL, "cannot move directory inode " + src + " into itself");
-                }
-            }
+            requireNotAncestor(src, to.ino);
         }
         // a directory moving to another parent gets a new "..": it must be one ext4j can change,
         // which is checked before anything changes
@@ -481,8 +629,8 @@ final class Namei {
             }
             to.entries.replace(toName, src, DirEntry.fileTypeOfMode(s.mode()));
         } else {
-            if (srcDir && from.ino != to.ino && to.copy.linksCount() >= LINK_MAX && !fs.superblock().has(Feature.DIR_NLINK)) {
-                throw new Ext4Exception(Errno.EMLINK, "directory inode " + to.ino + " has " + LINK_MAX + " links");
+            if (srcDir && from.ino != to.ino) {
+                requireRoomForSubdir(to);
             }
             to.add(toName, src, DirEntry.fileTypeOfMode(s.mode()));
         }

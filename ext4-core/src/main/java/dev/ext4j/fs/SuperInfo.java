@@ -226,7 +226,7 @@ final class SuperInfo {
         return new FileAttributes(ino, i.mode(), i.linksCount(), i.uid(), i.gid(), size, blocks,
                 atime.seconds(), atime.nanos(), i.mtimeSeconds(), i.mtimeNanos(),
                 i.ctimeSeconds(), i.ctimeNanos(), i.crtimeSeconds(), i.crtimeNanos(),
-                i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize);
+                i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize, i.generation());
     }
 
     InodeInfo inode(long ino) throws Ext4Exception {

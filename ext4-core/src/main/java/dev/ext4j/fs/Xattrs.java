@@ -41,17 +41,27 @@ final class Xattrs {
     }
 
     private boolean hasXattr(Inode inode, long ino, Xattr key) throws Ext4Exception {
-        return locked(inode, ino, key) != null;
+        return attributes(inode, ino).stream().anyMatch(x -> x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix()));
     }
 
-    /** Attribute {@code key} of an inode whose lock the caller holds, read from {@code inode}; null when absent. */
-    private Xattr locked(Inode inode, long ino, Xattr key) throws Ext4Exception {
+    /** The attributes of {@code inode} (a version of {@code ino}): its body's, then its block's. */
+    private List<Xattr> attributes(Inode inode, long ino) throws Ext4Exception {
         List<Xattr> all = new ArrayList<>(XattrReader.readIbody(inode, ino, eaInodeReader()));
         if (inode.fileAcl() != 0) {
             all.addAll(XattrReader.readBlock(fs.cache, inode.fileAcl(), ino, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
         }
-        return all.stream().filter(x -> x.nameIndex() == key.nameIndex() && Arrays.equals(x.suffix(), key.suffix())).findFirst()
-                .orElse(null);
+        return all;
+    }
+
+    /** The default ACL (on-disk format) among {@code attrs}, or null. */
+    private static byte[] defaultAcl(List<Xattr> attrs) {
+        byte[] acl = null;
+        for (Xattr x : attrs) {
+            if (x.nameIndex() == XattrNames.POSIX_ACL_DEFAULT) {
+                acl = x.value();
+            }
+        }
+        return acl;
     }
 
     /** Sets ({@code value != null}) or removes one attribute: inode body first, then the xattr block. */
@@ -152,16 +162,7 @@ final class Xattrs {
      * a default ACL. The caller writes {@code child}.
      */
     void inheritAcls(long ino, Inode child, long dirIno, Inode dir) throws Ext4Exception {
-        byte[] defaultAcl = null;
-        List<Xattr> parent = new ArrayList<>(XattrReader.readIbody(dir, dirIno, eaInodeReader()));
-        if (dir.fileAcl() != 0) {
-            parent.addAll(XattrReader.readBlock(fs.cache, dir.fileAcl(), dirIno, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
-        }
-        for (Xattr x : parent) {
-            if (x.nameIndex() == XattrNames.POSIX_ACL_DEFAULT) {
-                defaultAcl = x.value();
-            }
-        }
+        byte[] defaultAcl = defaultAcl(attributes(dir, dirIno));
         if (defaultAcl == null || child.isSymlink()) {
             return;
         }
@@ -182,9 +183,11 @@ final class Xattrs {
      */
     void chmodAcl(long ino, Inode copy) throws Ext4Exception {
         Xattr key = XattrNames.split(XattrNames.ACL_ACCESS);
-        Xattr acl = locked(copy, ino, key);
-        if (acl != null) {
-            store(ino, copy, key, Acl.xattrToDisk(Acl.chmod(Acl.diskToXattr(acl.value(), ino), copy.mode())), 0);
+        for (Xattr acl : attributes(copy, ino)) {
+            if (acl.nameIndex() == key.nameIndex()) {
+                store(ino, copy, key, Acl.xattrToDisk(Acl.chmod(Acl.diskToXattr(acl.value(), ino), copy.mode())), 0);
+                return;
+            }
         }
     }
 
@@ -217,14 +220,23 @@ final class Xattrs {
             return XattrReader.readIbody(now, ino, eaInodeReader());
         }
         try (InodeLocks.Locked l = fs.locks.read(ino)) {
-            InodeInfo info = fs.inode(ino);
-            List<Xattr> all = new ArrayList<>(XattrReader.readIbody(info.inode(), ino, eaInodeReader()));
-            long block = info.inode().fileAcl();
-            if (block != 0) {
-                all.addAll(XattrReader.readBlock(fs.cache, block, ino, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
-            }
-            return all;
+            return attributes(fs.inode(ino).inode(), ino);
         }
+    }
+
+    /**
+     * posix_acl_create()'s first step: the mode of a new inode in directory {@code dirIno} before
+     * {@link #inheritAcls}. Under a default ACL the umask does not apply (inheritance masks the
+     * mode with the ACL instead); without one it does. A symlink's mode is left as it is.
+     */
+    int createMode(long dirIno, int mode, int umask) throws Ext4Exception {
+        if (!fs.inode(dirIno).inode().isDirectory()) {
+            throw new Ext4Exception(Errno.ENOTDIR, "inode " + dirIno + " is not a directory");
+        }
+        if ((mode & Inode.S_IFMT) == Inode.S_IFLNK || defaultAcl(all(dirIno)) != null) {
+            return mode;
+        }
+        return mode & ~(umask & 0777);
     }
 
     private XattrReader.ValueInodeReader eaInodeReader() {

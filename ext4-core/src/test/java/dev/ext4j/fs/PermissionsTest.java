@@ -37,7 +37,7 @@ class PermissionsTest {
     }
 
     private static FileAttributes file(int mode, int flags) {
-        return new FileAttributes(INO, mode, 1, OWNER, GROUP, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, flags, 4096);
+        return new FileAttributes(INO, mode, 1, OWNER, GROUP, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, flags, 4096, 0);
     }
 
     private static void assertErrno(Errno expected, Executable check) {

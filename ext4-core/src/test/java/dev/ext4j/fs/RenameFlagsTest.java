@@ -1,0 +1,244 @@
+package dev.ext4j.fs;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import dev.ext4j.format.Inode;
+import dev.ext4j.testutil.Expect;
+import dev.ext4j.testutil.ImageVariant;
+import dev.ext4j.testutil.Images;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * renameat2(2)'s flags: RENAME_NOREPLACE refuses a target that exists, RENAME_EXCHANGE swaps two
+ * names (files and directories, in one directory or across two, with inline-data and htree
+ * directories), and the flags the kernel refuses are EINVAL. e2fsck checks every ".." and link
+ * count afterwards.
+ */
+class RenameFlagsTest {
+    private static final long ROOT = Ext4FileSystem.ROOT_INO;
+    private static final Ext4FileSystem.Time OLD = new Ext4FileSystem.Time(1_000_000, 0);
+
+    @TempDir
+    Path work;
+
+    static Stream<ImageVariant> variants() {
+        return Stream.of(
+                new ImageVariant("4k", "32M", List.of("-b", "4096")),
+                new ImageVariant("1k", "32M", List.of("-b", "1024")),
+                new ImageVariant("inline_data", "32M", List.of("-b", "4096", "-O", "inline_data")));
+    }
+
+    private static byte[] name(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    private static long file(Ext4FileSystem fs, long dir, String n, String content) throws Ext4Exception {
+        long ino = fs.mknod(dir, name(n), 0100644, 0, 0, 0, 0);
+        fs.write(ino, 0, ByteBuffer.wrap(name(content)));
+        return ino;
+    }
+
+    private static String content(Ext4FileSystem fs, long ino) throws Ext4Exception {
+        byte[] b = new byte[(int) fs.stat(ino).size()];
+        fs.read(ino, 0, ByteBuffer.wrap(b));
+        return new String(b, StandardCharsets.UTF_8);
+    }
+
+    /** Sets the times of {@code inos} long ago, so that a change of mtime can be seen. */
+    private static void age(Ext4FileSystem fs, long... inos) throws Ext4Exception {
+        for (long ino : inos) {
+            fs.setAttributes(ino, null, null, null, OLD, OLD);
+        }
+    }
+
+    private static long ctimeNanos(Ext4FileSystem fs, long ino) throws Ext4Exception {
+        FileAttributes a = fs.stat(ino);
+        return a.ctimeSeconds() * 1_000_000_000L + a.ctimeNanos();
+    }
+
+    @Test
+    void flagsTheKernelRefusesAreEinvalAndChangeNothing() throws Exception {
+        Path img = Images.mkfs(work.resolve("flags.img"), "16M", List.of(), null);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+            long a = file(fs, ROOT, "a", "A");
+            long b = file(fs, ROOT, "b", "B");
+            for (int flags : new int[] {Ext4FileSystem.RENAME_WHITEOUT, Ext4FileSystem.RENAME_NOREPLACE | Ext4FileSystem.RENAME_EXCHANGE,
+                    Ext4FileSystem.RENAME_WHITEOUT | Ext4FileSystem.RENAME_EXCHANGE, 8, 1 << 30}) {
+                Expect.errno(Errno.EINVAL, () -> fs.rename(ROOT, name("a"), ROOT, name("b"), flags));
+                Expect.errno(Errno.EINVAL, () -> fs.rename(ROOT, name("a"), ROOT, name("c"), flags));
+            }
+            assertEquals(a, fs.lookup(ROOT, name("a")));
+            assertEquals(b, fs.lookup(ROOT, name("b")));
+            Expect.errno(Errno.ENOENT, () -> fs.lookup(ROOT, name("c")));
+        }
+        Images.assertClean(img);
+    }
+
+    @Test
+    void noReplaceRefusesAnExistingTargetAndRenamesOtherwise() throws Exception {
+        Path img = Images.mkfs(work.resolve("noreplace.img"), "16M", List.of(), null);
+        int noReplace = Ext4FileSystem.RENAME_NOREPLACE;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+            long dir = fs.mkdir(ROOT, name("d"), 0755, 0, 0);
+            long a = file(fs, ROOT, "a", "A");
+            long b = file(fs, dir, "b", "B");
+            long sub = fs.mkdir(ROOT, name("sub"), 0755, 0, 0);
+            fs.link(a, ROOT, name("a2"));
+            Expect.errno(Errno.EEXIST, () -> fs.rename(ROOT, name("a"), dir, name("b"), noReplace));
+            Expect.errno(Errno.EEXIST, () -> fs.rename(ROOT, name("a"), ROOT, name("a"), noReplace));
+            Expect.errno(Errno.EEXIST, () -> fs.rename(ROOT, name("a"), ROOT, name("a2"), noReplace)); // even two names of one inode
+            Expect.errno(Errno.EEXIST, () -> fs.rename(ROOT, name("sub"), dir, name("b"), noReplace));
+            Expect.errno(Errno.ENOENT, () -> fs.rename(ROOT, name("nope"), dir, name("c"), noReplace));
+            assertEquals(b, fs.lookup(dir, name("b")));
+            assertEquals("B", content(fs, b));
+
+            fs.rename(ROOT, name("a"), dir, name("c"), noReplace);
+            assertEquals(a, fs.lookup(dir, name("c")));
+            Expect.errno(Errno.ENOENT, () -> fs.lookup(ROOT, name("a")));
+            fs.rename(ROOT, name("sub"), dir, name("sub"), noReplace);
+            assertEquals(dir, fs.lookup(sub, name("..")));
+            assertEquals(3, fs.stat(dir).nlink());
+            assertEquals(4, fs.stat(ROOT).nlink(), "root: its own two, lost+found's and d's \"..\"; sub's left");
+        }
+        Images.assertClean(img);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            long dir = fs.lookup(ROOT, name("d"));
+            assertEquals("A", content(fs, fs.lookup(dir, name("c"))));
+            assertEquals(dir, fs.lookup(fs.lookup(dir, name("sub")), name("..")));
+        }
+    }
+
+    /**
+     * Exchanges between a small directory (inline with inline_data) and an htree one: a file with
+     * a directory across parents (the parents' counts move), two directories across parents
+     * (both ".." change, the counts stay), two files in one directory; then what must fail.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("variants")
+    void exchangeSwapsTwoNames(ImageVariant v) throws Exception {
+        Path img = Images.mkfs(work.resolve(v.name() + ".img"), v.size(), v.args(), null);
+        int exchange = Ext4FileSystem.RENAME_EXCHANGE;
+        long p1;
+        long p2;
+        long f;
+        long d;
+        long e;
+        long g;
+        long inner;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+            p1 = fs.mkdir(ROOT, name("p1"), 0755, 0, 0);
+            p2 = fs.mkdir(ROOT, name("p2"), 0755, 0, 0);
+            for (int i = 0; i < 300; i++) {
+                file(fs, p2, String.format("filler-with-a-long-name-%04d", i), "");
+            }
+            assertTrue((fs.stat(p2).flags() & Inode.INDEX_FL) != 0, "p2 is an htree directory");
+            f = file(fs, p1, "f", "file f");
+            d = fs.mkdir(p2, name("d"), 0700, 0, 0);
+            inner = file(fs, d, "inner", "inside d");
+            e = fs.mkdir(p2, name("e"), 0755, 0, 0);
+            g = file(fs, p2, "g", "file g");
+            if (v.name().equals("inline_data")) {
+                assertTrue((fs.stat(p1).flags() & Inode.INLINE_DATA_FL) != 0, "p1 is an inline directory");
+                assertTrue((fs.stat(d).flags() & Inode.INLINE_DATA_FL) != 0, "d is an inline directory");
+            }
+            assertEquals(2, fs.stat(p1).nlink());
+            assertEquals(4, fs.stat(p2).nlink());
+
+            // a file and a directory across parents: p2's count passes to p1
+            age(fs, p1, p2);
+            long fCtime = ctimeNanos(fs, f);
+            long dCtime = ctimeNanos(fs, d);
+            fs.rename(p1, name("f"), p2, name("d"), exchange);
+            assertEquals(d, fs.lookup(p1, name("f")));
+            assertEquals(f, fs.lookup(p2, name("d")));
+            assertEquals(p1, fs.lookup(d, name("..")));
+            assertEquals(inner, fs.lookup(d, name("inner")));
+            assertEquals(3, fs.stat(p1).nlink());
+            assertEquals(3, fs.stat(p2).nlink());
+            assertEquals("file f", content(fs, f));
+            for (long parent : new long[] {p1, p2}) {
+                assertTrue(fs.stat(parent).mtimeSeconds() > OLD.seconds(), "mtime of parent " + parent + " moved");
+                assertTrue(fs.stat(parent).ctimeSeconds() > OLD.seconds(), "ctime of parent " + parent + " moved");
+            }
+            assertTrue(ctimeNanos(fs, f) > fCtime, "ctime of the file moved");
+            assertTrue(ctimeNanos(fs, d) > dCtime, "ctime of the directory moved");
+        }
+        Images.assertClean(img); // each ".." and count as e2fsck sees them, between the steps
+
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+            assertEquals(p1, fs.lookup(d, name("..")), "read from the image");
+            // two directories across parents: both ".." change, the counts stay
+            fs.rename(p2, name("e"), p1, name("f"), exchange);
+            assertEquals(e, fs.lookup(p1, name("f")));
+            assertEquals(d, fs.lookup(p2, name("e")));
+            assertEquals(p1, fs.lookup(e, name("..")));
+            assertEquals(p2, fs.lookup(d, name("..")));
+            assertEquals(3, fs.stat(p1).nlink());
+            assertEquals(3, fs.stat(p2).nlink());
+        }
+        Images.assertClean(img);
+
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
+            assertEquals(p1, fs.lookup(e, name("..")), "read from the image");
+            assertEquals(p2, fs.lookup(d, name("..")), "read from the image");
+            // two files in one (htree) directory, and a directory with a file in it
+            fs.rename(p2, name("g"), p2, name("d"), exchange);
+            assertEquals(f, fs.lookup(p2, name("g")));
+            assertEquals(g, fs.lookup(p2, name("d")));
+            fs.rename(p2, name("e"), p2, name("d"), exchange);
+            assertEquals(g, fs.lookup(p2, name("e")));
+            assertEquals(d, fs.lookup(p2, name("d")));
+            assertEquals(p2, fs.lookup(d, name("..")));
+            assertEquals(3, fs.stat(p2).nlink());
+
+            // two names of one inode, and one name with itself: nothing happens
+            fs.link(g, p1, name("g2"));
+            fs.rename(p1, name("g2"), p2, name("e"), exchange);
+            fs.rename(p1, name("g2"), p1, name("g2"), exchange);
+            assertEquals(g, fs.lookup(p1, name("g2")));
+            assertEquals(g, fs.lookup(p2, name("e")));
+            fs.unlink(p1, name("g2"));
+
+            // what the kernel refuses
+            Expect.errno(Errno.ENOENT, () -> fs.rename(p1, name("f"), p2, name("missing"), exchange));
+            Expect.errno(Errno.ENOENT, () -> fs.rename(p1, name("missing"), p2, name("d"), exchange));
+            long sub = fs.mkdir(d, name("sub"), 0755, 0, 0);
+            Expect.errno(Errno.EINVAL, () -> fs.rename(p2, name("d"), d, name("sub"), exchange));
+            Expect.errno(Errno.EINVAL, () -> fs.rename(d, name("sub"), p2, name("d"), exchange));
+            fs.setFlags(g, fs.getFlags(g) | Inode.IMMUTABLE_FL);
+            Expect.errno(Errno.EPERM, () -> fs.rename(p2, name("e"), p2, name("g"), exchange));
+            fs.setFlags(g, fs.getFlags(g) & ~Inode.IMMUTABLE_FL);
+            fs.setFlags(p1, fs.getFlags(p1) | Inode.APPEND_FL);
+            Expect.errno(Errno.EPERM, () -> fs.rename(p2, name("g"), p1, name("f"), exchange));
+            Expect.errno(Errno.EPERM, () -> fs.rename(p2, name("g"), p1, name("f"), 0)); // nor replaced there
+            fs.setFlags(p1, fs.getFlags(p1) & ~Inode.APPEND_FL);
+            assertEquals(f, fs.lookup(p2, name("g")));
+            assertEquals(e, fs.lookup(p1, name("f")));
+            assertEquals(g, fs.lookup(p2, name("e")));
+            assertEquals(sub, fs.lookup(d, name("sub")));
+        }
+        Images.assertClean(img);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            assertEquals(e, fs.lookup(p1, name("f")));
+            assertEquals(p1, fs.lookup(e, name("..")));
+            assertEquals(d, fs.lookup(p2, name("d")));
+            assertEquals(p2, fs.lookup(d, name("..")));
+            assertEquals(inner, fs.lookup(d, name("inner")));
+            assertEquals("file g", content(fs, fs.lookup(p2, name("e"))));
+            assertEquals("file f", content(fs, fs.lookup(p2, name("g"))));
+            assertArrayEquals(new long[] {3, 3}, new long[] {fs.stat(p1).nlink(), fs.stat(p2).nlink()});
+        }
+    }
+}
