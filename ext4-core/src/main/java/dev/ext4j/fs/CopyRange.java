@@ -46,13 +46,18 @@ final class CopyRange {
             while (done < count) {
                 long in = inOff + done;
                 long out = outOff + done;
-                long hole = holeAfterEnd(seek, inIno, in, outIno, out, count - done);
-                if (hole > 0) {
-                    done += hole;
-                    extend = true;
-                    continue;
+                long run = count - done;
+                if (fs.inode(outIno).size() <= out) {
+                    // past the target's end: the source's holes need no write, its data runs do
+                    long data = seekOr(seek, inIno, in, FileSeek.SEEK_DATA, Long.MAX_VALUE);
+                    if (data > in) {
+                        done += Math.min(run, data - in);
+                        extend = true;
+                        continue;
+                    }
+                    run = Math.min(run, seekOr(seek, inIno, in, FileSeek.SEEK_HOLE, Long.MAX_VALUE) - in);
                 }
-                buf.clear().limit((int) Math.min(buf.capacity(), count - done));
+                buf.clear().limit((int) Math.min(buf.capacity(), run));
                 int n = fs.fileRead.read(inIno, in, buf);
                 if (n <= 0) {
                     break; // the source shrank meanwhile
@@ -123,23 +128,15 @@ final class CopyRange {
         return fs.fileWrite.maxSize(FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy)));
     }
 
-    /**
-     * When the target ends at or before {@code out} and the source is a hole from {@code in}: how
-     * many bytes of that hole (at most {@code left}) need no write; else 0.
-     */
-    private long holeAfterEnd(FileSeek seek, long inIno, long in, long outIno, long out, long left) throws Ext4Exception {
-        if (fs.inode(outIno).size() > out) {
-            return 0;
-        }
-        long data;
+    /** SEEK_DATA or SEEK_HOLE in the source, with {@code none} for ENXIO (nothing more before its end). */
+    private static long seekOr(FileSeek seek, long ino, long offset, int whence, long none) throws Ext4Exception {
         try {
-            data = seek.seek(inIno, in, FileSeek.SEEK_DATA);
+            return seek.seek(ino, offset, whence);
         } catch (Ext4Exception e) {
             if (e.errno() != Errno.ENXIO) {
                 throw e;
             }
-            data = Long.MAX_VALUE; // no data left before the source's end
+            return none;
         }
-        return Math.min(left, data - in);
     }
 }
