@@ -904,6 +904,131 @@ public final class ExtentTree implements WritableBlockMap {
     }
 
     // ------------------------------------------------------------------------------------------
+    // Shift (collapse and insert range)
+
+    /** What a step of {@link #shift} asks for before it changes up to {@code blocks} tree blocks. */
+    @FunctionalInterface
+    public interface StepCredits {
+        void before(int blocks) throws Ext4Exception;
+    }
+
+    /**
+     * ext4_ext_shift_extents(): every extent at or after logical block {@code from} moves by
+     * {@code delta} blocks (left for collapse range, right for insert range), a leaf at a time:
+     * left shifts go left to right, right shifts right to left, and each leaf's index keys follow
+     * at once, so the tree is valid between two leaves and {@code credits} may restart the handle
+     * there. A right shift first splits the extent that holds {@code from}; a left shift needs
+     * {@code from + delta .. from - 1} unmapped and merges the first moved extent with its
+     * left neighbour when they touch on disk too. A root left with one child that fits in the
+     * inode takes its entries.
+     *
+     * @throws Ext4Exception EINVAL when the left shift would overlap a mapped block or go below
+     *                       block 0, or the right shift past the last logical block; ENOSPC when
+     *                       the split needs a tree block (nothing moved then)
+     */
+    public void shift(long from, long delta, StepCredits credits) throws Ext4Exception {
+        requireWritable();
+        if (delta < 0) {
+            Mapping gap = from + delta < 0 ? null : map(from + delta, -delta);
+            if (gap == null || !gap.isHole() || gap.length() != -delta) {
+                throw new Ext4Exception(Errno.EINVAL, "inode " + ino + ": cannot shift blocks from " + from + " left by " + -delta
+                        + " over mapped blocks");
+            }
+            shiftLeft(from, delta, credits);
+        } else if (delta > 0) {
+            Level[] last = findPath(MAX_BLOCKS - 1);
+            Level leaf = last[last.length - 1];
+            if (leaf.pos >= 0 && leaf.node.extent(leaf.entries() - 1).logicalEnd() + delta > MAX_BLOCKS) {
+                throw new Ext4Exception(Errno.EINVAL, "inode " + ino + ": shifting right by " + delta + " passes the last logical block");
+            }
+            Level[] at = findPath(from);
+            Level l = at[at.length - 1];
+            if (l.pos >= 0 && l.node.extent(l.pos).logical() < from && l.node.extent(l.pos).contains(from)) {
+                splitAt(from); // as ext4_insert_range(): the extent across from is split there first
+            }
+            shiftRight(from, delta, credits);
+        }
+        Removal rm = new Removal(0, 0);
+        shrink(rm);
+        rm.release();
+    }
+
+    private void shiftLeft(long from, long delta, StepCredits credits) throws Ext4Exception {
+        boolean first = true;
+        for (long cur = from; cur != MAX_BLOCKS; ) {
+            Level[] path = findPath(cur);
+            Level leaf = path[path.length - 1];
+            int k = firstAtOrAfter(leaf, from);
+            long next = nextLeafBlock(path);
+            if (k < leaf.entries()) {
+                credits.before(path.length);
+                shiftLeaf(leaf, k, delta);
+                if (first && k > 0) {
+                    mergeRight(leaf, k - 1);
+                }
+                fixKeys(path);
+            }
+            first = false;
+            cur = next;
+        }
+    }
+
+    private void shiftRight(long from, long delta, StepCredits credits) throws Ext4Exception {
+        long cur = MAX_BLOCKS - 1;
+        while (true) {
+            Level[] path = findPath(cur);
+            Level leaf = path[path.length - 1];
+            int k = firstAtOrAfter(leaf, from);
+            if (k >= leaf.entries()) {
+                return;
+            }
+            long oldFirst = leaf.node.logical(0);
+            credits.before(path.length);
+            shiftLeaf(leaf, k, delta);
+            fixKeys(path);
+            if (k > 0 || !hasLeafBefore(path)) {
+                return;
+            }
+            cur = oldFirst - 1; // in the previous leaf: its key is below the ones just moved
+        }
+    }
+
+    /** Whether a leaf lies left of the path's leaf: some index on the path is not at its first entry. */
+    private static boolean hasLeafBefore(Level[] path) {
+        for (int d = 0; d < path.length - 1; d++) {
+            if (path[d].pos > 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The first extent of a leaf that starts at or after {@code from}; entries() when none. */
+    private static int firstAtOrAfter(Level leaf, long from) {
+        int k = 0;
+        while (k < leaf.entries() && leaf.node.logical(k) < from) {
+            k++;
+        }
+        return k;
+    }
+
+    private void shiftLeaf(Level leaf, int k, long delta) {
+        for (int i = k; i < leaf.entries(); i++) {
+            Extent e = leaf.node.extent(i);
+            leaf.node.setExtent(i, new Extent(e.logical() + delta, e.physical(), e.length(), e.unwritten()));
+        }
+    }
+
+    /** Writes a changed leaf and makes every index key on its path the first logical block below it. */
+    private void fixKeys(Level[] path) throws Ext4Exception {
+        int depth = path.length - 1;
+        dirty(path[depth]);
+        for (int d = depth - 1; d >= 0; d--) {
+            setKey(path[d], path[d + 1].node.logical(0));
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------
     // Remove
 
     /** What a removal frees, given back only after the tree no longer refers to it. */

@@ -319,10 +319,27 @@ public final class Ext4FileSystem implements Closeable {
         }
     }
 
+    /** fallocate(2): preallocate, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE, and COLLAPSE_RANGE / INSERT_RANGE ({@link RangeShift}). */
     public void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
         try (SuperInfo.Entered g = s.enterGate()) {
             // what the first try allocated stays: fallocate again is the rest
             s.retry.run(() -> s.fileWrite.fallocate(ino, mode, offset, length));
+        }
+    }
+
+    // ---- seek and copy (ext4_llseek(), vfs_copy_file_range()) ----
+
+    /** lseek(2) with SEEK_DATA (3) or SEEK_HOLE (4); ENXIO from i_size on, EINVAL for other whence values. See {@link FileSeek}. */
+    public long seek(long ino, long offset, int whence) throws Ext4Exception {
+        return new FileSeek(s).seek(ino, offset, whence);
+    }
+
+    /** copy_file_range(2) inside the image: the bytes copied, short at the source's end. See {@link CopyRange}. */
+    public long copyFileRange(long inIno, long inOff, long outIno, long outOff, long len) throws Ext4Exception {
+        try (SuperInfo.Entered g = s.enterGate()) {
+            long n = new CopyRange(s).copy(inIno, inOff, outIno, outOff, len);
+            s.atime.accessed(inIno);
+            return n;
         }
     }
 

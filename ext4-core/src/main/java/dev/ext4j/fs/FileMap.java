@@ -57,6 +57,17 @@ final class FileMap {
         return map.nextRun(from);
     }
 
+    /**
+     * Moves every extent at or after {@code from} by {@code delta} blocks (collapse and insert
+     * range); see {@link ExtentTree#shift}. EOPNOTSUPP for an indirect map.
+     */
+    void shift(long from, long delta, ExtentTree.StepCredits credits) throws Ext4Exception {
+        if (!(map instanceof ExtentTree tree)) {
+            throw new Ext4Exception(dev.ext4j.Errno.EOPNOTSUPP, "collapse and insert range need an extent-mapped file");
+        }
+        tree.shift(from, delta, credits);
+    }
+
     /** Unmaps [from, to) and frees what it mapped. */
     void removeRange(long from, long to) throws Ext4Exception {
         map.removeRange(from, to);

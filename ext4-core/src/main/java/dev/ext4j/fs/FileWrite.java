@@ -17,6 +17,7 @@ import java.nio.ByteBuffer;
 final class FileWrite {
     /** fallocate(2) mode bits. */
     static final int FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02, FALLOC_FL_ZERO_RANGE = 0x10;
+    static final int FALLOC_FL_COLLAPSE_RANGE = 0x08, FALLOC_FL_INSERT_RANGE = 0x20;
     /** Longest run allocated at once (one extent's worth of written blocks). */
     private static final int MAX_RUN = 32768;
 
@@ -29,7 +30,7 @@ final class FileWrite {
     }
 
     /** The largest file size the map and the features allow (EFBIG past it). */
-    private long maxSize(FileMap map) {
+    long maxSize(FileMap map) {
         long max = map.maxBlocks() * bs;
         if (!fs.superblock().has(Feature.LARGE_FILE)) {
             max = Math.min(max, (1L << 31) - 1);
@@ -38,7 +39,7 @@ final class FileWrite {
     }
 
     /** A copy of a regular file to change; EPERM when it is immutable or append-only. */
-    private Inode regularCopy(InodeInfo info) throws Ext4Exception {
+    Inode regularCopy(InodeInfo info) throws Ext4Exception {
         return regularCopy(info, -1, 0);
     }
 
@@ -216,7 +217,7 @@ final class FileWrite {
      * Written at once, as the kernel converts in a transaction of its own before the write,
      * truncate or fallocate that needed it; a failed allocation changes nothing.
      */
-    private InodeInfo convertInline(InodeInfo info, Inode copy) throws Ext4Exception {
+    InodeInfo convertInline(InodeInfo info, Inode copy) throws Ext4Exception {
         long ino = info.ino();
         byte[] data = InlineData.read(copy, ino);
         int len = (int) Math.min(data.length, copy.size());
@@ -241,7 +242,7 @@ final class FileWrite {
     }
 
     /** Moves i_blocks by what {@code acct} gained or released since the last call. */
-    private void addBlocks(Inode copy, BlockAccount acct) {
+    void addBlocks(Inode copy, BlockAccount acct) {
         long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.takeDelta() * (bs / 512);
         copy.setBlocks512(Math.max(0, sectors), bs);
     }
@@ -458,7 +459,7 @@ final class FileWrite {
      *
      * <p>Without a journal, or inside a nested handle that cannot restart, it is one removal.
      */
-    private void removeInSteps(long ino, Inode copy, FileMap map, BlockAccount acct, long from, long to, boolean orphan)
+    void removeInSteps(long ino, Inode copy, FileMap map, BlockAccount acct, long from, long to, boolean orphan)
             throws Ext4Exception {
         long end = Math.min(to, map.maxBlocks());
         dev.ext4j.journal.Transactions tx = fs.transactions();
@@ -509,7 +510,7 @@ final class FileWrite {
      * Between two steps of a long change: the inode goes out as the steps left it (its map and
      * i_blocks), so the transaction may commit without the steps to come, and the handle restarts.
      */
-    private void restart(dev.ext4j.journal.Transactions tx, long ino, Inode copy, BlockAccount acct) throws Ext4Exception {
+    void restart(dev.ext4j.journal.Transactions tx, long ino, Inode copy, BlockAccount acct) throws Ext4Exception {
         addBlocks(copy, acct);
         fs.writeInode(ino, copy.copy());
         tx.restart(STEP_CREDITS);
@@ -519,6 +520,10 @@ final class FileWrite {
         fs.requireWritable();
         if (offset < 0 || length <= 0) {
             throw new Ext4Exception(Errno.EINVAL, "fallocate range " + offset + "+" + length);
+        }
+        if ((mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) != 0) {
+            new RangeShift(fs, this).shift(ino, mode, offset, length);
+            return;
         }
         int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
         if ((mode & ~known) != 0 || ((mode & FALLOC_FL_PUNCH_HOLE) != 0 && (mode & FALLOC_FL_KEEP_SIZE) == 0)) {

@@ -780,6 +780,27 @@ final class Writeback {
         return f.dropRangeIfClean(from / ps, (to + ps - 1) / ps);
     }
 
+    /**
+     * Before collapse or insert range moves blocks to other offsets: true when the inode has no
+     * dirty page, no page under writeback and no writeback between its two locked steps, and then
+     * its cached pages are dropped (they would hold the bytes of the old offsets); false while any
+     * of that is left, for the caller to write back without the inode's lock and ask again. The
+     * caller holds the inode's write lock, so no page becomes dirty meanwhile.
+     */
+    boolean dropAllIfQuiet(long ino) {
+        InodeInfo info = fs.inodes.pinned(ino);
+        FilePages f = info == null ? null : info.pages();
+        if (f == null) {
+            return true;
+        }
+        f.awaitIo();
+        if (!info.tickets().isEmpty() || !f.dropRangeIfClean(0, Long.MAX_VALUE)) {
+            return false;
+        }
+        info.mapChanged();
+        return true;
+    }
+
     /** The inode is being deleted: its pages and promises go, and the inode table unpins it. */
     void evict(long ino, boolean extents) {
         InodeInfo info = fs.inodes.pinned(ino);

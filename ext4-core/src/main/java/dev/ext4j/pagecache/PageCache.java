@@ -299,6 +299,11 @@ public final class PageCache {
             return writeback;
         }
 
+        /** The blocks that hold data not on disk yet: dirty, or taken by the writeback under way. */
+        public synchronized int unwrittenDataMask() {
+            return dirtyMask | (writeback ? takenMask : 0);
+        }
+
         /**
          * Writeback takes the dirty blocks of this page of {@code f}: returns them and which were
          * reserved as {@code dirty | reserved << 32}, or 0 when the page is not {@code f}'s any
