@@ -36,7 +36,6 @@ public final class Ext4LowLevel {
     /** The control file's node id: above every ext4 inode number (32 bits). */
     static final long CONTROL_NODE = 1L << 32;
     private static final int S_IFMT = 0xF000, S_IFDIR = 0x4000;
-    private static final int SEEK_DATA = 3, SEEK_HOLE = 4;
     /** The largest read or write the kernel is offered (max_write; max_pages follows from it). */
     static final int MAX_IO = 1 << 20;
 
@@ -232,7 +231,7 @@ public final class Ext4LowLevel {
         FileAttributes a = fs.stat(ino);
         s.entry.setMemory(0, LibFuse3.ENTRY_SIZE, (byte) 0);
         s.entry.putLong(LibFuse3.ENTRY_INO, node(ino));
-        s.entry.putLong(LibFuse3.ENTRY_GENERATION, 0); // FIXME generation
+        s.entry.putLong(LibFuse3.ENTRY_GENERATION, a.generation());
         Ext4Fuse.fill(s.stat, a);
         s.entry.putDouble(LibFuse3.ENTRY_ATTR_TIMEOUT, timeout);
         s.entry.putDouble(LibFuse3.ENTRY_ENTRY_TIMEOUT, timeout);
@@ -259,7 +258,8 @@ public final class Ext4LowLevel {
                 | LibFuse3.CAP_READDIRPLUS | LibFuse3.CAP_READDIRPLUS_AUTO | LibFuse3.CAP_PARALLEL_DIROPS
                 | LibFuse3.CAP_AUTO_INVAL_DATA;
         if (kernelChecks) {
-            add |= LibFuse3.CAP_POSIX_ACL; // the kernel enforces ACLs and caches them
+            // the kernel enforces ACLs and caches them, and leaves the umask to us (createMode)
+            add |= LibFuse3.CAP_POSIX_ACL | LibFuse3.CAP_DONT_MASK;
         }
         want |= add & capable;
         // O_TRUNC as a SETATTR before the open; no splicing, no writeback cache (ENOSPC comes from write())
@@ -297,7 +297,7 @@ public final class Ext4LowLevel {
                 lib.fuse_reply_entry(req, s.entry);
                 return;
             }
-            long ino = name.length == 1 && name[0] == '.' ? self(dir) : fs.lookup(dir, name);
+            long ino = name.length == 1 && name[0] == '.' ? self(dir) : lookupOrZero(dir, name);
             if (ino == 0) {
                 // a negative entry the kernel may keep: every new name comes through it
                 Scratch s = scratch.get();
@@ -308,6 +308,17 @@ public final class Ext4LowLevel {
             }
             replyEntry(req, ino);
         });
+    }
+
+    private long lookupOrZero(long dir, byte[] name) throws Ext4Exception {
+        try {
+            return fs.lookup(dir, name);
+        } catch (Ext4Exception e) {
+            if (e.errno() == Errno.ENOENT) {
+                return 0;
+            }
+            throw e;
+        }
     }
 
     /**
@@ -405,7 +416,7 @@ public final class Ext4LowLevel {
             notControlName(dir, name);
             int major = (int) (((rdev >>> 8) & 0xFFF) | ((rdev >>> 32) & ~0xFFFL));
             int minor = (int) ((rdev & 0xFF) | ((rdev >>> 12) & ~0xFFL));
-            replyEntry(req, fs.mknod(dir, name, mode, major, minor, Caller.uid(), Caller.gid()));
+            replyEntry(req, fs.mknod(dir, name, fs.createMode(dir, mode, umask(req)), major, minor, Caller.uid(), Caller.gid()));
         });
     }
 
@@ -414,7 +425,7 @@ public final class Ext4LowLevel {
             byte[] name = name(namePtr);
             long dir = ino(parent);
             notControlName(dir, name);
-            replyEntry(req, fs.mkdir(dir, name, mode, Caller.uid(), Caller.gid()));
+            replyEntry(req, fs.mkdir(dir, name, fs.createMode(dir, mode, umask(req)), Caller.uid(), Caller.gid()));
         });
     }
 
@@ -463,10 +474,7 @@ public final class Ext4LowLevel {
             if (control.isName(ino(parent), name) || control.isName(ino(newParent), newName)) {
                 notControl(CONTROL_NODE);
             }
-            if (flags != 0) {
-                throw new Ext4Exception(Errno.EINVAL, "rename flags 0x" + Integer.toHexString(flags) + " are not supported");
-            }
-            fs.rename(ino(parent), name, ino(newParent), newName);
+            fs.rename(ino(parent), name, ino(newParent), newName, flags);
             lib.fuse_reply_err(req, 0);
         });
     }
@@ -497,9 +505,15 @@ public final class Ext4LowLevel {
         guard(req, "create", parent, () -> {
             byte[] name = name(namePtr);
             long dir = ino(parent);
-            notControlName(dir, name);
-            long ino = fs.mknod(dir, name, mode, 0, 0, Caller.uid(), Caller.gid());
-            fs.open(ino);
+            int m = fs.createMode(dir, mode, umask(req));
+            long ino;
+            if (LibFuse3Session.isTmpfile()) {
+                ino = fs.tmpfile(dir, m, Caller.uid(), Caller.gid()); // opened once already
+            } else {
+                notControlName(dir, name);
+                ino = fs.mknod(dir, name, m, 0, 0, Caller.uid(), Caller.gid());
+                fs.open(ino);
+            }
             fi.putLong(LibFuse3.FI_FH, ino);
             Pointer e = fillEntry(ino);
             fs.remember(ino);
@@ -745,7 +759,8 @@ public final class Ext4LowLevel {
     private void lseek(Pointer req, long node, long off, int whence, Pointer fi) {
         guard(req, "lseek", node, () -> {
             notControl(node);
-            throw new Ext4Exception(Errno.ENOSYS, "SEEK_DATA and SEEK_HOLE are not served yet");
+            // the kernel answers SEEK_SET, SEEK_CUR and SEEK_END itself
+            lib.fuse_reply_lseek(req, fs.seek(ino(node), off, whence));
         });
     }
 
@@ -754,7 +769,7 @@ public final class Ext4LowLevel {
         guard(req, "copy_file_range", inNode, () -> {
             notControl(inNode);
             notControl(outNode);
-            throw new Ext4Exception(Errno.ENOSYS, "copy_file_range is not served yet");
+            lib.fuse_reply_write(req, fs.copyFileRange(ino(inNode), offIn, ino(outNode), offOut, len));
         });
     }
 

@@ -80,9 +80,43 @@ final class LibFuse3Session implements FuseLoop.Session {
 
             @Override
             public void process(int length) {
-                lib.fuse_session_process_buf(se, buf);
+                Pointer mem = buf.getPointer(LibFuse3.BUF_MEM);
+                boolean tmpfile = mem.getInt(IN_OPCODE) == FUSE_TMPFILE;
+                if (tmpfile) {
+                    asCreate(mem, buf);
+                }
+                TMPFILE.set(tmpfile);
+                try {
+                    lib.fuse_session_process_buf(se, buf);
+                } finally {
+                    TMPFILE.set(false);
+                }
             }
         };
+    }
+
+    /** struct fuse_in_header: len at 0, opcode at 4; 40 bytes. */
+    private static final int IN_LEN = 0, IN_OPCODE = 4, IN_HEADER_SIZE = 40;
+    private static final int FUSE_CREATE = 35, FUSE_TMPFILE = 51;
+    /** struct fuse_create_in, the argument of both CREATE and TMPFILE. */
+    private static final int CREATE_IN_SIZE = 16;
+    private static final ThreadLocal<Boolean> TMPFILE = ThreadLocal.withInitial(() -> false);
+
+    /**
+     * O_TMPFILE: libfuse 3.14 knows no FUSE_TMPFILE (the kernel sends it since Linux 6.1), but the
+     * request is a CREATE without a name, and its reply is CREATE's. So it is handed to libfuse as
+     * a CREATE of the empty name, and the create callback asks {@link #isTmpfile}.
+     */
+    private static void asCreate(Pointer mem, Pointer buf) {
+        mem.putInt(IN_OPCODE, FUSE_CREATE);
+        mem.putByte(IN_HEADER_SIZE + CREATE_IN_SIZE, (byte) 0);
+        mem.putInt(IN_LEN, IN_HEADER_SIZE + CREATE_IN_SIZE + 1);
+        buf.putLong(LibFuse3.BUF_SIZE, IN_HEADER_SIZE + CREATE_IN_SIZE + 1);
+    }
+
+    /** Whether the CREATE this thread serves is an O_TMPFILE open. */
+    static boolean isTmpfile() {
+        return TMPFILE.get();
     }
 
     @Override
