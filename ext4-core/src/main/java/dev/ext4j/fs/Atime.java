@@ -59,6 +59,14 @@ final class Atime {
         }
     }
 
+    /** Whether a read of {@code ino} now would move its atime (so a cache that hides reads from ext4j must not serve it). */
+    boolean readWouldMove(long ino) throws Ext4Exception {
+        if (mode == AtimeMode.NOATIME || fs.state.readOnly() || fs.state.errorReadOnly() != null || fs.state.journalAborted()) {
+            return false;
+        }
+        return needsUpdate(fs.inode(ino), Ext4FileSystem.Time.now());
+    }
+
     private void update(long ino, Ext4FileSystem.Time now) throws Ext4Exception {
         if (!needsUpdate(fs.inode(ino), now)) {
             return;

@@ -300,6 +300,15 @@ public final class Ext4FileSystem implements Closeable {
         s.atime.set(mode, noDirAtime, lazyTime);
     }
 
+    /**
+     * Whether a read of {@code ino} now would move its access time: a FUSE transport keeps the
+     * kernel's cached pages of a file at open only when not, since reads the cache serves never
+     * reach ext4j.
+     */
+    public boolean readMovesAtime(long ino) throws Ext4Exception {
+        return s.atime.readWouldMove(ino);
+    }
+
     /** Target of a symbolic link; reading it moves the link's atime as a read does. */
     public byte[] readlink(long ino) throws Ext4Exception {
         byte[] target = s.fileRead.readlink(ino);

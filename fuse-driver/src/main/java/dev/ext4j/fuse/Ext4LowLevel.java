@@ -493,8 +493,11 @@ public final class Ext4LowLevel {
             Permissions.checkOpen(fs.stat(ino), fi.getInt(LibFuse3.FI_FLAGS), fs.isReadOnly());
             fs.open(ino);
             fi.putLong(LibFuse3.FI_FH, ino);
-            // every change reaches the image through this kernel: what it cached is still true
-            fi.putInt(LibFuse3.FI_BITS, bits | LibFuse3.FI_KEEP_CACHE);
+            // every change reaches the image through this kernel, so what it cached is still
+            // true; but a read it serves from its cache does not move atime
+            if (!fs.readMovesAtime(ino)) {
+                fi.putInt(LibFuse3.FI_BITS, bits | LibFuse3.FI_KEEP_CACHE);
+            }
             if (lib.fuse_reply_open(req, fi) != 0) {
                 fs.release(ino);
             }
