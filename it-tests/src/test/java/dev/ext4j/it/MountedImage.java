@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.stream.Stream;
 import org.awaitility.core.ConditionTimeoutException;
 
 /**
@@ -27,6 +28,8 @@ public final class MountedImage implements AutoCloseable {
     public static final Duration UMOUNT_TIMEOUT = Duration.ofSeconds(90);
 
     private static final String UNEXPECTED = "unexpected failure";
+    /** The FUSE transport every mount asks for ({@code -Dext4j.it.transport}), or null for the default. */
+    static final String TRANSPORT = System.getProperty("ext4j.it.transport");
 
     private final Path image;
     private final Path mountPoint;
@@ -69,6 +72,9 @@ public final class MountedImage implements AutoCloseable {
         List<String> o = new ArrayList<>();
         if (log != null) {
             o.add("log=" + log);
+        }
+        if (TRANSPORT != null && Stream.of(opts).noneMatch(x -> x.startsWith("transport="))) {
+            o.add("transport=" + TRANSPORT); // the suite run again on another transport (it-tests/pom.xml)
         }
         o.addAll(List.of(opts));
         List<String> args = new ArrayList<>(List.of("mount"));
