@@ -741,8 +741,8 @@ public final class Ext4LowLevel {
             }
             long ino = ino(node);
             byte[] out = Ioctls.run(fs, ino, cmd, ByteBuffer.wrap(in));
-            if (Ioctls.command(cmd) == Ioctls.Command.MIGRATE) {
-                notifyInode(ino);
+            if (Ioctls.changesInode(cmd)) {
+                notifyInode(ino); // flags and ctime, or the block count, changed behind the kernel's back
             }
             int n = (int) Math.min(out.length, outSize);
             Pointer p = scratch.get().data(Math.max(1, n));

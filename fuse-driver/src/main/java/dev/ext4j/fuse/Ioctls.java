@@ -119,6 +119,12 @@ final class Ioctls {
                 d.getLong(NG_INODE_TABLE), d.getInt(NG_BLOCKS_COUNT) & 0xFFFFFFFFL, d.getShort(NG_RESERVED_BLOCKS) & 0xFFFF);
     }
 
+    /** Whether ioctl {@code cmd} changes what stat shows of its inode (ctime, blocks). */
+    static boolean changesInode(int cmd) {
+        Command c = command(cmd);
+        return c == Command.SET_FLAGS || c == Command.FS_SET_XATTR || c == Command.MIGRATE;
+    }
+
     /**
      * How many bytes of argument the kernel copies in or out of restricted ioctl {@code cmd}:
      * _IOC_SIZE(cmd), but 4 for the flags, which the VFS passes as an int.
