@@ -108,15 +108,25 @@ class MountSpecTest {
         }
     }
 
+    @Test
+    void transportIsLibfuse3UnlessLibfuse2IsAskedFor() throws Exception {
+        assertEquals("libfuse3", parse("disk.img", "mnt").transport());
+        MountSpec two = parse("-o", "transport=libfuse2", "disk.img", "mnt");
+        assertEquals("libfuse2", two.transport());
+        roundTrip(two);
+        assertTrue(usageError("-o", "transport=libfuse4", "disk.img", "mnt").contains("transport= takes libfuse3 or libfuse2"));
+    }
+
     private static boolean needsValue(String name) {
         return List.of("uid", "gid", "umask", "log", "errors", "control", "cache_size", "commit", "dirty_expire", "idle_flush", "journal",
-                "offset", "partition").contains(name);
+                "offset", "partition", "transport").contains(name);
     }
 
     private static String sampleValue(String name) {
         return switch (name) {
             case "errors" -> "continue";
             case "journal" -> "on";
+            case "transport" -> "libfuse2";
             case "log" -> "/tmp/x.log";
             case "control" -> "ctl";
             case "cache_size" -> "8M";
