@@ -114,6 +114,15 @@ public final class Ext4FileSystem implements Closeable {
         s.state.onPanic(handler);
     }
 
+    /**
+     * {@code listener} learns each inode whose block count (what stat shows) writeback changed
+     * behind the caller's back: the data blocks it maps count from the write, but the extent tree
+     * blocks it needs count only from then.
+     */
+    public void onBlocksChanged(java.util.function.LongConsumer listener) {
+        s.blocksChanged = listener;
+    }
+
     /** A point in time: seconds since the epoch and nanoseconds. */
     public record Time(long seconds, int nanos) {
         /**

@@ -65,6 +65,8 @@ final class SuperInfo {
     final Mmp mmp;
     /** Replaced when an online resize changes s_inodes_count. */
     private volatile DirFormat dirFormat;
+    /** Told the inode whose block count writeback changed (its tree blocks), for a client that caches stat. */
+    volatile java.util.function.LongConsumer blocksChanged = ino -> { };
 
     SuperInfo(BlockDevice device, Superblock sb, BufferCache cache, GroupTable groups, boolean readOnly, List<String> messages,
               MountOptions options, JournalLog log, Mmp mmp) throws Ext4Exception {

@@ -331,10 +331,12 @@ final class Writeback {
         long cookie;
         List<long[]> ticket = new ArrayList<>();
         InodeInfo info;
+        long blocksBefore;
         f.beginRound();
         try {
             try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
                 info = fs.inode(ino); // pinned while f is in the page cache
+                blocksBefore = blocks(info);
                 java.util.Map<Page, Integer> promisesBack = new java.util.IdentityHashMap<>();
                 try {
                     runs = prepare(ino, info, f, taken, promisesBack);
@@ -363,6 +365,9 @@ final class Writeback {
                 try {
                     if (pages.peek(ino) == f) {
                         complete(ino, info, runs, cookie, ticket, failed == null);
+                        if (blocks(info) != blocksBefore) {
+                            fs.blocksChanged.accept(ino);
+                        }
                     } else {
                         // deleted meanwhile: its mapped blocks went with it, but a block map's
                         // new blocks are mapped only on completion, so they are ours to free
@@ -387,6 +392,11 @@ final class Writeback {
         } finally {
             f.endRound();
         }
+    }
+
+    /** i_blocks of the inode, in 512-byte units. */
+    private long blocks(InodeInfo info) {
+        return info.inode().blocks512(fs.sb.has(dev.ext4j.format.Feature.HUGE_FILE), fs.blockSize);
     }
 
     /** Writes back until nothing of the inode is dirty or being written (fsync, sync, unmount). */

@@ -101,6 +101,7 @@ public final class Ext4LowLevel {
                 notifyEntry(dirIno, name);
             }
         });
+        fs.onBlocksChanged(this::notifyInode);
         this.fakeRootUid = fakeroot ? owner[0] : -1;
         this.errors = new Errors(fs::recordError, System::nanoTime);
         this.kernelChecks = kernelChecks;
@@ -778,7 +779,7 @@ public final class Ext4LowLevel {
 
     // ---- telling the kernel ----
 
-    /** The kernel forgets the attributes and cached data of {@code ino} (changed by the control file or an ioctl). */
+    /** The kernel forgets the attributes of {@code ino} (changed by the control file, an ioctl or writeback). */
     private void notifyInode(long ino) {
         LibFuse3Session se = session;
         if (se != null) {

@@ -127,10 +127,10 @@ final class LibFuse3Session implements FuseLoop.Session {
         argMemory.clear();
     }
 
-    /** Drops the kernel's cached attributes and data of node {@code node}; ENOENT (not cached) is not an error. */
+    /** Drops the kernel's cached attributes of node {@code node} (not its pages); ENOENT (not cached) is not an error. */
     void notifyInode(long node) {
         if (!unmounted) {
-            report("inode " + node, lib.fuse_lowlevel_notify_inval_inode(se, node, 0, 0));
+            report("inode " + node, lib.fuse_lowlevel_notify_inval_inode(se, node, -1, 0));
         }
     }
 
