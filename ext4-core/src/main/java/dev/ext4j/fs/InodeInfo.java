@@ -14,8 +14,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * {@link InodeTable}. It holds the verified on-disk record with its checksum seed and block map
  * (the record's size is i_disksize), and the inode's own in-memory state:
  * <ul>
- * <li>its references: how many file handles have it open, and how many lookups the kernel holds
- * (FUSE's nlookup, dropped by FORGET: the kernel refers to the inode by number until then);</li>
+ * <li>how many file handles have it open (the kernel's lookups are counted apart, in
+ * {@link InodeTable}, so that they do not keep this object in memory);</li>
  * <li>its link in the orphan list while it is on it ({@link #orphanNext()}, i_dtime on disk);</li>
  * <li>its pages in the page cache ({@link #pages()}, the kernel's i_mapping), whose bytes and
  * dirty state the page cache keeps;</li>
@@ -25,7 +25,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * {@link #mapSeq()}); and the writebacks between their two locked steps ({@link #tickets()}).</li>
  * </ul>
  * The table never evicts an object that has any of this state: it is pinned while it is
- * referenced, on the orphan list or has pages ({@link #pinned()}), so a later lookup finds this object, not a fresh
+ * open, on the orphan list or has pages ({@link #pinned()}), so a later lookup finds this object, not a fresh
  * one with the state lost (a map sequence back at zero would let a stale mapping pass as current;
  * lost reservations would leak).
  *
@@ -48,7 +48,6 @@ final class InodeInfo {
     /** Open file handles; under this object's monitor. */
     private int opens;
     /** Lookups the kernel holds (nlookup); under this object's monitor. */
-    private long lookups;
     /**
      * The VFS's I_LINKABLE: an O_TMPFILE inode not yet linked, which link(2) may give its first
      * name though it has no link. Under the inode's write lock.
@@ -144,27 +143,15 @@ final class InodeInfo {
         this.linkable = linkable;
     }
 
-    /** One more lookup the kernel holds. */
-    synchronized void remember() {
-        lookups++;
-    }
-
-    /** The kernel forgot {@code n} lookups; true when nothing references the inode any more. */
-    synchronized boolean forget(long n) {
-        lookups = Math.max(0, lookups - n);
-        return !referenced();
-    }
-
-    /** A handle has it open or the kernel holds a lookup: an unlinked inode is not freed yet. */
+    /** A handle has it open: an unlinked inode is not freed yet (the kernel's lookups are the table's, see InodeTable). */
     synchronized boolean referenced() {
-        return opens > 0 || lookups > 0;
+        return opens > 0;
     }
 
-    /** Forgets every handle and lookup (unmount); true when some were held. */
+    /** Forgets every handle (unmount); true when some were open. */
     synchronized boolean closeAll() {
         boolean was = referenced();
         opens = 0;
-        lookups = 0;
         return was;
     }
 

@@ -48,6 +48,12 @@ final class InodeTable {
     private final Lru<Long, InodeInfo> cached;
     /** Inodes referenced, orphaned or with pages: never evicted, looked up first. */
     private final ConcurrentHashMap<Long, InodeInfo> pinned = new ConcurrentHashMap<>();
+    /**
+     * The lookups the kernel holds (FUSE's nlookup, dropped by FORGET: until then the kernel may
+     * name the inode by number). Counted here, not in a pinned {@link InodeInfo}: the kernel may
+     * hold millions of inodes in its cache, and a count costs a map entry, not an inode in memory.
+     */
+    private final ConcurrentHashMap<Long, Long> lookups = new ConcurrentHashMap<>();
     /** The orphan list that stamps an orphan's i_dtime at each write; null for a read-only view. */
     private Orphans orphans;
 
@@ -212,9 +218,11 @@ final class InodeTable {
         pinWith(ino, InodeInfo::open);
     }
 
-    /** A lookup the kernel holds (FUSE's nlookup) on {@code ino}: pins it like a handle. */
-    void remember(long ino) throws Ext4Exception {
-        pinWith(ino, InodeInfo::remember);
+    /** A lookup the kernel holds (FUSE's nlookup) on {@code ino}: it references the inode without pinning it. */
+    void remember(long ino) {
+        try (InodeLocks.Locked l = locks.install(ino)) {
+            lookups.merge(ino, 1L, Long::sum);
+        }
     }
 
     /**
@@ -238,22 +246,32 @@ final class InodeTable {
         return unref(ino, InodeInfo::release);
     }
 
-    /** The kernel forgot {@code n} lookups of {@code ino}; true when nothing references it any more. */
+    /**
+     * The kernel forgot {@code n} lookups of {@code ino}; true when nothing references it any more
+     * and it may have lost its last name: an unlinked inode that was referenced is on the orphan
+     * list, which pins it, so an inode that is not pinned still has a name.
+     */
     boolean forget(long ino, long n) {
-        return unref(ino, info -> info.forget(n));
+        try (InodeLocks.Locked l = locks.install(ino)) {
+            if (lookups.computeIfPresent(ino, (k, held) -> held > n ? held - n : null) != null) {
+                return false;
+            }
+            InodeInfo info = pinned.get(ino);
+            return info != null && !info.referenced();
+        }
     }
 
     private boolean unref(long ino, java.util.function.Predicate<InodeInfo> drop) {
         try (InodeLocks.Locked l = locks.install(ino)) {
             InodeInfo info = pinned.get(ino);
             if (info == null) {
-                return true; // nothing referenced it
+                return !lookups.containsKey(ino); // no handle had it open
             }
             if (!drop.test(info)) {
                 return false;
             }
             unpinIfIdle(ino, info);
-            return true;
+            return !lookups.containsKey(ino);
         }
     }
 
@@ -327,17 +345,26 @@ final class InodeTable {
 
     /** Whether a file handle or a kernel lookup references {@code ino}. */
     boolean referenced(long ino) {
+        if (lookups.containsKey(ino)) {
+            return true;
+        }
         InodeInfo info = pinned.get(ino);
         return info != null && info.referenced();
     }
 
-    /** Every inode a handle or lookup referenced, all references forgotten (unmount). */
+    /**
+     * Every pinned inode a handle or lookup referenced, all references forgotten (unmount). An
+     * inode referenced by lookups alone and not pinned still has a name (an unlinked one is on the
+     * orphan list, which pins it), so there is nothing to do for it.
+     */
     List<Long> closeAll() {
+        java.util.Set<Long> looked = new java.util.HashSet<>(lookups.keySet());
+        lookups.clear();
         List<Long> open = new ArrayList<>();
         for (Long ino : List.copyOf(pinned.keySet())) {
             try (InodeLocks.Locked l = locks.install(ino)) {
                 InodeInfo info = pinned.get(ino);
-                if (info != null && info.closeAll()) {
+                if (info != null && (info.closeAll() | looked.contains(ino))) {
                     open.add(ino);
                 }
                 if (info != null) {
