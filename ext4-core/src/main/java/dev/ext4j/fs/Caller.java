@@ -5,8 +5,8 @@ import java.util.function.Supplier;
 /**
  * Who is asking: the user and group of the process behind the request the current thread serves.
  * The policies that depend on it read it here (the blocks reserved for root, the trusted.* xattr
- * namespace); permission checks themselves are the kernel's (default_permissions). Root unless the
- * FUSE adapter says otherwise.
+ * namespace), and so do {@link Permissions}' checks where the kernel does not make them itself
+ * (most mounts have default_permissions). Root unless the adapter says otherwise.
  *
  * <p>The adapter marks each request with {@link #fromRequest} and the credentials are fetched only
  * when a policy asks, since most requests never need them.

@@ -45,7 +45,7 @@ public final class Main {
               fakeroot                 treat the mounting user as root inside the image (owners, modes, setuid;
                                        the control file's mknod makes device nodes)
               allow_other | allow_root let other users (or root) use the mount
-              default_permissions      the kernel checks permissions even on a mount only root can reach
+              default_permissions      check permissions even on a mount only root can reach
               auto_unmount, uid=N, gid=N, umask=M   passed to FUSE
               dev | nodev, suid | nosuid   device nodes and setuid files work (root only; default nodev, nosuid)
               remount                  with ro or rw: switch a running mount (mount -o remount,ro MNT)

@@ -110,7 +110,7 @@ class MountSpecTest {
 
     private static boolean needsValue(String name) {
         return List.of("uid", "gid", "umask", "log", "errors", "control", "cache_size", "commit", "dirty_expire", "idle_flush", "journal",
-                "offset", "partition").contains(name);
+                "offset", "partition", "transport").contains(name);
     }
 
     private static String sampleValue(String name) {
@@ -120,6 +120,7 @@ class MountSpecTest {
             case "log" -> "/tmp/x.log";
             case "control" -> "ctl";
             case "cache_size" -> "8M";
+            case "transport" -> "libfuse2";
             default -> "1";
         };
     }
