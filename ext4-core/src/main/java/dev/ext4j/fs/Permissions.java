@@ -16,6 +16,7 @@ import dev.ext4j.xattr.XattrNames;
  * checks everything itself, as the VFS does for ext4: {@link #checkPermission}
  * (generic_permission() with posix_acl_permission()), {@link #checkMayOpen} (may_open()),
  * {@link #checkCreate} and {@link #checkDelete} (may_create(), may_delete() with the sticky bit),
+ * {@link #checkLinkSource} (may_linkat()),
  * {@link #checkChmod}, {@link #checkChown} and {@link #checkTimes} (setattr_prepare(),
  * may_setattr()) and {@link #checkXattr} (xattr_permission(), set_posix_acl()).
  *
@@ -36,7 +37,7 @@ public final class Permissions {
      * FUSE passes on; such an open needs execute permission, not read.
      */
     public static final int FMODE_EXEC = 040;
-    private static final int S_ISGID = 02000, S_ISVTX = 01000;
+    private static final int S_ISUID = 04000, S_ISGID = 02000, S_ISVTX = 01000;
 
     /** An inode's access ACL in the VFS xattr format, null for none; read only when a check needs it. */
     @FunctionalInterface
@@ -218,6 +219,30 @@ public final class Permissions {
         }
         if ((victim.flags() & (Inode.APPEND_FL | Inode.IMMUTABLE_FL)) != 0) {
             throw new Ext4Exception(Errno.EPERM, "inode " + victim.ino() + " is immutable or append-only: it cannot be removed");
+        }
+    }
+
+    /**
+     * may_linkat() with fs.protected_hardlinks set: anyone but the owner and root may link only a
+     * regular file that is neither setuid nor setgid-executable and that they may read and write;
+     * EPERM otherwise.
+     */
+    public static void checkLinkSource(FileAttributes a, AclSource acl) throws Ext4Exception {
+        int mode = a.mode();
+        if (ownerOrRoot(a)) {
+            return;
+        }
+        boolean safe = (mode & Inode.S_IFMT) == Inode.S_IFREG && (mode & S_ISUID) == 0 && (mode & (S_ISGID | 010)) != (S_ISGID | 010);
+        if (safe) {
+            try {
+                checkPermission(a, acl, R_OK | W_OK, false);
+            } catch (Ext4Exception e) {
+                safe = false;
+            }
+        }
+        if (!safe) {
+            throw new Ext4Exception(Errno.EPERM, "inode " + a.ino() + ": protected_hardlinks: uid " + Caller.uid()
+                    + " may link only a plain file it may read and write");
         }
     }
 

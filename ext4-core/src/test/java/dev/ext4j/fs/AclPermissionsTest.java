@@ -234,6 +234,25 @@ class AclPermissionsTest {
         assertErrno(Errno.EACCES, () -> Permissions.checkCreate(inode("0:0", 0040710, 0), () -> traverse, false));
     }
 
+    /** may_linkat(): caller, mode of a file of 0:0, answer. */
+    @ParameterizedTest(name = "{0} links a {1} file: {2}")
+    @CsvSource({
+            "2000:2000, 0100666, ok",
+            "2000:2000, 0100644, EPERM",
+            "2000:2000, 0104666, EPERM",
+            "2000:2000, 0102676, EPERM",
+            "2000:2000, 0102666, ok",
+            "2000:2000, 0020666, EPERM",
+            "0:0,       0104000, ok",
+    })
+    void hardlinks(String caller, String mode, String expected) throws Throwable {
+        as(caller);
+        FileAttributes a = inode("0:0", Integer.parseInt(mode, 8), 0);
+        expect(expected, () -> Permissions.checkLinkSource(a, Permissions.AclSource.NONE));
+        as("2000:2000");
+        Permissions.checkLinkSource(inode("2000:2000", 0104000, 0), Permissions.AclSource.NONE); // the owner links anything
+    }
+
     @Test
     void chmodIsTheOwnersAndRootsAndDropsSetgidOutsideTheGroup() throws Ext4Exception {
         FileAttributes a = inode("2000:100", 0100644, 0);

@@ -566,10 +566,22 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("link", newpath, () -> {
             long ino = resolve(oldpath);
             Parent p = parentOfNew(newpath);
+            if (checks && protectedHardlinks()) {
+                Permissions.checkLinkSource(fs.stat(ino), acl(ino));
+            }
             mayCreate(p);
             fs.link(ino, p.dir(), p.name());
             return 0;
         });
+    }
+
+    /** The sysctl fs.protected_hardlinks (may_linkat()), read at each link: 1 unless it says 0. */
+    private static boolean protectedHardlinks() {
+        try {
+            return !java.nio.file.Files.readString(java.nio.file.Path.of("/proc/sys/fs/protected_hardlinks")).trim().equals("0");
+        } catch (IOException e) {
+            return true;
+        }
     }
 
     @Override
