@@ -176,6 +176,15 @@ public final class Ext4Fuse extends FuseStubFS {
         return fs.resolveOrZero(bytes(path), search);
     }
 
+    /**
+     * The inode of a file the caller has open, when libfuse gives its path instead of its handle:
+     * an open file is used without any permission check, as the kernel uses a file descriptor.
+     */
+    private long opened(String path) throws Ext4Exception {
+        Long orphan = hidden.get(path);
+        return orphan != null ? orphan : fs.resolve(bytes(path));
+    }
+
     private static long handleOr(FuseFileInfo fi) {
         return fi == null ? 0 : fi.fh.get();
     }
@@ -203,7 +212,7 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.is(path) || control.owns(ino)) {
                 fillControl(stat);
             } else {
-                fill(stat, fs.stat(ino != 0 ? ino : resolve(path)));
+                fill(stat, fs.stat(ino != 0 ? ino : opened(path)));
             }
             return 0;
         });
@@ -298,7 +307,7 @@ public final class Ext4Fuse extends FuseStubFS {
                 return reply.length;
             }
             if (ino == 0) {
-                ino = resolve(path);
+                ino = opened(path);
             }
             return fs.read(ino, offset, view(buf, Math.min(size, 1 << 24)));
         });
@@ -334,7 +343,7 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("readdir", path, () -> {
             long ino = handleOr(fi);
             if (ino == 0) {
-                ino = resolve(path);
+                ino = opened(path);
             }
             FileStat st = new FileStat(Runtime.getSystemRuntime());
             Pointer stp = Struct.getMemory(st);
@@ -437,6 +446,10 @@ public final class Ext4Fuse extends FuseStubFS {
     public int access(String path, int mask) {
         return guard("access", path, () -> {
             if (control.is(path)) {
+                if (checks) { // as for a 0600 file of the mounting user, whose open ControlFile checks
+                    Permissions.checkPermission(new FileAttributes(ControlFile.INO, 0100600, 1, control.ownerUid(), control.ownerGid(),
+                            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4096, 0), Permissions.AclSource.NONE, mask, false);
+                }
                 return 0;
             }
             long ino = resolve(path);
@@ -738,7 +751,7 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.owns(ino)) {
                 return 0;
             }
-            fs.truncate(ino != 0 ? ino : resolve(path), size);
+            fs.truncate(ino != 0 ? ino : opened(path), size);
             return 0;
         });
     }
@@ -753,7 +766,7 @@ public final class Ext4Fuse extends FuseStubFS {
                 return control.write(ino, data);
             }
             if (ino == 0) {
-                ino = resolve(path);
+                ino = opened(path);
             }
             return fs.write(ino, offset, view(buf, size));
         });
@@ -764,7 +777,7 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("fallocate", path, () -> {
             notControl(path);
             long ino = handleOr(fi);
-            fs.fallocate(ino != 0 ? ino : resolve(path), mode, off, length);
+            fs.fallocate(ino != 0 ? ino : opened(path), mode, off, length);
             return 0;
         });
     }
@@ -808,7 +821,7 @@ public final class Ext4Fuse extends FuseStubFS {
                 return 0;
             }
             long ino = handleOr(fi);
-            fs.fsync(ino != 0 ? ino : resolve(path), isdatasync != 0);
+            fs.fsync(ino != 0 ? ino : opened(path), isdatasync != 0);
             return 0;
         });
     }
@@ -818,7 +831,7 @@ public final class Ext4Fuse extends FuseStubFS {
         // by path only: jnr-fuse binds fsyncdir without libfuse 2's int datasync argument, so fi
         // arrives holding that int (0 or 1), not a pointer, and must not be read
         return guard("fsyncdir", path, () -> {
-            fs.fsync(resolve(path), false);
+            fs.fsync(opened(path), false);
             return 0;
         });
     }
@@ -853,7 +866,8 @@ public final class Ext4Fuse extends FuseStubFS {
                 return -Errno.ENOTTY.value();
             }
             int size = Ioctls.argumentSize(cmd);
-            byte[] out = Ioctls.run(fs, resolve(path), cmd, copyIn(data, size));
+            long ino = handleOr(fi);
+            byte[] out = Ioctls.run(fs, ino != 0 ? ino : opened(path), cmd, copyIn(data, size));
             data.put(0, out, 0, Math.min(out.length, size));
             return 0;
         });
