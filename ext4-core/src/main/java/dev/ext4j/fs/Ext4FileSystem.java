@@ -210,6 +210,21 @@ public final class Ext4FileSystem implements Closeable {
         return s.namei.resolveOrZero(path);
     }
 
+    /**
+     * {@link #resolveOrZero(byte[])}, calling {@code search} on each directory before a name is
+     * looked up in it (the root first), as the kernel's path walk checks search permission
+     * (may_lookup()); it may refuse by throwing.
+     */
+    public long resolveOrZero(byte[] path, SearchCheck search) throws Ext4Exception {
+        return s.namei.resolveOrZero(path, search);
+    }
+
+    /** A check of a directory a path walk is about to look a name up in. */
+    @FunctionalInterface
+    public interface SearchCheck {
+        void check(long dirIno) throws Ext4Exception;
+    }
+
     /** Lists {@code dirIno} from {@code position}; its atime moves as the atime flags say. */
     public void readdir(long dirIno, long position, DirSink sink) throws Ext4Exception {
         s.namei.readdir(dirIno, position, sink);

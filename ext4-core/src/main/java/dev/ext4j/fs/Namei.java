@@ -706,6 +706,11 @@ final class Namei {
 
     /** {@link #resolve}, with 0 when a name on the path is not there (see {@link #find}). */
     long resolveOrZero(byte[] path) throws Ext4Exception {
+        return resolveOrZero(path, null);
+    }
+
+    /** {@link #resolveOrZero(byte[])}, calling {@code search} (when not null) on each directory before a name is looked up in it. */
+    long resolveOrZero(byte[] path, Ext4FileSystem.SearchCheck search) throws Ext4Exception {
         long ino = Ext4FileSystem.ROOT_INO;
         int i = 0;
         while (i < path.length) {
@@ -719,6 +724,9 @@ final class Namei {
             if (i > start) {
                 if (!fs.inode(ino).inode().isDirectory()) {
                     throw new Ext4Exception(Errno.ENOTDIR, "inode " + ino + " is not a directory");
+                }
+                if (search != null) {
+                    search.check(ino);
                 }
                 ino = find(ino, Arrays.copyOfRange(path, start, i));
                 if (ino == 0) {

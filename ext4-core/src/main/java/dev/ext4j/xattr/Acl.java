@@ -99,6 +99,64 @@ public final class Acl {
         return (user << 6) | ((mask >= 0 ? mask : group) << 3) | other;
     }
 
+    /**
+     * posix_acl_permission(): whether an access ACL (xattr format, entries in the canonical order)
+     * grants every bit of {@code want} (4 read, 2 write, 1 execute) to the caller {@code uid}
+     * with the groups {@code inGroup}, on an inode of owner {@code ownerUid} and group {@code
+     * ownerGid}. The first matching entry of the owner, a named user, and other decides; of the
+     * owning and named groups, the first one that matches and grants; a match that does not grant
+     * leaves other out. Named users and groups are limited by the mask. A malformed ACL grants
+     * nothing.
+     */
+    public static boolean permits(byte[] xattr, long ownerUid, long ownerGid, long uid, java.util.function.LongPredicate inGroup, int want) {
+        ByteBuffer in = ByteBuffer.wrap(xattr).order(ByteOrder.LITTLE_ENDIAN);
+        want &= 7;
+        boolean groupMatched = false;
+        for (int off = 4; off + 8 <= xattr.length; off += 8) {
+            int tag = in.getShort(off) & 0xFFFF;
+            int perm = in.getShort(off + 2) & 7;
+            long id = in.getInt(off + 4) & 0xFFFFFFFFL;
+            switch (tag) {
+                case ACL_USER_OBJ -> {
+                    if (uid == ownerUid) {
+                        return (perm & want) == want;
+                    }
+                }
+                case ACL_USER -> {
+                    if (uid == id) {
+                        return (perm & mask(in, off, xattr.length) & want) == want;
+                    }
+                }
+                case ACL_GROUP_OBJ, ACL_GROUP -> {
+                    if (inGroup.test(tag == ACL_GROUP ? id : ownerGid)) {
+                        groupMatched = true;
+                        if ((perm & want) == want) {
+                            return (perm & mask(in, off, xattr.length) & want) == want;
+                        }
+                    }
+                }
+                case ACL_MASK -> { }
+                case ACL_OTHER -> {
+                    return !groupMatched && (perm & want) == want;
+                }
+                default -> {
+                    return false;
+                }
+            }
+        }
+        return false;
+    }
+
+    /** The permissions of the ACL_MASK entry after the entry at {@code from}, all (7) without one. */
+    private static int mask(ByteBuffer in, int from, int length) {
+        for (int off = from + 8; off + 8 <= length; off += 8) {
+            if ((in.getShort(off) & 0xFFFF) == ACL_MASK) {
+                return in.getShort(off + 2) & 7;
+            }
+        }
+        return 7;
+    }
+
     /** True when the ACL says no more than the permission bits (posix_acl_equiv_mode() == 0). */
     public static boolean equivalentToMode(byte[] xattr) {
         ByteBuffer in = ByteBuffer.wrap(xattr).order(ByteOrder.LITTLE_ENDIAN);

@@ -45,7 +45,7 @@ public final class Main {
               fakeroot                 treat the mounting user as root inside the image (owners, modes, setuid;
                                        the control file's mknod makes device nodes)
               allow_other | allow_root let other users (or root) use the mount
-              default_permissions      the kernel checks permissions even on a mount only root can reach
+              default_permissions      check permissions even on a mount only root can reach
               auto_unmount, uid=N, gid=N, umask=M   passed to FUSE
               dev | nodev, suid | nosuid   device nodes and setuid files work (root only; default nodev, nosuid)
               remount                  with ro or rw: switch a running mount (mount -o remount,ro MNT)
@@ -168,9 +168,7 @@ public final class Main {
         // kernel's checks would refuse their chown); MountSpec refuses it with allow_other and the like
         boolean kernelChecks = !spec.fakeroot() && (kernelChecksPermissions(ids[0], spec.fuseOptions())
                 || opts.contains("default_permissions"));
-        if (kernelChecks && !opts.contains("default_permissions")) {
-            opts.add("default_permissions");
-        }
+        opts.remove("default_permissions");
         if (fs.isReadOnly()) {
             opts.add("ro");
         }
@@ -178,6 +176,9 @@ public final class Main {
         FuseLoop loop;
         try {
             if (lib3 != null) {
+                if (kernelChecks) {
+                    opts.add("default_permissions");
+                }
                 Ext4LowLevel ll = new Ext4LowLevel(lib3, fs, spec.controlName(), spec.mountPoint(), ids, spec.fakeroot(), kernelChecks);
                 loop = ll.mount(spec.mountPoint(), fuseArgs(opts, spec.debug()));
             } else {
@@ -189,7 +190,9 @@ public final class Main {
                 if (fs.isReadOnly()) {
                     opts.addAll(List.of("kernel_cache", "entry_timeout=60", "attr_timeout=60", "negative_timeout=60"));
                 }
-                Ext4Fuse fuse = new Ext4Fuse(fs, spec.controlName(), spec.mountPoint(), ids, spec.fakeroot());
+                // the kernel could check only the mode bits of a libfuse 2 mount, not ACLs: ext4j
+                // checks instead, so no default_permissions
+                Ext4Fuse fuse = new Ext4Fuse(fs, spec.controlName(), spec.mountPoint(), ids, spec.fakeroot(), kernelChecks);
                 loop = FuseLoop.mount(fuse, fuse.operations(), spec.mountPoint(), fuseArgs(opts, spec.debug()));
             }
         } catch (RuntimeException e) {
@@ -243,7 +246,8 @@ public final class Main {
     }
 
     /**
-     * Whether the kernel checks permissions (default_permissions). It must whenever another user
+     * Whether permissions are checked: by the kernel (default_permissions) with libfuse 3, by
+     * ext4j itself with libfuse 2 ({@link Ext4Fuse}). They must be whenever another user
      * can reach the mount: a mount by anyone but root, or with allow_other or allow_root. A mount
      * by root without them admits only root's processes (fuse_allow_current_process()), which
      * pass every check but exec; FUSE checks the exec bits of regular files itself, and sends

@@ -33,6 +33,14 @@ import ru.serce.jnrfuse.struct.Timespec;
  * EIO and a log line instead of a dead mount. The permission checks the kernel cannot make on a
  * FUSE inode are ext4-core's {@link Permissions}; the ioctls are decoded by {@link Ioctls}. Open
  * files and directories carry their inode number in the FUSE file handle.
+ *
+ * <p>With {@code checks} (a mount other users can reach), the kernel is not asked to check
+ * permissions, since libfuse 2 cannot tell it that ext4j handles POSIX ACLs and it would check the
+ * mode bits alone; every callback checks instead, as the VFS would on ext4: search permission on
+ * each directory of the path (walked from the root), then the operation's own check
+ * ({@link Permissions}), with the caller's supplementary groups read from {@code /proc/PID/status}
+ * when a check needs them. The kernel then also leaves the umask to ext4j (FUSE_CAP_DONT_MASK),
+ * so that a directory's default ACL replaces it, as on ext4.
  */
 public final class Ext4Fuse extends FuseStubFS {
     private static final System.Logger LOG = System.getLogger("ext4j");
@@ -60,11 +68,14 @@ public final class Ext4Fuse extends FuseStubFS {
      * @param fakeroot    the mounting user counts as root in every check (fuse2fs's fakeroot); the
      *                    server must then be mounted without default_permissions, and reachable by
      *                    the mounting user only
+     * @param checks      ext4j checks permissions, ACLs included (the mount must not have
+     *                    default_permissions); false when only root, or the fakeroot user, can reach it
      */
-    public Ext4Fuse(Ext4FileSystem fs, String controlName, java.nio.file.Path mountPoint, long[] owner, boolean fakeroot) {
+    public Ext4Fuse(Ext4FileSystem fs, String controlName, java.nio.file.Path mountPoint, long[] owner, boolean fakeroot, boolean checks) {
         this.fs = fs;
         this.control = new ControlFile(fs, controlName, mountPoint, owner[0], owner[1]);
         this.fakeRootUid = fakeroot ? owner[0] : -1;
+        this.checks = checks;
         this.errors = new Errors(fs::recordError, System::nanoTime);
     }
 
@@ -90,16 +101,50 @@ public final class Ext4Fuse extends FuseStubFS {
         return new long[] {ctx.uid.get(), ctx.gid.get()};
     };
 
+    /** The supplementary groups of the requesting thread: libfuse 2's context has none. */
+    private final java.util.function.Supplier<long[]> callerGroups = () -> groupsOf(getContext().pid.get());
+
     /** Errno translation and the catch-all: in {@link Errors} and nowhere else. */
     private final Errors errors;
     /** The uid treated as root (fakeroot), -1 for none. */
     private final long fakeRootUid;
+    /** ext4j checks permissions itself (see the class comment). */
+    private final boolean checks;
 
     /** Runs a callback as the request's caller, through {@link Errors}. */
     int guard(String op, String path, Errors.Op body) {
-        Caller.fromRequest(callerIds, fakeRootUid);
+        Caller.fromRequest(callerIds, fakeRootUid, checks ? callerGroups : null);
         return errors.call(op, path, body);
     }
+
+    /**
+     * The supplementary groups of process (or thread) {@code pid}: the {@code Groups:} line of
+     * {@code /proc/PID/status}, as fuse2fs reads them; none when the process is gone.
+     */
+    static long[] groupsOf(long pid) {
+        try (var lines = java.nio.file.Files.lines(java.nio.file.Path.of("/proc", Long.toString(pid), "status"))) {
+            return lines.filter(l -> l.startsWith("Groups:")).findFirst()
+                    .map(l -> java.util.Arrays.stream(l.substring("Groups:".length()).trim().split("\\s+"))
+                            .filter(g -> !g.isEmpty()).mapToLong(Long::parseLong).toArray())
+                    .orElse(new long[0]);
+        } catch (IOException | java.io.UncheckedIOException e) {
+            return new long[0];
+        }
+    }
+
+    /** With {@link #checks}: the caller needs {@code mask} (R_OK, W_OK, X_OK) on inode {@code ino}. */
+    private void permit(long ino, int mask) throws Ext4Exception {
+        if (checks) {
+            Permissions.checkPermission(fs.stat(ino), acl(ino), mask, fs.isReadOnly());
+        }
+    }
+
+    private Permissions.AclSource acl(long ino) {
+        return Permissions.AclSource.of(fs, ino);
+    }
+
+    /** may_lookup(): search permission on each directory a path walk passes. */
+    private final Ext4FileSystem.SearchCheck search = dir -> permit(dir, Permissions.X_OK);
 
     private byte[] bytes(String s) {
         return s.getBytes(charset);
@@ -121,7 +166,23 @@ public final class Ext4Fuse extends FuseStubFS {
     /** {@link #resolve}, with 0 for a path that is not there (every create looks its name up first). */
     private long resolveOrZero(String path) throws Ext4Exception {
         Long orphan = hidden.get(path);
-        return orphan != null ? orphan : fs.resolveOrZero(bytes(path));
+        if (!checks) {
+            return orphan != null ? orphan : fs.resolveOrZero(bytes(path));
+        }
+        if (orphan != null) {
+            parent(path); // its directories are searched as for any other name
+            return orphan;
+        }
+        return fs.resolveOrZero(bytes(path), search);
+    }
+
+    /**
+     * The inode of a file the caller has open, when libfuse gives its path instead of its handle:
+     * an open file is used without any permission check, as the kernel uses a file descriptor.
+     */
+    private long opened(String path) throws Ext4Exception {
+        Long orphan = hidden.get(path);
+        return orphan != null ? orphan : fs.resolve(bytes(path));
     }
 
     private static long handleOr(FuseFileInfo fi) {
@@ -151,7 +212,7 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.is(path) || control.owns(ino)) {
                 fillControl(stat);
             } else {
-                fill(stat, fs.stat(ino != 0 ? ino : resolve(path)));
+                fill(stat, fs.stat(ino != 0 ? ino : opened(path)));
             }
             return 0;
         });
@@ -224,8 +285,12 @@ public final class Ext4Fuse extends FuseStubFS {
                 return 0;
             }
             long ino = resolve(path);
-            // may_open(): the VFS cannot see immutable and append-only on a FUSE inode
-            Permissions.checkOpen(fs.stat(ino), fi.flags.get(), fs.isReadOnly());
+            if (checks) {
+                Permissions.checkMayOpen(fs.stat(ino), acl(ino), fi.flags.get(), fs.isReadOnly());
+            } else {
+                // may_open(): the VFS cannot see immutable and append-only on a FUSE inode
+                Permissions.checkOpen(fs.stat(ino), fi.flags.get(), fs.isReadOnly());
+            }
             fs.open(ino);
             fi.fh.set(ino);
             return 0;
@@ -242,7 +307,7 @@ public final class Ext4Fuse extends FuseStubFS {
                 return reply.length;
             }
             if (ino == 0) {
-                ino = resolve(path);
+                ino = opened(path);
             }
             return fs.read(ino, offset, view(buf, Math.min(size, 1 << 24)));
         });
@@ -267,6 +332,7 @@ public final class Ext4Fuse extends FuseStubFS {
             if ((fs.stat(ino).mode() & 0xF000) != 0x4000) {
                 return -Errno.ENOTDIR.value();
             }
+            permit(ino, Permissions.R_OK);
             fi.fh.set(ino);
             return 0;
         });
@@ -277,7 +343,7 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("readdir", path, () -> {
             long ino = handleOr(fi);
             if (ino == 0) {
-                ino = resolve(path);
+                ino = opened(path);
             }
             FileStat st = new FileStat(Runtime.getSystemRuntime());
             Pointer stp = Struct.getMemory(st);
@@ -330,7 +396,11 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.is(path)) {
                 return -Errno.ENODATA.value();
             }
-            byte[] found = fs.findXattr(resolve(path), xattrName(name));
+            long ino = resolve(path);
+            if (checks) {
+                Permissions.checkXattr(fs.stat(ino), acl(ino), name, false, fs.isReadOnly());
+            }
+            byte[] found = fs.findXattr(ino, xattrName(name));
             return found == null ? -Errno.ENODATA.value() : copyOut(found, value, size);
         });
     }
@@ -376,11 +446,15 @@ public final class Ext4Fuse extends FuseStubFS {
     public int access(String path, int mask) {
         return guard("access", path, () -> {
             if (control.is(path)) {
+                if (checks) { // as for a 0600 file of the mounting user, whose open ControlFile checks
+                    Permissions.checkPermission(new FileAttributes(ControlFile.INO, 0100600, 1, control.ownerUid(), control.ownerGid(),
+                            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4096, 0), Permissions.AclSource.NONE, mask, false);
+                }
                 return 0;
             }
             long ino = resolve(path);
-            // asked only without default_permissions, when every caller is root (see Main)
-            Permissions.checkAccess(fs.stat(ino), mask, fs.isReadOnly());
+            // asked only without default_permissions: when every caller is root (see Main), or with checks
+            Permissions.checkPermission(fs.stat(ino), checks ? acl(ino) : Permissions.AclSource.NONE, mask, fs.isReadOnly());
             return 0;
         });
     }
@@ -398,9 +472,45 @@ public final class Ext4Fuse extends FuseStubFS {
             slash--;
         }
         byte[] name = java.util.Arrays.copyOfRange(p, slash + 1, p.length);
-        long dir = fs.resolve(java.util.Arrays.copyOfRange(p, 0, Math.max(slash, 1)));
+        byte[] dirPath = java.util.Arrays.copyOfRange(p, 0, Math.max(slash, 1));
+        if (!checks) {
+            return new Parent(fs.resolve(dirPath), name);
+        }
+        long dir = fs.resolveOrZero(dirPath, search);
+        if (dir == 0) {
+            throw new Ext4Exception(Errno.ENOENT, "no such path");
+        }
+        if ((fs.stat(dir).mode() & 0xF000) != 0x4000) {
+            throw new Ext4Exception(Errno.ENOTDIR, "inode " + dir + " is not a directory");
+        }
+        search.check(dir);
         return new Parent(dir, name);
     }
+
+    /** With {@link #checks}: may_create() in {@code p}'s directory. */
+    private void mayCreate(Parent p) throws Ext4Exception {
+        if (checks) {
+            Permissions.checkCreate(fs.stat(p.dir()), acl(p.dir()), fs.isReadOnly());
+        }
+    }
+
+    /** With {@link #checks}: may_delete() of inode {@code victim} from {@code p}'s directory. */
+    private void mayDelete(Parent p, long victim) throws Ext4Exception {
+        if (checks) {
+            Permissions.checkDelete(fs.stat(p.dir()), acl(p.dir()), fs.stat(victim), fs.isReadOnly());
+        }
+    }
+
+    /**
+     * The mode of a new inode in {@code dir}: with {@link #checks} the kernel leaves the umask to
+     * ext4j (FUSE_CAP_DONT_MASK), which applies it unless the directory has a default ACL.
+     */
+    private int createMode(long dir, long mode) throws Ext4Exception {
+        return ownUmask ? fs.createMode(dir, (int) mode, getContext().umask.intValue()) : (int) mode;
+    }
+
+    /** Whether the kernel agreed to leave the umask to ext4j (set by {@link #init}). */
+    private volatile boolean ownUmask;
 
     /**
      * The parent and name of a new entry. The control file's name at the root is taken, as a
@@ -424,7 +534,8 @@ public final class Ext4Fuse extends FuseStubFS {
     public int create(String path, @jnr.ffi.types.mode_t long mode, FuseFileInfo fi) {
         return guard("create", path, () -> {
             Parent p = parentOfNew(path);
-            long ino = fs.mknod(p.dir(), p.name(), (int) mode, 0, 0, Caller.uid(), Caller.gid());
+            mayCreate(p);
+            long ino = fs.mknod(p.dir(), p.name(), createMode(p.dir(), mode), 0, 0, Caller.uid(), Caller.gid());
             fs.open(ino);
             fi.fh.set(ino);
             return 0;
@@ -435,9 +546,10 @@ public final class Ext4Fuse extends FuseStubFS {
     public int mknod(String path, @jnr.ffi.types.mode_t long mode, @jnr.ffi.types.dev_t long rdev) {
         return guard("mknod", path, () -> {
             Parent p = parentOfNew(path);
+            mayCreate(p);
             int major = (int) (((rdev >>> 8) & 0xFFF) | ((rdev >>> 32) & ~0xFFFL));
             int minor = (int) ((rdev & 0xFF) | ((rdev >>> 12) & ~0xFFL));
-            fs.mknod(p.dir(), p.name(), (int) mode, major, minor, Caller.uid(), Caller.gid());
+            fs.mknod(p.dir(), p.name(), createMode(p.dir(), mode), major, minor, Caller.uid(), Caller.gid());
             return 0;
         });
     }
@@ -446,7 +558,8 @@ public final class Ext4Fuse extends FuseStubFS {
     public int mkdir(String path, @jnr.ffi.types.mode_t long mode) {
         return guard("mkdir", path, () -> {
             Parent p = parentOfNew(path);
-            fs.mkdir(p.dir(), p.name(), (int) mode, Caller.uid(), Caller.gid());
+            mayCreate(p);
+            fs.mkdir(p.dir(), p.name(), createMode(p.dir(), mode), Caller.uid(), Caller.gid());
             return 0;
         });
     }
@@ -455,6 +568,7 @@ public final class Ext4Fuse extends FuseStubFS {
     public int symlink(String target, String path) {
         return guard("symlink", path, () -> {
             Parent p = parentOfNew(path);
+            mayCreate(p);
             fs.symlink(p.dir(), p.name(), bytes(target), Caller.uid(), Caller.gid());
             return 0;
         });
@@ -465,9 +579,22 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("link", newpath, () -> {
             long ino = resolve(oldpath);
             Parent p = parentOfNew(newpath);
+            if (checks && protectedHardlinks()) {
+                Permissions.checkLinkSource(fs.stat(ino), acl(ino));
+            }
+            mayCreate(p);
             fs.link(ino, p.dir(), p.name());
             return 0;
         });
+    }
+
+    /** The sysctl fs.protected_hardlinks (may_linkat()), read at each link: 1 unless it says 0. */
+    private static boolean protectedHardlinks() {
+        try {
+            return !java.nio.file.Files.readString(java.nio.file.Path.of("/proc/sys/fs/protected_hardlinks")).trim().equals("0");
+        } catch (IOException e) {
+            return true;
+        }
     }
 
     @Override
@@ -478,6 +605,9 @@ public final class Ext4Fuse extends FuseStubFS {
                 return 0; // libfuse forgetting a hidden name: the inode went at its last release
             }
             Parent p = parent(path);
+            if (checks) {
+                mayDelete(p, fs.lookup(p.dir(), p.name()));
+            }
             fs.unlink(p.dir(), p.name());
             return 0;
         });
@@ -488,6 +618,9 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("rmdir", path, () -> {
             notControl(path);
             Parent p = parent(path);
+            if (checks) {
+                mayDelete(p, fs.lookup(p.dir(), p.name()));
+            }
             fs.rmdir(p.dir(), p.name());
             return 0;
         });
@@ -500,6 +633,9 @@ public final class Ext4Fuse extends FuseStubFS {
             notControl(newpath);
             Parent from = parent(oldpath);
             Parent to = parent(newpath);
+            if (checks) {
+                mayRename(from, to, newpath);
+            }
             if (isHiding(newpath)) {
                 long ino = resolve(oldpath);
                 if (fs.isReferenced(ino)) {
@@ -513,6 +649,28 @@ public final class Ext4Fuse extends FuseStubFS {
         });
     }
 
+    /**
+     * vfs_rename()'s checks: none when both names are one inode; may_delete() of the source;
+     * may_delete() of the target or may_create() where it goes; write permission on a directory
+     * that changes parent (its ".." changes).
+     */
+    private void mayRename(Parent from, Parent to, String newpath) throws Ext4Exception {
+        long source = fs.lookup(from.dir(), from.name());
+        long target = hidden.containsKey(newpath) ? hidden.get(newpath) : fs.resolveOrZero(bytes(newpath));
+        if (source == target) {
+            return;
+        }
+        mayDelete(from, source);
+        if (target != 0) {
+            mayDelete(to, target);
+        } else {
+            mayCreate(to);
+        }
+        if (from.dir() != to.dir() && (fs.stat(source).mode() & 0xF000) == 0x4000) {
+            permit(source, Permissions.W_OK);
+        }
+    }
+
     /** libfuse hiding an open file it was asked to unlink: a fresh .fuse_hidden* name. */
     private boolean isHiding(String newpath) {
         return newpath.substring(newpath.lastIndexOf('/') + 1).startsWith(HIDDEN_PREFIX) && !hidden.containsKey(newpath);
@@ -522,7 +680,9 @@ public final class Ext4Fuse extends FuseStubFS {
     public int chmod(String path, @jnr.ffi.types.mode_t long mode) {
         return guard("chmod", path, () -> {
             notControl(path);
-            fs.setAttributes(resolve(path), (int) mode, null, null, null, null);
+            long ino = resolve(path);
+            int m = checks ? Permissions.checkChmod(fs.stat(ino), (int) mode) : (int) mode;
+            fs.setAttributes(ino, m, null, null, null, null);
             return 0;
         });
     }
@@ -533,7 +693,11 @@ public final class Ext4Fuse extends FuseStubFS {
             notControl(path);
             Long u = (int) uid == -1 ? null : uid & 0xFFFFFFFFL;
             Long g = (int) gid == -1 ? null : gid & 0xFFFFFFFFL;
-            fs.setAttributes(resolve(path), null, u, g, null, null);
+            long ino = resolve(path);
+            if (checks) {
+                Permissions.checkChown(fs.stat(ino), u, g);
+            }
+            fs.setAttributes(ino, null, u, g, null, null);
             return 0;
         });
     }
@@ -548,7 +712,13 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.is(path)) {
                 return 0;
             }
-            fs.setAttributes(resolve(path), null, null, null, time(timespec[0]), time(timespec[1]));
+            long ino = resolve(path);
+            Ext4FileSystem.Time atime = time(timespec[0]), mtime = time(timespec[1]);
+            if (checks) {
+                boolean bothNow = atime == Ext4FileSystem.Time.NOW && mtime == Ext4FileSystem.Time.NOW;
+                Permissions.checkTimes(fs.stat(ino), acl(ino), bothNow, fs.isReadOnly());
+            }
+            fs.setAttributes(ino, null, null, null, atime, mtime);
             return 0;
         });
     }
@@ -567,7 +737,9 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.is(path)) {
                 return 0; // the O_TRUNC of "echo cmd > .ext4j-control"
             }
-            fs.truncate(resolve(path), size);
+            long ino = resolve(path);
+            permit(ino, Permissions.W_OK); // truncate(2); O_TRUNC and ftruncate(2) come with a file handle
+            fs.truncate(ino, size);
             return 0;
         });
     }
@@ -579,7 +751,7 @@ public final class Ext4Fuse extends FuseStubFS {
             if (control.owns(ino)) {
                 return 0;
             }
-            fs.truncate(ino != 0 ? ino : resolve(path), size);
+            fs.truncate(ino != 0 ? ino : opened(path), size);
             return 0;
         });
     }
@@ -594,7 +766,7 @@ public final class Ext4Fuse extends FuseStubFS {
                 return control.write(ino, data);
             }
             if (ino == 0) {
-                ino = resolve(path);
+                ino = opened(path);
             }
             return fs.write(ino, offset, view(buf, size));
         });
@@ -605,7 +777,7 @@ public final class Ext4Fuse extends FuseStubFS {
         return guard("fallocate", path, () -> {
             notControl(path);
             long ino = handleOr(fi);
-            fs.fallocate(ino != 0 ? ino : resolve(path), mode, off, length);
+            fs.fallocate(ino != 0 ? ino : opened(path), mode, off, length);
             return 0;
         });
     }
@@ -616,7 +788,11 @@ public final class Ext4Fuse extends FuseStubFS {
             notControl(path);
             byte[] v = new byte[(int) size];
             value.get(0, v, 0, v.length);
-            fs.setXattr(resolve(path), xattrName(name), v, flags);
+            long ino = resolve(path);
+            if (checks) {
+                Permissions.checkXattr(fs.stat(ino), acl(ino), name, true, fs.isReadOnly());
+            }
+            fs.setXattr(ino, xattrName(name), v, flags);
             return 0;
         });
     }
@@ -625,7 +801,11 @@ public final class Ext4Fuse extends FuseStubFS {
     public int removexattr(String path, String name) {
         return guard("removexattr", path, () -> {
             notControl(path);
-            fs.removeXattr(resolve(path), xattrName(name));
+            long ino = resolve(path);
+            if (checks) {
+                Permissions.checkXattr(fs.stat(ino), acl(ino), name, true, fs.isReadOnly());
+            }
+            fs.removeXattr(ino, xattrName(name));
             return 0;
         });
     }
@@ -641,7 +821,7 @@ public final class Ext4Fuse extends FuseStubFS {
                 return 0;
             }
             long ino = handleOr(fi);
-            fs.fsync(ino != 0 ? ino : resolve(path), isdatasync != 0);
+            fs.fsync(ino != 0 ? ino : opened(path), isdatasync != 0);
             return 0;
         });
     }
@@ -651,7 +831,7 @@ public final class Ext4Fuse extends FuseStubFS {
         // by path only: jnr-fuse binds fsyncdir without libfuse 2's int datasync argument, so fi
         // arrives holding that int (0 or 1), not a pointer, and must not be read
         return guard("fsyncdir", path, () -> {
-            fs.fsync(resolve(path), false);
+            fs.fsync(opened(path), false);
             return 0;
         });
     }
@@ -662,9 +842,15 @@ public final class Ext4Fuse extends FuseStubFS {
     private static final int CONN_CAPABLE = 20, CONN_WANT = 24;
     /** FUSE_CAP_IOCTL_DIR: without it in {@code want}, libfuse 2.9 answers ENOTTY to ioctls on directories. */
     private static final int FUSE_CAP_IOCTL_DIR = 1 << 11;
+    /** FUSE_CAP_DONT_MASK: the kernel passes the umask instead of applying it (fuse_context.umask). */
+    private static final int FUSE_CAP_DONT_MASK = 1 << 6;
 
     @Override
     public Pointer init(Pointer conn) {
+        if (checks && conn != null && (conn.getInt(CONN_CAPABLE) & FUSE_CAP_DONT_MASK) != 0) {
+            conn.putInt(CONN_WANT, conn.getInt(CONN_WANT) | FUSE_CAP_DONT_MASK);
+            ownUmask = true;
+        }
         if (conn != null && (conn.getInt(CONN_CAPABLE) & FUSE_CAP_IOCTL_DIR) != 0) {
             conn.putInt(CONN_WANT, conn.getInt(CONN_WANT) | FUSE_CAP_IOCTL_DIR);
         } else {
@@ -680,7 +866,8 @@ public final class Ext4Fuse extends FuseStubFS {
                 return -Errno.ENOTTY.value();
             }
             int size = Ioctls.argumentSize(cmd);
-            byte[] out = Ioctls.run(fs, resolve(path), cmd, copyIn(data, size));
+            long ino = handleOr(fi);
+            byte[] out = Ioctls.run(fs, ino != 0 ? ino : opened(path), cmd, copyIn(data, size));
             data.put(0, out, 0, Math.min(out.length, size));
             return 0;
         });

@@ -97,15 +97,17 @@ class ErrnoIT extends FuseTestBase {
 
     static Stream<Arguments> variants() {
         return Stream.of(
-                Arguments.of("4k", List.of("-b", "4096"), true),
-                Arguments.of("1k", List.of("-b", "1024"), true),
-                Arguments.of("ext3", List.of("-t", "ext3", "-b", "4096"), false));
+                Arguments.of("4k", List.of("-b", "4096"), true, List.of()),
+                Arguments.of("1k", List.of("-b", "1024"), true, List.of()),
+                Arguments.of("ext3", List.of("-t", "ext3", "-b", "4096"), false, List.of()),
+                // libfuse 2's path API, where ext4j checks permissions itself
+                Arguments.of("4k transport=libfuse2", List.of("-b", "4096"), true, List.of("transport=libfuse2")));
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("variants")
-    void errorsMatchTheKernel(String name, List<String> mkfs, boolean extents) throws IOException {
-        Path dir = newDir("errno-" + name);
+    void errorsMatchTheKernel(String name, List<String> mkfs, boolean extents, List<String> transport) throws IOException {
+        Path dir = newDir("errno-" + name.replace(' ', '-'));
         Path image = dir.resolve("ext4j.img");
         Tools.mkfs(null, image, "64M", mkfs);
         Path kernelImage = dir.resolve("kernel.img");
@@ -121,7 +123,9 @@ class ErrnoIT extends FuseTestBase {
         assertEquals(List.of(), missing, "the script does not test what it claims (lines missing from the kernel's output):\n" + kernel);
 
         // allow_other: without it the kernel refuses every access by another user to a FUSE mount
-        String out = onExt4j(image, dir, ErrnoIT::runRootThenNobody, "allow_other");
+        List<String> opts = new ArrayList<>(List.of("allow_other"));
+        opts.addAll(transport);
+        String out = onExt4j(image, dir, ErrnoIT::runRootThenNobody, opts.toArray(String[]::new));
         assertAll("ext4j on " + name,
                 () -> assertEquals(List.of(), differences(kernel, out), "operations whose outcome differs from the kernel's"),
                 () -> assertEquals(kernel, out, "output differs from the kernel's (order or extra lines)"),
