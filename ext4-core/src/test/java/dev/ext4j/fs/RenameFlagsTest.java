@@ -14,6 +14,12 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -121,8 +127,69 @@ class RenameFlagsTest {
     }
 
     /**
+     * Two renames onto one new name with RENAME_NOREPLACE, from two directories at once: the
+     * check is made under the rename's locks, so exactly one wins and the other keeps its name.
+     */
+    @Test
+    void noReplaceRacesHaveOneWinner() throws Exception {
+        Path img = Images.mkfs(work.resolve("race.img"), "16M", List.of(), null);
+        int rounds = 100;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults());
+             var pool = new AutoCloseableExecutor(2)) {
+            long da = fs.mkdir(ROOT, name("a"), 0755, 0, 0);
+            long db = fs.mkdir(ROOT, name("b"), 0755, 0, 0);
+            long target = fs.mkdir(ROOT, name("t"), 0755, 0, 0);
+            for (int i = 0; i < rounds; i++) {
+                String n = "n" + i;
+                long a = file(fs, da, n, "a");
+                long b = file(fs, db, n, "b");
+                CyclicBarrier start = new CyclicBarrier(2);
+                Future<Errno> fa = pool.submit(() -> renameAfter(start, fs, da, n, target));
+                Future<Errno> fb = pool.submit(() -> renameAfter(start, fs, db, n, target));
+                Errno ea = fa.get(30, TimeUnit.SECONDS);
+                Errno eb = fb.get(30, TimeUnit.SECONDS);
+                assertTrue(ea == null ^ eb == null, "round " + i + ": one wins, one loses: " + ea + ", " + eb);
+                assertEquals(Errno.EEXIST, ea == null ? eb : ea);
+                long won = fs.lookup(target, name(n));
+                assertEquals(ea == null ? a : b, won);
+                assertEquals(ea == null ? b : a, fs.lookup(ea == null ? db : da, name(n)), "the loser keeps its name");
+            }
+        }
+        Images.assertClean(img);
+    }
+
+    private static Errno renameAfter(CyclicBarrier start, Ext4FileSystem fs, long dir, String n, long target) throws Exception {
+        start.await(30, TimeUnit.SECONDS);
+        try {
+            fs.rename(dir, name(n), target, name(n), Ext4FileSystem.RENAME_NOREPLACE);
+            return null;
+        } catch (Ext4Exception e) {
+            return e.errno();
+        }
+    }
+
+    /** A fixed pool that try-with-resources shuts down. */
+    private static final class AutoCloseableExecutor implements AutoCloseable {
+        private final ExecutorService pool;
+
+        AutoCloseableExecutor(int threads) {
+            pool = Executors.newFixedThreadPool(threads);
+        }
+
+        <T> Future<T> submit(Callable<T> task) {
+            return pool.submit(task);
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            pool.shutdownNow();
+            assertTrue(pool.awaitTermination(30, TimeUnit.SECONDS));
+        }
+    }
+
+    /**
      * Exchanges between a small directory (inline with inline_data) and an htree one: a file with
-     * a directory across parents (the parents' counts move), two directories across parents
+     * a small directory across parents (the parents' counts move), two directories across parents
      * (both ".." change, the counts stay), two files in one directory; then what must fail.
      */
     @ParameterizedTest(name = "{0}")
@@ -148,6 +215,10 @@ class RenameFlagsTest {
             d = fs.mkdir(p2, name("d"), 0700, 0, 0);
             inner = file(fs, d, "inner", "inside d");
             e = fs.mkdir(p2, name("e"), 0755, 0, 0);
+            for (int i = 0; i < 300; i++) {
+                file(fs, e, String.format("entry-of-e-with-a-long-name-%04d", i), "");
+            }
+            assertTrue((fs.stat(e).flags() & Inode.INDEX_FL) != 0, "e is an htree directory: its \"..\" is in the dx root");
             g = file(fs, p2, "g", "file g");
             if (v.name().equals("inline_data")) {
                 assertTrue((fs.stat(p1).flags() & Inode.INLINE_DATA_FL) != 0, "p1 is an inline directory");
@@ -179,7 +250,7 @@ class RenameFlagsTest {
 
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
             assertEquals(p1, fs.lookup(d, name("..")), "read from the image");
-            // two directories across parents: both ".." change, the counts stay
+            // two directories (one small, one htree) across parents: both ".." change, the counts stay
             fs.rename(p2, name("e"), p1, name("f"), exchange);
             assertEquals(e, fs.lookup(p1, name("f")));
             assertEquals(d, fs.lookup(p2, name("e")));
