@@ -3,6 +3,7 @@ package dev.ext4j.fs;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
@@ -12,6 +13,7 @@ import dev.ext4j.testutil.ImageVariant;
 import dev.ext4j.testutil.Images;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -123,6 +125,72 @@ class RenameFlagsTest {
             long dir = fs.lookup(ROOT, name("d"));
             assertEquals("A", content(fs, fs.lookup(dir, name("c"))));
             assertEquals(dir, fs.lookup(fs.lookup(dir, name("sub")), name("..")));
+        }
+    }
+
+    /**
+     * The kernel as the oracle: the same exchanges (a file with a directory across parents, then
+     * two directories across parents) made by the kernel's ext4 on a twin image show the same
+     * link counts and types as ext4j's image does when the kernel mounts it.
+     */
+    @Test
+    void exchangeShowsAsTheKernelsOwn() throws Exception {
+        assumeTrue("root".equals(System.getProperty("user.name")) && Files.exists(Path.of("/dev/loop-control")),
+                "kernel loop mounts need root and /dev/loop-control");
+        Path ours = Images.mkfs(work.resolve("ours.img"), "16M", List.of(), null);
+        Path theirs = Images.mkfs(work.resolve("theirs.img"), "16M", List.of(), null);
+        int exchange = Ext4FileSystem.RENAME_EXCHANGE;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(ours, MountOptions.defaults())) {
+            long p1 = fs.mkdir(ROOT, name("p1"), 0755, 0, 0);
+            long p2 = fs.mkdir(ROOT, name("p2"), 0755, 0, 0);
+            file(fs, p1, "f", "f");
+            long d = fs.mkdir(p2, name("d"), 0755, 0, 0);
+            fs.mkdir(d, name("sub"), 0755, 0, 0);
+            fs.mkdir(p2, name("e"), 0755, 0, 0);
+            fs.rename(p1, name("f"), p2, name("d"), exchange);
+            fs.rename(p2, name("e"), p1, name("f"), exchange);
+        }
+        Images.assertClean(ours);
+        String script = "import ctypes, os, sys\n"
+                + "libc = ctypes.CDLL(None, use_errno=True)\n"
+                + "def x(a, b):\n"
+                + "    if libc.renameat2(-100, a.encode(), -100, b.encode(), 2) != 0:\n"
+                + "        sys.exit('renameat2 %s %s: %s' % (a, b, os.strerror(ctypes.get_errno())))\n"
+                + "m = sys.argv[1]\n"
+                + "os.mkdir(m + '/p1'); os.mkdir(m + '/p2')\n"
+                + "open(m + '/p1/f', 'w').write('f')\n"
+                + "os.mkdir(m + '/p2/d'); os.mkdir(m + '/p2/d/sub'); os.mkdir(m + '/p2/e')\n"
+                + "x(m + '/p1/f', m + '/p2/d')\n"
+                + "x(m + '/p2/e', m + '/p1/f')\n";
+        Path py = Files.writeString(work.resolve("exchange.py"), script);
+        Path mnt = Files.createDirectories(work.resolve("mnt"));
+        withKernelMount(theirs, mnt, "loop", () -> Images.runOk(List.of("python3", py.toString(), mnt.toString())));
+        Images.assertClean(theirs);
+        List<String> shown = List.of("p1", "p2", "p1/f", "p2/d", "p2/e", "p2/e/sub");
+        String kernels = withKernelMount(theirs, mnt, "loop,ro", () -> statAll(mnt, shown));
+        String ext4js = withKernelMount(ours, mnt, "loop,ro", () -> statAll(mnt, shown));
+        assertEquals(kernels, ext4js);
+        assertTrue(kernels.contains("p2/e/sub directory 2"), kernels);
+    }
+
+    private static String statAll(Path mnt, List<String> names) {
+        StringBuilder b = new StringBuilder();
+        for (String n : names) {
+            b.append(n).append(' ').append(Images.runOk(List.of("stat", "-c", "%F %h", mnt.resolve(n).toString())).stdout());
+        }
+        return b.toString();
+    }
+
+    /** {@code mount -t ext4 -o opts img mnt}, {@code body}, and always the unmount. */
+    private static <T> T withKernelMount(Path img, Path mnt, String opts, java.util.function.Supplier<T> body) {
+        Images.Result r = Images.run(List.of("mount", "-t", "ext4", "-o", opts, img.toString(), mnt.toString()));
+        assertEquals(0, r.exitCode(), "mount -o " + opts + " " + img + ": " + r.all());
+        try {
+            return body.get();
+        } finally {
+            if (Images.run(List.of("umount", mnt.toString())).exitCode() != 0) {
+                Images.run(List.of("umount", "-l", mnt.toString()));
+            }
         }
     }
 
