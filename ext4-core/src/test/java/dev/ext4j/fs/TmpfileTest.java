@@ -182,6 +182,29 @@ class TmpfileTest {
         Images.assertClean(img);
     }
 
+    /** The same crash on a journaled mount: the orphan link commits with the inode; replay, then cleanup, free it. */
+    @Test
+    void aTmpfileOpenAtACrashOfAJournaledMountIsFreedByTheNextMount() throws Exception {
+        Path img = mkfs("jcrash.img");
+        Path crashed = work.resolve("jcrashed.img");
+        MountOptions journaled = MountOptions.defaults();
+        long free0;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, journaled)) {
+            free0 = fs.statfs().freeBlocks();
+            long ino = fs.tmpfile(ROOT, 0600, 0, 0);
+            fs.write(ino, 0, ByteBuffer.wrap(pattern(400_000, 5)));
+            fs.fsync(ino, false);
+            Files.copy(img, crashed);
+        }
+        assertTrue(Images.dumpe2fsHeader(crashed).get("Filesystem features").contains("needs_recovery"), "a crashed journaled mount");
+        try (Ext4FileSystem fs = Ext4FileSystem.open(crashed, journaled)) {
+            assertEquals(free0, fs.statfs().freeBlocks(), "replay, then the orphan cleanup freed it");
+        }
+        assertEquals(0, firstOrphan(crashed));
+        Images.assertClean(crashed);
+        Images.assertClean(img);
+    }
+
     @Test
     void aTmpfileIsMadeAsMknodMakesOneAndRefusedAsTheKernelRefuses() throws Exception {
         Path img = mkfs("rules.img");
