@@ -28,6 +28,7 @@ import java.util.List;
  * <li>{@link Evict}: open counts, and freeing inodes whose last name went;
  * <li>{@link SuperState}: the superblock's state, errors and statfs; {@link Flusher}: background writeback;
  * <li>{@link Ioctl}: chattr flags, migrate, resize;
+ * <li>{@link Freeze}: freeze, thaw and remount;
  * <li>{@link Mmp}: multi-mount protection of a read-write mount of an mmp image.
  * </ul>
  *
@@ -41,12 +42,12 @@ public final class Ext4FileSystem implements Closeable {
 
     private final SuperInfo s;
     private final Ioctl ioctl;
-    /** Serializes freeze and thaw (the kernel's s_umount around freeze_super()). */
-    private final Object freezeLock = new Object();
+    private final Freeze freezer;
 
     Ext4FileSystem(SuperInfo s) {
         this.s = s;
         this.ioctl = new Ioctl(s);
+        this.freezer = new Freeze(s, this::sync);
     }
 
     /**
@@ -490,59 +491,16 @@ public final class Ext4FileSystem implements Closeable {
      * already, EROFS on a read-only mount.
      */
     public void freeze() throws Ext4Exception {
-        s.requireWritable();
-        synchronized (freezeLock) {
-            closeGateAndWriteHome(() -> { });
-            if (s.mmp != null) {
-                s.mmp.pause(); // kmmpd's writes wait for the thaw, as they pass sb_start_write()
-            }
-        }
-        LOG.log(Level.INFO, "frozen: the image is consistent until thawed");
+        freezer.freeze();
     }
 
     /** thaw_super() / ext4_unfreeze(): the superblock says not clean again, and waiting changes go on. EINVAL when not frozen. */
     public void thaw() throws Ext4Exception {
-        synchronized (freezeLock) {
-            if (!s.gate.isFrozen()) {
-                throw new Ext4Exception(Errno.EINVAL, "the filesystem is not frozen");
-            }
-            try {
-                if (s.mmp != null) {
-                    s.mmp.resume();
-                    s.mmp.tick(); // is the image still ours? another node may have taken it meanwhile
-                }
-                if (s.mmp == null || !s.mmp.failed()) {
-                    s.state.markInUse();
-                }
-            } finally {
-                s.gate.thaw();
-            }
-        }
-        LOG.log(Level.INFO, "thawed");
+        freezer.thaw();
     }
 
     public boolean isFrozen() {
         return s.gate.isFrozen();
-    }
-
-    /**
-     * What freeze and remount read-only share (freeze_super(), sync_filesystem()): the gate closed
-     * and the changes in flight finished, {@code check} passed, then everything home: dirty data
-     * written back, the journal committed and checkpointed, the superblock written clean, all
-     * durable. The gate stays closed; on a failure it opens again.
-     */
-    private void closeGateAndWriteHome(SuperInfo.Step check) throws Ext4Exception {
-        s.atime.writeLazy(0); // lazytime's access times, before the gate closes: writing them needs it
-        s.gate.freeze();
-        try {
-            s.flusher.waitIdle(); // a round that started before the gate closed
-            check.run();
-            sync(); // first: it reports a failed background write rather than going on over it
-            s.state.writeClean(() -> s.retry.run(s.writeback::writebackAll));
-        } catch (Ext4Exception | RuntimeException e) {
-            s.gate.thaw();
-            throw e;
-        }
     }
 
     /**
@@ -553,48 +511,7 @@ public final class Ext4FileSystem implements Closeable {
      * after an error (errors=remount-ro, an aborted journal, a lost MMP block), as the kernel.
      */
     public void remount(boolean readOnly) throws Ext4Exception {
-        synchronized (freezeLock) {
-            if (readOnly) {
-                remountReadOnly();
-            } else {
-                remountReadWrite();
-            }
-        }
-    }
-
-    private void remountReadOnly() throws Ext4Exception {
-        if (s.state.readOnly() || s.state.errorReadOnly() != null || s.state.journalAborted() || s.mmp != null && s.mmp.failed()) {
-            return; // read-only already; after an error changes are refused since, and the unmount writes what it still can
-        }
-        if (s.gate.isFrozen()) {
-            throw new Ext4Exception(Errno.EBUSY, "the filesystem is frozen; thaw it first");
-        }
-        closeGateAndWriteHome(() -> {
-            if (s.orphans.size() > 0) {
-                throw new Ext4Exception(Errno.EBUSY, s.orphans.size() + " file(s) whose last name went are still open;"
-                        + " they are freed at their last close, which a read-only filesystem cannot do");
-            }
-        });
-        s.state.setRemountedReadOnly(true);
-        s.gate.thaw(); // the changes that waited find the filesystem read-only
-        LOG.log(Level.INFO, "remounted read-only: everything is home and the image is clean until remounted read-write");
-    }
-
-    private void remountReadWrite() throws Ext4Exception {
-        if (s.readOnly) {
-            throw new Ext4Exception(Errno.EROFS, "the image was opened read-only (mounted with ro, a read-only image file, or a"
-                    + " feature or state that forbids writing; see the mount's messages): unmount it and mount it read-write");
-        }
-        s.state.requireNoError();
-        if (s.mmp != null && s.mmp.failed()) {
-            throw new Ext4Exception(Errno.EROFS, "the MMP block was lost to another node: unmount, and run e2fsck once it lets go");
-        }
-        if (!s.state.remountedReadOnly()) {
-            return;
-        }
-        s.state.markInUse(); // nothing changes meanwhile: every change is refused at the gate
-        s.state.setRemountedReadOnly(false);
-        LOG.log(Level.INFO, "remounted read-write");
+        freezer.remount(readOnly);
     }
 
     /** EXT4_IOC_GETFLAGS: the inode flags a user may see; see {@link Ioctl#getFlags}. */

@@ -17,6 +17,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * <li>how many file handles have it open (the kernel's lookups are counted apart, in
  * {@link InodeTable}, so that they do not keep this object in memory);</li>
  * <li>its link in the orphan list while it is on it ({@link #orphanNext()}, i_dtime on disk);</li>
+ * <li>whether link(2) may give it a first name with no link left (an O_TMPFILE inode, {@link #linkable()});</li>
  * <li>its pages in the page cache ({@link #pages()}, the kernel's i_mapping), whose bytes and
  * dirty state the page cache keeps;</li>
  * <li>the writeback state of those pages (see {@link Writeback}): i_size as writes left it in
@@ -50,9 +51,10 @@ final class InodeInfo {
     /** Lookups the kernel holds (nlookup); under this object's monitor. */
     /**
      * The VFS's I_LINKABLE: an O_TMPFILE inode not yet linked, which link(2) may give its first
-     * name though it has no link. Under the inode's write lock.
+     * name though it has no link. Set before the inode's number is handed out, cleared under the
+     * inode's write lock.
      */
-    private boolean linkable;
+    private volatile boolean linkable;
     /**
      * While on the orphan list, the next orphan's number (0 ends the list), which every write of
      * the inode stamps into i_dtime; else {@link #NOT_ORPHAN}. Changed under {@link Orphans}'

@@ -423,7 +423,8 @@ public final class ImageFileSystem extends FileSystem {
             }
             access(src.dir(), Permissions.W_OK | Permissions.X_OK);
             access(dst.dir(), Permissions.W_OK | Permissions.X_OK);
-            core.rename(src.dir(), src.name(), dst.dir(), dst.name());
+            // without replace, a target made since the check above is still refused, under the rename's locks
+            core.rename(src.dir(), src.name(), dst.dir(), dst.name(), replace ? 0 : Ext4FileSystem.RENAME_NOREPLACE);
             return null;
         });
     }

@@ -3,6 +3,7 @@ package dev.ext4j.fs;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
@@ -12,8 +13,15 @@ import dev.ext4j.testutil.ImageVariant;
 import dev.ext4j.testutil.Images;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -121,8 +129,135 @@ class RenameFlagsTest {
     }
 
     /**
+     * The kernel as the oracle: the same exchanges (a file with a directory across parents, then
+     * two directories across parents) made by the kernel's ext4 on a twin image show the same
+     * link counts and types as ext4j's image does when the kernel mounts it.
+     */
+    @Test
+    void exchangeShowsAsTheKernelsOwn() throws Exception {
+        assumeTrue("root".equals(System.getProperty("user.name")) && Files.exists(Path.of("/dev/loop-control")),
+                "kernel loop mounts need root and /dev/loop-control");
+        Path ours = Images.mkfs(work.resolve("ours.img"), "16M", List.of(), null);
+        Path theirs = Images.mkfs(work.resolve("theirs.img"), "16M", List.of(), null);
+        int exchange = Ext4FileSystem.RENAME_EXCHANGE;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(ours, MountOptions.defaults())) {
+            long p1 = fs.mkdir(ROOT, name("p1"), 0755, 0, 0);
+            long p2 = fs.mkdir(ROOT, name("p2"), 0755, 0, 0);
+            file(fs, p1, "f", "f");
+            long d = fs.mkdir(p2, name("d"), 0755, 0, 0);
+            fs.mkdir(d, name("sub"), 0755, 0, 0);
+            fs.mkdir(p2, name("e"), 0755, 0, 0);
+            fs.rename(p1, name("f"), p2, name("d"), exchange);
+            fs.rename(p2, name("e"), p1, name("f"), exchange);
+        }
+        Images.assertClean(ours);
+        String script = "import ctypes, os, sys\n"
+                + "libc = ctypes.CDLL(None, use_errno=True)\n"
+                + "def x(a, b):\n"
+                + "    if libc.renameat2(-100, a.encode(), -100, b.encode(), 2) != 0:\n"
+                + "        sys.exit('renameat2 %s %s: %s' % (a, b, os.strerror(ctypes.get_errno())))\n"
+                + "m = sys.argv[1]\n"
+                + "os.mkdir(m + '/p1'); os.mkdir(m + '/p2')\n"
+                + "open(m + '/p1/f', 'w').write('f')\n"
+                + "os.mkdir(m + '/p2/d'); os.mkdir(m + '/p2/d/sub'); os.mkdir(m + '/p2/e')\n"
+                + "x(m + '/p1/f', m + '/p2/d')\n"
+                + "x(m + '/p2/e', m + '/p1/f')\n";
+        Path py = Files.writeString(work.resolve("exchange.py"), script);
+        Path mnt = Files.createDirectories(work.resolve("mnt"));
+        withKernelMount(theirs, mnt, "loop", () -> Images.runOk(List.of("python3", py.toString(), mnt.toString())));
+        Images.assertClean(theirs);
+        List<String> shown = List.of("p1", "p2", "p1/f", "p2/d", "p2/e", "p2/e/sub");
+        String kernels = withKernelMount(theirs, mnt, "loop,ro", () -> statAll(mnt, shown));
+        String ext4js = withKernelMount(ours, mnt, "loop,ro", () -> statAll(mnt, shown));
+        assertEquals(kernels, ext4js);
+        assertTrue(kernels.contains("p2/e/sub directory 2"), kernels);
+    }
+
+    private static String statAll(Path mnt, List<String> names) {
+        StringBuilder b = new StringBuilder();
+        for (String n : names) {
+            b.append(n).append(' ').append(Images.runOk(List.of("stat", "-c", "%F %h", mnt.resolve(n).toString())).stdout());
+        }
+        return b.toString();
+    }
+
+    /** {@code mount -t ext4 -o opts img mnt}, {@code body}, and always the unmount. */
+    private static <T> T withKernelMount(Path img, Path mnt, String opts, java.util.function.Supplier<T> body) {
+        Images.Result r = Images.run(List.of("mount", "-t", "ext4", "-o", opts, img.toString(), mnt.toString()));
+        assertEquals(0, r.exitCode(), "mount -o " + opts + " " + img + ": " + r.all());
+        try {
+            return body.get();
+        } finally {
+            if (Images.run(List.of("umount", mnt.toString())).exitCode() != 0) {
+                Images.run(List.of("umount", "-l", mnt.toString()));
+            }
+        }
+    }
+
+    /**
+     * Two renames onto one new name with RENAME_NOREPLACE, from two directories at once: the
+     * check is made under the rename's locks, so exactly one wins and the other keeps its name.
+     */
+    @Test
+    void noReplaceRacesHaveOneWinner() throws Exception {
+        Path img = Images.mkfs(work.resolve("race.img"), "16M", List.of(), null);
+        int rounds = 100;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults());
+             var pool = new AutoCloseableExecutor(2)) {
+            long da = fs.mkdir(ROOT, name("a"), 0755, 0, 0);
+            long db = fs.mkdir(ROOT, name("b"), 0755, 0, 0);
+            long target = fs.mkdir(ROOT, name("t"), 0755, 0, 0);
+            for (int i = 0; i < rounds; i++) {
+                String n = "n" + i;
+                long a = file(fs, da, n, "a");
+                long b = file(fs, db, n, "b");
+                CyclicBarrier start = new CyclicBarrier(2);
+                Future<Errno> fa = pool.submit(() -> renameAfter(start, fs, da, n, target));
+                Future<Errno> fb = pool.submit(() -> renameAfter(start, fs, db, n, target));
+                Errno ea = fa.get(30, TimeUnit.SECONDS);
+                Errno eb = fb.get(30, TimeUnit.SECONDS);
+                assertTrue(ea == null ^ eb == null, "round " + i + ": one wins, one loses: " + ea + ", " + eb);
+                assertEquals(Errno.EEXIST, ea == null ? eb : ea);
+                long won = fs.lookup(target, name(n));
+                assertEquals(ea == null ? a : b, won);
+                assertEquals(ea == null ? b : a, fs.lookup(ea == null ? db : da, name(n)), "the loser keeps its name");
+            }
+        }
+        Images.assertClean(img);
+    }
+
+    private static Errno renameAfter(CyclicBarrier start, Ext4FileSystem fs, long dir, String n, long target) throws Exception {
+        start.await(30, TimeUnit.SECONDS);
+        try {
+            fs.rename(dir, name(n), target, name(n), Ext4FileSystem.RENAME_NOREPLACE);
+            return null;
+        } catch (Ext4Exception e) {
+            return e.errno();
+        }
+    }
+
+    /** A fixed pool that try-with-resources shuts down. */
+    private static final class AutoCloseableExecutor implements AutoCloseable {
+        private final ExecutorService pool;
+
+        AutoCloseableExecutor(int threads) {
+            pool = Executors.newFixedThreadPool(threads);
+        }
+
+        <T> Future<T> submit(Callable<T> task) {
+            return pool.submit(task);
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            pool.shutdownNow();
+            assertTrue(pool.awaitTermination(30, TimeUnit.SECONDS));
+        }
+    }
+
+    /**
      * Exchanges between a small directory (inline with inline_data) and an htree one: a file with
-     * a directory across parents (the parents' counts move), two directories across parents
+     * a small directory across parents (the parents' counts move), two directories across parents
      * (both ".." change, the counts stay), two files in one directory; then what must fail.
      */
     @ParameterizedTest(name = "{0}")
@@ -148,6 +283,10 @@ class RenameFlagsTest {
             d = fs.mkdir(p2, name("d"), 0700, 0, 0);
             inner = file(fs, d, "inner", "inside d");
             e = fs.mkdir(p2, name("e"), 0755, 0, 0);
+            for (int i = 0; i < 300; i++) {
+                file(fs, e, String.format("entry-of-e-with-a-long-name-%04d", i), "");
+            }
+            assertTrue((fs.stat(e).flags() & Inode.INDEX_FL) != 0, "e is an htree directory: its \"..\" is in the dx root");
             g = file(fs, p2, "g", "file g");
             if (v.name().equals("inline_data")) {
                 assertTrue((fs.stat(p1).flags() & Inode.INLINE_DATA_FL) != 0, "p1 is an inline directory");
@@ -179,7 +318,7 @@ class RenameFlagsTest {
 
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults())) {
             assertEquals(p1, fs.lookup(d, name("..")), "read from the image");
-            // two directories across parents: both ".." change, the counts stay
+            // two directories (one small, one htree) across parents: both ".." change, the counts stay
             fs.rename(p2, name("e"), p1, name("f"), exchange);
             assertEquals(e, fs.lookup(p1, name("f")));
             assertEquals(d, fs.lookup(p2, name("e")));

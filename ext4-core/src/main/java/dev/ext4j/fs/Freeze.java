@@ -1,0 +1,126 @@
+package dev.ext4j.fs;
+
+import dev.ext4j.Errno;
+import dev.ext4j.Ext4Exception;
+import java.lang.System.Logger.Level;
+
+/**
+ * Freeze, thaw and remount (super.c: freeze_super(), thaw_super(), ext4_freeze(),
+ * ext4_unfreeze(), ext4_remount()): the write gate closed and everything written home, then
+ * either held closed until the thaw or opened again on a filesystem that refuses every change.
+ * The public face is {@link Ext4FileSystem#freeze}, {@link Ext4FileSystem#thaw} and
+ * {@link Ext4FileSystem#remount}.
+ */
+final class Freeze {
+    private static final System.Logger LOG = System.getLogger("ext4j");
+
+    private final SuperInfo fs;
+    /** {@link Ext4FileSystem#sync}: everything written so far made durable. */
+    private final SuperInfo.Step sync;
+    /** Serializes freeze, thaw and remount (the kernel's s_umount around freeze_super()). */
+    private final Object freezeLock = new Object();
+
+    Freeze(SuperInfo fs, SuperInfo.Step sync) {
+        this.fs = fs;
+        this.sync = sync;
+    }
+
+    /** See {@link Ext4FileSystem#freeze}. */
+    void freeze() throws Ext4Exception {
+        fs.requireWritable();
+        synchronized (freezeLock) {
+            closeGateAndWriteHome(() -> { });
+            if (fs.mmp != null) {
+                fs.mmp.pause(); // kmmpd's writes wait for the thaw, as they pass sb_start_write()
+            }
+        }
+        LOG.log(Level.INFO, "frozen: the image is consistent until thawed");
+    }
+
+    /** See {@link Ext4FileSystem#thaw}. */
+    void thaw() throws Ext4Exception {
+        synchronized (freezeLock) {
+            if (!fs.gate.isFrozen()) {
+                throw new Ext4Exception(Errno.EINVAL, "the filesystem is not frozen");
+            }
+            try {
+                if (fs.mmp != null) {
+                    fs.mmp.resume();
+                    fs.mmp.tick(); // is the image still ours? another node may have taken it meanwhile
+                }
+                if (fs.mmp == null || !fs.mmp.failed()) {
+                    fs.state.markInUse();
+                }
+            } finally {
+                fs.gate.thaw();
+            }
+        }
+        LOG.log(Level.INFO, "thawed");
+    }
+
+    /**
+     * What freeze and remount read-only share (freeze_super(), sync_filesystem()): the gate closed
+     * and the changes in flight finished, {@code check} passed, then everything home: dirty data
+     * written back, the journal committed and checkpointed, the superblock written clean, all
+     * durable. The gate stays closed; on a failure it opens again.
+     */
+    private void closeGateAndWriteHome(SuperInfo.Step check) throws Ext4Exception {
+        fs.atime.writeLazy(0); // lazytime's access times, before the gate closes: writing them needs it
+        fs.gate.freeze();
+        try {
+            fs.flusher.waitIdle(); // a round that started before the gate closed
+            check.run();
+            sync.run(); // first: it reports a failed background write rather than going on over it
+            fs.state.writeClean(() -> fs.retry.run(fs.writeback::writebackAll));
+        } catch (Ext4Exception | RuntimeException e) {
+            fs.gate.thaw();
+            throw e;
+        }
+    }
+
+    /** See {@link Ext4FileSystem#remount}. */
+    void remount(boolean readOnly) throws Ext4Exception {
+        synchronized (freezeLock) {
+            if (readOnly) {
+                remountReadOnly();
+            } else {
+                remountReadWrite();
+            }
+        }
+    }
+
+    private void remountReadOnly() throws Ext4Exception {
+        if (fs.state.readOnly() || fs.state.errorReadOnly() != null || fs.state.journalAborted() || fs.mmp != null && fs.mmp.failed()) {
+            return; // read-only already; after an error changes are refused since, and the unmount writes what it still can
+        }
+        if (fs.gate.isFrozen()) {
+            throw new Ext4Exception(Errno.EBUSY, "the filesystem is frozen; thaw it first");
+        }
+        closeGateAndWriteHome(() -> {
+            if (fs.orphans.size() > 0) {
+                throw new Ext4Exception(Errno.EBUSY, fs.orphans.size() + " file(s) whose last name went are still open;"
+                        + " they are freed at their last close, which a read-only filesystem cannot do");
+            }
+        });
+        fs.state.setRemountedReadOnly(true);
+        fs.gate.thaw(); // the changes that waited find the filesystem read-only
+        LOG.log(Level.INFO, "remounted read-only: everything is home and the image is clean until remounted read-write");
+    }
+
+    private void remountReadWrite() throws Ext4Exception {
+        if (fs.readOnly) {
+            throw new Ext4Exception(Errno.EROFS, "the image was opened read-only (mounted with ro, a read-only image file, or a"
+                    + " feature or state that forbids writing; see the mount's messages): unmount it and mount it read-write");
+        }
+        fs.state.requireNoError();
+        if (fs.mmp != null && fs.mmp.failed()) {
+            throw new Ext4Exception(Errno.EROFS, "the MMP block was lost to another node: unmount, and run e2fsck once it lets go");
+        }
+        if (!fs.state.remountedReadOnly()) {
+            return;
+        }
+        fs.state.markInUse(); // nothing changes meanwhile: every change is refused at the gate
+        fs.state.setRemountedReadOnly(false);
+        LOG.log(Level.INFO, "remounted read-write");
+    }
+}
