@@ -950,6 +950,7 @@ public final class ExtentTree implements WritableBlockMap {
             }
             shiftRight(from, delta, credits);
         }
+        credits.before(4); // a root that takes its child's entries frees the child's block
         Removal rm = new Removal(0, 0);
         shrink(rm);
         rm.release();
