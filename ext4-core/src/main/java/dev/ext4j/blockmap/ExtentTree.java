@@ -34,6 +34,8 @@ import java.util.List;
  * <li>{@link #markWritten}: ext4_convert_unwritten_extents_endio(): split an unwritten extent
  *     around the range (ext4_split_convert_extents(), no merging while splitting), mark the middle
  *     written, then ext4_ext_try_to_merge().
+ * <li>{@link #shift}: ext4_ext_shift_extents() for collapse and insert range: the extents from a
+ *     logical block on move left or right a leaf at a time, index keys following.
  * </ul>
  *
  * <p>Every node is checked as ext4_ext_check() does: magic, entries within max, max within the
@@ -948,6 +950,7 @@ public final class ExtentTree implements WritableBlockMap {
             }
             shiftRight(from, delta, credits);
         }
+        credits.before(4); // a root that takes its child's entries frees the child's block
         Removal rm = new Removal(0, 0);
         shrink(rm);
         rm.release();

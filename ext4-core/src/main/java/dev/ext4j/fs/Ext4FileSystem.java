@@ -372,7 +372,9 @@ public final class Ext4FileSystem implements Closeable {
     public long copyFileRange(long inIno, long inOff, long outIno, long outOff, long len) throws Ext4Exception {
         try (SuperInfo.Entered g = s.enterGate()) {
             long n = new CopyRange(s).copy(inIno, inOff, outIno, outOff, len);
-            s.atime.accessed(inIno);
+            if (n > 0) {
+                s.atime.accessed(inIno); // the source was read, as a splice reads it
+            }
             return n;
         }
     }

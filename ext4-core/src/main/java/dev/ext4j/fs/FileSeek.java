@@ -13,11 +13,11 @@ import dev.ext4j.pagecache.PageCache;
  * <li>an offset below 0 or at or past i_size is ENXIO (iomap's check; the VFS lets any offset
  *     through for these two), and i_size is a hole (the virtual hole at EOF);
  * <li>written blocks are data, holes are holes, at block granularity;
- * <li>a hole with dirty blocks in the page cache (delayed allocation: written, not allocated yet),
- *     or blocks a writeback took and has not mapped yet, is data there: the kernel reports
- *     delayed extents as data;
- * <li>an unwritten (preallocated) extent is a hole except where the page cache holds a page over
- *     it (the kernel looks for uptodate folios there: page_cache_seek_hole_data());
+ * <li>a hole or an unwritten (preallocated) extent is data where the page cache holds blocks not
+ *     written home yet: dirty ones (delayed allocation, which the kernel reports as data) and
+ *     those a writeback took and has not converted yet; block by block, as the kernel answers
+ *     with 1 KiB blocks too. The kernel also counts pages that reads brought into its cache over
+ *     unwritten extents; ext4j's reads keep no pages, so there is no such case;
  * <li>an inline-data file is data from 0 to i_size; block-mapped files work as extent-mapped ones.
  * </ul>
  * Other {@code whence} values are EINVAL: SEEK_SET, SEEK_CUR and SEEK_END are the caller's.
@@ -82,8 +82,7 @@ final class FileSeek {
                     return lblk * bs;
                 }
             } else {
-                long b = data ? firstCached(pages, perPage, m.unwritten(), lblk, runEnd)
-                        : firstUncached(pages, perPage, m.unwritten(), lblk, runEnd);
+                long b = data ? firstCached(pages, perPage, lblk, runEnd) : firstUncached(pages, perPage, lblk, runEnd);
                 if (b >= 0) {
                     return b * bs;
                 }
@@ -93,13 +92,8 @@ final class FileSeek {
         return -1;
     }
 
-    /** Which blocks of a cached page over a hole ({@code unwritten} false) or an unwritten extent are data. */
-    private static int dataMask(PageCache.Page p, boolean unwritten) {
-        return unwritten ? -1 : p.unwrittenDataMask();
-    }
-
-    /** The first block in [from, to) whose page makes it data, or -1. */
-    private static long firstCached(PageCache.FilePages pages, int perPage, boolean unwritten, long from, long to) {
+    /** The first block in [from, to) that the page cache holds data of, or -1. */
+    private static long firstCached(PageCache.FilePages pages, int perPage, long from, long to) {
         if (pages == null) {
             return -1;
         }
@@ -113,7 +107,7 @@ final class FileSeek {
                 continue; // evicted meanwhile
             }
             try {
-                int mask = dataMask(p, unwritten);
+                int mask = p.pendingMask();
                 for (int k = 0; k < perPage; k++) {
                     long b = index * perPage + k;
                     if (b >= from && b < to && (mask & (1 << k)) != 0) {
@@ -126,8 +120,8 @@ final class FileSeek {
         }
     }
 
-    /** The first block in [from, to) that no page makes data, or -1. */
-    private static long firstUncached(PageCache.FilePages pages, int perPage, boolean unwritten, long from, long to) {
+    /** The first block in [from, to) that the page cache holds no data of, or -1. */
+    private static long firstUncached(PageCache.FilePages pages, int perPage, long from, long to) {
         for (long b = from; b < to; ) {
             long index = b / perPage;
             PageCache.Page p = pages == null ? null : pages.pin(index);
@@ -135,7 +129,7 @@ final class FileSeek {
                 return b;
             }
             try {
-                int mask = dataMask(p, unwritten);
+                int mask = p.pendingMask();
                 for (; b < to && b / perPage == index; b++) {
                     if ((mask & (1 << (int) (b % perPage))) == 0) {
                         return b;

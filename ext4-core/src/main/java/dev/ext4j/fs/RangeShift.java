@@ -112,6 +112,9 @@ final class RangeShift {
                 fw.restart(tx, ino, copy, acct); // the tree is valid between two leaves
             }
         };
+        if (tx.needsRestart(FileWrite.STEP_CREDITS)) {
+            fw.restart(tx, ino, copy, acct); // room for the first split (a new leaf and index blocks)
+        }
         try {
             if (collapse) {
                 fw.removeInSteps(ino, copy, map, acct, start, start + blocks, false); // a half-punched hole is a consistent file

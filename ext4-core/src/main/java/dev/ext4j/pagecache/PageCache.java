@@ -300,7 +300,7 @@ public final class PageCache {
         }
 
         /** The blocks that hold data not on disk yet: dirty, or taken by the writeback under way. */
-        public synchronized int unwrittenDataMask() {
+        public synchronized int pendingMask() {
             return dirtyMask | (writeback ? takenMask : 0);
         }
 

@@ -394,6 +394,61 @@ class ExtentWriteTest {
         }
     }
 
+    /**
+     * shift() (collapse and insert range) on trees of tiny nodes, three to four levels deep: left
+     * shifts into a punched gap and right shifts from inside extents, leaves moved one at a time
+     * with their index keys; the mapping against a model, the image against e2fsck and debugfs.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("tinyVariants")
+    void tinyNodesShiftLeftAndRight(ImageVariant v) throws Exception {
+        try (ScratchFile f = make(v)) {
+            ExtentTree t = f.tree(f.blockSize == 1024 ? 3 : 4);
+            Random rnd = new Random(17);
+            for (int i = 0; i < 150; i++) {
+                Extent e = f.newExtent(4L * i, 1 + rnd.nextInt(3), rnd.nextInt(4) == 0, 0);
+                t.insert(e);
+                f.modelPut(e);
+            }
+            assertTrue(t.depth() >= 3, "depth " + t.depth());
+            int[] steps = {0};
+            ExtentTree.StepCredits count = n -> steps[0]++;
+            for (int round = 0; round < 12; round++) {
+                long last = f.model.lastKey();
+                if (round % 2 == 0) {
+                    long a = rnd.nextInt((int) last);
+                    long b = a + 1 + rnd.nextInt(40);
+                    t.removeRange(a, b);
+                    f.modelRemove(a, b);
+                    if (a == 0 || f.model.containsKey(a - 1)) {
+                        Expect.errno(Errno.EINVAL, () -> t.shift(b, a - b - 1, count)); // one block too far: below 0 or over a mapped one
+                    }
+                    t.shift(b, a - b, count);
+                    shiftModel(f, b, a - b);
+                } else {
+                    long c = rnd.nextInt((int) last);
+                    long d = 1 + rnd.nextInt(30);
+                    t.shift(c, d, count);
+                    shiftModel(f, c, d);
+                }
+                assertEquals(f.modelBlocks(), ScratchFile.blocksOf(t.extents()), "round " + round);
+                verify(f, t, false, true, false);
+            }
+            assertTrue(steps[0] > 12, "leaves moved one at a time: " + steps[0] + " steps");
+            long end = f.model.lastKey() + 1;
+            Expect.errno(Errno.EINVAL, () -> t.shift(0, ExtentTree.MAX_BLOCKS - end + 1, count));
+            assertEquals(f.modelBlocks(), ScratchFile.blocksOf(t.extents()), "a refused shift changes nothing");
+        }
+    }
+
+    /** Moves the model's blocks at or after {@code from} by {@code delta}. */
+    private static void shiftModel(ScratchFile f, long from, long delta) {
+        java.util.TreeMap<Long, long[]> moved = new java.util.TreeMap<>(f.model.headMap(from));
+        f.model.tailMap(from).forEach((l, v) -> moved.put(l + delta, v));
+        f.model.clear();
+        f.model.putAll(moved);
+    }
+
     @Test
     void tinyNodesMarkWrittenMatchesModelExactly() throws Exception {
         try (ScratchFile f = ScratchFile.make(work, "tinymw", "32M", List.of("-b", "1024"))) {

@@ -21,7 +21,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * An fsx-style exerciser (after xfstests' ltp/fsx.c): one file, a fixed seed, {@link #OPS} random
  * operations (write, read, truncate up and down, punch hole, zero range, fallocate with and without
- * KEEP_SIZE, sync, close and reopen), each applied to ext4j and to an in-memory model of the file.
+ * KEEP_SIZE, collapse and insert range, SEEK_DATA and SEEK_HOLE, sync, close and reopen), each applied to ext4j and to an in-memory model of the file.
  * Every read, and the whole file at each reopen and at the end, is compared byte for byte with the
  * model, zeros in holes and the short read at EOF included; the size is compared after every
  * operation. At every reopen and at the end the image must be {@code e2fsck -fn} clean; the last
@@ -54,7 +54,7 @@ class FsxTest {
     /** One in this many operations closes and reopens the filesystem. */
     static final int REMOUNT_EVERY = 5000;
 
-    static final int KEEP_SIZE = 0x01, PUNCH_HOLE = 0x02, ZERO_RANGE = 0x10;
+    static final int KEEP_SIZE = 0x01, PUNCH_HOLE = 0x02, ZERO_RANGE = 0x10, COLLAPSE_RANGE = 0x08, INSERT_RANGE = 0x20;
 
     @TempDir
     Path work;
@@ -112,7 +112,7 @@ class FsxTest {
             this.rnd = new Random(v.seed());
         }
 
-        enum Kind { WRITE, READ, TRUNCATE, PUNCH, ZERO, FALLOC, FALLOC_KEEP, SYNC, REOPEN_FILE, REMOUNT, BAD_MODE }
+        enum Kind { WRITE, READ, TRUNCATE, PUNCH, ZERO, FALLOC, FALLOC_KEEP, SYNC, REOPEN_FILE, REMOUNT, BAD_MODE, COLLAPSE, INSERT, SEEK }
 
         void run() throws Exception {
             long start = System.nanoTime();
@@ -166,8 +166,14 @@ class FsxTest {
                 return;
             }
             int r = rnd.nextInt(1000);
-            if (r < 250) {
+            if (r < 220) {
                 read();
+            } else if (r < 230) {
+                collapse();
+            } else if (r < 240) {
+                insert();
+            } else if (r < 250) {
+                seek();
             } else if (r < 560) {
                 write();
             } else if (r < 640) {
@@ -317,6 +323,95 @@ class FsxTest {
             fs.fallocate(ino, mode, off, len);
             if (!keep) {
                 size = Math.max(size, off + len);
+            }
+        }
+
+        /** FALLOC_FL_COLLAPSE_RANGE of whole blocks ending before EOF: what follows moves down. */
+        void collapse() throws Exception {
+            int bs = v.blockSize();
+            long room = (size - 1) / bs; // whole blocks from off that end before EOF, at off 0
+            if (room < 1) {
+                return;
+            }
+            long off = (long) rnd.nextInt((int) room) * bs;
+            long len = (1 + rnd.nextInt((int) Math.min((size - 1 - off) / bs, MAX_IO / bs))) * (long) bs;
+            counts[Kind.COLLAPSE.ordinal()]++;
+            log(String.format("collapse  0x%x +0x%x (size 0x%x)%s", off, len, size, expectRefusal()));
+            if (!v.extents()) {
+                unsupported(COLLAPSE_RANGE, off, (int) len);
+                return;
+            }
+            fs.fallocate(ino, COLLAPSE_RANGE, off, len);
+            System.arraycopy(model, (int) (off + len), model, (int) off, (int) (size - off - len));
+            zeroModel(size - len, size);
+            size -= len;
+        }
+
+        /** FALLOC_FL_INSERT_RANGE of whole blocks before EOF: a hole opens and what follows moves up. */
+        void insert() throws Exception {
+            int bs = v.blockSize();
+            long room = (MAX_FILE - size) / bs;
+            if (size == 0 || room < 1) {
+                return;
+            }
+            long off = (long) rnd.nextInt((int) ((size - 1) / bs + 1)) * bs;
+            long len = (1 + rnd.nextInt((int) Math.min(room, MAX_IO / bs))) * (long) bs;
+            counts[Kind.INSERT.ordinal()]++;
+            log(String.format("insert    0x%x +0x%x (size 0x%x)%s", off, len, size, expectRefusal()));
+            if (!v.extents()) {
+                unsupported(INSERT_RANGE, off, (int) len);
+                return;
+            }
+            fs.fallocate(ino, INSERT_RANGE, off, len);
+            System.arraycopy(model, (int) off, model, (int) (off + len), (int) (size - off));
+            zeroModel(off, off + len);
+            size += len;
+        }
+
+        /**
+         * SEEK_DATA and SEEK_HOLE from a random offset: ENXIO exactly from EOF on; what SEEK_DATA
+         * skips and the block SEEK_HOLE lands in read as zeros in the model; SEEK_HOLE finds EOF at
+         * the latest.
+         */
+        void seek() throws Exception {
+            long off = rnd.nextInt(4) == 0 ? Math.max(0, size - rnd.nextInt(8192)) : offset();
+            counts[Kind.SEEK.ordinal()]++;
+            log(String.format("seek      0x%x (size 0x%x)", off, size));
+            if (off >= size) {
+                for (int whence : new int[] {3, 4}) {
+                    try {
+                        fs.seek(ino, off, whence);
+                        fail("seek " + whence + " from EOF succeeded; expected ENXIO", null);
+                    } catch (Ext4Exception e) {
+                        if (e.errno() != Errno.ENXIO) {
+                            fail("seek " + whence + " from EOF: expected ENXIO, got " + e, e);
+                        }
+                    }
+                }
+                return;
+            }
+            long data;
+            try {
+                data = fs.seek(ino, off, 3);
+            } catch (Ext4Exception e) {
+                if (e.errno() != Errno.ENXIO) {
+                    throw e;
+                }
+                data = size;
+            }
+            long hole = fs.seek(ino, off, 4);
+            if (data < off || data > size || hole < off || hole > size) {
+                fail(String.format("seek from 0x%x: data 0x%x, hole 0x%x outside [off, size 0x%x]", off, data, hole, size), null);
+            }
+            requireZeros(off, data, "skipped by SEEK_DATA");
+            requireZeros(hole, Math.min(size, (hole / v.blockSize() + 1) * v.blockSize()), "in the block SEEK_HOLE found");
+        }
+
+        void requireZeros(long from, long to, String what) throws Exception {
+            for (long k = from; k < to; k++) {
+                if (model[(int) k] != 0) {
+                    fail(String.format("byte 0x%x %s holds 0x%x in the model", k, what, model[(int) k]), null);
+                }
             }
         }
 

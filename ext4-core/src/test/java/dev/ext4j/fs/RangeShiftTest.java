@@ -327,4 +327,42 @@ class RangeShiftTest {
         }
         RwModel.assertFsckClean(img);
     }
+
+    /**
+     * Collapses and inserts while the flusher writes the same file back all the time: a writeback
+     * between its two locked steps must finish before blocks move, or its data lands at the old
+     * offsets (or stays unwritten).
+     */
+    @Test
+    void shiftsRaceTheFlusher() throws Exception {
+        int bs = 1024;
+        Path img = Images.mkfs(work.resolve("f.img"), "64M", List.of("-b", "1024"), null);
+        MountOptions busy = MountOptions.defaults().withWriteback(64L << 20, 1, 0);
+        Model m = new Model();
+        Random rnd = new Random(11);
+        long ino;
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, busy)) {
+            ino = create(fs, "f");
+            for (int round = 0; round < 60; round++) {
+                for (int k = 0; k < 8; k++) {
+                    byte[] d = new byte[1 + rnd.nextInt(3 * bs)];
+                    rnd.nextBytes(d);
+                    long off = rnd.nextInt(200 * bs);
+                    assertEquals(d.length, fs.write(ino, off, ByteBuffer.wrap(d)));
+                    m.write(off, d);
+                }
+                long blocks = m.data.length / bs;
+                long at = rnd.nextInt((int) Math.max(1, blocks - 2));
+                long len = 1 + rnd.nextInt((int) Math.max(1, Math.min(20, blocks - at - 1)));
+                Op op = round % 2 == 0 && at + len < (m.data.length + bs - 1) / bs && (at + len) * bs < m.data.length
+                        ? new Op("collapse", at, len) : new Op("insert", at, len);
+                apply(fs, ino, m, op, bs);
+                assertArrayEquals(m.data, readAll(fs, ino), "round " + round + " after " + op);
+            }
+        }
+        RwModel.assertFsckClean(img);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            assertArrayEquals(m.data, readAll(fs, ino), "after a remount");
+        }
+    }
 }

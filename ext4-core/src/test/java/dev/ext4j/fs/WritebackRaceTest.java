@@ -176,6 +176,45 @@ class WritebackRaceTest {
      * Starts {@code writeback} on another thread with the data write of bytes {@code marker} held
      * at the device; returns once it is held.
      */
+    /**
+     * Collapse and insert range while a writeback of the file is in flight: the shift waits until
+     * that writeback has mapped its data (it lets the inode go for it), or the data would be
+     * converted at the old offsets, or not at all, and read as zeros where it moved to.
+     */
+    @Test
+    void aShiftDuringWritebackMovesTheWrittenBackData() throws Exception {
+        Path img = Images.mkfs(work.resolve("shift.img"), "64M", List.of("-b", "4096"), null);
+        PausingDevice dev = PausingDevice.over(img);
+        byte[] head = filled(0x10000, 0x11);
+        byte[] tail = filled(0x10000, 0x98);
+        long ino;
+        // collapsing [16K, 32K) of 192K: 48K of 0x11, zeros, the 64K of 0x98 from 112K on
+        byte[] collapsed = new byte[0x2C000];
+        Arrays.fill(collapsed, 0, 0xC000, (byte) 0x11);
+        Arrays.fill(collapsed, 0x1C000, 0x2C000, (byte) 0x98);
+        // then inserting 32K at 16K
+        byte[] moved = new byte[0x34000];
+        System.arraycopy(collapsed, 0, moved, 0, 0x4000);
+        System.arraycopy(collapsed, 0x4000, moved, 0xC000, collapsed.length - 0x4000);
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
+            ino = create(fs, "f");
+            fs.write(ino, 0, ByteBuffer.wrap(head));
+            fs.sync();
+            fs.write(ino, 0x20000, ByteBuffer.wrap(tail)); // in memory only
+            CompletableFuture<Void> sync = hold(dev, 0x98, fs::sync);
+            whileHeld(dev, () -> fs.fallocate(ino, 0x08, 0x4000, 0x4000)); // FALLOC_FL_COLLAPSE_RANGE
+            sync.get(30, TimeUnit.SECONDS);
+            fs.fallocate(ino, 0x20, 0x4000, 0x8000); // FALLOC_FL_INSERT_RANGE
+            assertArrayEquals(moved, read(fs, ino, 0, moved.length));
+            fs.release(ino);
+        }
+        Images.assertSilentlyClean(img);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReadOnly(true))) {
+            assertEquals(moved.length, fs.stat(ino).size());
+            assertArrayEquals(moved, read(fs, ino, 0, moved.length), "after a remount");
+        }
+    }
+
     private static CompletableFuture<Void> hold(PausingDevice dev, int marker, Action writeback) throws InterruptedException {
         dev.marker = marker;
         CompletableFuture<Void> f = CompletableFuture.runAsync(() -> run(writeback));
