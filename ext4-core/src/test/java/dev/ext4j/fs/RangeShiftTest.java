@@ -1,5 +1,8 @@
 package dev.ext4j.fs;
 
+import static dev.ext4j.testutil.FsData.create;
+import static dev.ext4j.testutil.FsData.name;
+import static dev.ext4j.testutil.FsData.readAll;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -36,25 +39,6 @@ class RangeShiftTest {
 
     @TempDir
     Path work;
-
-    private static byte[] bytes(String s) {
-        return s.getBytes(StandardCharsets.UTF_8);
-    }
-
-    private static long create(Ext4FileSystem fs, String name) throws Ext4Exception {
-        return fs.mknod(Ext4FileSystem.ROOT_INO, bytes(name), 0100644, 0, 0, 0, 0);
-    }
-
-    private static byte[] readAll(Ext4FileSystem fs, long ino) throws Ext4Exception {
-        byte[] all = new byte[(int) fs.stat(ino).size()];
-        ByteBuffer b = ByteBuffer.wrap(all);
-        while (b.hasRemaining()) {
-            if (fs.read(ino, b.position(), b) <= 0) {
-                fail("short read of inode " + ino);
-            }
-        }
-        return all;
-    }
 
     /** The file's bytes as they must be. */
     private static final class Model {
@@ -287,7 +271,7 @@ class RangeShiftTest {
             fs.fallocate(big, INSERT, 0, bs); // exactly to the largest size
             assertEquals(max, fs.stat(big).size());
             // not a regular file
-            long dir = fs.mkdir(Ext4FileSystem.ROOT_INO, bytes("d"), 0755, 0, 0);
+            long dir = fs.mkdir(Ext4FileSystem.ROOT_INO, name("d"), 0755, 0, 0);
             Expect.errno(Errno.EISDIR, () -> fs.fallocate(dir, COLLAPSE, 0, bs));
             Expect.errno(Errno.EISDIR, () -> fs.fallocate(dir, INSERT, 0, bs));
             // append-only and immutable files: EPERM

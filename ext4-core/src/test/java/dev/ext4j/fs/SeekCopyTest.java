@@ -1,5 +1,8 @@
 package dev.ext4j.fs;
 
+import static dev.ext4j.testutil.FsData.create;
+import static dev.ext4j.testutil.FsData.name;
+import static dev.ext4j.testutil.FsData.readAll;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -36,25 +39,6 @@ class SeekCopyTest {
 
     @TempDir
     Path work;
-
-    private static byte[] bytes(String s) {
-        return s.getBytes(StandardCharsets.UTF_8);
-    }
-
-    private static long create(Ext4FileSystem fs, String name) throws Ext4Exception {
-        return fs.mknod(Ext4FileSystem.ROOT_INO, bytes(name), 0100644, 0, 0, 0, 0);
-    }
-
-    private static byte[] readAll(Ext4FileSystem fs, long ino) throws Ext4Exception {
-        byte[] all = new byte[(int) fs.stat(ino).size()];
-        ByteBuffer b = ByteBuffer.wrap(all);
-        while (b.hasRemaining()) {
-            if (fs.read(ino, b.position(), b) <= 0) {
-                fail("short read of inode " + ino);
-            }
-        }
-        return all;
-    }
 
     /**
      * Which blocks of one file hold data, as the kernel reports them: those written, and nothing
@@ -295,8 +279,8 @@ class SeekCopyTest {
             Expect.errno(Errno.EINVAL, () -> fs.copyFileRange(ib, 0, ib, 0, 1));
             assertEquals(0, fs.copyFileRange(ib, b.length, ib, b.length - 10, 100));
             // not regular files
-            long dir = fs.mkdir(Ext4FileSystem.ROOT_INO, bytes("d"), 0755, 0, 0);
-            long fifo = fs.mknod(Ext4FileSystem.ROOT_INO, bytes("p"), 0010644, 0, 0, 0, 0);
+            long dir = fs.mkdir(Ext4FileSystem.ROOT_INO, name("d"), 0755, 0, 0);
+            long fifo = fs.mknod(Ext4FileSystem.ROOT_INO, name("p"), 0010644, 0, 0, 0, 0);
             Expect.errno(Errno.EISDIR, () -> fs.copyFileRange(dir, 0, ic, 0, 10));
             Expect.errno(Errno.EISDIR, () -> fs.copyFileRange(ia, 0, dir, 0, 10));
             Expect.errno(Errno.EINVAL, () -> fs.copyFileRange(fifo, 0, ic, 0, 10));

@@ -1,5 +1,7 @@
 package dev.ext4j.fs;
 
+import static dev.ext4j.testutil.FsData.name;
+import static dev.ext4j.testutil.FsData.pattern;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -34,18 +36,6 @@ class TmpfileTest {
 
     private Path mkfs(String name) {
         return Images.mkfs(work.resolve(name), "64M", List.of("-b", "4096"), null);
-    }
-
-    private static byte[] name(String s) {
-        return s.getBytes(StandardCharsets.UTF_8);
-    }
-
-    private static byte[] pattern(int len, int seed) {
-        byte[] b = new byte[len];
-        for (int i = 0; i < len; i++) {
-            b[i] = (byte) (i * 31 + seed);
-        }
-        return b;
     }
 
     private static long firstOrphan(Path img) {
