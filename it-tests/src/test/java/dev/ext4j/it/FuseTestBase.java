@@ -67,4 +67,14 @@ public abstract class FuseTestBase {
             throw new java.io.UncheckedIOException(e);
         }
     }
+
+    /**
+     * Whether format variant {@code name} runs: every one, unless {@code -Dext4j.it.variants}
+     * names some (the libfuse 2 run of it-tests/pom.xml takes two, since the on-disk formats do not
+     * depend on the transport).
+     */
+    protected static boolean variantSelected(String name) {
+        String only = System.getProperty("ext4j.it.variants");
+        return only == null || only.isBlank() || java.util.List.of(only.split(",")).contains(name);
+    }
 }
