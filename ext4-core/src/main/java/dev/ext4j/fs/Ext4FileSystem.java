@@ -325,6 +325,11 @@ public final class Ext4FileSystem implements Closeable {
         s.atime.set(mode, noDirAtime, lazyTime);
     }
 
+    /** The atime rule {@link #setAtime} set. */
+    public AtimeMode atimeMode() {
+        return s.atime.mode();
+    }
+
     /**
      * Whether a read of {@code ino} now would move its access time: a FUSE transport keeps the
      * kernel's cached pages of a file at open only when not, since reads the cache serves never

@@ -584,8 +584,19 @@ public final class Ext4LowLevel {
         });
     }
 
+    /**
+     * OPENDIR. ENOSYS, unless the mount is strictatime: the kernel then stops sending OPENDIR and
+     * RELEASEDIR (two of the five requests a directory walk costs per directory) and keeps each
+     * directory's listing in its cache until the directory changes, which every change through it
+     * (and the control file's mknod) tells it. A listing it serves from that cache does not move
+     * atime, which under relatime moves only after a change (or once a day) anyway.
+     */
     private void opendir(Pointer req, long node, Pointer fi) {
         guard(req, "opendir", node, () -> {
+            if (fs.atimeMode() != dev.ext4j.fs.AtimeMode.STRICTATIME) {
+                lib.fuse_reply_err(req, Errno.ENOSYS.value());
+                return;
+            }
             long ino = ino(node);
             if (node == CONTROL_NODE || (fs.stat(ino).mode() & S_IFMT) != S_IFDIR) {
                 throw new Ext4Exception(Errno.ENOTDIR, "not a directory");
