@@ -24,6 +24,7 @@ import os
 import random
 import stat
 import struct
+import subprocess
 import sys
 import time
 
@@ -153,6 +154,18 @@ def hard_links():
     show("hl: ln sub/e f, nlink of sub/e", lambda: (os.link("hl/sub/e", "hl/f"), os.stat("hl/sub/e").st_nlink)[1])
     show("hl: rename sub/e over f (same inode: nothing happens), names and nlink",
          lambda: (os.rename("hl/sub/e", "hl/f"), sorted(os.listdir("hl/sub")), os.stat("hl/f").st_nlink)[1:])
+
+    # changes the kernel does not make itself (an ioctl, an ACL's mode): seen through the other name at once
+    def seen_at_once(change):
+        def run():
+            before = os.stat("hl/sub/e")
+            change()
+            after = os.stat("hl/sub/e")
+            return {"ctime moved": after.st_ctime_ns != before.st_ctime_ns, "mode": oct(after.st_mode)}
+        return run
+    show("hl: chattr +A through f, ctime of sub/e", seen_at_once(lambda: subprocess.run(["chattr", "+A", "hl/f"], check=True)))
+    show("hl: setfacl u:nobody:r-- through f, mode and ctime of sub/e",
+         seen_at_once(lambda: subprocess.run(["setfacl", "-m", "u:nobody:r--", "hl/f"], check=True)))
 
 
 # ---------------------------------------------------------------------------------------------------------
