@@ -239,8 +239,8 @@ public final class Main {
         try {
             return LibFuse3.load();
         } catch (UnsatisfiedLinkError e) {
-            err.println("ext4j: " + LibFuse3.SONAME + " is not installed (the fuse3 and libfuse3-3 packages): serving with"
-                    + " transport=libfuse2");
+            err.println("ext4j: " + LibFuse3.SONAME + " (libfuse 3.0 to 3.16; Debian's fuse3 and libfuse3-3) is not installed:"
+                    + " serving with transport=libfuse2");
             return null;
         }
     }
