@@ -20,7 +20,7 @@ public final class ImageUse {
     }
 
     /** One line of /proc/self/mountinfo: the mount point, the filesystem type and the source. */
-    public record MountEntry(String mountPoint, String fsType, String source, List<String> options) {
+    public record MountEntry(String mountPoint, String fsType, String source, List<String> options, String device) {
     }
 
     /** The loop device (e.g. /dev/loop3) backed by {@code image}, compared by device and inode. */
@@ -67,7 +67,7 @@ public final class ImageUse {
                 String[] f = line.split(" ");
                 int dash = List.of(f).indexOf("-");
                 if (f.length > 4 && dash > 4 && dash + 2 < f.length) {
-                    out.add(new MountEntry(unescape(f[4]), unescape(f[dash + 1]), unescape(f[dash + 2]), List.of(f[5].split(","))));
+                    out.add(new MountEntry(unescape(f[4]), unescape(f[dash + 1]), unescape(f[dash + 2]), List.of(f[5].split(",")), f[2]));
                 }
             }
         } catch (IOException e) {
