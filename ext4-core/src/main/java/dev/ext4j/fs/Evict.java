@@ -37,7 +37,7 @@ final class Evict {
     }
 
     /** A lookup reference the kernel held on {@code ino} (each LOOKUP, CREATE, MKDIR... reply). */
-    void remember(long ino) throws Ext4Exception {
+    void remember(long ino) {
         fs.inodes.remember(ino);
     }
 

@@ -404,7 +404,7 @@ public final class Ext4FileSystem implements Closeable {
      * SYMLINK, LINK or MKNOD reply): the inode stays in memory, and an unlinked one on disk,
      * until {@link #forget} drops the reference.
      */
-    public void remember(long ino) throws Ext4Exception {
+    public void remember(long ino) {
         s.evict.remember(ino);
     }
 

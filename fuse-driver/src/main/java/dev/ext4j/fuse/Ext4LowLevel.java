@@ -642,7 +642,6 @@ public final class Ext4LowLevel {
             Scratch s = scratch.get();
             Pointer buf = s.data(size);
             long[] used = {0};
-            Ext4Exception[] failed = {null};
             fs.readdir(dir, off, (name, entryIno, fileType, next) -> {
                 if (control.isName(dir, name)) {
                     return true; // shadowed by the control file, which is not listed
@@ -653,26 +652,17 @@ public final class Ext4LowLevel {
                 long len;
                 if (plus) {
                     boolean dots = name.length <= 2 && name[0] == '.' && (name.length == 1 || name[1] == '.');
-                    try {
-                        if (dots) {
-                            s.entry.setMemory(0, LibFuse3.ENTRY_SIZE, (byte) 0);
-                            s.stat.st_ino.set(entryIno);
-                            s.stat.st_mode.set(DT_TO_MODE[fileType < DT_TO_MODE.length ? fileType : 0]);
-                        } else {
-                            fillEntry(entryIno);
-                        }
-                    } catch (Ext4Exception e) {
-                        failed[0] = e;
-                        return false;
+                    boolean attrs = !dots && entryOrNot(entryIno);
+                    if (!attrs) {
+                        // no attributes, no lookup: "." and "..", or an inode stat would call corrupt
+                        // (listed anyway, as the kernel lists it; its stat then fails)
+                        s.entry.setMemory(0, LibFuse3.ENTRY_SIZE, (byte) 0);
+                        s.stat.st_ino.set(entryIno);
+                        s.stat.st_mode.set(DT_TO_MODE[fileType < DT_TO_MODE.length ? fileType : 0]);
                     }
                     len = lib.fuse_add_direntry_plus(req, at, room, z, s.entry, next);
-                    if (len <= room && !dots) {
-                        try {
-                            fs.remember(entryIno);
-                        } catch (Ext4Exception e) {
-                            failed[0] = e;
-                            return false;
-                        }
+                    if (len <= room && attrs) {
+                        fs.remember(entryIno);
                     }
                 } else {
                     s.entry.setMemory(LibFuse3.ENTRY_ATTR, LibFuse3.STAT_SIZE, (byte) 0);
@@ -686,11 +676,19 @@ public final class Ext4LowLevel {
                 used[0] += len;
                 return true;
             });
-            if (failed[0] != null && used[0] == 0) {
-                throw failed[0];
-            }
             lib.fuse_reply_buf(req, buf, used[0]);
         });
+    }
+
+    /** Fills the scratch entry for {@code ino}; false when its inode cannot be read. */
+    private boolean entryOrNot(long ino) {
+        try {
+            fillEntry(ino);
+            return true;
+        } catch (Ext4Exception e) {
+            LOG.log(Level.DEBUG, "inode {0} listed without attributes: {1}", ino, e.toString());
+            return false;
+        }
     }
 
     /** ext4 dirent file_type to the S_IFMT bits readdir reports. */
