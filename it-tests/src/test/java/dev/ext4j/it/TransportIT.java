@@ -71,20 +71,9 @@ class TransportIT extends FuseTestBase {
                 () -> Tools.e2fsckClean(kernelImage));
 
         String out = ErrnoIT.onExt4j(image, dir, checks);
-        Map<String, String> k = ErrnoIT.outcomes(kernel);
-        Map<String, String> e = ErrnoIT.outcomes(out);
-        List<String> differences = new ArrayList<>();
-        for (Map.Entry<String, String> c : k.entrySet()) {
-            String label = c.getKey();
-            String mine = e.getOrDefault(label, "(not run)");
-            boolean fine = mine.equals(c.getValue())
-                    || label.startsWith(RECORD) && isSuccess(c.getValue()) && isCleanErrno(mine)
-                    || label.startsWith(COLLAPSE_INSERT) && fuseRefusedCollapseAndInsert(e);
-            if (!fine) {
-                differences.add(label + ":\n    kernel " + c.getValue() + "\n    ext4j  " + mine);
-            }
-        }
-        e.keySet().stream().filter(l -> !k.containsKey(l)).forEach(l -> differences.add(l + ": only on ext4j, " + e.get(l)));
+        List<String> differences = ErrnoIT.differences(kernel, out, (label, theirs, mine, all) ->
+                label.startsWith(RECORD) && isSuccess(theirs) && isCleanErrno(mine)
+                        || label.startsWith(COLLAPSE_INSERT) && fuseRefusedCollapseAndInsert(all));
         assertAll(() -> assertEquals("", String.join("\n", differences), "checks whose outcome differs from the kernel's"),
                 () -> Tools.e2fsckClean(image));
     }
