@@ -354,8 +354,7 @@ public final class Ext4Fuse extends FuseStubFS {
                 }
                 byte[] z = new byte[name.length + 1];
                 System.arraycopy(name, 0, z, 0, name.length);
-                st.st_ino.set(entryIno);
-                st.st_mode.set(DT_TO_MODE[fileType < DT_TO_MODE.length ? fileType : 0]);
+                fillDirent(st, entryIno, fileType);
                 return filler.apply(buf, ByteBuffer.wrap(z), stp, next) == 0;
             });
             return 0;
@@ -364,6 +363,12 @@ public final class Ext4Fuse extends FuseStubFS {
 
     /** ext4 dirent file_type to the S_IFMT bits readdir reports. */
     private static final int[] DT_TO_MODE = {0, 0x8000, 0x4000, 0x2000, 0x6000, 0x1000, 0xC000, 0xA000};
+
+    /** What a directory entry says of its inode, as readdir reports it: the number and the file type's mode bits. */
+    static void fillDirent(FileStat st, long ino, int fileType) {
+        st.st_ino.set(ino);
+        st.st_mode.set(DT_TO_MODE[fileType < DT_TO_MODE.length ? fileType : 0]);
+    }
 
     @Override
     public int releasedir(String path, FuseFileInfo fi) {

@@ -63,6 +63,12 @@ public final class Ext4LowLevel {
         Pointer data = memory.allocateDirect(4096);
         long dataSize = 4096;
 
+        /** The entry cleared but for what a directory entry tells: node id 0 (no lookup), st_ino and the file type. */
+        void direntOnly(long ino, int fileType) {
+            entry.setMemory(0, LibFuse3.ENTRY_SIZE, (byte) 0);
+            Ext4Fuse.fillDirent(stat, ino, fileType);
+        }
+
         Pointer data(long size) {
             if (size > dataSize) {
                 data = memory.allocateDirect(size);
@@ -656,18 +662,14 @@ public final class Ext4LowLevel {
                     if (!attrs) {
                         // no attributes, no lookup: "." and "..", or an inode stat would call corrupt
                         // (listed anyway, as the kernel lists it; its stat then fails)
-                        s.entry.setMemory(0, LibFuse3.ENTRY_SIZE, (byte) 0);
-                        s.stat.st_ino.set(entryIno);
-                        s.stat.st_mode.set(DT_TO_MODE[fileType < DT_TO_MODE.length ? fileType : 0]);
+                        s.direntOnly(entryIno, fileType);
                     }
                     len = lib.fuse_add_direntry_plus(req, at, room, z, s.entry, next);
                     if (len <= room && attrs) {
                         fs.remember(entryIno);
                     }
                 } else {
-                    s.entry.setMemory(LibFuse3.ENTRY_ATTR, LibFuse3.STAT_SIZE, (byte) 0);
-                    s.stat.st_ino.set(entryIno);
-                    s.stat.st_mode.set(DT_TO_MODE[fileType < DT_TO_MODE.length ? fileType : 0]);
+                    s.direntOnly(entryIno, fileType);
                     len = lib.fuse_add_direntry(req, at, room, z, s.entry.slice(LibFuse3.ENTRY_ATTR), next);
                 }
                 if (len > room) {
@@ -691,8 +693,6 @@ public final class Ext4LowLevel {
         }
     }
 
-    /** ext4 dirent file_type to the S_IFMT bits readdir reports. */
-    private static final int[] DT_TO_MODE = {0, 0x8000, 0x4000, 0x2000, 0x6000, 0x1000, 0xC000, 0xA000};
 
     private void statfs(Pointer req, long node) {
         guard(req, "statfs", node, () -> {
