@@ -40,8 +40,8 @@ import java.util.List;
  *
  * <p>Every node is checked as ext4_ext_check() does: magic, entries within max, max within the
  * node's room, the depth the parent expects (which also rules out loops, since depth strictly
- * falls), and the tail checksum of block nodes. Nodes read for a change are also checked for
- * ordered keys and non-overlapping extents (ext4_valid_extent_entries()).
+ * falls), and, once per contents of a block node, its tail checksum, ordered keys and
+ * non-overlapping extents (ext4_valid_extent_entries()).
  *
  * <p>New tree blocks have eh_max = (blocksize - 12) / 12, as ext4_ext_space_block() and
  * libext2fs give (the 4-byte tail fits in the remainder), eh_generation 0, and, with
@@ -167,9 +167,7 @@ public final class ExtentTree implements WritableBlockMap {
             }
             int depth = node.depth();
             block = node.indexLeaf(i);
-            ByteBuffer b = cache.get(block);
-            node = new ExtentNode(b);
-            check(node, depth - 1, b.capacity(), block);
+            node = new ExtentNode(readNode(block, depth - 1));
         }
         int i = search(node, lblk);
         if (i >= 0) {
@@ -233,31 +231,45 @@ public final class ExtentTree implements WritableBlockMap {
     }
 
     private void check(ExtentNode node, int expectedDepth, int room, long block) throws Ext4Exception {
-        String where = where(block);
         if (node.magic() != ExtentNode.MAGIC) {
-            throw Ext4Exception.corrupted(String.format("%s: bad magic 0x%04x (expected 0x%04x)", where, node.magic(), ExtentNode.MAGIC));
+            throw Ext4Exception.corrupted(String.format("%s: bad magic 0x%04x (expected 0x%04x)", where(block), node.magic(), ExtentNode.MAGIC));
         }
         int fit = (room - ExtentNode.HEADER_SIZE - (block == 0 ? 0 : ExtentNode.TAIL_SIZE)) / ExtentNode.ENTRY_SIZE;
         if (node.max() == 0 || node.max() > fit) {
-            throw Ext4Exception.corrupted(where + ": eh_max " + node.max() + " (expected 1.." + fit + ")");
+            throw Ext4Exception.corrupted(where(block) + ": eh_max " + node.max() + " (expected 1.." + fit + ")");
         }
         if (node.entries() > node.max()) {
-            throw Ext4Exception.corrupted(where + ": eh_entries " + node.entries() + " is above eh_max " + node.max());
+            throw Ext4Exception.corrupted(where(block) + ": eh_entries " + node.entries() + " is above eh_max " + node.max());
         }
         if (expectedDepth < 0 ? node.depth() > ExtentNode.MAX_DEPTH : node.depth() != expectedDepth) {
-            throw Ext4Exception.corrupted(where + ": depth " + node.depth() + " (expected "
+            throw Ext4Exception.corrupted(where(block) + ": depth " + node.depth() + " (expected "
                     + (expectedDepth < 0 ? "at most " + ExtentNode.MAX_DEPTH : expectedDepth) + ")");
         }
         if (node.depth() > 0 && node.entries() == 0) {
-            throw Ext4Exception.corrupted(where + ": index node with no entries");
+            throw Ext4Exception.corrupted(where(block) + ": index node with no entries");
         }
-        if (block != 0 && verifyChecksums) {
-            int stored = node.storedChecksum();
-            int computed = node.computeChecksum(inodeSeed);
-            if (stored != computed) {
-                throw Ext4Exception.badChecksum(where, stored & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
+    }
+
+    /**
+     * A block node through the buffer cache: its header checked every time ({@link #check}), its
+     * checksum and entries once per contents (ext4_extent_block_csum_verify() and
+     * ext4_valid_extent_entries(), skipped as the kernel skips them for a verified buffer).
+     */
+    private ByteBuffer readNode(long block, int expectedDepth) throws Ext4Exception {
+        ByteBuffer b = cache.getChecked(block, ino, c -> {
+            ExtentNode node = new ExtentNode(c);
+            check(node, expectedDepth, blockSize, block);
+            if (verifyChecksums) {
+                int stored = node.storedChecksum();
+                int computed = node.computeChecksum(inodeSeed);
+                if (stored != computed) {
+                    throw Ext4Exception.badChecksum(where(block), stored & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
+                }
             }
-        }
+            validateEntries(node, block);
+        });
+        check(new ExtentNode(b), expectedDepth, blockSize, block); // the depth this parent expects
+        return b;
     }
 
     private String where(long block) {
@@ -286,18 +298,15 @@ public final class ExtentTree implements WritableBlockMap {
         }
     }
 
-    /** Reads a block node into a private buffer, checked as ext4_ext_check() and ext4_valid_extent_entries() do. */
+    /** Reads a block node into a private buffer to change it, checked as {@link #readNode} checks. */
     private Level load(long block, int expectedDepth) throws Ext4Exception {
         if (block == 0) {
             throw Ext4Exception.corrupted("inode " + ino + ": extent index points to block 0");
         }
-        ByteBuffer src = cache.get(block);
+        ByteBuffer src = readNode(block, expectedDepth);
         ByteBuffer copy = ByteBuffer.allocate(blockSize).order(ByteOrder.LITTLE_ENDIAN);
         copy.put(0, src, 0, blockSize);
-        Level l = new Level(block, copy);
-        check(l.node, expectedDepth, blockSize, block);
-        validateEntries(l.node, block);
-        return l;
+        return new Level(block, copy);
     }
 
     private Level rootLevel() throws Ext4Exception {
@@ -365,12 +374,8 @@ public final class ExtentTree implements WritableBlockMap {
         if (verifyChecksums) {
             new ExtentNode(buf).updateChecksum(inodeSeed);
         }
-        BufferCache.Mutator m = b -> b.put(0, buf, 0, blockSize);
-        if (fresh) {
-            cache.create(block, m);
-        } else {
-            cache.update(block, m);
-        }
+        // a whole node this tree built, its checksum stamped: it passes readNode's check
+        cache.changeChecked(block, ino, fresh, b -> b.put(0, buf, 0, blockSize));
     }
 
     private ByteBuffer newBlockBuffer() {

@@ -5,6 +5,7 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.LockOrder;
 import java.io.EOFException;
 import java.io.IOException;
+import java.lang.ref.WeakReference;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
@@ -33,6 +34,8 @@ public final class BufferCache {
     private volatile long blockCount;
     private final Lru<Long, byte[]> blocks;
     private final ConcurrentHashMap<Long, byte[]> dirty = new ConcurrentHashMap<>();
+    /** Which contents of a block passed a check, and for whom (the kernel's buffer_verified()). */
+    private final Lru<Long, Checked> checked;
     private final long maxDirty;
     private final ReentrantLock[] updateLocks = new ReentrantLock[256];
     /** One flush at a time; a writer over the dirty limit waits for it. */
@@ -51,6 +54,19 @@ public final class BufferCache {
 
         /** {@code block} was freed and dropped from the cache. */
         void forgotten(long block);
+    }
+
+    /** A reader's check of a block's bytes, run once per contents by {@link #getChecked}. */
+    @FunctionalInterface
+    public interface Check {
+        void verify(ByteBuffer block) throws Ext4Exception;
+    }
+
+    /** Contents that passed their owner's {@link Check}; weak, so the memo never keeps a block in memory. */
+    private record Checked(WeakReference<byte[]> data, long owner) {
+        boolean covers(byte[] contents, long who) {
+            return owner == who && data.get() == contents;
+        }
     }
 
     /** Changes a block's bytes in place; the buffer is little-endian, position 0. */
@@ -73,6 +89,7 @@ public final class BufferCache {
         this.blockSize = blockSize;
         this.blockCount = blockCount;
         this.blocks = new Lru<>(maxBytes / blockSize);
+        this.checked = new Lru<>(maxBytes / blockSize);
         this.maxDirty = maxDirty;
         for (int i = 0; i < updateLocks.length; i++) {
             updateLocks[i] = new ReentrantLock();
@@ -134,6 +151,23 @@ public final class BufferCache {
     }
 
     /**
+     * The block as {@link #get} gives it, after {@code check} passed on these very contents for
+     * {@code owner} (an inode, whose checksum seed the check uses): a block read again from the
+     * device, or changed, is checked anew; unchanged contents are checked once, as the kernel
+     * checks an extent block once per read (buffer_verified()).
+     */
+    public ByteBuffer getChecked(long block, long owner, Check check) throws Ext4Exception {
+        byte[] data = load(block);
+        ByteBuffer view = ByteBuffer.wrap(data).asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
+        Checked c = checked.get(block);
+        if (c == null || !c.covers(data, owner)) {
+            check.verify(view.duplicate().order(ByteOrder.LITTLE_ENDIAN));
+            checked.put(block, new Checked(new WeakReference<>(data), owner));
+        }
+        return view;
+    }
+
+    /**
      * A miss reads the device under the block's lock, so that a read racing with a change, a
      * flush or a {@link #forget} can never put back contents older than what those left: a stale
      * copy of a freed block would otherwise become the starting point of its next owner's change.
@@ -180,11 +214,22 @@ public final class BufferCache {
         change(block, true, m);
     }
 
-    private void change(long block, boolean fresh, Mutator m) throws Ext4Exception {
+    /**
+     * {@link #update} or {@link #create} with a mutator that leaves the block as {@code owner}'s
+     * {@link Check} wants it (it wrote a whole valid node and its checksum): the new contents
+     * count as checked.
+     */
+    public void changeChecked(long block, long owner, boolean fresh, Mutator m) throws Ext4Exception {
+        byte[] data = change(block, fresh, m);
+        checked.put(block, new Checked(new WeakReference<>(data), owner));
+    }
+
+    private byte[] change(long block, boolean fresh, Mutator m) throws Ext4Exception {
         checkRange(block);
         ReentrantLock lock = lockBlock(block);
+        byte[] copy;
         try {
-            byte[] copy = fresh ? new byte[blockSize] : load(block).clone();
+            copy = fresh ? new byte[blockSize] : load(block).clone();
             m.apply(ByteBuffer.wrap(copy).order(ByteOrder.LITTLE_ENDIAN));
             if (device.isReadOnly()) {
                 throw new Ext4Exception(Errno.EROFS, "block " + block + ": the image is open read-only");
@@ -194,7 +239,7 @@ public final class BufferCache {
             Tracker t = tracker;
             if (t != null) {
                 t.dirtied(block);
-                return;
+                return copy;
             }
         } finally {
             unlockBlock(lock, block);
@@ -202,6 +247,7 @@ public final class BufferCache {
         if (dirty.size() > maxDirty) {
             flush();
         }
+        return copy;
     }
 
     private ReentrantLock lockOf(long block) {
@@ -234,6 +280,7 @@ public final class BufferCache {
         try {
             dirty.remove(block);
             blocks.remove(block);
+            checked.remove(block);
             Tracker t = tracker;
             if (t != null) {
                 t.forgotten(block);
