@@ -441,14 +441,8 @@ public final class Ext4FileSystem implements Closeable {
 
     // ---- the filesystem (super.c, fsync.c, ioctl.c) ----
 
-    /**
-     * Free counts as ext4_statfs() reports them. Changes not yet written home are written first
-     * (see {@link MountOptions#idleFlushMillis}).
-     */
+    /** Free counts as ext4_statfs() reports them: delayed blocks count as used; nothing is written. */
     public StatFs statfs() {
-        if (s.flusher != null) {
-            s.flusher.flushIfIdlePending();
-        }
         return s.state.statfs();
     }
 

@@ -146,16 +146,6 @@ final class Flusher {
     }
 
     /**
-     * The idle flush, now, if one is pending: umount(8) asks statfs just before it unmounts, and a
-     * FUSE 2 unmount does not wait for the server, so the image is home before that happens.
-     */
-    void flushIfIdlePending() {
-        if (idleFlushQueued.compareAndSet(true, false)) {
-            flush(fs.writeback::writebackAll);
-        }
-    }
-
-    /**
      * Waits until a round already running has finished (the executor has one thread); rounds that
      * start later find the gate closed and do nothing. A freeze and a remount read-only call it
      * once the gate is closed, before they write everything home.
