@@ -9,6 +9,7 @@ import dev.ext4j.fs.Ext4FileSystem;
 import dev.ext4j.fs.FileAttributes;
 import dev.ext4j.fs.Permissions;
 import dev.ext4j.fs.StatFs;
+import dev.ext4j.xattr.Acl;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -46,7 +47,7 @@ public final class NullLowLevel {
     private static final int XATTR_CREATE = 1, XATTR_REPLACE = 2;
     private static final int SEEK_DATA = 3, SEEK_HOLE = 4;
     private static final int RENAME_NOREPLACE = 1;
-    private static final String DEFAULT_ACL = "system.posix_acl_default";
+    private static final String ACCESS_ACL = "system.posix_acl_access", DEFAULT_ACL = "system.posix_acl_default";
     /** As ext4j's read-write mounts. */
     private static final double TIMEOUT = 60;
     private static final MemoryIO MEMORY = MemoryIO.getInstance();
@@ -151,8 +152,22 @@ public final class NullLowLevel {
             }
         }
 
-        synchronized boolean hasXattr(String name) {
-            return xattrs != null && xattrs.containsKey(name);
+        synchronized byte[] xattr(String name) {
+            return xattrs == null ? null : xattrs.get(name);
+        }
+
+        /** Sets ({@code value} not null) or removes xattr {@code name}; with the inode's monitor held. */
+        void putXattr(String name, byte[] value) {
+            if (value == null) {
+                if (xattrs != null) {
+                    xattrs.remove(name);
+                }
+                return;
+            }
+            if (xattrs == null) {
+                xattrs = new LinkedHashMap<>();
+            }
+            xattrs.put(name, value);
         }
 
         /** The file type as a directory entry gives it (ext4's codes, which {@link Ext4Fuse#fillDirent} takes). */
@@ -332,7 +347,8 @@ public final class NullLowLevel {
         String name = string(rawName);
         Inode p = dir(parent);
         boolean isDir = (mode & S_IFMT) == S_IFDIR;
-        int m = p.hasXattr(DEFAULT_ACL) ? mode : mode & ~umask; // posix_acl_create(), without inheriting the ACL
+        byte[] defaultAcl = p.xattr(DEFAULT_ACL);
+        int m = defaultAcl != null ? mode : mode & ~umask;
         long gid = Caller.gid();
         synchronized (p) {
             if ((p.mode & S_ISGID) != 0) {
@@ -346,6 +362,13 @@ public final class NullLowLevel {
         if (isDir) {
             n.nlink = 2;
             n.dir.parent = p.ino;
+        }
+        if (defaultAcl != null && target == null) {
+            // posix_acl_create(): the directory's default ACL makes the new inode's
+            Acl.Inherited acl = Acl.createMasq(defaultAcl, n.mode);
+            n.mode = acl.mode();
+            n.putXattr(ACCESS_ACL, acl.access());
+            n.putXattr(DEFAULT_ACL, isDir ? defaultAcl : null);
         }
         synchronized (p.dir) {
             if (p.dir.removed) {
@@ -531,6 +554,10 @@ public final class NullLowLevel {
             synchronized (n) {
                 if ((toSet & LibFuse3.SET_ATTR_MODE) != 0) {
                     n.mode = n.type | (st.st_mode.intValue() & 07777);
+                    byte[] acl = n.xattr(ACCESS_ACL);
+                    if (acl != null) {
+                        n.putXattr(ACCESS_ACL, Acl.chmod(acl, n.mode)); // posix_acl_chmod()
+                    }
                 }
                 if ((toSet & LibFuse3.SET_ATTR_UID) != 0) {
                     n.uid = st.st_uid.longValue() & 0xFFFFFFFFL;
@@ -876,10 +903,17 @@ public final class NullLowLevel {
                 if ((flags & XATTR_REPLACE) != 0 && !has) {
                     throw new Ext4Exception(Errno.ENODATA, "no such attribute");
                 }
-                if (n.xattrs == null) {
-                    n.xattrs = new LinkedHashMap<>();
+                if (name.equals(DEFAULT_ACL) && n.dir == null) {
+                    throw new Ext4Exception(Errno.EACCES, "a default ACL needs a directory");
                 }
-                n.xattrs.put(name, v);
+                if (name.equals(ACCESS_ACL)) {
+                    // as ext4_set_acl(): the ACL sets the permission bits; one that says no more is not kept
+                    n.mode = (n.mode & ~0777) | Acl.permissionBits(v);
+                    if (Acl.equivalentToMode(v)) {
+                        v = null;
+                    }
+                }
+                n.putXattr(name, v);
                 n.changed(false);
             }
             lib.fuse_reply_err(req, 0);
