@@ -255,12 +255,12 @@ public final class Main {
      * cost a GETATTR of a directory after every change in it, as a change makes the kernel drop
      * the directory's attributes.
      */
-    static boolean kernelChecksPermissions(long uid, List<String> fuseOptions) {
+    public static boolean kernelChecksPermissions(long uid, List<String> fuseOptions) {
         return uid != 0 || fuseOptions.contains("allow_other") || fuseOptions.contains("allow_root");
     }
 
     /** The uid and gid this server runs as, the mounting user's: the control file belongs to them. */
-    static long[] ownIds() {
+    public static long[] ownIds() {
         try {
             Path self = Path.of("/proc/self");
             return new long[] {((Number) Files.getAttribute(self, "unix:uid")).longValue(),

@@ -55,7 +55,7 @@ public final class Ext4LowLevel {
     private final ThreadLocal<Scratch> scratch = ThreadLocal.withInitial(Scratch::new);
 
     /** One worker thread's native buffers: an entry (with its stat), a statvfs and a data buffer. */
-    private static final class Scratch {
+    static final class Scratch {
         final MemoryManager memory = Runtime.getSystemRuntime().getMemoryManager();
         final Pointer entry = memory.allocateDirect(LibFuse3.ENTRY_SIZE, true);
         final FileStat stat = FileStat.of(entry.slice(LibFuse3.ENTRY_ATTR));
@@ -80,7 +80,7 @@ public final class Ext4LowLevel {
 
     /** A callback body: ends the request with a reply unless it throws. */
     @FunctionalInterface
-    private interface Body {
+    interface Body {
         void run() throws Ext4Exception;
     }
 
@@ -127,7 +127,7 @@ public final class Ext4LowLevel {
      * of up to {@link #MAX_IO} are offered: root raises the mount's read_ahead_kb to that, as
      * {@code blockdev --setra} would for a disk. Anyone else keeps the default.
      */
-    private static void readAheadMaxIo(java.nio.file.Path mnt) {
+    static void readAheadMaxIo(java.nio.file.Path mnt) {
         String device = null;
         for (dev.ext4j.io.ImageUse.MountEntry e : dev.ext4j.io.ImageUse.mounts()) {
             if (e.mountPoint().equals(mnt.toString())) {
@@ -224,7 +224,7 @@ public final class Ext4LowLevel {
         }
     }
 
-    private static byte[] name(Pointer p) {
+    static byte[] name(Pointer p) {
         int n = p.indexOf(0, (byte) 0);
         byte[] b = new byte[n];
         p.get(0, b, 0, n);
@@ -282,6 +282,11 @@ public final class Ext4LowLevel {
     // ---- callbacks ----
 
     private void init(Pointer userData, Pointer conn) {
+        negotiate(conn, kernelChecks);
+    }
+
+    /** What ext4j asks of the kernel at INIT (the capabilities in {@code conn}, its sizes); kernelChecks: default_permissions. */
+    static void negotiate(Pointer conn, boolean kernelChecks) {
         int capable = conn.getInt(LibFuse3.CONN_CAPABLE);
         int want = conn.getInt(LibFuse3.CONN_WANT);
         int add = LibFuse3.CAP_IOCTL_DIR | LibFuse3.CAP_EXPORT_SUPPORT | LibFuse3.CAP_CACHE_SYMLINKS | LibFuse3.CAP_ASYNC_READ
@@ -421,7 +426,7 @@ public final class Ext4LowLevel {
         });
     }
 
-    private static Ext4FileSystem.Time time(int toSet, int set, int now, ru.serce.jnrfuse.struct.Timespec t) {
+    static Ext4FileSystem.Time time(int toSet, int set, int now, ru.serce.jnrfuse.struct.Timespec t) {
         if ((toSet & now) != 0) {
             return Ext4FileSystem.Time.NOW;
         }
@@ -712,25 +717,25 @@ public final class Ext4LowLevel {
             if (found == null) {
                 throw new Ext4Exception(Errno.ENODATA, "no such attribute");
             }
-            replyXattr(req, found, size);
+            replyXattr(lib, scratch.get(), req, found, size);
         });
     }
 
     private void listxattr(Pointer req, long node, long size) {
         guard(req, "listxattr", node, () -> {
             List<String> names = node == CONTROL_NODE ? List.of() : fs.listXattrs(ino(node));
-            replyXattr(req, Ext4Fuse.nameList(names), size);
+            replyXattr(lib, scratch.get(), req, Ext4Fuse.nameList(names), size);
         });
     }
 
     /** The xattr size protocol: size 0 asks for the length, a short buffer is ERANGE. */
-    private void replyXattr(Pointer req, byte[] data, long size) throws Ext4Exception {
+    static void replyXattr(LibFuse3 lib, Scratch s, Pointer req, byte[] data, long size) throws Ext4Exception {
         if (size == 0) {
             lib.fuse_reply_xattr(req, data.length);
         } else if (size < data.length) {
             throw new Ext4Exception(Errno.ERANGE, "the attribute has " + data.length + " bytes");
         } else {
-            Pointer p = scratch.get().data(Math.max(1, data.length));
+            Pointer p = s.data(Math.max(1, data.length));
             p.put(0, data, 0, data.length);
             lib.fuse_reply_buf(req, p, data.length);
         }
