@@ -988,7 +988,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     int foreground = 0, debug = 0;
-    char opts[4096] = "fsname=nullfs3,subtype=nullfs3";
+    char opts[4096] = "fsname=nullfs3,subtype=nullfs3"; /* nosuid,nodev: FUSE's default, and ext4j's */
     const char *mnt = NULL;
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "-f") == 0) {
@@ -1010,8 +1010,6 @@ int main(int argc, char **argv)
     }
     if (!mnt)
         usage();
-    if (getuid() == 0)
-        strcat(opts, ",dev,suid"); /* as ext4j's mounts by root */
 
     /* inode 0 is never used; the root is 1 (FUSE_ROOT_ID), owned by whoever mounts */
     inodes_cap = 1024;
