@@ -65,7 +65,7 @@ struct inode {
     unsigned opens;        /* open files: an unlinked file lives until the last is released */
     struct xattr *xattrs;
     char **pages;          /* regular file: npages slots, NULL reads as zeros */
-    size_t npages;
+    size_t npages, allocated;
     char *target;          /* symlink */
     /* directory: its names in cookie order; a removed name leaves a NULL until compaction */
     struct dentry **ents;
@@ -188,6 +188,7 @@ static void resize(struct inode *i, off_t size)
 {
     size_t keep = (size + PAGE - 1) / PAGE;
     for (size_t p = keep; p < i->npages; p++) {
+        i->allocated -= i->pages[p] != NULL;
         free(i->pages[p]);
         i->pages[p] = NULL;
     }
@@ -196,14 +197,6 @@ static void resize(struct inode *i, off_t size)
     if (size % PAGE && keep > 0 && keep <= i->npages && i->pages[keep - 1])
         memset(i->pages[keep - 1] + size % PAGE, 0, PAGE - size % PAGE);
     i->size = size;
-}
-
-static blkcnt_t allocated_blocks(const struct inode *i)
-{
-    blkcnt_t n = 0;
-    for (size_t p = 0; p < i->npages; p++)
-        n += i->pages[p] != NULL;
-    return n * (PAGE / 512);
 }
 
 static void fill_stat(const struct inode *i, struct stat *st)
@@ -217,7 +210,7 @@ static void fill_stat(const struct inode *i, struct stat *st)
     st->st_rdev = i->rdev;
     st->st_size = i->size;
     st->st_blksize = PAGE;
-    st->st_blocks = S_ISREG(i->mode) ? allocated_blocks(i) : is_dir(i) ? PAGE / 512 : 0;
+    st->st_blocks = (is_dir(i) ? 1 : i->allocated) * (PAGE / 512);
     st->st_atim = i->atime;
     st->st_mtim = i->mtime;
     st->st_ctim = i->ctime;
@@ -685,8 +678,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     for (size_t done = 0; done < size;) {
         size_t p = (off + done) / PAGE, in = (off + done) % PAGE;
         size_t len = PAGE - in < size - done ? PAGE - in : size - done;
-        if (!i->pages[p] && !(i->pages[p] = calloc(1, PAGE)))
-            abort();
+        if (!i->pages[p]) {
+            if (!(i->pages[p] = calloc(1, PAGE)))
+                abort();
+            i->allocated++;
+        }
         memcpy(i->pages[p] + in, buf + done, len);
         done += len;
     }
