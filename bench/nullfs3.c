@@ -15,8 +15,13 @@
  * ACCESS itself; "-o default_permissions" makes it what ext4j is then (the kernel checks
  * permissions and POSIX ACLs, POSIX_ACL + DONT_MASK, the umask applied here).
  *
- * One mutex guards everything: a request holds it for a table lookup or a memcpy, far less than
- * its round trip through the kernel.
+ * Requests are served by libfuse's fuse_session_loop_mt (ext4j runs its own loop of a few Java
+ * threads over the same session calls, FuseLoop). One mutex guards everything: a request holds
+ * it for a table lookup or a memcpy, far less than its round trip through the kernel.
+ *
+ * Not done, as no benchmark needs it: default ACLs are not inherited, FORGET is ignored (an
+ * inode goes with its last name and last open file), inode numbers are never reused, no ioctl,
+ * lseek, copy_file_range or fallocate (EOPNOTSUPP).
  */
 #define FUSE_USE_VERSION 314
 #define _GNU_SOURCE
