@@ -128,8 +128,8 @@ static int is_dir(const struct inode *i)
 /* A thread's buffer for replies (reads, listings, xattr values). */
 static char *scratch(size_t n)
 {
-    static __thread char *buf;
-    static __thread size_t cap;
+    static _Thread_local char *buf;
+    static _Thread_local size_t cap;
     if (n > cap) {
         buf = xrealloc(buf, n);
         cap = n;
