@@ -462,7 +462,8 @@ public final class Ext4FileSystem implements Closeable {
 
     /**
      * fsync(2) and fdatasync(2) of one inode (ext4_sync_file()): its dirty pages written back and
-     * mapped, then the running transaction committed, which holds the inode's metadata. Other
+     * mapped, then the last transaction that changed the inode committed, unless it is already,
+     * and the data written made durable; fsyncs that come together share the image's flush. Other
      * files' dirty pages stay in the cache. fdatasync commits as well: the size or the block map
      * may have changed with the data.
      */
@@ -472,13 +473,24 @@ public final class Ext4FileSystem implements Closeable {
                 s.atime.writeLazy(ino); // fdatasync leaves times alone, as with the kernel's lazytime
             }
             s.retry.run(() -> s.writeback.writebackFully(ino));
-            commit();
+            InodeInfo info = s.inodes.lookup(ino);
+            long tid = info == null ? InodeInfo.SYNC_TID_UNKNOWN : info.syncTid();
+            if (tid == InodeInfo.SYNC_TID_UNKNOWN) {
+                commit();
+            } else {
+                s.tx.syncTo((int) tid); // ext4_fsync_journal(): the inode's transaction, not whatever runs now
+                reportFlusherError();
+            }
         }
     }
 
     /** Commits the running transaction; reports a background writeback that failed since the last one. */
     private void commit() throws Ext4Exception {
         s.tx.sync();
+        reportFlusherError();
+    }
+
+    private void reportFlusherError() throws Ext4Exception {
         Ext4Exception earlier = s.flusher.takeError();
         if (earlier != null) {
             throw new Ext4Exception(Errno.EIO, "an earlier background write failed: " + earlier.getMessage(), earlier);

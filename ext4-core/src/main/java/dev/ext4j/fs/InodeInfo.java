@@ -41,6 +41,8 @@ final class InodeInfo {
 
     /** {@link #memSize} when i_size is the on-disk size. */
     private static final long NO_MEM_SIZE = -1;
+    /** {@link #syncTid} of an inode loaded since its last change: an fsync commits whatever is running. */
+    static final long SYNC_TID_UNKNOWN = Long.MIN_VALUE;
     /** {@link #orphanNext} when the inode is not on the orphan list. */
     static final long NOT_ORPHAN = -1;
 
@@ -48,7 +50,11 @@ final class InodeInfo {
     private volatile Version version;
     /** Open file handles; under this object's monitor. */
     private int opens;
-    /** Lookups the kernel holds (nlookup); under this object's monitor. */
+    /**
+     * The last transaction that changed the inode (ext4's i_sync_tid), noted as a writer lets go
+     * of it with its handle still running; {@link #SYNC_TID_UNKNOWN} until then.
+     */
+    private volatile long syncTid = SYNC_TID_UNKNOWN;
     /**
      * The VFS's I_LINKABLE: an O_TMPFILE inode not yet linked, which link(2) may give its first
      * name though it has no link. Set before the inode's number is handed out, cleared under the
@@ -99,6 +105,16 @@ final class InodeInfo {
     InodeInfo(long ino, Inode inode, int csumSeed, BlockMap map) {
         this.ino = ino;
         this.version = new Version(inode, csumSeed, map);
+    }
+
+    /** See {@link #syncTid}. */
+    long syncTid() {
+        return syncTid;
+    }
+
+    /** A writer that changed the inode lets go of it while transaction {@code tid} runs. */
+    void changedIn(int tid) {
+        syncTid = tid;
     }
 
     long ino() {

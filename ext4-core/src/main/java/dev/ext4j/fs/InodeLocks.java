@@ -76,6 +76,19 @@ final class InodeLocks {
         this.idleKept = idleKept;
     }
 
+    /** Told the inodes a writer lets go of, and the transaction its changes joined (its handle still runs). */
+    @FunctionalInterface
+    interface Released {
+        void changed(long ino, int tid);
+    }
+
+    private volatile Released released = (ino, tid) -> { };
+
+    /** Where {@link Held#close} reports each inode's transaction (ext4_update_inode_fsync_trans()). */
+    void onRelease(Released r) {
+        this.released = r;
+    }
+
     /** A lock held until close(), which never throws. */
     interface Locked extends AutoCloseable {
         @Override
@@ -229,6 +242,10 @@ final class InodeLocks {
 
         @Override
         public void close() {
+            int tid = transactions.runningTid(); // the handle's: no commit swaps it while the handle runs
+            for (Entry e : held) {
+                released.changed(e.key, tid);
+            }
             handle.close();
             unlockWrites(held, held.length);
         }

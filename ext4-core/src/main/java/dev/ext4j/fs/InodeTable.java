@@ -72,7 +72,8 @@ final class InodeTable {
         this.orphans = list;
     }
 
-    private InodeInfo lookup(long ino) {
+    /** The in-core inode, or null when it is not in memory. */
+    InodeInfo lookup(long ino) {
         InodeInfo info = pinned.get(ino);
         return info != null ? info : cached.get(ino);
     }

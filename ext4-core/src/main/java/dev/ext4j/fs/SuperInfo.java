@@ -92,6 +92,12 @@ final class SuperInfo {
         this.state = new SuperState(this, options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors()));
         this.orphans = new Orphans(this);
         this.inodes.useOrphans(orphans);
+        this.locks.onRelease((ino, tid) -> {
+            InodeInfo info = inodes.lookup(ino);
+            if (info != null) {
+                info.changedIn(tid);
+            }
+        });
         this.namei = new Namei(this);
         this.fileWrite = new FileWrite(this);
         this.fileRead = new FileRead(this);

@@ -11,6 +11,7 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
@@ -38,6 +39,12 @@ public final class BufferCache {
     private final Lru<Long, Checked> checked;
     private final long maxDirty;
     private final ReentrantLock[] updateLocks = new ReentrantLock[256];
+    /** Writes to the device finished so far ({@link #writesDone}). */
+    private final AtomicLong writesDone = new AtomicLong();
+    /** The writes a finished force covered: those finished before it began. */
+    private final AtomicLong forcedWrites = new AtomicLong();
+    /** One {@link #forceUpTo} force at a time, so callers that come meanwhile share the next one. */
+    private final ReentrantLock forceLock = new ReentrantLock();
     /** One flush at a time; a writer over the dirty limit waits for it. */
     private final ReentrantLock flushLock = new ReentrantLock();
     /** The journal that logs every change, or null: dirty blocks are then written home by {@link #flush}. */
@@ -364,16 +371,51 @@ public final class BufferCache {
 
     /** Makes every write so far durable. */
     public void force() throws Ext4Exception {
+        long upTo = writesDone.get();
         try {
             device.sync();
         } catch (IOException e) {
             throw new Ext4Exception(Errno.EIO, "syncing the image failed: " + e.getMessage(), e);
+        }
+        forced(upTo);
+    }
+
+    /**
+     * Writes through this cache (file data, blocks going home) finished so far: a caller that reads
+     * this and later calls {@link #forceUpTo} with it has those writes durable.
+     */
+    public long writesDone() {
+        return writesDone.get();
+    }
+
+    /** The first {@code writes} writes are durable: a force (a journal commit's) that began after them has finished. */
+    public void forced(long writes) {
+        forcedWrites.accumulateAndGet(writes, Math::max);
+    }
+
+    /**
+     * Makes the first {@code writes} writes ({@link #writesDone}) durable, with a force only when
+     * none that began after them has finished: fsyncs that come together share one (the group
+     * flush of jbd2's commits).
+     */
+    public void forceUpTo(long writes) throws Ext4Exception {
+        if (forcedWrites.get() >= writes) {
+            return;
+        }
+        forceLock.lock();
+        try {
+            if (forcedWrites.get() < writes) {
+                force();
+            }
+        } finally {
+            forceLock.unlock();
         }
     }
 
     private void writeToDevice(long offset, ByteBuffer src) throws Ext4Exception {
         try {
             device.write(offset, src);
+            writesDone.incrementAndGet();
         } catch (IOException e) {
             throw new Ext4Exception(Errno.EIO, "write at byte " + offset + " failed: " + e.getMessage(), e);
         }

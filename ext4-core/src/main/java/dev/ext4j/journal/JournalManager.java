@@ -104,6 +104,8 @@ public final class JournalManager implements Transactions, BufferCache.Tracker, 
     private final int defaultCredits;
     private final Object state = new Object();
     private Txn running;
+    /** running's tid, for readers that take no monitor ({@link #runningTid}). */
+    private volatile int runningTid;
     /** The running transaction takes no new handles: it is draining for a commit. */
     private boolean locked;
     private Txn committing;
@@ -129,6 +131,7 @@ public final class JournalManager implements Transactions, BufferCache.Tracker, 
         this.maxTransaction = log.maxTransactionBlocks();
         this.defaultCredits = (int) Math.max(1, Math.min(DEFAULT_CREDITS, maxTransaction / 4));
         this.running = new Txn(log.nextTid());
+        this.runningTid = running.tid;
         cache.setTracker(this);
         if (allocator != null) {
             allocator.setFreeDeferral(this);
@@ -348,6 +351,18 @@ public final class JournalManager implements Transactions, BufferCache.Tracker, 
     }
 
     @Override
+    public int runningTid() {
+        return runningTid;
+    }
+
+    @Override
+    public void syncTo(int tid) throws Ext4Exception {
+        long written = cache.writesDone();
+        commit(tid, false); // nothing when tid is committed already, or was while this waited for the commit lock
+        cache.forceUpTo(written);
+    }
+
+    @Override
     public void unmount() throws Ext4Exception {
         commit(-1, true);
         if (!log.isEmpty()) {
@@ -449,6 +464,7 @@ public final class JournalManager implements Transactions, BufferCache.Tracker, 
             }
             committing = t;
             running = new Txn(t.tid + 1);
+            runningTid = running.tid;
             locked = false;
             state.notifyAll();
         }
@@ -457,7 +473,9 @@ public final class JournalManager implements Transactions, BufferCache.Tracker, 
         if (log.blocksNeeded(frozen.size(), revokes.size()) > log.freeSpace()) {
             checkpointLocked();
         }
+        long written = cache.writesDone(); // the commit forces the device before its commit block
         log.commit(t.tid, frozen, revokes);
+        cache.forced(written);
         synchronized (LockOrder.monitor(LockOrder.Level.JOURNAL_STATE, -1, state)) {
             for (long[] r : t.freed) {
                 for (long b = r[0]; b < r[0] + r[1]; b++) {

@@ -73,6 +73,20 @@ public interface Transactions {
     /** fsync/sync: every change made so far is durable when this returns. */
     void sync() throws Ext4Exception;
 
+    /** The transaction a change made now joins (jbd2's running transaction's t_tid); 0 without a journal. */
+    default int runningTid() {
+        return 0;
+    }
+
+    /**
+     * fsync of one inode (jbd2_complete_transaction()): transaction {@code tid}, the last that
+     * changed it, and every one before it are durable when this returns, and so is every write of
+     * the buffer cache finished before the call; no later transaction is committed for it.
+     */
+    default void syncTo(int tid) throws Ext4Exception {
+        sync();
+    }
+
     /** Unmount: every change is home and the log is empty when this returns. */
     void unmount() throws Ext4Exception;
 

@@ -23,9 +23,10 @@ class FsyncTest {
     @TempDir
     Path work;
 
-    /** The image file, counting the bytes written to it. */
+    /** The image file, counting the bytes written to it and its flushes. */
     private static final class CountingDevice extends ForwardingDevice {
         final AtomicLong written = new AtomicLong();
+        final AtomicLong syncs = new AtomicLong();
 
         CountingDevice(BlockDevice inner) {
             super(inner);
@@ -35,6 +36,12 @@ class FsyncTest {
         public void write(long offset, ByteBuffer src) throws IOException {
             written.addAndGet(src.remaining());
             super.write(offset, src);
+        }
+
+        @Override
+        public void sync() throws IOException {
+            syncs.incrementAndGet();
+            super.sync();
         }
     }
 
@@ -84,6 +91,45 @@ class FsyncTest {
             fs.read(fs.lookup(Ext4FileSystem.ROOT_INO, bytes("small")), 0, back);
             assertArrayEquals(small, back.array());
             assertEquals((long) BIG_MIB << 20, fs.stat(fs.lookup(Ext4FileSystem.ROOT_INO, bytes("big"))).size());
+        }
+    }
+
+    /**
+     * ext4_fsync_journal(): an fsync commits the last transaction that changed its inode, not the
+     * one running now, and flushes the image only for data written since the last flush. A file
+     * whose changes are durable already costs neither, while another file's change waits in the
+     * running transaction; after a crash the journal replays the fsynced file.
+     */
+    @Test
+    void fsyncOfADurableFileCommitsNothingAndDoesNotFlush() throws Exception {
+        Path img = Images.mkfs(work.resolve("t.img"), "64M", List.of("-b", "4096"), null);
+        Path crashed = work.resolve("crashed.img");
+        CountingDevice dev = new CountingDevice(FileBlockDevice.open(img, false));
+        byte[] data = "made durable by the first fsync\n".getBytes(StandardCharsets.US_ASCII);
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, QUIET)) {
+            long a = fs.mknod(Ext4FileSystem.ROOT_INO, bytes("a"), 0100644, 0, 0, 0, 0);
+            fs.write(a, 0, ByteBuffer.wrap(data));
+            long syncs = dev.syncs.get();
+            fs.fsync(a, false);
+            assertTrue(dev.syncs.get() > syncs, "the first fsync flushes the image");
+            fs.mknod(Ext4FileSystem.ROOT_INO, bytes("b"), 0100644, 0, 0, 0, 0); // joins the running transaction
+            long written = dev.written.get();
+            syncs = dev.syncs.get();
+            fs.fsync(a, false);
+            fs.fsync(a, true);
+            assertEquals(syncs, dev.syncs.get(), "fsync of a file with nothing new flushed the image");
+            assertEquals(written, dev.written.get(), "fsync of a file with nothing new committed another file's change");
+            fs.write(a, data.length, ByteBuffer.wrap(data)); // data and a new size: a's transaction is the running one
+            fs.fsync(a, false);
+            assertTrue(dev.syncs.get() > syncs, "fsync after a change flushes the image");
+            Images.runOk(List.of("cp", "--sparse=always", img.toString(), crashed.toString()));
+        }
+        Images.assertClean(img);
+        try (Ext4FileSystem fs = Ext4FileSystem.open(crashed, MountOptions.defaults().withReadOnly(true))) {
+            long ino = fs.lookup(Ext4FileSystem.ROOT_INO, bytes("a"));
+            ByteBuffer back = ByteBuffer.allocate(2 * data.length);
+            assertEquals(2 * data.length, fs.read(ino, 0, back));
+            assertArrayEquals(data, Arrays.copyOfRange(back.array(), data.length, 2 * data.length));
         }
     }
 
