@@ -39,7 +39,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * cannot make them).
  *
  * <p>{@link #copyTree} copies regular files on a small pool of threads (one per processor, at most
- * four) while it walks the tree, so that the core's work for one file overlaps another's: the
+ * four; system property {@code ext4j.copy.threads}, 0 for none) while it walks the tree, so that the core's work for one file overlaps another's: the
  * walking thread makes directories, links, devices and the files with more than one link (so a
  * hard link always finds its first copy made), and a directory's mode and times are set once
  * every entry in it is done. When the pool is busy the walking thread copies the next file
@@ -60,8 +60,9 @@ public final class TreeCopy {
     private static final LinkOption[] NOFOLLOW = {LinkOption.NOFOLLOW_LINKS};
     private static final LinkOption[] FOLLOW = {};
 
-    /** The most threads a tree is copied with besides the walking one. */
-    private static final int MAX_THREADS = 4;
+    /** The threads a tree is copied with besides the walking one. */
+    private static final int THREADS = Math.max(0,
+            Integer.getInteger("ext4j.copy.threads", Math.min(4, Runtime.getRuntime().availableProcessors())));
     /** Files waiting for a copying thread, per thread; beyond that the walking thread copies. */
     private static final int QUEUED_PER_THREAD = 64;
 
@@ -119,10 +120,9 @@ public final class TreeCopy {
      * {@link #onError} threw, after the files being copied then are done.
      */
     public void copyTree(Path source, Path target) throws IOException {
-        int threads = Math.min(MAX_THREADS, Runtime.getRuntime().availableProcessors());
         AtomicInteger made = new AtomicInteger();
-        ThreadPoolExecutor pool = new ThreadPoolExecutor(threads, threads, 0, TimeUnit.SECONDS,
-                new ArrayBlockingQueue<>(threads * QUEUED_PER_THREAD), r -> {
+        ThreadPoolExecutor pool = THREADS == 0 ? null : new ThreadPoolExecutor(THREADS, THREADS, 0, TimeUnit.SECONDS,
+                new ArrayBlockingQueue<>(THREADS * QUEUED_PER_THREAD), r -> {
                     Thread t = new Thread(r, "ext4j-copy-" + made.incrementAndGet());
                     t.setDaemon(true);
                     return t;
@@ -133,8 +133,10 @@ public final class TreeCopy {
         } catch (IOException | RuntimeException | Error e) {
             stop(e);
         } finally {
-            pool.shutdown();
-            awaitQuietly(pool);
+            if (pool != null) {
+                pool.shutdown();
+                awaitQuietly(pool);
+            }
         }
         Throwable t = stopped;
         if (t instanceof IOException e) {
@@ -221,6 +223,7 @@ public final class TreeCopy {
     private final class Walk implements FileVisitor<Path> {
         private final Path source;
         private final Path target;
+        /** Null to copy every entry on the walking thread. */
         private final ThreadPoolExecutor pool;
         /** The directories the walk is in, innermost first. */
         private final Deque<Dir> dirs = new ArrayDeque<>();
@@ -268,7 +271,7 @@ public final class TreeCopy {
                 return next();
             }
             Dir in = dirs.peek();
-            if (in == null || !attrs.isRegularFile() || preserve && ((Number) u.get("nlink")).intValue() > 1) {
+            if (pool == null || in == null || !attrs.isRegularFile() || preserve && ((Number) u.get("nlink")).intValue() > 1) {
                 copy(file, to, attrs, u);
                 return next();
             }
