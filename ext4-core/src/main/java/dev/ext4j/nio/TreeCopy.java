@@ -39,11 +39,12 @@ import java.util.concurrent.atomic.AtomicInteger;
  * cannot make them).
  *
  * <p>{@link #copyTree} copies regular files on a small pool of threads (one per processor, at most
- * four; system property {@code ext4j.copy.threads}, 0 for none) while it walks the tree, so that the core's work for one file overlaps another's: the
- * walking thread makes directories, links, devices and the files with more than one link (so a
- * hard link always finds its first copy made), and a directory's mode and times are set once
- * every entry in it is done. When the pool is busy the walking thread copies the next file
- * itself. Errors reach the {@link OnError} one at a time, in the order the copies fail.
+ * four; the system property {@code ext4j.copy.threads} sets the number, 0 for none) while it walks
+ * the tree, so that the core's work for one file overlaps another's. The walking thread makes
+ * directories, links, devices and the files with more than one link (so a hard link always finds
+ * its first copy made); a directory's mode and times are set once every entry in it is done. When
+ * the pool is busy the walking thread copies the next file itself. Errors reach the
+ * {@link OnError} one at a time, in the order the copies fail.
  *
  * <p>One copy at a time per instance.
  */
