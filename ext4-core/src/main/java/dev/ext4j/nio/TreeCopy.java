@@ -17,10 +17,16 @@ import java.nio.file.attribute.BasicFileAttributeView;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.attribute.FileTime;
 import java.nio.file.attribute.UserDefinedFileAttributeView;
+import java.util.ArrayDeque;
+import java.util.Deque;
 import java.util.EnumSet;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * cp(1) between any two {@code java.nio.file} filesystems, an image on one side or both: what
@@ -32,10 +38,21 @@ import java.util.Set;
  * Devices, fifos and sockets are made in an image; elsewhere they are reported and skipped (Java
  * cannot make them).
  *
+ * <p>{@link #copyTree} copies regular files on a small pool of threads (one per processor, at most
+ * four; the system property {@code ext4j.copy.threads} sets the number, 0 for none) while it walks
+ * the tree, so that the core's work for one file overlaps another's. The walking thread makes
+ * directories, links, devices and the files with more than one link (so a hard link always finds
+ * its first copy made); a directory's mode and times are set once every entry in it is done. When
+ * the pool is busy the walking thread copies the next file itself. Errors reach the
+ * {@link OnError} one at a time, in the order the copies fail.
+ *
  * <p>One copy at a time per instance.
  */
 public final class TreeCopy {
-    /** What a copy does when one entry fails: throw to stop, return to go on. */
+    /**
+     * What a copy does when one entry fails: throw to stop, return to go on. Called from the
+     * copying threads, one call at a time.
+     */
     @FunctionalInterface
     public interface OnError {
         void failed(Path source, IOException e) throws IOException;
@@ -44,18 +61,22 @@ public final class TreeCopy {
     private static final LinkOption[] NOFOLLOW = {LinkOption.NOFOLLOW_LINKS};
     private static final LinkOption[] FOLLOW = {};
 
+    /** The threads a tree is copied with besides the walking one. */
+    private static final int THREADS = Math.max(0,
+            Integer.getInteger("ext4j.copy.threads", Math.min(4, Runtime.getRuntime().availableProcessors())));
+    /** Files waiting for a copying thread, per thread; beyond that the walking thread copies. */
+    private static final int QUEUED_PER_THREAD = 64;
+
     private final boolean preserve;
     private final OnError onError;
     private final boolean root;
-    /** A multiply-linked source file's key and its first copy. */
+    /** A multiply-linked source file's key and its first copy; the walking thread's. */
     private final Map<Object, Path> linked = new HashMap<>();
-    private final ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
-    /**
-     * The file just copied into an image, still open (so its inode cannot go and be reused) until
-     * its attributes are set without a second walk; 0 for none.
-     */
-    private long written;
-    private SeekableByteChannel writtenChannel;
+    private final ThreadLocal<ByteBuffer> buffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(1 << 20));
+    /** Serializes the calls of {@link #onError}. */
+    private final Object errors = new Object();
+    /** What stopped the copy: an exception {@link #onError} threw, or an unexpected one; null while it goes on. */
+    private volatile Throwable stopped;
 
     /**
      * @param preserve cp -a's attributes (see the class comment)
@@ -87,68 +108,232 @@ public final class TreeCopy {
         TreeCopy c = new TreeCopy(attrs, (p, e) -> {
             throw e;
         });
-        c.entry(source, target, a, lo);
+        Map<String, Object> u = unix(source, a, lo);
+        c.entry(source, target, a, u);
         if (a.isDirectory()) {
-            c.finish(source, target, a, lo);
+            c.finish(source, target, a, u, false, null);
         }
     }
 
     /**
      * Copies {@code source} (a file, link or whole tree, links not followed) to {@code target},
-     * which must not exist; its parent must.
+     * which must not exist; its parent must. Returns when every copy is done; rethrows what
+     * {@link #onError} threw, after the files being copied then are done.
      */
     public void copyTree(Path source, Path target) throws IOException {
-        Files.walkFileTree(source, EnumSet.noneOf(java.nio.file.FileVisitOption.class), Integer.MAX_VALUE, new FileVisitor<>() {
-            private Path to(Path p) {
-                Path t = target;
-                for (Path name : source.relativize(p)) {
-                    if (!name.toString().isEmpty()) {
-                        t = t.resolve(name.toString());
+        AtomicInteger made = new AtomicInteger();
+        ThreadPoolExecutor pool = THREADS == 0 ? null : new ThreadPoolExecutor(THREADS, THREADS, 0, TimeUnit.SECONDS,
+                new ArrayBlockingQueue<>(THREADS * QUEUED_PER_THREAD), r -> {
+                    Thread t = new Thread(r, "ext4j-copy-" + made.incrementAndGet());
+                    t.setDaemon(true);
+                    return t;
+                }, new ThreadPoolExecutor.CallerRunsPolicy());
+        stopped = null;
+        try {
+            Files.walkFileTree(source, EnumSet.noneOf(java.nio.file.FileVisitOption.class), Integer.MAX_VALUE, new Walk(source, target, pool));
+        } catch (IOException | RuntimeException | Error e) {
+            stop(e);
+        } finally {
+            if (pool != null) {
+                pool.shutdown();
+                awaitQuietly(pool);
+            }
+        }
+        Throwable t = stopped;
+        if (t instanceof IOException e) {
+            throw e;
+        } else if (t instanceof RuntimeException e) {
+            throw e;
+        } else if (t instanceof Error e) {
+            throw e;
+        }
+    }
+
+    /** Waits for the pool's copies to end; an interrupt is kept for the caller. */
+    private static void awaitQuietly(ThreadPoolExecutor pool) {
+        boolean interrupted = false;
+        while (true) {
+            try {
+                if (pool.awaitTermination(1, TimeUnit.DAYS)) {
+                    break;
+                }
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** The first reason to stop wins. */
+    private void stop(Throwable t) {
+        synchronized (errors) {
+            if (stopped == null) {
+                stopped = t;
+            }
+        }
+    }
+
+    /** Reports one failure to {@link #onError}, one at a time; what it throws stops the copy. */
+    private void failed(Path source, IOException e) {
+        synchronized (errors) {
+            if (stopped != null) {
+                return;
+            }
+            try {
+                onError.failed(source, e);
+            } catch (IOException | RuntimeException | Error x) {
+                stopped = x;
+            }
+        }
+    }
+
+    /**
+     * A directory being copied: its entries still being copied (its subdirectories until they are
+     * finished themselves), one more while the walk is in it; the last to be done sets the
+     * directory's mode and times, so a parent's come after its children's, as in a plain walk.
+     */
+    private static final class Dir {
+        final Dir parent;
+        final AtomicInteger pending = new AtomicInteger(1);
+        /** Set by the walking thread before its own count is given back. */
+        Runnable finish;
+
+        Dir(Dir parent) {
+            this.parent = parent;
+            if (parent != null) {
+                parent.pending.incrementAndGet();
+            }
+        }
+
+        void done() {
+            if (pending.decrementAndGet() == 0) {
+                try {
+                    finish.run();
+                } finally {
+                    if (parent != null) {
+                        parent.done();
                     }
                 }
-                return t;
             }
+        }
+    }
 
-            @Override
-            public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) throws IOException {
-                try {
-                    entry(dir, to(dir), attrs, NOFOLLOW);
-                    return FileVisitResult.CONTINUE;
-                } catch (IOException e) {
-                    onError.failed(dir, e);
-                    return FileVisitResult.SKIP_SUBTREE;
+    /** The walk of one {@link #copyTree}. */
+    private final class Walk implements FileVisitor<Path> {
+        private final Path source;
+        private final Path target;
+        /** Null to copy every entry on the walking thread. */
+        private final ThreadPoolExecutor pool;
+        /** The directories the walk is in, innermost first. */
+        private final Deque<Dir> dirs = new ArrayDeque<>();
+
+        Walk(Path source, Path target, ThreadPoolExecutor pool) {
+            this.source = source;
+            this.target = target;
+            this.pool = pool;
+        }
+
+        private Path to(Path p) {
+            Path t = target;
+            for (Path name : source.relativize(p)) {
+                if (!name.toString().isEmpty()) {
+                    t = t.resolve(name.toString());
                 }
             }
+            return t;
+        }
 
-            @Override
-            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                try {
-                    entry(file, to(file), attrs, NOFOLLOW);
-                } catch (IOException e) {
-                    onError.failed(file, e);
-                }
-                return FileVisitResult.CONTINUE;
+        private FileVisitResult next() {
+            return stopped == null ? FileVisitResult.CONTINUE : FileVisitResult.TERMINATE;
+        }
+
+        @Override
+        public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) {
+            try {
+                entry(dir, to(dir), attrs, unix(dir, attrs, NOFOLLOW));
+            } catch (IOException e) {
+                failed(dir, e);
+                return stopped == null ? FileVisitResult.SKIP_SUBTREE : FileVisitResult.TERMINATE;
             }
+            dirs.push(new Dir(dirs.peek()));
+            return next();
+        }
 
-            @Override
-            public FileVisitResult visitFileFailed(Path file, IOException e) throws IOException {
-                onError.failed(file, e);
-                return FileVisitResult.CONTINUE;
+        @Override
+        public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) {
+            Path to = to(file);
+            Map<String, Object> u;
+            try {
+                u = unix(file, attrs, NOFOLLOW);
+            } catch (IOException e) {
+                failed(file, e);
+                return next();
             }
+            Dir in = dirs.peek();
+            if (pool == null || in == null || !attrs.isRegularFile() || preserve && ((Number) u.get("nlink")).intValue() > 1) {
+                copy(file, to, attrs, u);
+                return next();
+            }
+            in.pending.incrementAndGet();
+            try {
+                pool.execute(() -> {
+                    try {
+                        if (stopped == null) {
+                            copy(file, to, attrs, u);
+                        }
+                    } finally {
+                        in.done();
+                    }
+                });
+            } catch (RuntimeException e) {
+                in.done();
+                throw e;
+            }
+            return next();
+        }
 
-            @Override
-            public FileVisitResult postVisitDirectory(Path dir, IOException e) throws IOException {
-                if (e != null) {
-                    onError.failed(dir, e);
+        /** One entry, its failure reported; an unexpected exception stops the copy. */
+        private void copy(Path file, Path to, BasicFileAttributes attrs, Map<String, Object> u) {
+            try {
+                entry(file, to, attrs, u);
+            } catch (IOException e) {
+                failed(file, e);
+            } catch (RuntimeException | Error e) {
+                stop(e);
+            }
+        }
+
+        @Override
+        public FileVisitResult visitFileFailed(Path file, IOException e) {
+            failed(file, e);
+            return next();
+        }
+
+        @Override
+        public FileVisitResult postVisitDirectory(Path dir, IOException e) {
+            if (e != null) {
+                failed(dir, e);
+            }
+            Path to = to(dir);
+            Dir d = dirs.pop();
+            d.finish = () -> {
+                if (stopped != null) {
+                    return;
                 }
                 try {
-                    finish(dir, to(dir), Files.readAttributes(dir, BasicFileAttributes.class, NOFOLLOW), NOFOLLOW);
+                    BasicFileAttributes a = Files.readAttributes(dir, BasicFileAttributes.class, NOFOLLOW);
+                    finish(dir, to, a, unix(dir, a, NOFOLLOW), false, null);
                 } catch (IOException x) {
-                    onError.failed(dir, x);
+                    failed(dir, x);
+                } catch (RuntimeException | Error x) {
+                    stop(x);
                 }
-                return FileVisitResult.CONTINUE;
-            }
-        });
+            };
+            d.done();
+            return next();
+        }
     }
 
     /** The source's mode, uid, gid and nlink; a filesystem without the unix view gives 0644/0755 and no owner. */
@@ -166,25 +351,30 @@ public final class TreeCopy {
      * way is replaced, as cp does, but a directory, which a directory's copy goes into, and a
      * file, which a file's data is written into.
      */
-    private void entry(Path source, Path target, BasicFileAttributes a, LinkOption[] lo) throws IOException {
-        Map<String, Object> u = unix(source, a, lo);
+    private void entry(Path source, Path target, BasicFileAttributes a, Map<String, Object> u) throws IOException {
+        Written w = new Written();
         try {
-            copyEntry(source, target, a, u);
+            copyEntry(source, target, a, u, w);
         } finally {
-            written = 0;
-            if (writtenChannel != null) {
-                SeekableByteChannel c = writtenChannel;
-                writtenChannel = null;
-                c.close();
+            if (w.channel != null) {
+                w.channel.close();
             }
         }
     }
 
-    private void copyEntry(Path source, Path target, BasicFileAttributes a, Map<String, Object> u) throws IOException {
+    /**
+     * The file just copied into an image, still open (so its inode cannot go and be reused) until
+     * its attributes are set without a second walk; null for none.
+     */
+    private static final class Written {
+        ImageChannel channel;
+    }
+
+    private void copyEntry(Path source, Path target, BasicFileAttributes a, Map<String, Object> u, Written w) throws IOException {
         boolean made;
         boolean into = false;
         try {
-            made = create(source, target, a, u);
+            made = create(source, target, a, u, w);
         } catch (FileAlreadyExistsException e) {
             if (a.isDirectory() && Files.isDirectory(target)) {
                 made = true;
@@ -192,12 +382,12 @@ public final class TreeCopy {
                 if (Files.isSameFile(source, target)) {
                     throw new java.nio.file.FileSystemException(source.toString(), target.toString(), "the same file");
                 }
-                copyData(source, target, StandardOpenOption.TRUNCATE_EXISTING); // into the file (or device) there, as cp
+                copyData(source, target, StandardOpenOption.TRUNCATE_EXISTING, w); // into the file (or device) there, as cp
                 made = true;
                 into = true;
             } else if (!a.isDirectory() && (Files.isRegularFile(target, NOFOLLOW) || Files.isSymbolicLink(target))) {
                 Files.delete(target);
-                made = create(source, target, a, u);
+                made = create(source, target, a, u, w);
             } else {
                 throw e;
             }
@@ -209,12 +399,12 @@ public final class TreeCopy {
             copyXattrs(source, target, a);
         }
         if (!a.isDirectory() && (!into || Files.isRegularFile(target))) { // a device written into keeps its attributes
-            finish(source, target, a, u, into);
+            finish(source, target, a, u, into, w.channel);
         }
     }
 
     /** Creates the copy; false when it is a hard link to an earlier copy, which has the attributes already. */
-    private boolean create(Path source, Path target, BasicFileAttributes a, Map<String, Object> u) throws IOException {
+    private boolean create(Path source, Path target, BasicFileAttributes a, Map<String, Object> u, Written w) throws IOException {
         if (preserve && !a.isDirectory() && ((Number) u.get("nlink")).intValue() > 1 && a.fileKey() != null) {
             Path first = linked.get(a.fileKey());
             if (first != null) {
@@ -228,7 +418,7 @@ public final class TreeCopy {
         } else if (a.isDirectory()) {
             Files.createDirectory(target);
         } else if (a.isRegularFile()) {
-            copyData(source, target, StandardOpenOption.CREATE_NEW);
+            copyData(source, target, StandardOpenOption.CREATE_NEW, w);
         } else if (target instanceof ImagePath t) {
             makeSpecial(t, ((Number) u.get("mode")).intValue(), ((Number) u.getOrDefault("rdev", 0L)).longValue());
         } else {
@@ -237,16 +427,13 @@ public final class TreeCopy {
         return true;
     }
 
-    private void finish(Path source, Path target, BasicFileAttributes a, LinkOption[] lo) throws IOException {
-        written = 0;
-        finish(source, target, a, unix(source, a, lo), false);
-    }
-
     /**
      * The mode, owner and times, as one change in an image. A file written {@code into} one that
      * was there keeps that one's mode unless preserving (as cp), and is reached through links.
+     * {@code written} is the target's channel when the copy just wrote it into an image.
      */
-    private void finish(Path source, Path target, BasicFileAttributes a, Map<String, Object> u, boolean into) throws IOException {
+    private void finish(Path source, Path target, BasicFileAttributes a, Map<String, Object> u, boolean into, ImageChannel written)
+            throws IOException {
         boolean link = a.isSymbolicLink();
         int mode = ((Number) u.get("mode")).intValue() & 07777;
         Integer m = link || (into && !preserve) ? null : preserve ? mode : mode & 0755;
@@ -258,8 +445,8 @@ public final class TreeCopy {
         if (target instanceof ImagePath t) {
             if (m != null || uid != null || gid != null || atime != null) {
                 ImageFileSystem fs = t.getFileSystem();
-                if (written != 0) {
-                    long ino = written;
+                if (written != null) {
+                    long ino = written.ino();
                     fs.requireWritable();
                     fs.io("setattr", t, null, () -> {
                         fs.setAttributes(ino, m, uid, gid, ImageAttributes.time(atime), ImageAttributes.time(mtime));
@@ -283,8 +470,9 @@ public final class TreeCopy {
         }
     }
 
-    private void copyData(Path source, Path target, StandardOpenOption how) throws IOException {
+    private void copyData(Path source, Path target, StandardOpenOption how, Written w) throws IOException {
         SeekableByteChannel out = Files.newByteChannel(target, Set.of(how, StandardOpenOption.WRITE));
+        ByteBuffer buffer = buffers.get();
         try (SeekableByteChannel in = Files.newByteChannel(source)) {
             while (true) {
                 buffer.clear();
@@ -301,8 +489,7 @@ public final class TreeCopy {
             throw e;
         }
         if (out instanceof ImageChannel c) {
-            written = c.ino();
-            writtenChannel = out; // closed by entry() once the attributes are set
+            w.channel = c; // closed by entry() once the attributes are set
         } else {
             out.close();
         }
