@@ -2,7 +2,7 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.blockmap.ExtentTree;
+import dev.ext4j.blockmap.ExtentShift;
 import dev.ext4j.format.Inode;
 
 /**
@@ -106,7 +106,7 @@ final class RangeShift {
         long blocks = length / bs;
         dev.ext4j.journal.Transactions tx = fs.transactions();
         boolean[] moving = {false};
-        ExtentTree.StepCredits credits = n -> {
+        ExtentShift.StepCredits credits = n -> {
             moving[0] = true;
             if (tx.needsRestart(n)) {
                 fw.restart(tx, ino, copy, acct); // the tree is valid between two leaves
