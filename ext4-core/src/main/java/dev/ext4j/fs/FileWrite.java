@@ -147,7 +147,7 @@ final class FileWrite {
         }
         // between runs the handle may restart: the inode is written first with the size and
         // blocks of what is written and mapped so far, so each commit is consistent
-        SuperInfo.Step restart = () -> {
+        Retry.Step restart = () -> {
             int done = part.position() - start;
             if (done > 0) {
                 copy.setSize(Math.max(oldSize, offset + done));
@@ -251,7 +251,7 @@ final class FileWrite {
      * Writes {@code src} at {@code offset}, allocating holes and filling unwritten blocks; before
      * a run is allocated, {@code restart} runs when the handle has no credits left for it.
      */
-    private void writeRange(FileMap map, BlockAccount acct, long offset, ByteBuffer src, SuperInfo.Step restart) throws Ext4Exception {
+    private void writeRange(FileMap map, BlockAccount acct, long offset, ByteBuffer src, Retry.Step restart) throws Ext4Exception {
         long pos = offset;
         long end = offset + src.remaining();
         while (pos < end) {
@@ -522,7 +522,7 @@ final class FileWrite {
             throw new Ext4Exception(Errno.EINVAL, "fallocate range " + offset + "+" + length);
         }
         if ((mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) != 0) {
-            new RangeShift(fs, this).shift(ino, mode, offset, length);
+            new RangeShift(fs.cache, fs.metadataCsum, fs.inodes, fs.locks, fs.tx, fs.writeback, this, fs).shift(ino, mode, offset, length);
             return;
         }
         int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;

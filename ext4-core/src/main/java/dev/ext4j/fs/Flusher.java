@@ -69,7 +69,7 @@ final class Flusher {
      * without a journal). Nothing while frozen or remounted read-only: everything is home then, and
      * nothing may reach the image until the thaw or remount. A failure is kept for the next sync.
      */
-    private void flush(SuperInfo.Step data) {
+    private void flush(Retry.Step data) {
         if (fs.gate.isFrozen() || fs.state.remountedReadOnly() || fs.state.journalAborted()) {
             return; // an abort was reported once: nothing can commit any more
         }
@@ -99,13 +99,13 @@ final class Flusher {
     }
 
     /** sb_start_write(), with sb_end_write() arming the idle flush. */
-    SuperInfo.Entered enterGate() {
+    WriteGate.Entered enterGate() {
         fs.gate.enter();
         return options.idleFlushMillis() > 0 ? this::leaveGate : fs.gate::exit;
     }
 
     /** sb_start_write_trylock(): null while frozen. */
-    SuperInfo.Entered tryEnterGate() {
+    WriteGate.Entered tryEnterGate() {
         if (!fs.gate.tryEnter()) {
             return null;
         }

@@ -16,11 +16,11 @@ final class Freeze {
 
     private final SuperInfo fs;
     /** {@link Ext4FileSystem#sync}: everything written so far made durable. */
-    private final SuperInfo.Step sync;
+    private final Retry.Step sync;
     /** Serializes freeze, thaw and remount (the kernel's s_umount around freeze_super()). */
     private final Object freezeLock = new Object();
 
-    Freeze(SuperInfo fs, SuperInfo.Step sync) {
+    Freeze(SuperInfo fs, Retry.Step sync) {
         this.fs = fs;
         this.sync = sync;
     }
@@ -64,7 +64,7 @@ final class Freeze {
      * written back, the journal committed and checkpointed, the superblock written clean, all
      * durable. The gate stays closed; on a failure it opens again.
      */
-    private void closeGateAndWriteHome(SuperInfo.Step check) throws Ext4Exception {
+    private void closeGateAndWriteHome(Retry.Step check) throws Ext4Exception {
         fs.atime.writeLazy(0); // lazytime's access times, before the gate closes: writing them needs it
         fs.gate.freeze();
         try {

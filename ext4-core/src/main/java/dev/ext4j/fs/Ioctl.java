@@ -49,7 +49,7 @@ final class Ioctl {
         if ((flags & Inode.EXTENTS_FL) != 0 && (old & Inode.EXTENTS_FL) == 0) {
             migrate(ino);
         }
-        try (SuperInfo.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(ino)) {
+        try (WriteGate.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(ino)) {
             Inode copy = fs.inode(ino).inode().copy();
             int keep = copy.flags() & ~InodeFlags.USER_MODIFIABLE;
             int wanted = (flags & InodeFlags.USER_MODIFIABLE & ~Inode.EXTENTS_FL) | (copy.flags() & Inode.EXTENTS_FL);
@@ -72,7 +72,7 @@ final class Ioctl {
     void migrate(long ino) throws Ext4Exception {
         fs.requireWritable();
         Permissions.checkMigrate(fs.attributes(ino));
-        try (SuperInfo.Entered g = fs.enterGate()) {
+        try (WriteGate.Entered g = fs.enterGate()) {
             new Migrate(fs).run(ino);
         }
     }
@@ -85,7 +85,7 @@ final class Ioctl {
     void resize(long newBlocksCount) throws Ext4Exception {
         requireResource();
         // no handle here: the resize starts one per step, sized to what the step dirties
-        try (SuperInfo.Entered g = fs.enterGate()) {
+        try (WriteGate.Entered g = fs.enterGate()) {
             resizer.grow(newBlocksCount);
         }
     }
@@ -96,7 +96,7 @@ final class Ioctl {
      */
     void addGroup(OnlineResize.NewGroup group) throws Ext4Exception {
         requireResource();
-        try (SuperInfo.Entered g = fs.enterGate()) {
+        try (WriteGate.Entered g = fs.enterGate()) {
             resizer.addGroup(group);
         }
     }

@@ -25,7 +25,7 @@ import java.util.List;
  * <p>Built once per mount. The parts that change the filesystem (allocator, writeback, flusher,
  * resize) are null on a read-only mount.
  */
-final class SuperInfo {
+final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.Host, RangeShift.Host {
     final BlockDevice device;
     final Superblock sb;
     final BufferCache cache;
@@ -54,6 +54,8 @@ final class SuperInfo {
     final Namei namei;
     final FileWrite fileWrite;
     final FileRead fileRead;
+    final FileSeek fileSeek;
+    final CopyRange copyRange;
     final Xattrs xattrs;
     final Evict evict;
     final Atime atime;
@@ -92,13 +94,16 @@ final class SuperInfo {
         this.state = new SuperState(this, options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors()));
         this.orphans = new Orphans(this);
         this.inodes.useOrphans(orphans);
+        PageCache pages = readOnly ? null : new PageCache(blockSize, options.cacheBytes());
         this.namei = new Namei(this);
         this.fileWrite = new FileWrite(this);
-        this.fileRead = new FileRead(this);
-        this.xattrs = new Xattrs(this);
-        this.evict = new Evict(this);
-        this.atime = new Atime(this);
-        this.writeback = readOnly ? null : new Writeback(this, new PageCache(blockSize, options.cacheBytes()), reserve);
+        this.fileRead = new FileRead(cache, inodes, locks, pages);
+        this.fileSeek = new FileSeek(inodes, locks, pages, blockSize);
+        this.xattrs = new Xattrs(sb, cache, inodes, locks, allocator, fileRead, this);
+        this.evict = new Evict(inodes, locks, orphans, state, allocator, fileWrite, xattrs, blockSize, this);
+        this.atime = new Atime(inodes, locks, state, this);
+        this.copyRange = new CopyRange(state, cache, metadataCsum, inodes, fileRead, fileWrite, fileSeek, retry, this);
+        this.writeback = readOnly ? null : new Writeback(this, pages, reserve);
         this.flusher = readOnly ? null : new Flusher(this);
         if (tx instanceof JournalManager jm) {
             jm.onAbort(state::journalAborted);
@@ -111,25 +116,14 @@ final class SuperInfo {
         return sb.has(Feature.EXTENTS) ? Math.min(sb.blocksCount() / ratio / 50, 4096) * ratio : 0;
     }
 
-    /** A change or write-back step that returns nothing (the flusher's data step, an orphan's follow-up). */
-    @FunctionalInterface
-    interface Step {
-        void run() throws Ext4Exception;
-    }
-
-    /** A passage through the write gate, left by close(). */
-    interface Entered extends AutoCloseable {
-        @Override
-        void close();
-    }
-
     /**
      * sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}).
      * EROFS once inside on a filesystem remounted read-only: the remount happens with the gate
      * closed, so no change that enters after it can start.
      */
-    Entered enterGate() throws Ext4Exception {
-        Entered e;
+    @Override
+    public WriteGate.Entered enterGate() throws Ext4Exception {
+        WriteGate.Entered e;
         if (flusher == null) {
             gate.enter();
             e = gate::exit;
@@ -147,8 +141,9 @@ final class SuperInfo {
      * sb_start_write_trylock(): null while the filesystem is frozen or remounted read-only
      * (read-only mounts have no flusher and never get here).
      */
-    Entered tryEnterGate() {
-        Entered e = flusher != null ? flusher.tryEnterGate() : null;
+    @Override
+    public WriteGate.Entered tryEnterGate() {
+        WriteGate.Entered e = flusher != null ? flusher.tryEnterGate() : null;
         if (e != null && state.remountedReadOnly()) {
             e.close();
             return null;
@@ -239,7 +234,8 @@ final class SuperInfo {
      * Writes a changed version of an inode: stamps its checksum, writes it into its inode table
      * block and replaces the in-memory inode. The caller holds the inode's write lock.
      */
-    InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception {
+    @Override
+    public InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception {
         state.requireWritable();
         return inodes.write(ino, changed);
     }
@@ -253,7 +249,8 @@ final class SuperInfo {
         return inodes.seed(ino, inode);
     }
 
-    void requireWritable() throws Ext4Exception {
+    @Override
+    public void requireWritable() throws Ext4Exception {
         state.requireWritable();
     }
 
@@ -270,7 +267,8 @@ final class SuperInfo {
     }
 
     /** A block account for one operation on {@code ino}, with the inode's group as the first place to look. */
-    BlockAccount account(long ino, Inode inode) {
+    @Override
+    public BlockAccount account(long ino, Inode inode) {
         return new BlockAccount(allocator, reserve, allocator.goalForInode(ino, inode.isRegular()), !inode.hasFlag(Inode.EXTENTS_FL));
     }
 
@@ -294,7 +292,7 @@ final class SuperInfo {
         evict.finishOrphan(ino, () -> { });
     }
 
-    void finishOrphan(long ino, Step then) throws Ext4Exception {
+    void finishOrphan(long ino, Retry.Step then) throws Ext4Exception {
         evict.finishOrphan(ino, then);
     }
 }
