@@ -25,7 +25,8 @@ import java.util.List;
  * <p>Built once per mount. The parts that change the filesystem (allocator, writeback, flusher,
  * resize) are null on a read-only mount.
  */
-final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.Host, RangeShift.Host {
+final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.Host, Namei.Host, FileWrite.Host,
+        Writeback.Host {
     final BlockDevice device;
     final Superblock sb;
     final BufferCache cache;
@@ -95,15 +96,15 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         this.orphans = new Orphans(this);
         this.inodes.useOrphans(orphans);
         PageCache pages = readOnly ? null : new PageCache(blockSize, options.cacheBytes());
-        this.namei = new Namei(this);
-        this.fileWrite = new FileWrite(this);
+        this.writeback = readOnly ? null : new Writeback(sb, cache, tx, inodes, locks, allocator, retry, pages, reserve, this);
+        this.fileWrite = new FileWrite(sb, state, cache, tx, inodes, locks, orphans, writeback, this);
         this.fileRead = new FileRead(cache, inodes, locks, pages);
         this.fileSeek = new FileSeek(inodes, locks, pages, blockSize);
-        this.xattrs = new Xattrs(sb, cache, inodes, locks, allocator, fileRead, this);
+        this.xattrs = new Xattrs(sb, state, cache, inodes, locks, allocator, fileRead, this);
         this.evict = new Evict(inodes, locks, orphans, state, allocator, fileWrite, xattrs, blockSize, this);
+        this.namei = new Namei(sb, state, cache, inodes, locks, dentries, allocator, orphans, fileRead, xattrs, evict, this);
         this.atime = new Atime(inodes, locks, state, this);
         this.copyRange = new CopyRange(state, cache, metadataCsum, inodes, fileRead, fileWrite, fileSeek, retry, this);
-        this.writeback = readOnly ? null : new Writeback(this, pages, reserve);
         this.flusher = readOnly ? null : new Flusher(this);
         if (tx instanceof JournalManager jm) {
             jm.onAbort(state::journalAborted);
@@ -193,7 +194,8 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         return blockSize;
     }
 
-    DirFormat dirFormat() {
+    @Override
+    public DirFormat dirFormat() {
         return dirFormat;
     }
 
@@ -249,8 +251,7 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         return inodes.seed(ino, inode);
     }
 
-    @Override
-    public void requireWritable() throws Ext4Exception {
+    void requireWritable() throws Ext4Exception {
         state.requireWritable();
     }
 
@@ -272,6 +273,11 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         return new BlockAccount(allocator, reserve, allocator.goalForInode(ino, inode.isRegular()), !inode.hasFlag(Inode.EXTENTS_FL));
     }
 
+    @Override
+    public void blocksChanged(long ino) {
+        blocksChanged.accept(ino);
+    }
+
     boolean waitsForCommit(Ext4Exception e, long released) {
         return retry.waitsForCommit(e, released);
     }
@@ -280,7 +286,8 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         return retry.releases();
     }
 
-    void balanceDirty(long ino) throws Ext4Exception {
+    @Override
+    public void balanceDirty(long ino) throws Ext4Exception {
         flusher.balanceDirty(ino);
     }
 

@@ -30,9 +30,6 @@ final class Xattrs {
         /** sb_start_write(): passes the write gate before any inode lock is taken. */
         WriteGate.Entered enterGate() throws Ext4Exception;
 
-        /** EROFS unless the filesystem may be changed. */
-        void requireWritable() throws Ext4Exception;
-
         /** Stamps and writes a changed inode; the caller holds its lock. */
         InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception;
 
@@ -41,6 +38,7 @@ final class Xattrs {
     }
 
     private final Superblock sb;
+    private final SuperState state;
     private final BufferCache cache;
     private final InodeTable inodes;
     private final InodeLocks locks;
@@ -52,8 +50,9 @@ final class Xattrs {
     private final int csumSeed;
     private final int bs;
 
-    Xattrs(Superblock sb, BufferCache cache, InodeTable inodes, InodeLocks locks, Allocator allocator, FileRead fileRead, Host host) {
+    Xattrs(Superblock sb, SuperState state, BufferCache cache, InodeTable inodes, InodeLocks locks, Allocator allocator, FileRead fileRead, Host host) {
         this.sb = sb;
+        this.state = state;
         this.cache = cache;
         this.inodes = inodes;
         this.locks = locks;
@@ -100,7 +99,7 @@ final class Xattrs {
 
     /** Sets ({@code value != null}) or removes one attribute: inode body first, then the xattr block. */
     private void change(long ino, String name, byte[] value, int flags) throws Ext4Exception {
-        host.requireWritable();
+        state.requireWritable();
         Xattr key = XattrNames.split(name);
         if (key == null || key.nameIndex() == XattrNames.SYSTEM) {
             throw new Ext4Exception(Errno.EOPNOTSUPP, "unsupported xattr namespace in \"" + name + "\"");
