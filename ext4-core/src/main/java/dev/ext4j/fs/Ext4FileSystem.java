@@ -46,8 +46,8 @@ public final class Ext4FileSystem implements Closeable {
 
     Ext4FileSystem(SuperInfo s) {
         this.s = s;
-        this.ioctl = new Ioctl(s);
-        this.freezer = new Freeze(s, this::sync);
+        this.ioctl = s.ioctl;
+        this.freezer = new Freeze(s.gate, s.state, s.orphans, s.retry, s.writeback, s.flusher, s.atime, s.mmp, s.readOnly, this::sync);
     }
 
     /**

@@ -14,19 +14,23 @@ import dev.ext4j.journal.JournalLog;
 import dev.ext4j.journal.JournalManager;
 import dev.ext4j.journal.Transactions;
 import dev.ext4j.pagecache.PageCache;
+import dev.ext4j.resize.OnlineResize;
 import java.util.List;
 
 /**
  * What the parts of one mount share (the kernel's struct ext4_sb_info): the superblock and the
  * buffer cache, the allocator and the journal, the inode table and its locks, the error state, and
- * the parts that change files. Every part is given this object and reaches the others through it;
+ * the parts that change files. Its constructor builds the parts, each given the components it
+ * uses and, for the few calls back into the filesystem, this object as its {@code Host}
+ * (the write gate, writing an inode, a block account...); {@code Mount}, {@code Migrate},
+ * {@code Orphans}, {@code OrphanFile} and {@code SuperState} still take it whole.
  * {@link Ext4FileSystem} is only the public face.
  *
  * <p>Built once per mount. The parts that change the filesystem (allocator, writeback, flusher,
  * resize) are null on a read-only mount.
  */
 final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.Host, Namei.Host, FileWrite.Host,
-        Writeback.Host {
+        Writeback.Host, Ioctl.Host {
     final BlockDevice device;
     final Superblock sb;
     final BufferCache cache;
@@ -62,6 +66,7 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
     final Atime atime;
     /** The page cache and the buffered write path; null on a read-only mount. */
     final Writeback writeback;
+    final Ioctl ioctl;
     /** Writes dirty data and metadata home in the background; null on a read-only mount. */
     final Flusher flusher;
     /** Multi-mount protection of a read-write mount of an MMP image; null otherwise. */
@@ -105,7 +110,9 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         this.namei = new Namei(sb, state, cache, inodes, locks, dentries, allocator, orphans, fileRead, xattrs, evict, this);
         this.atime = new Atime(inodes, locks, state, this);
         this.copyRange = new CopyRange(state, cache, metadataCsum, inodes, fileRead, fileWrite, fileSeek, retry, this);
-        this.flusher = readOnly ? null : new Flusher(this);
+        this.flusher = readOnly ? null : new Flusher(gate, state, tx, retry, writeback, options);
+        OnlineResize resizer = readOnly ? null : new OnlineResize(device, sb, cache, groups, allocator, new ResizeHost());
+        this.ioctl = new Ioctl(state, inodes, locks, resizer, this);
         if (tx instanceof JournalManager jm) {
             jm.onAbort(state::journalAborted);
         }
@@ -170,10 +177,6 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         return locks;
     }
 
-    DentryCache dentries() {
-        return dentries;
-    }
-
     Orphans orphans() {
         return orphans;
     }
@@ -207,7 +210,8 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
     }
 
     /** What stat(2) shows of {@code ino} (ext4_getattr()): sizes and blocks as writes left them in memory. */
-    FileAttributes attributes(long ino) throws Ext4Exception {
+    @Override
+    public FileAttributes attributes(long ino) throws Ext4Exception {
         InodeInfo info = inode(ino);
         Inode i = info.inode();
         boolean hugeFile = sb.has(Feature.HUGE_FILE);
@@ -278,14 +282,6 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         blocksChanged.accept(ino);
     }
 
-    boolean waitsForCommit(Ext4Exception e, long released) {
-        return retry.waitsForCommit(e, released);
-    }
-
-    long releases() {
-        return retry.releases();
-    }
-
     @Override
     public void balanceDirty(long ino) throws Ext4Exception {
         flusher.balanceDirty(ino);
@@ -301,5 +297,43 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
 
     void finishOrphan(long ino, Retry.Step then) throws Ext4Exception {
         evict.finishOrphan(ino, then);
+    }
+
+    @Override
+    public void migrate(long ino) throws Ext4Exception {
+        new Migrate(this).run(ino);
+    }
+
+    /** What {@link OnlineResize} needs of this mount. */
+    private final class ResizeHost implements OnlineResize.Host {
+        @Override
+        public Inode readInode(long ino) throws Ext4Exception {
+            return inode(ino).inode().copy();
+        }
+
+        @Override
+        public void writeInode(long ino, Inode changed) throws Ext4Exception {
+            SuperInfo.this.writeInode(ino, changed);
+        }
+
+        @Override
+        public void writeSuperblock() throws Ext4Exception {
+            SuperInfo.this.writeSuperblock();
+        }
+
+        @Override
+        public Transactions.Handle startHandle(int credits) {
+            return tx.start(credits);
+        }
+
+        @Override
+        public int maxCredits() {
+            return tx.maxCredits();
+        }
+
+        @Override
+        public void geometryChanged() {
+            SuperInfo.this.geometryChanged();
+        }
     }
 }
