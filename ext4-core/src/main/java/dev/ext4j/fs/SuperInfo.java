@@ -23,14 +23,14 @@ import java.util.List;
  * the parts that change files. Its constructor builds the parts, each given the components it
  * uses and, for the few calls back into the filesystem, this object as its {@code Host}
  * (the write gate, writing an inode, a block account...); {@code Mount}, {@code Migrate},
- * {@code Orphans}, {@code OrphanFile} and {@code SuperState} still take it whole.
+ * {@code OrphanFile} and {@code SuperState} still take it whole.
  * {@link Ext4FileSystem} is only the public face.
  *
  * <p>Built once per mount. The parts that change the filesystem (allocator, writeback, flusher,
  * resize) are null on a read-only mount.
  */
 final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.Host, Namei.Host, FileWrite.Host,
-        Writeback.Host, Ioctl.Host {
+        Writeback.Host, Ioctl.Host, Orphans.Host {
     final BlockDevice device;
     final Superblock sb;
     final BufferCache cache;
@@ -98,7 +98,7 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         this.reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), resvClusters, sb.defResuid(), sb.defResgid());
         this.retry = new Retry(allocator, tx);
         this.state = new SuperState(this, options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors()));
-        this.orphans = new Orphans(this);
+        this.orphans = new Orphans(sb, state, inodes, this);
         this.inodes.useOrphans(orphans);
         PageCache pages = readOnly ? null : new PageCache(blockSize, options.cacheBytes());
         this.writeback = readOnly ? null : new Writeback(sb, cache, tx, inodes, locks, allocator, retry, pages, reserve, this);
@@ -246,11 +246,6 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         return inodes.write(ino, changed);
     }
 
-    /** See {@link InodeTable#writeOrphanLink}. */
-    void writeOrphanLink(long ino, long nextIno) throws Ext4Exception {
-        inodes.writeOrphanLink(ino, nextIno);
-    }
-
     int inodeSeed(long ino, Inode inode) {
         return inodes.seed(ino, inode);
     }
@@ -291,7 +286,8 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         evict.freeInode(ino, copy);
     }
 
-    void finishOrphan(long ino) throws Ext4Exception {
+    @Override
+    public void finishOrphan(long ino) throws Ext4Exception {
         evict.finishOrphan(ino, () -> { });
     }
 
