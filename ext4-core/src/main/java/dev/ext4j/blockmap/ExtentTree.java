@@ -34,8 +34,7 @@ import java.util.List;
  * <li>{@link #markWritten}: ext4_convert_unwritten_extents_endio(): split an unwritten extent
  *     around the range (ext4_split_convert_extents(), no merging while splitting), mark the middle
  *     written, then ext4_ext_try_to_merge().
- * <li>{@link #shift}: ext4_ext_shift_extents() for collapse and insert range: the extents from a
- *     logical block on move left or right a leaf at a time, index keys following.
+ * <li>{@link #shift}: ext4_ext_shift_extents() for collapse and insert range ({@link ExtentShift}).
  * </ul>
  *
  * <p>Every node is checked as ext4_ext_check() does: magic, entries within max, max within the
@@ -58,7 +57,7 @@ public final class ExtentTree implements WritableBlockMap {
     private static final int ROOT_SIZE = Inode.I_BLOCK_SIZE;
 
     private final BufferCache cache;
-    private final long ino;
+    final long ino;
     private final ByteBuffer root;
     private final int inodeSeed;
     private final boolean verifyChecksums;
@@ -252,19 +251,15 @@ public final class ExtentTree implements WritableBlockMap {
 
     /**
      * A block node through the buffer cache: its header checked every time ({@link #check}), its
-     * checksum and entries once per contents (ext4_extent_block_csum_verify() and
-     * ext4_valid_extent_entries(), skipped as the kernel skips them for a verified buffer).
+     * checksum and entries once per contents, as the kernel skips them for a verified buffer.
      */
     private ByteBuffer readNode(long block, int expectedDepth) throws Ext4Exception {
         ByteBuffer b = cache.getChecked(block, ino, c -> {
             ExtentNode node = new ExtentNode(c);
             check(node, expectedDepth, blockSize, block);
-            if (verifyChecksums) {
-                int stored = node.storedChecksum();
-                int computed = node.computeChecksum(inodeSeed);
-                if (stored != computed) {
-                    throw Ext4Exception.badChecksum(where(block), stored & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
-                }
+            int computed = verifyChecksums ? node.computeChecksum(inodeSeed) : 0;
+            if (verifyChecksums && node.storedChecksum() != computed) {
+                throw Ext4Exception.badChecksum(where(block), node.storedChecksum() & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
             }
             validateEntries(node, block);
         });
@@ -280,7 +275,7 @@ public final class ExtentTree implements WritableBlockMap {
     // The path to a logical block (struct ext4_ext_path)
 
     /** One node on the path from the root: its block (0 for i_block), a private copy, a position. */
-    private static final class Level {
+    static final class Level {
         final long block;
         final ByteBuffer buf;
         final ExtentNode node;
@@ -338,7 +333,7 @@ public final class ExtentTree implements WritableBlockMap {
     }
 
     /** ext4_find_extent(): the path from the root to the leaf where {@code lblk} is or would be. */
-    private Level[] findPath(long lblk) throws Ext4Exception {
+    Level[] findPath(long lblk) throws Ext4Exception {
         Level top = rootLevel();
         int depth = top.node.depth();
         Level[] path = new Level[depth + 1];
@@ -364,7 +359,7 @@ public final class ExtentTree implements WritableBlockMap {
     }
 
     /** ext4_ext_dirty(): writes a changed block node (the root is the caller's to persist). */
-    private void dirty(Level l) throws Ext4Exception {
+    void dirty(Level l) throws Ext4Exception {
         if (l.block != 0) {
             writeNode(l.block, l.buf, false);
         }
@@ -433,7 +428,7 @@ public final class ExtentTree implements WritableBlockMap {
     }
 
     /** ext4_ext_next_leaf_block(): the first logical block of the next leaf. */
-    private static long nextLeafBlock(Level[] path) {
+    static long nextLeafBlock(Level[] path) {
         for (int d = path.length - 2; d >= 0; d--) {
             Level l = path[d];
             if (l.pos < l.entries() - 1) {
@@ -748,7 +743,7 @@ public final class ExtentTree implements WritableBlockMap {
     }
 
     /** ext4_ext_try_to_merge_right(). */
-    private static boolean mergeRight(Level leaf, int ex) {
+    static boolean mergeRight(Level leaf, int ex) {
         ExtentNode n = leaf.node;
         boolean done = false;
         while (ex < n.entries() - 1) {
@@ -811,7 +806,7 @@ public final class ExtentTree implements WritableBlockMap {
         }
     }
 
-    private void setKey(Level l, long key) throws Ext4Exception {
+    void setKey(Level l, long key) throws Ext4Exception {
         if (l.node.logical(l.pos) != key) {
             l.node.setLogical(l.pos, key);
             dirty(l);
@@ -822,7 +817,7 @@ public final class ExtentTree implements WritableBlockMap {
      * ext4_split_extent_at() with EXT4_GET_BLOCKS_PRE_IO: the extent holding {@code split} becomes
      * [start, split) and [split, end), both keeping its state. On failure the extent is restored.
      */
-    private void splitAt(long split) throws Ext4Exception {
+    void splitAt(long split) throws Ext4Exception {
         Level[] path = findPath(split);
         Level leaf = path[path.length - 1];
         Extent ex = leaf.pos < 0 ? null : leaf.node.extent(leaf.pos);
@@ -911,129 +906,19 @@ public final class ExtentTree implements WritableBlockMap {
     }
 
     // ------------------------------------------------------------------------------------------
-    // Shift (collapse and insert range)
+    // Shift (collapse and insert range): ExtentShift
 
-    /** What a step of {@link #shift} asks for before it changes up to {@code blocks} tree blocks. */
-    @FunctionalInterface
-    public interface StepCredits {
-        void before(int blocks) throws Ext4Exception;
+    /** ext4_ext_shift_extents() for collapse and insert range: see {@link ExtentShift}. */
+    public void shift(long from, long delta, ExtentShift.StepCredits credits) throws Ext4Exception {
+        requireWritable();
+        new ExtentShift(this, credits).shift(from, delta);
     }
 
-    /**
-     * ext4_ext_shift_extents(): every extent at or after logical block {@code from} moves by
-     * {@code delta} blocks (left for collapse range, right for insert range), a leaf at a time:
-     * left shifts go left to right, right shifts right to left, and each leaf's index keys follow
-     * at once, so the tree is valid between two leaves and {@code credits} may restart the handle
-     * there. A right shift first splits the extent that holds {@code from}; a left shift needs
-     * {@code from + delta .. from - 1} unmapped and merges the first moved extent with its
-     * left neighbour when they touch on disk too. A root left with one child that fits in the
-     * inode takes its entries.
-     *
-     * @throws Ext4Exception EINVAL when the left shift would overlap a mapped block or go below
-     *                       block 0, or the right shift past the last logical block; ENOSPC when
-     *                       the split needs a tree block (nothing moved then)
-     */
-    public void shift(long from, long delta, StepCredits credits) throws Ext4Exception {
-        requireWritable();
-        if (delta < 0) {
-            Mapping gap = from + delta < 0 ? null : map(from + delta, -delta);
-            if (gap == null || !gap.isHole() || gap.length() != -delta) {
-                throw new Ext4Exception(Errno.EINVAL, "inode " + ino + ": cannot shift blocks from " + from + " left by " + -delta
-                        + " over mapped blocks");
-            }
-            shiftLeft(from, delta, credits);
-        } else if (delta > 0) {
-            Level[] last = findPath(MAX_BLOCKS - 1);
-            Level leaf = last[last.length - 1];
-            if (leaf.pos >= 0 && leaf.node.extent(leaf.entries() - 1).logicalEnd() + delta > MAX_BLOCKS) {
-                throw new Ext4Exception(Errno.EINVAL, "inode " + ino + ": shifting right by " + delta + " passes the last logical block");
-            }
-            Level[] at = findPath(from);
-            Level l = at[at.length - 1];
-            if (l.pos >= 0 && l.node.extent(l.pos).logical() < from && l.node.extent(l.pos).contains(from)) {
-                splitAt(from); // as ext4_insert_range(): the extent across from is split there first
-            }
-            shiftRight(from, delta, credits);
-        }
-        credits.before(4); // a root that takes its child's entries frees the child's block
+    /** After a shift: a root with one child that fits in the inode takes its entries, and the child's block is freed. */
+    void shrinkRoot() throws Ext4Exception {
         Removal rm = new Removal(0, 0);
         shrink(rm);
         rm.release();
-    }
-
-    private void shiftLeft(long from, long delta, StepCredits credits) throws Ext4Exception {
-        boolean first = true;
-        for (long cur = from; cur != MAX_BLOCKS; ) {
-            Level[] path = findPath(cur);
-            Level leaf = path[path.length - 1];
-            int k = firstAtOrAfter(leaf, from);
-            long next = nextLeafBlock(path);
-            if (k < leaf.entries()) {
-                credits.before(path.length);
-                shiftLeaf(leaf, k, delta);
-                if (first && k > 0) {
-                    mergeRight(leaf, k - 1);
-                }
-                fixKeys(path);
-            }
-            first = false;
-            cur = next;
-        }
-    }
-
-    private void shiftRight(long from, long delta, StepCredits credits) throws Ext4Exception {
-        long cur = MAX_BLOCKS - 1;
-        while (true) {
-            Level[] path = findPath(cur);
-            Level leaf = path[path.length - 1];
-            int k = firstAtOrAfter(leaf, from);
-            if (k >= leaf.entries()) {
-                return;
-            }
-            long oldFirst = leaf.node.logical(0);
-            credits.before(path.length);
-            shiftLeaf(leaf, k, delta);
-            fixKeys(path);
-            if (k > 0 || !hasLeafBefore(path)) {
-                return;
-            }
-            cur = oldFirst - 1; // in the previous leaf: its key is below the ones just moved
-        }
-    }
-
-    /** Whether a leaf lies left of the path's leaf: some index on the path is not at its first entry. */
-    private static boolean hasLeafBefore(Level[] path) {
-        for (int d = 0; d < path.length - 1; d++) {
-            if (path[d].pos > 0) {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    /** The first extent of a leaf that starts at or after {@code from}; entries() when none. */
-    private static int firstAtOrAfter(Level leaf, long from) {
-        int k = 0;
-        while (k < leaf.entries() && leaf.node.logical(k) < from) {
-            k++;
-        }
-        return k;
-    }
-
-    private void shiftLeaf(Level leaf, int k, long delta) {
-        for (int i = k; i < leaf.entries(); i++) {
-            Extent e = leaf.node.extent(i);
-            leaf.node.setExtent(i, new Extent(e.logical() + delta, e.physical(), e.length(), e.unwritten()));
-        }
-    }
-
-    /** Writes a changed leaf and makes every index key on its path the first logical block below it. */
-    private void fixKeys(Level[] path) throws Ext4Exception {
-        int depth = path.length - 1;
-        dirty(path[depth]);
-        for (int d = depth - 1; d >= 0; d--) {
-            setKey(path[d], path[d + 1].node.logical(0));
-        }
     }
 
     // ------------------------------------------------------------------------------------------

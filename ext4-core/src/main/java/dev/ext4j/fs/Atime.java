@@ -20,13 +20,31 @@ final class Atime {
     /** How old atime may get under relatime before a read moves it anyway: a day. */
     private static final long RELATIME_MAX_SECONDS = 24 * 60 * 60;
 
-    private final SuperInfo fs;
+    /** What an atime update needs from the mounted filesystem. */
+    interface Host {
+        /** sb_start_write(): passes the write gate before any inode lock is taken. */
+        WriteGate.Entered enterGate() throws Ext4Exception;
+
+        /** sb_start_write_trylock(): null while the filesystem is frozen or remounted read-only. */
+        WriteGate.Entered tryEnterGate();
+
+        /** Stamps and writes a changed inode; the caller holds its lock. */
+        InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception;
+    }
+
+    private final InodeTable inodes;
+    private final InodeLocks locks;
+    private final SuperState state;
+    private final Host host;
     private volatile AtimeMode mode = AtimeMode.RELATIME;
     private volatile boolean noDirAtime;
     private volatile boolean lazy;
 
-    Atime(SuperInfo fs) {
-        this.fs = fs;
+    Atime(InodeTable inodes, InodeLocks locks, SuperState state, Host host) {
+        this.inodes = inodes;
+        this.locks = locks;
+        this.state = state;
+        this.host = host;
     }
 
     void set(AtimeMode mode, boolean noDirAtime, boolean lazyTime) {
@@ -49,7 +67,7 @@ final class Atime {
      * that aborted, a full journal, an error that made it read-only) is left out.
      */
     void accessed(long ino) {
-        if (mode == AtimeMode.NOATIME || fs.state.readOnly() || fs.state.errorReadOnly() != null || fs.state.journalAborted()) {
+        if (mode == AtimeMode.NOATIME || state.readOnly() || state.errorReadOnly() != null || state.journalAborted()) {
             return;
         }
         try {
@@ -61,32 +79,32 @@ final class Atime {
 
     /** Whether a read of {@code ino} now would move its atime (so a cache that hides reads from ext4j must not serve it). */
     boolean readWouldMove(long ino) throws Ext4Exception {
-        if (mode == AtimeMode.NOATIME || fs.state.readOnly() || fs.state.errorReadOnly() != null || fs.state.journalAborted()) {
+        if (mode == AtimeMode.NOATIME || state.readOnly() || state.errorReadOnly() != null || state.journalAborted()) {
             return false;
         }
-        return needsUpdate(fs.inode(ino), Ext4FileSystem.Time.now());
+        return needsUpdate(inodes.get(ino), Ext4FileSystem.Time.now());
     }
 
     private void update(long ino, Ext4FileSystem.Time now) throws Ext4Exception {
-        if (!needsUpdate(fs.inode(ino), now)) {
+        if (!needsUpdate(inodes.get(ino), now)) {
             return;
         }
-        try (SuperInfo.Entered g = fs.tryEnterGate()) {
+        try (WriteGate.Entered g = host.tryEnterGate()) {
             if (g == null) {
                 return; // frozen: sb_start_write_trylock() fails and the kernel skips the update too
             }
-            try (InodeLocks.Held h = fs.locks.lockAll(ino)) {
-                InodeInfo info = fs.inode(ino);
+            try (InodeLocks.Held h = locks.lockAll(ino)) {
+                InodeInfo info = inodes.get(ino);
                 Inode copy = info.inode().copy();
-                if (copy.linksCount() == 0 && !fs.inodes.referenced(ino) || !needsUpdate(info, now)) {
+                if (copy.linksCount() == 0 && !inodes.referenced(ino) || !needsUpdate(info, now)) {
                     return;
                 }
                 if (lazy) {
-                    fs.inodes.setLazyAtime(ino, now); // I_DIRTY_TIME: written later
+                    inodes.setLazyAtime(ino, now); // I_DIRTY_TIME: written later
                     return;
                 }
                 copy.setAtime(now.seconds(), now.nanos());
-                fs.writeInode(ino, copy);
+                host.writeInode(ino, copy);
             }
         }
     }
@@ -96,13 +114,13 @@ final class Atime {
      * every inode's with {@code ino} 0. The inode's write takes the time along.
      */
     void writeLazy(long ino) throws Ext4Exception {
-        for (long i : ino != 0 ? List.of(ino) : fs.inodes.withLazyAtime()) {
-            InodeInfo info = fs.inodes.pinned(i);
+        for (long i : ino != 0 ? List.of(ino) : inodes.withLazyAtime()) {
+            InodeInfo info = inodes.pinned(i);
             if (info == null || info.lazyAtime() == null) {
                 continue;
             }
-            try (SuperInfo.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(i)) {
-                fs.writeInode(i, fs.inode(i).inode().copy());
+            try (WriteGate.Entered g = host.enterGate(); InodeLocks.Held h = locks.lockAll(i)) {
+                host.writeInode(i, inodes.get(i).inode().copy());
             }
         }
     }

@@ -3,6 +3,7 @@ package dev.ext4j.fs;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Inode;
+import dev.ext4j.io.BufferCache;
 import java.nio.ByteBuffer;
 
 /**
@@ -25,21 +26,43 @@ final class CopyRange {
     /** Bytes per read and write. */
     private static final int CHUNK = 1 << 20;
 
-    private final SuperInfo fs;
+    /** What a copy needs from the mounted filesystem. */
+    interface Host {
+        /** A block account for one operation on {@code ino} (the target's map is opened with it). */
+        BlockAccount account(long ino, Inode inode);
+    }
 
-    CopyRange(SuperInfo fs) {
-        this.fs = fs;
+    private final SuperState state;
+    private final BufferCache cache;
+    private final boolean metadataCsum;
+    private final InodeTable inodes;
+    private final FileRead fileRead;
+    private final FileWrite fileWrite;
+    private final FileSeek fileSeek;
+    private final Retry retry;
+    private final Host host;
+
+    CopyRange(SuperState state, BufferCache cache, boolean metadataCsum, InodeTable inodes, FileRead fileRead, FileWrite fileWrite,
+              FileSeek fileSeek, Retry retry, Host host) {
+        this.state = state;
+        this.cache = cache;
+        this.metadataCsum = metadataCsum;
+        this.inodes = inodes;
+        this.fileRead = fileRead;
+        this.fileWrite = fileWrite;
+        this.fileSeek = fileSeek;
+        this.retry = retry;
+        this.host = host;
     }
 
     /** Copies up to {@code len} bytes; returns the count: short at the source's end, 0 at or past it. */
     long copy(long inIno, long inOff, long outIno, long outOff, long len) throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         long count = check(inIno, inOff, outIno, outOff, len);
         if (count == 0) {
             return 0;
         }
         ByteBuffer buf = ByteBuffer.allocate((int) Math.min(CHUNK, count));
-        FileSeek seek = new FileSeek(fs);
         long done = 0;
         boolean extend = false;
         try {
@@ -47,31 +70,31 @@ final class CopyRange {
                 long in = inOff + done;
                 long out = outOff + done;
                 long run = count - done;
-                if (fs.inode(outIno).size() <= out) {
+                if (inodes.get(outIno).size() <= out) {
                     // past the target's end: the source's holes need no write, its data runs do
-                    long data = seekOr(seek, inIno, in, FileSeek.SEEK_DATA, Long.MAX_VALUE);
+                    long data = seekOr(fileSeek, inIno, in, FileSeek.SEEK_DATA, Long.MAX_VALUE);
                     if (data > in) {
                         done += Math.min(run, data - in);
                         extend = true;
                         continue;
                     }
-                    run = Math.min(run, seekOr(seek, inIno, in, FileSeek.SEEK_HOLE, Long.MAX_VALUE) - in);
+                    run = Math.min(run, seekOr(fileSeek, inIno, in, FileSeek.SEEK_HOLE, Long.MAX_VALUE) - in);
                 }
                 buf.clear().limit((int) Math.min(buf.capacity(), run));
-                int n = fs.fileRead.read(inIno, in, buf);
+                int n = fileRead.read(inIno, in, buf);
                 if (n <= 0) {
                     break; // the source shrank meanwhile
                 }
                 buf.flip();
-                int w = fs.retry.run(() -> fs.fileWrite.write(outIno, out, buf));
+                int w = retry.run(() -> fileWrite.write(outIno, out, buf));
                 done += w;
                 extend = false;
                 if (w < n) {
                     break; // a short write: what was written counts
                 }
             }
-            if (extend && fs.inode(outIno).size() < outOff + done) {
-                fs.fileWrite.truncate(outIno, outOff + done);
+            if (extend && inodes.get(outIno).size() < outOff + done) {
+                fileWrite.truncate(outIno, outOff + done);
             }
         } catch (Ext4Exception e) {
             if (done == 0) {
@@ -84,8 +107,8 @@ final class CopyRange {
 
     /** The byte count to copy, after the checks. */
     private long check(long inIno, long inOff, long outIno, long outOff, long len) throws Ext4Exception {
-        Inode in = fs.inode(inIno).inode();
-        InodeInfo outInfo = fs.inode(outIno);
+        Inode in = inodes.get(inIno).inode();
+        InodeInfo outInfo = inodes.get(outIno);
         Inode out = outInfo.inode();
         if (in.isDirectory() || out.isDirectory()) {
             throw new Ext4Exception(Errno.EISDIR, "copy_file_range: inode " + (in.isDirectory() ? inIno : outIno) + " is a directory");
@@ -105,7 +128,7 @@ final class CopyRange {
         if (inOff + len < 0 || outOff + len < 0) {
             throw new Ext4Exception(Errno.EOVERFLOW, "copy_file_range: " + len + " bytes from " + inOff + " to " + outOff + " wrap");
         }
-        long sizeIn = fs.inode(inIno).size();
+        long sizeIn = inodes.get(inIno).size();
         long count = inOff >= sizeIn ? 0 : Math.min(len, sizeIn - inOff);
         long max = maxSize(outIno, outInfo);
         if (outOff >= max) {
@@ -125,7 +148,7 @@ final class CopyRange {
         if (copy.hasFlag(Inode.INLINE_DATA_FL)) {
             return Long.MAX_VALUE;
         }
-        return fs.fileWrite.maxSize(FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy)));
+        return fileWrite.maxSize(FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, host.account(ino, copy)));
     }
 
     /** SEEK_DATA or SEEK_HOLE in the source, with {@code none} for ENXIO (nothing more before its end). */

@@ -46,8 +46,8 @@ public final class Ext4FileSystem implements Closeable {
 
     Ext4FileSystem(SuperInfo s) {
         this.s = s;
-        this.ioctl = new Ioctl(s);
-        this.freezer = new Freeze(s, this::sync);
+        this.ioctl = s.ioctl;
+        this.freezer = new Freeze(s.gate, s.state, s.orphans, s.retry, s.writeback, s.flusher, s.atime, s.mmp, s.readOnly, this::sync);
     }
 
     /**
@@ -153,7 +153,7 @@ public final class Ext4FileSystem implements Closeable {
      */
     public FileAttributes setAttributes(long ino, Integer mode, Long uid, Long gid, Time atime, Time mtime) throws Ext4Exception {
         s.requireWritable();
-        try (SuperInfo.Entered g = s.enterGate(); InodeLocks.Held h = s.locks.lockAll(ino)) {
+        try (WriteGate.Entered g = s.enterGate(); InodeLocks.Held h = s.locks.lockAll(ino)) {
             Inode i = s.inode(ino).inode().copy();
             boolean explicitTimes = (atime != null && atime != Time.NOW) || (mtime != null && mtime != Time.NOW);
             if (mode != null || uid != null || gid != null || explicitTimes) {
@@ -239,38 +239,38 @@ public final class Ext4FileSystem implements Closeable {
         if (type == Inode.S_IFDIR || type == Inode.S_IFLNK) {
             throw new Ext4Exception(Errno.EINVAL, "mknod cannot make directories or symlinks");
         }
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             return s.namei.create(dirIno, name, m, major, minor, null, uid, gid);
         }
     }
 
     public long mkdir(long dirIno, byte[] name, int mode, long uid, long gid) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             return s.namei.create(dirIno, name, (mode & 07777) | Inode.S_IFDIR, 0, 0, null, uid, gid);
         }
     }
 
     public long symlink(long dirIno, byte[] name, byte[] target, long uid, long gid) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             // a failed create is undone, so it may run again
             return s.retry.run(() -> s.namei.create(dirIno, name, Inode.S_IFLNK | 0777, 0, 0, target, uid, gid));
         }
     }
 
     public void link(long ino, long dirIno, byte[] name) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             s.namei.link(ino, dirIno, name);
         }
     }
 
     public void unlink(long dirIno, byte[] name) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             s.namei.remove(dirIno, name, false);
         }
     }
 
     public void rmdir(long dirIno, byte[] name) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             s.namei.remove(dirIno, name, true);
         }
     }
@@ -284,7 +284,7 @@ public final class Ext4FileSystem implements Closeable {
      * (the names swap inodes; ENOENT unless both exist); EINVAL for RENAME_WHITEOUT, both, or other bits.
      */
     public void rename(long fromDir, byte[] fromName, long toDir, byte[] toName, int flags) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             s.namei.rename(fromDir, fromName, toDir, toName, flags);
         }
     }
@@ -294,7 +294,7 @@ public final class Ext4FileSystem implements Closeable {
      * the orphan list and already open once: {@link #release} frees it unless {@link #link} named it.
      */
     public long tmpfile(long dirIno, int mode, long uid, long gid) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             return s.namei.tmpfile(dirIno, mode, uid, gid);
         }
     }
@@ -347,20 +347,20 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     public int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             return s.retry.run(() -> s.fileWrite.write(ino, offset, src)); // nothing was taken: ENOSPC comes only for none
         }
     }
 
     public void truncate(long ino, long size) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             s.fileWrite.truncate(ino, size);
         }
     }
 
     /** fallocate(2): preallocate, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE, and COLLAPSE_RANGE / INSERT_RANGE ({@link RangeShift}). */
     public void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
+        try (WriteGate.Entered g = s.enterGate()) {
             // what the first try allocated stays: fallocate again is the rest
             s.retry.run(() -> s.fileWrite.fallocate(ino, mode, offset, length));
         }
@@ -370,13 +370,13 @@ public final class Ext4FileSystem implements Closeable {
 
     /** lseek(2) with SEEK_DATA (3) or SEEK_HOLE (4); ENXIO from i_size on, EINVAL for other whence values. See {@link FileSeek}. */
     public long seek(long ino, long offset, int whence) throws Ext4Exception {
-        return new FileSeek(s).seek(ino, offset, whence);
+        return s.fileSeek.seek(ino, offset, whence);
     }
 
     /** copy_file_range(2) inside the image: the bytes copied, short at the source's end. See {@link CopyRange}. */
     public long copyFileRange(long inIno, long inOff, long outIno, long outOff, long len) throws Ext4Exception {
-        try (SuperInfo.Entered g = s.enterGate()) {
-            long n = new CopyRange(s).copy(inIno, inOff, outIno, outOff, len);
+        try (WriteGate.Entered g = s.enterGate()) {
+            long n = s.copyRange.copy(inIno, inOff, outIno, outOff, len);
             if (n > 0) {
                 s.atime.accessed(inIno); // the source was read, as a splice reads it
             }

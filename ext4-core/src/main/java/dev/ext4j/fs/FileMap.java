@@ -2,6 +2,7 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.blockmap.BlockSource;
+import dev.ext4j.blockmap.ExtentShift;
 import dev.ext4j.blockmap.ExtentTree;
 import dev.ext4j.blockmap.IndirectMap;
 import dev.ext4j.blockmap.Mapping;
@@ -61,7 +62,7 @@ final class FileMap {
      * Moves every extent at or after {@code from} by {@code delta} blocks (collapse and insert
      * range); see {@link ExtentTree#shift}. EOPNOTSUPP for an indirect map.
      */
-    void shift(long from, long delta, ExtentTree.StepCredits credits) throws Ext4Exception {
+    void shift(long from, long delta, ExtentShift.StepCredits credits) throws Ext4Exception {
         if (!(map instanceof ExtentTree tree)) {
             throw new Ext4Exception(dev.ext4j.Errno.EOPNOTSUPP, "collapse and insert range need an extent-mapped file");
         }

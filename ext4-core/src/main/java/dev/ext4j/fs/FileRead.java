@@ -4,6 +4,7 @@ import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.format.Inode;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.pagecache.PageCache;
 import dev.ext4j.xattr.Xattr;
 import dev.ext4j.xattr.XattrNames;
@@ -20,28 +21,34 @@ final class FileRead {
     /** The system.data xattr that holds inline data past i_block. */
     private static final byte[] INLINE_DATA_NAME = {'d', 'a', 't', 'a'};
 
-    private final SuperInfo fs;
+    private final BufferCache cache;
+    private final InodeTable inodes;
+    private final InodeLocks locks;
+    /** The page cache of the buffered write path; null on a read-only mount. */
+    private final PageCache pages;
     private final int bs;
 
-    FileRead(SuperInfo fs) {
-        this.fs = fs;
-        this.bs = fs.blockSize;
+    FileRead(BufferCache cache, InodeTable inodes, InodeLocks locks, PageCache pages) {
+        this.cache = cache;
+        this.inodes = inodes;
+        this.locks = locks;
+        this.pages = pages;
+        this.bs = cache.blockSize();
     }
-
 
     /**
      * Reads up to {@code dst.remaining()} bytes at {@code offset} into {@code dst}; returns the count,
      * 0 at or past the end of the file.
      */
     int read(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
-        try (InodeLocks.Locked l = fs.locks.read(ino)) {
+        try (InodeLocks.Locked l = locks.read(ino)) {
             return readLocked(ino, offset, dst);
         }
     }
 
     /** {@link #read} for a caller that holds the inode's lock, or reads an inode nothing writes (an EA inode). */
     int readLocked(long ino, long offset, ByteBuffer dst) throws Ext4Exception {
-        InodeInfo info = fs.inode(ino);
+        InodeInfo info = inodes.get(ino);
         Inode i = info.inode();
         if (i.isDirectory()) {
             throw new Ext4Exception(Errno.EISDIR, "inode " + ino + " is a directory");
@@ -49,7 +56,7 @@ final class FileRead {
         if (i.hasFlag(Inode.ENCRYPT_FL)) {
             throw new Ext4Exception(Errno.ENOKEY, "inode " + ino + " is encrypted");
         }
-        long size = i.isRegular() ? info.size() : fs.inodes.isize(i);
+        long size = i.isRegular() ? info.size() : inodes.isize(i);
         if (offset >= size || !dst.hasRemaining()) {
             return 0;
         }
@@ -66,9 +73,9 @@ final class FileRead {
         if (info.map() == null) {
             throw Ext4Exception.corrupted("inode " + ino + " has no block map to read");
         }
-        PageCache.FilePages pages = fs.writeback != null ? fs.writeback.pages().peek(ino) : null;
-        if (pages != null && !pages.isEmpty()) {
-            readThroughPages(info, pages, offset, offset + len, dst);
+        PageCache.FilePages filePages = pages != null ? pages.peek(ino) : null;
+        if (filePages != null && !filePages.isEmpty()) {
+            readThroughPages(info, filePages, offset, offset + len, dst);
             return len;
         }
         readFromImage(info, offset, offset + len, dst);
@@ -76,12 +83,12 @@ final class FileRead {
     }
 
     /** Reads [pos, end) from the cached pages where there are some, and from the image between them. */
-    private void readThroughPages(InodeInfo info, PageCache.FilePages pages, long pos, long end, ByteBuffer dst)
+    private void readThroughPages(InodeInfo info, PageCache.FilePages filePages, long pos, long end, ByteBuffer dst)
             throws Ext4Exception {
-        int ps = fs.writeback.pages().pageSize();
+        int ps = pages.pageSize();
         while (pos < end) {
             long index = pos / ps;
-            PageCache.Page p = pages.pin(index);
+            PageCache.Page p = filePages.pin(index);
             if (p != null) {
                 int inPage = (int) (pos - index * ps);
                 int n = (int) Math.min(ps - inPage, end - pos);
@@ -94,7 +101,7 @@ final class FileRead {
                 pos += n;
                 continue;
             }
-            long next = pages.nextIndex(index);
+            long next = filePages.nextIndex(index);
             long stop = next < 0 ? end : Math.min(end, next * ps);
             readFromImage(info, pos, stop, dst);
             pos = stop;
@@ -115,7 +122,7 @@ final class FileRead {
             } else {
                 ByteBuffer slice = dst.duplicate();
                 slice.limit(slice.position() + n);
-                fs.cache.readDirect(m.physical(), inBlock, slice);
+                cache.readDirect(m.physical(), inBlock, slice);
                 dst.position(dst.position() + n);
             }
             pos = runEnd;
@@ -130,7 +137,7 @@ final class FileRead {
 
     /** Target of a symbolic link. */
     byte[] readlink(long ino) throws Ext4Exception {
-        InodeInfo info = fs.inode(ino);
+        InodeInfo info = inodes.get(ino);
         Inode i = info.inode();
         if (!i.isSymlink()) {
             throw new Ext4Exception(Errno.EINVAL, "inode " + ino + " is not a symbolic link");
@@ -138,12 +145,12 @@ final class FileRead {
         if (i.hasFlag(Inode.ENCRYPT_FL)) {
             throw new Ext4Exception(Errno.ENOKEY, "symlink inode " + ino + " is encrypted");
         }
-        long size = fs.inodes.isize(i);
+        long size = inodes.isize(i);
         if (size <= 0 || size >= bs || size >= 4096) {
             throw Ext4Exception.corrupted("symlink inode " + ino + " has size " + size + " (expected 1.." + (Math.min(bs, 4096) - 1) + ")");
         }
         byte[] target = new byte[(int) size];
-        if (fs.inodes.isFastSymlink(i)) {
+        if (inodes.isFastSymlink(i)) {
             if (size >= Inode.I_BLOCK_SIZE) {
                 throw Ext4Exception.corrupted("fast symlink inode " + ino + " has size " + size + " (max " + (Inode.I_BLOCK_SIZE - 1) + ")");
             }
@@ -164,7 +171,7 @@ final class FileRead {
     }
 
     byte[] inlineXattr(InodeInfo info) throws Ext4Exception {
-        for (Xattr x : XattrReader.readIbody(info.inode(), info.ino(), fs.xattrs::readEaInode)) {
+        for (Xattr x : XattrReader.readIbody(info.inode(), info.ino(), this::readEaInode)) {
             if (x.nameIndex() == XattrNames.SYSTEM && Arrays.equals(x.suffix(), INLINE_DATA_NAME)) {
                 return x.value();
             }
@@ -172,4 +179,16 @@ final class FileRead {
         throw Ext4Exception.corrupted("inode " + info.ino() + " has inline data but no system.data xattr");
     }
 
+    /** Reads a value stored in its own inode (the ea_inode feature), checked to be one of {@code size} bytes. */
+    byte[] readEaInode(long valueIno, long size) throws Ext4Exception {
+        InodeInfo v = inodes.get(valueIno);
+        if (!v.inode().hasFlag(Inode.EA_INODE_FL) || v.inode().size() != size || size > (64L << 20)) {
+            throw Ext4Exception.corrupted("xattr value inode " + valueIno + " is not an xattr inode of " + size + " bytes");
+        }
+        byte[] value = new byte[(int) size];
+        // without the value inode's lock: the owner's is held here, an EA inode may have a lower
+        // number (inode locks go in ascending order), and ext4j never writes EA inodes
+        readLocked(valueIno, 0, ByteBuffer.wrap(value));
+        return value;
+    }
 }

@@ -25,12 +25,17 @@ import dev.ext4j.pagecache.PageCache;
 final class FileSeek {
     static final int SEEK_DATA = 3, SEEK_HOLE = 4;
 
-    private final SuperInfo fs;
+    private final InodeTable inodes;
+    private final InodeLocks locks;
+    /** The page cache of the buffered write path; null on a read-only mount. */
+    private final PageCache pages;
     private final int bs;
 
-    FileSeek(SuperInfo fs) {
-        this.fs = fs;
-        this.bs = fs.blockSize();
+    FileSeek(InodeTable inodes, InodeLocks locks, PageCache pages, int blockSize) {
+        this.inodes = inodes;
+        this.locks = locks;
+        this.pages = pages;
+        this.bs = blockSize;
     }
 
     long seek(long ino, long offset, int whence) throws Ext4Exception {
@@ -38,8 +43,8 @@ final class FileSeek {
             throw new Ext4Exception(Errno.EINVAL, "lseek whence " + whence + " (expected SEEK_DATA 3 or SEEK_HOLE 4)");
         }
         boolean data = whence == SEEK_DATA;
-        try (InodeLocks.Locked l = fs.locks().read(ino)) {
-            InodeInfo info = fs.inode(ino);
+        try (InodeLocks.Locked l = locks.read(ino)) {
+            InodeInfo info = inodes.get(ino);
             Inode i = info.inode();
             if (i.isDirectory()) {
                 throw new Ext4Exception(Errno.EISDIR, "inode " + ino + " is a directory");
@@ -71,8 +76,8 @@ final class FileSeek {
 
     /** The first byte at or after the block of {@code offset} that is data ({@code data}) or a hole; -1 when none before EOF. */
     private long find(InodeInfo info, long offset, long size, boolean data) throws Ext4Exception {
-        PageCache.FilePages pages = fs.writeback() == null ? null : fs.writeback().pages().peek(info.ino());
-        int perPage = fs.writeback() == null ? 1 : fs.writeback().pages().blocksPerPage();
+        PageCache.FilePages filePages = pages == null ? null : pages.peek(info.ino());
+        int perPage = pages == null ? 1 : pages.blocksPerPage();
         long endBlk = (size + bs - 1) / bs;
         for (long lblk = offset / bs; lblk < endBlk; ) {
             Mapping m = info.map().map(lblk, endBlk - lblk);
@@ -82,7 +87,7 @@ final class FileSeek {
                     return lblk * bs;
                 }
             } else {
-                long b = data ? firstCached(pages, perPage, lblk, runEnd) : firstUncached(pages, perPage, lblk, runEnd);
+                long b = data ? firstCached(filePages, perPage, lblk, runEnd) : firstUncached(filePages, perPage, lblk, runEnd);
                 if (b >= 0) {
                     return b * bs;
                 }

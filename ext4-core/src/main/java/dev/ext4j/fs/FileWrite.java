@@ -6,7 +6,10 @@ import dev.ext4j.alloc.Allocator;
 import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
 import dev.ext4j.inline.InlineData;
+import dev.ext4j.io.BufferCache;
+import dev.ext4j.journal.Transactions;
 import java.nio.ByteBuffer;
 
 /**
@@ -21,18 +24,44 @@ final class FileWrite {
     /** Longest run allocated at once (one extent's worth of written blocks). */
     private static final int MAX_RUN = 32768;
 
-    private final SuperInfo fs;
+    /** What file data changes need from the mounted filesystem (with what {@link RangeShift} needs). */
+    interface Host extends RangeShift.Host {
+        /** balance_dirty_pages(): a writer that dirtied pages waits while too many are dirty. */
+        void balanceDirty(long ino) throws Ext4Exception;
+    }
+
+    private final Superblock sb;
+    private final SuperState state;
+    private final BufferCache cache;
+    private final boolean metadataCsum;
+    private final Transactions tx;
+    private final InodeTable inodes;
+    private final InodeLocks locks;
+    private final Orphans orphans;
+    /** The buffered write path; null on a read-only mount. */
+    private final Writeback writeback;
+    private final Host host;
     private final int bs;
 
-    FileWrite(SuperInfo fs) {
-        this.fs = fs;
-        this.bs = fs.blockSize();
+    FileWrite(Superblock sb, SuperState state, BufferCache cache, Transactions tx, InodeTable inodes, InodeLocks locks,
+              Orphans orphans, Writeback writeback, Host host) {
+        this.sb = sb;
+        this.state = state;
+        this.cache = cache;
+        this.metadataCsum = sb.has(Feature.METADATA_CSUM);
+        this.tx = tx;
+        this.inodes = inodes;
+        this.locks = locks;
+        this.orphans = orphans;
+        this.writeback = writeback;
+        this.host = host;
+        this.bs = sb.blockSize();
     }
 
     /** The largest file size the map and the features allow (EFBIG past it). */
     long maxSize(FileMap map) {
         long max = map.maxBlocks() * bs;
-        if (!fs.superblock().has(Feature.LARGE_FILE)) {
+        if (!sb.has(Feature.LARGE_FILE)) {
             max = Math.min(max, (1L << 31) - 1);
         }
         return max;
@@ -72,7 +101,7 @@ final class FileWrite {
      * failed, and one that crosses the largest file size is cut there (EFBIG only at or past it).
      */
     int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         if (offset < 0) {
             throw new Ext4Exception(Errno.EINVAL, "negative offset " + offset);
         }
@@ -80,11 +109,11 @@ final class FileWrite {
             return 0;
         }
         int written;
-        try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
-            InodeInfo info = fs.inode(ino);
+        try (InodeLocks.Held h = locks.lockAll(ino)) {
+            InodeInfo info = inodes.get(ino);
             Inode copy = regularCopy(info, offset, info.size());
             if (copy.hasFlag(Inode.INLINE_DATA_FL) || (mayStartInline(copy) && info.size() == copy.size()
-                    && !fs.writeback().hasPages(ino))) {
+                    && !writeback.hasPages(ino))) {
                 int n = writeInline(ino, copy, offset, src);
                 if (n > 0) {
                     return n;
@@ -94,26 +123,26 @@ final class FileWrite {
                     copy = info.inode().copy();
                 }
             }
-            BlockAccount acct = fs.account(ino, copy);
-            FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+            BlockAccount acct = host.account(ino, copy);
+            FileMap map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, acct);
             long max = maxSize(map);
             if (offset >= max) {
                 throw new Ext4Exception(Errno.EFBIG, "write at " + offset + " is at or past the largest file size " + max);
             }
             int len = (int) Math.min(src.remaining(), max - offset);
-            boolean through = fs.writeback().lowOnSpace() && readyForWriteThrough(ino, offset, len);
+            boolean through = writeback.lowOnSpace() && readyForWriteThrough(ino, offset, len);
             if (through) {
                 written = writeThrough(ino, offset, src, len);
             } else {
-                written = fs.writeback().write(ino, offset, src, len);
-                copy = fs.inode(ino).inode().copy(); // writeback may have changed it meanwhile
+                written = writeback.write(ino, offset, src, len);
+                copy = inodes.get(ino).inode().copy(); // writeback may have changed it meanwhile
                 Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
                 copy.setMtime(now.seconds(), now.nanos());
                 copy.setCtime(now.seconds(), now.nanos());
-                fs.writeInode(ino, copy);
+                host.writeInode(ino, copy);
             }
         }
-        fs.balanceDirty(ino);
+        host.balanceDirty(ino);
         return written;
     }
 
@@ -123,8 +152,8 @@ final class FileWrite {
      * the write goes through the page cache after all.
      */
     private boolean readyForWriteThrough(long ino, long offset, int len) throws Ext4Exception {
-        fs.writeback().writeback(ino);
-        return fs.writeback().forgetCached(ino, offset, offset + len);
+        writeback.writeback(ino);
+        return writeback.forgetCached(ino, offset, offset + len);
     }
 
     /**
@@ -134,10 +163,10 @@ final class FileWrite {
      * caller holds the inode's write lock.
      */
     private int writeThrough(long ino, long offset, ByteBuffer src, int len) throws Ext4Exception {
-        InodeInfo info = fs.inode(ino);
+        InodeInfo info = inodes.get(ino);
         Inode copy = info.inode().copy();
-        BlockAccount acct = fs.account(ino, copy);
-        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+        BlockAccount acct = host.account(ino, copy);
+        FileMap map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, acct);
         ByteBuffer part = src.duplicate();
         part.limit(part.position() + len);
         int start = part.position();
@@ -147,12 +176,12 @@ final class FileWrite {
         }
         // between runs the handle may restart: the inode is written first with the size and
         // blocks of what is written and mapped so far, so each commit is consistent
-        SuperInfo.Step restart = () -> {
+        Retry.Step restart = () -> {
             int done = part.position() - start;
             if (done > 0) {
                 copy.setSize(Math.max(oldSize, offset + done));
             }
-            restart(fs.transactions(), ino, copy, acct);
+            restart(tx, ino, copy, acct);
         };
         try {
             writeRange(map, acct, offset, part, restart);
@@ -170,7 +199,7 @@ final class FileWrite {
                 copy.setCtime(now.seconds(), now.nanos());
             }
             addBlocks(copy, acct);
-            InodeInfo updated = fs.writeInode(ino, copy);
+            InodeInfo updated = host.writeInode(ino, copy);
             updated.mapChanged();
             updated.sizeSettled();
         }
@@ -187,7 +216,7 @@ final class FileWrite {
      */
     private boolean mayStartInline(Inode copy) {
         long eaSectors = copy.fileAcl() != 0 ? bs / 512 : 0;
-        return fs.superblock().has(Feature.INLINE_DATA) && copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) == eaSectors;
+        return sb.has(Feature.INLINE_DATA) && copy.blocks512(sb.has(Feature.HUGE_FILE), bs) == eaSectors;
     }
 
     /**
@@ -206,7 +235,7 @@ final class FileWrite {
         copy.setSize(Math.max(copy.size(), end));
         copy.setMtime(now.seconds(), now.nanos());
         copy.setCtime(now.seconds(), now.nanos());
-        fs.writeInode(ino, copy);
+        host.writeInode(ino, copy);
         src.position(src.position() + n);
         return n;
     }
@@ -221,14 +250,14 @@ final class FileWrite {
         long ino = info.ino();
         byte[] data = InlineData.read(copy, ino);
         int len = (int) Math.min(data.length, copy.size());
-        InlineData.destroy(copy, ino, fs.superblock().has(Feature.EXTENTS));
-        BlockAccount acct = fs.account(ino, copy);
+        InlineData.destroy(copy, ino, sb.has(Feature.EXTENTS));
+        BlockAccount acct = host.account(ino, copy);
         long blk = acct.allocateData(0, 1).start();
         byte[] block = new byte[bs];
         System.arraycopy(data, 0, block, 0, len);
         try {
-            fs.cache().writeDirect(blk, 0, ByteBuffer.wrap(block));
-            FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct).insert(0, blk, 1, false);
+            cache.writeDirect(blk, 0, ByteBuffer.wrap(block));
+            FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, acct).insert(0, blk, 1, false);
         } catch (Ext4Exception | RuntimeException e) {
             try {
                 acct.freeBlocks(blk, 1);
@@ -238,12 +267,12 @@ final class FileWrite {
             throw e;
         }
         addBlocks(copy, acct);
-        return fs.writeInode(ino, copy);
+        return host.writeInode(ino, copy);
     }
 
     /** Moves i_blocks by what {@code acct} gained or released since the last call. */
     void addBlocks(Inode copy, BlockAccount acct) {
-        long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.takeDelta() * (bs / 512);
+        long sectors = copy.blocks512(sb.has(Feature.HUGE_FILE), bs) + acct.takeDelta() * (bs / 512);
         copy.setBlocks512(Math.max(0, sectors), bs);
     }
 
@@ -251,7 +280,7 @@ final class FileWrite {
      * Writes {@code src} at {@code offset}, allocating holes and filling unwritten blocks; before
      * a run is allocated, {@code restart} runs when the handle has no credits left for it.
      */
-    private void writeRange(FileMap map, BlockAccount acct, long offset, ByteBuffer src, SuperInfo.Step restart) throws Ext4Exception {
+    private void writeRange(FileMap map, BlockAccount acct, long offset, ByteBuffer src, Retry.Step restart) throws Ext4Exception {
         long pos = offset;
         long end = offset + src.remaining();
         while (pos < end) {
@@ -262,11 +291,11 @@ final class FileWrite {
                 long physical;
                 int n;
                 if (m.isHole()) {
-                    if (!fs.transactions().extend(STEP_CREDITS)) {
+                    if (!tx.extend(STEP_CREDITS)) {
                         restart.run();
                     }
                     // at most 16 groups' bitmaps and descriptors per run, so one run fits STEP_CREDITS
-                    long most = 16L * fs.superblock().blocksPerGroup();
+                    long most = 16L * sb.blocksPerGroup();
                     Allocator.Run run = acct.allocateData(goal(map, lblk), (int) Math.min(m.length(), most));
                     physical = run.start();
                     n = run.length();
@@ -280,7 +309,7 @@ final class FileWrite {
                 int first = (int) (pos - lblk * bs);
                 ByteBuffer part = src.duplicate().limit(src.position() + (int) (runEnd - pos));
                 part.get(blocks, first, part.remaining());
-                fs.cache().writeDirect(physical, 0, ByteBuffer.wrap(blocks));
+                cache.writeDirect(physical, 0, ByteBuffer.wrap(blocks));
                 if (m.isHole()) {
                     Ext4Exception failed = insertOrFree(map, acct, lblk, physical, n, false);
                     if (failed != null) {
@@ -298,7 +327,7 @@ final class FileWrite {
                 long runEnd = Math.min(end, (lblk + m.length()) * bs);
                 int n = (int) (runEnd - pos);
                 ByteBuffer part = src.duplicate().limit(src.position() + n);
-                fs.cache().writeDirect(m.physical(), (int) (pos - lblk * bs), part);
+                cache.writeDirect(m.physical(), (int) (pos - lblk * bs), part);
                 src.position(src.position() + n);
                 pos = runEnd;
             }
@@ -322,17 +351,17 @@ final class FileWrite {
         }
         Mapping m = map.map(size / bs, 1);
         if (!m.readsAsZeros()) {
-            fs.cache().writeDirect(m.physical(), inBlock, ByteBuffer.allocate(bs - inBlock));
+            cache.writeDirect(m.physical(), inBlock, ByteBuffer.allocate(bs - inBlock));
         }
     }
 
     void truncate(long ino, long size) throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         if (size < 0) {
             throw new Ext4Exception(Errno.EINVAL, "negative size " + size);
         }
-        try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
-            InodeInfo info = fs.inode(ino);
+        try (InodeLocks.Held h = locks.lockAll(ino)) {
+            InodeInfo info = inodes.get(ino);
             Inode copy = regularCopy(info);
             if (copy.hasFlag(Inode.INLINE_DATA_FL)) {
                 if (size <= InlineData.size(copy, ino)) {
@@ -344,26 +373,26 @@ final class FileWrite {
                 info = convertInline(info, copy);
                 copy = info.inode().copy();
             }
-            BlockAccount acct = fs.account(ino, copy);
-            FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+            BlockAccount acct = host.account(ino, copy);
+            FileMap map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, acct);
             if (size > maxSize(map)) {
                 throw new Ext4Exception(Errno.EFBIG, "size " + size + " is past the largest file size " + maxSize(map));
             }
             long old = copy.size();
-            long memSize = fs.inode(ino).size();
+            long memSize = inodes.get(ino).size();
             if (size < memSize) {
-                fs.writeback().forgetRange(ino, size, Long.MAX_VALUE, map.hasExtents());
+                writeback.forgetRange(ino, size, Long.MAX_VALUE, map.hasExtents());
             } else if (size > memSize) {
-                fs.writeback().zeroPageTail(ino, map, memSize);
+                writeback.zeroPageTail(ino, map, memSize);
             }
             boolean orphan = size < old;
             try {
                 if (orphan) {
                     // as ext4_setattr(): on the orphan list with the new size before blocks go,
                     // so a crash part way is finished by the next mount
-                    fs.orphans().add(ino);
+                    orphans.add(ino);
                     copy.setSize(size);
-                    fs.writeInode(ino, copy.copy());
+                    host.writeInode(ino, copy.copy());
                 }
                 if (size < Math.max(old, memSize)) {
                     // cut at i_size, not the on-disk size, as ext4_truncate(): a writeback in
@@ -384,9 +413,9 @@ final class FileWrite {
                 if (orphan && copy.linksCount() > 0) {
                     // an open file without a name stays on the list for its last release, as
                     // ext4_setattr() deletes the orphan only while the inode has links
-                    fs.orphans().remove(ino);
+                    orphans.remove(ino);
                 }
-                fs.writeInode(ino, copy).sizeSettled();
+                host.writeInode(ino, copy).sizeSettled();
             }
         }
     }
@@ -396,17 +425,17 @@ final class FileWrite {
      * past i_size go and the inode leaves the orphan list. The caller holds the inode's lock.
      */
     void finishTruncate(long ino) throws Ext4Exception {
-        InodeInfo info = fs.inode(ino);
+        InodeInfo info = inodes.get(ino);
         Inode copy = info.inode().copy();
         if (info.map() != null && copy.isRegular() && !copy.hasFlag(Inode.INLINE_DATA_FL)) {
-            BlockAccount acct = fs.account(ino, copy);
-            FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+            BlockAccount acct = host.account(ino, copy);
+            FileMap map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, acct);
             removeInSteps(ino, copy, map, acct, (copy.size() + bs - 1) / bs, Long.MAX_VALUE, true);
             addBlocks(copy, acct);
         }
-        fs.orphans().remove(ino);
+        orphans.remove(ino);
         copy.setDtime(0);
-        fs.writeInode(ino, copy);
+        host.writeInode(ino, copy);
     }
 
     /** ext4_inline_data_truncate(): a new size within the inline data; the bytes past it go. */
@@ -416,17 +445,17 @@ final class FileWrite {
         copy.setSize(size);
         copy.setMtime(now.seconds(), now.nanos());
         copy.setCtime(now.seconds(), now.nanos());
-        fs.writeInode(ino, copy);
+        host.writeInode(ino, copy);
     }
 
     /** Frees every block of an inode that is being deleted; returns the changed copy. */
     Inode releaseAll(InodeInfo info, Inode copy) throws Ext4Exception {
-        fs.writeback().evict(info.ino(), copy.hasFlag(Inode.EXTENTS_FL));
+        writeback.evict(info.ino(), copy.hasFlag(Inode.EXTENTS_FL));
         if (info.map() == null || copy.hasFlag(Inode.INLINE_DATA_FL)) {
             return copy;
         }
-        BlockAccount acct = fs.account(info.ino(), copy);
-        FileMap map = FileMap.of(fs.cache(), info.ino(), copy, info.csumSeed(), fs.metadataCsum(), acct);
+        BlockAccount acct = host.account(info.ino(), copy);
+        FileMap map = FileMap.of(cache, info.ino(), copy, info.csumSeed(), metadataCsum, acct);
         removeInSteps(info.ino(), copy, map, acct, 0, Long.MAX_VALUE, true);
         addBlocks(copy, acct);
         return copy;
@@ -462,7 +491,6 @@ final class FileWrite {
     void removeInSteps(long ino, Inode copy, FileMap map, BlockAccount acct, long from, long to, boolean orphan)
             throws Ext4Exception {
         long end = Math.min(to, map.maxBlocks());
-        dev.ext4j.journal.Transactions tx = fs.transactions();
         if (!tx.journaled() || from >= end) {
             map.removeRange(from, end);
             return;
@@ -471,7 +499,7 @@ final class FileWrite {
         for (Mapping m = map.nextRun(from); m != null && m.logical() < end; m = map.nextRun(m.logical() + m.length())) {
             runs.add(m);
         }
-        long groupBlocks = fs.superblock().blocksPerGroup();
+        long groupBlocks = sb.blocksPerGroup();
         long maxRuns = STEP_CREDITS / 4;
         long maxBlocks = groupBlocks * (STEP_CREDITS / 8);
         int i = runs.size() - 1;
@@ -498,7 +526,7 @@ final class FileWrite {
             upper = start;
             if (i >= 0 && tx.needsRestart(STEP_CREDITS)) {
                 if (orphan) {
-                    fs.orphans().add(ino);
+                    orphans.add(ino);
                 }
                 restart(tx, ino, copy, acct);
             }
@@ -510,27 +538,27 @@ final class FileWrite {
      * Between two steps of a long change: the inode goes out as the steps left it (its map and
      * i_blocks), so the transaction may commit without the steps to come, and the handle restarts.
      */
-    void restart(dev.ext4j.journal.Transactions tx, long ino, Inode copy, BlockAccount acct) throws Ext4Exception {
+    void restart(Transactions tx, long ino, Inode copy, BlockAccount acct) throws Ext4Exception {
         addBlocks(copy, acct);
-        fs.writeInode(ino, copy.copy());
+        host.writeInode(ino, copy.copy());
         tx.restart(STEP_CREDITS);
     }
 
     void fallocate(long ino, int mode, long offset, long length) throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         if (offset < 0 || length <= 0) {
             throw new Ext4Exception(Errno.EINVAL, "fallocate range " + offset + "+" + length);
         }
         if ((mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) != 0) {
-            new RangeShift(fs, this).shift(ino, mode, offset, length);
+            new RangeShift(cache, metadataCsum, inodes, locks, tx, writeback, this, host).shift(ino, mode, offset, length);
             return;
         }
         int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
         if ((mode & ~known) != 0 || ((mode & FALLOC_FL_PUNCH_HOLE) != 0 && (mode & FALLOC_FL_KEEP_SIZE) == 0)) {
             throw new Ext4Exception(Errno.EOPNOTSUPP, "fallocate mode 0x" + Integer.toHexString(mode));
         }
-        try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
-            InodeInfo info = fs.inode(ino);
+        try (InodeLocks.Held h = locks.lockAll(ino)) {
+            InodeInfo info = inodes.get(ino);
             Inode copy = regularCopy(info);
             if (copy.hasFlag(Inode.INLINE_DATA_FL)) {
                 info = convertInline(info, copy); // as ext4_fallocate(): ext4_convert_inline_data() first
@@ -542,23 +570,23 @@ final class FileWrite {
                 throw new Ext4Exception(Errno.EOPNOTSUPP, "inode " + ino + ": fallocate mode 0x" + Integer.toHexString(mode)
                         + " needs an extent-mapped file");
             }
-            BlockAccount acct = fs.account(ino, copy);
-            FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+            BlockAccount acct = host.account(ino, copy);
+            FileMap map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, acct);
             long end = offset + length;
             if (end > maxSize(map)) {
                 throw new Ext4Exception(Errno.EFBIG, "fallocate past the largest file size " + maxSize(map));
             }
-            long memSize = fs.inode(ino).size();
+            long memSize = inodes.get(ino).size();
             try {
                 if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) != 0) {
                     long zeroEnd = (mode & FALLOC_FL_PUNCH_HOLE) != 0 ? Math.min(end, memSize) : end;
-                    fs.writeback().forgetRange(ino, offset, zeroEnd, map.hasExtents());
+                    writeback.forgetRange(ino, offset, zeroEnd, map.hasExtents());
                     punch(ino, copy, map, acct, offset, zeroEnd);
                 }
                 if ((mode & FALLOC_FL_PUNCH_HOLE) == 0) {
                     preallocate(ino, copy, map, acct, offset, end);
                     if ((mode & FALLOC_FL_KEEP_SIZE) == 0 && end > memSize) {
-                        fs.writeback().zeroPageTail(ino, map, memSize);
+                        writeback.zeroPageTail(ino, map, memSize);
                         copy.setSize(end);
                     }
                 }
@@ -569,7 +597,7 @@ final class FileWrite {
                     copy.setMtime(now.seconds(), now.nanos());
                 }
                 addBlocks(copy, acct);
-                InodeInfo updated = fs.writeInode(ino, copy);
+                InodeInfo updated = host.writeInode(ino, copy);
                 updated.mapChanged();
                 if (copy.size() >= memSize) {
                     updated.sizeSettled();
@@ -600,7 +628,7 @@ final class FileWrite {
         }
         Mapping m = map.map(from / bs, 1);
         if (!m.readsAsZeros()) {
-            fs.cache().writeDirect(m.physical(), (int) (from % bs), ByteBuffer.allocate((int) (to - from)));
+            cache.writeDirect(m.physical(), (int) (from % bs), ByteBuffer.allocate((int) (to - from)));
         }
     }
 
@@ -612,7 +640,6 @@ final class FileWrite {
      * that i_blocks counts and i_size may not reach yet: a consistent file.
      */
     private void preallocate(long ino, Inode copy, FileMap map, BlockAccount acct, long from, long to) throws Ext4Exception {
-        dev.ext4j.journal.Transactions tx = fs.transactions();
         for (long lblk = from / bs; lblk < (to + bs - 1) / bs; ) {
             if (tx.needsRestart(STEP_CREDITS)) {
                 restart(tx, ino, copy, acct);

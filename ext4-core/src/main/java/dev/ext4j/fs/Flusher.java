@@ -2,6 +2,7 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.journal.Transactions;
 import java.lang.System.Logger.Level;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
@@ -20,7 +21,11 @@ import java.util.concurrent.atomic.AtomicReference;
 final class Flusher {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
-    private final SuperInfo fs;
+    private final WriteGate gate;
+    private final SuperState state;
+    private final Transactions tx;
+    private final Retry retry;
+    private final Writeback writeback;
     private final MountOptions options;
     private final ScheduledExecutorService executor;
     private final AtomicBoolean flushQueued = new AtomicBoolean();
@@ -30,9 +35,13 @@ final class Flusher {
     /** The first failure of a background flush, reported by the next sync. */
     private final AtomicReference<Ext4Exception> error = new AtomicReference<>();
 
-    Flusher(SuperInfo fs) {
-        this.fs = fs;
-        this.options = fs.options;
+    Flusher(WriteGate gate, SuperState state, Transactions tx, Retry retry, Writeback writeback, MountOptions options) {
+        this.gate = gate;
+        this.state = state;
+        this.tx = tx;
+        this.retry = retry;
+        this.writeback = writeback;
+        this.options = options;
         var ex = new ScheduledThreadPoolExecutor(1, r -> {
             Thread t = new Thread(r, "ext4j-flush");
             t.setDaemon(true);
@@ -50,8 +59,8 @@ final class Flusher {
      * quarter) the flusher is woken.
      */
     void balanceDirty(long ino) throws Ext4Exception {
-        var pc = fs.writeback.pages();
-        fs.writeback.balance(ino, pc.maxBytes() / 2);
+        var pc = writeback.pages();
+        writeback.balance(ino, pc.maxBytes() / 2);
         if (pc.dirtyBytes() > pc.maxBytes() / 4 && flushQueued.compareAndSet(false, true)) {
             executor.execute(this::round);
         }
@@ -60,8 +69,8 @@ final class Flusher {
     /** One round: expired or excess dirty pages, then changed metadata. */
     private void round() {
         flushQueued.set(false);
-        var pc = fs.writeback.pages();
-        flush(() -> fs.writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4));
+        var pc = writeback.pages();
+        flush(() -> writeback.flusherRound(options.dirtyExpireMillis() * 1_000_000L, pc.maxBytes() / 4));
     }
 
     /**
@@ -69,21 +78,21 @@ final class Flusher {
      * without a journal). Nothing while frozen or remounted read-only: everything is home then, and
      * nothing may reach the image until the thaw or remount. A failure is kept for the next sync.
      */
-    private void flush(SuperInfo.Step data) {
-        if (fs.gate.isFrozen() || fs.state.remountedReadOnly() || fs.state.journalAborted()) {
+    private void flush(Retry.Step data) {
+        if (gate.isFrozen() || state.remountedReadOnly() || state.journalAborted()) {
             return; // an abort was reported once: nothing can commit any more
         }
-        long released = fs.retry.releases();
+        long released = retry.releases();
         try {
-            fs.retry.run(data);
-            fs.tx.tick();
+            retry.run(data);
+            tx.tick();
         } catch (Ext4Exception | RuntimeException e) {
             if (e instanceof Ext4Exception x) {
                 if (x.errno() == Errno.ENOSPC) {
                     // the pages stay dirty with their promises (nothing is dropped, unlike a failed
                     // delayed allocation in the kernel): the next round retries, and a sync writes
                     // them back itself and reports its own outcome, so this is kept for none
-                    LOG.log(fs.retry.waitsForCommit(x, released) ? Level.DEBUG : Level.WARNING,
+                    LOG.log(retry.waitsForCommit(x, released) ? Level.DEBUG : Level.WARNING,
                             "writeback found no free block (the data stays dirty and is retried): {0}", e.toString());
                     return;
                 }
@@ -99,21 +108,21 @@ final class Flusher {
     }
 
     /** sb_start_write(), with sb_end_write() arming the idle flush. */
-    SuperInfo.Entered enterGate() {
-        fs.gate.enter();
-        return options.idleFlushMillis() > 0 ? this::leaveGate : fs.gate::exit;
+    WriteGate.Entered enterGate() {
+        gate.enter();
+        return options.idleFlushMillis() > 0 ? this::leaveGate : gate::exit;
     }
 
     /** sb_start_write_trylock(): null while frozen. */
-    SuperInfo.Entered tryEnterGate() {
-        if (!fs.gate.tryEnter()) {
+    WriteGate.Entered tryEnterGate() {
+        if (!gate.tryEnter()) {
             return null;
         }
-        return options.idleFlushMillis() > 0 ? this::leaveGate : fs.gate::exit;
+        return options.idleFlushMillis() > 0 ? this::leaveGate : gate::exit;
     }
 
     private void leaveGate() {
-        fs.gate.exit();
+        gate.exit();
         lastChange = System.nanoTime();
         if (idleFlushQueued.compareAndSet(false, true)) {
             scheduleIdleFlush(options.idleFlushMillis());
@@ -137,12 +146,12 @@ final class Flusher {
     private void idleFlush() {
         long idle = options.idleFlushMillis() * 1_000_000L;
         long quiet = System.nanoTime() - lastChange;
-        if (quiet < idle || fs.gate.busy()) {
+        if (quiet < idle || gate.busy()) {
             scheduleIdleFlush(quiet < idle ? Math.max(1, (idle - quiet) / 1_000_000L) : options.idleFlushMillis());
             return;
         }
         idleFlushQueued.set(false); // a change from now on arms it again
-        flush(fs.writeback::writebackAll);
+        flush(writeback::writebackAll);
     }
 
     /**

@@ -14,24 +14,44 @@ import java.lang.System.Logger.Level;
 final class Freeze {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
-    private final SuperInfo fs;
+    private final WriteGate gate;
+    private final SuperState state;
+    private final Orphans orphans;
+    private final Retry retry;
+    /** The parts that change the filesystem: null on a read-only mount (which never freezes). */
+    private final Writeback writeback;
+    private final Flusher flusher;
+    private final Atime atime;
+    /** Multi-mount protection; null without it. */
+    private final Mmp mmp;
+    /** Whether the image was opened read-only (no remount read-write then). */
+    private final boolean readOnly;
     /** {@link Ext4FileSystem#sync}: everything written so far made durable. */
-    private final SuperInfo.Step sync;
+    private final Retry.Step sync;
     /** Serializes freeze, thaw and remount (the kernel's s_umount around freeze_super()). */
     private final Object freezeLock = new Object();
 
-    Freeze(SuperInfo fs, SuperInfo.Step sync) {
-        this.fs = fs;
+    Freeze(WriteGate gate, SuperState state, Orphans orphans, Retry retry, Writeback writeback, Flusher flusher, Atime atime, Mmp mmp,
+           boolean readOnly, Retry.Step sync) {
+        this.gate = gate;
+        this.state = state;
+        this.orphans = orphans;
+        this.retry = retry;
+        this.writeback = writeback;
+        this.flusher = flusher;
+        this.atime = atime;
+        this.mmp = mmp;
+        this.readOnly = readOnly;
         this.sync = sync;
     }
 
     /** See {@link Ext4FileSystem#freeze}. */
     void freeze() throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         synchronized (freezeLock) {
             closeGateAndWriteHome(() -> { });
-            if (fs.mmp != null) {
-                fs.mmp.pause(); // kmmpd's writes wait for the thaw, as they pass sb_start_write()
+            if (mmp != null) {
+                mmp.pause(); // kmmpd's writes wait for the thaw, as they pass sb_start_write()
             }
         }
         LOG.log(Level.INFO, "frozen: the image is consistent until thawed");
@@ -40,19 +60,19 @@ final class Freeze {
     /** See {@link Ext4FileSystem#thaw}. */
     void thaw() throws Ext4Exception {
         synchronized (freezeLock) {
-            if (!fs.gate.isFrozen()) {
+            if (!gate.isFrozen()) {
                 throw new Ext4Exception(Errno.EINVAL, "the filesystem is not frozen");
             }
             try {
-                if (fs.mmp != null) {
-                    fs.mmp.resume();
-                    fs.mmp.tick(); // is the image still ours? another node may have taken it meanwhile
+                if (mmp != null) {
+                    mmp.resume();
+                    mmp.tick(); // is the image still ours? another node may have taken it meanwhile
                 }
-                if (fs.mmp == null || !fs.mmp.failed()) {
-                    fs.state.markInUse();
+                if (mmp == null || !mmp.failed()) {
+                    state.markInUse();
                 }
             } finally {
-                fs.gate.thaw();
+                gate.thaw();
             }
         }
         LOG.log(Level.INFO, "thawed");
@@ -64,16 +84,16 @@ final class Freeze {
      * written back, the journal committed and checkpointed, the superblock written clean, all
      * durable. The gate stays closed; on a failure it opens again.
      */
-    private void closeGateAndWriteHome(SuperInfo.Step check) throws Ext4Exception {
-        fs.atime.writeLazy(0); // lazytime's access times, before the gate closes: writing them needs it
-        fs.gate.freeze();
+    private void closeGateAndWriteHome(Retry.Step check) throws Ext4Exception {
+        atime.writeLazy(0); // lazytime's access times, before the gate closes: writing them needs it
+        gate.freeze();
         try {
-            fs.flusher.waitIdle(); // a round that started before the gate closed
+            flusher.waitIdle(); // a round that started before the gate closed
             check.run();
             sync.run(); // first: it reports a failed background write rather than going on over it
-            fs.state.writeClean(() -> fs.retry.run(fs.writeback::writebackAll));
+            state.writeClean(() -> retry.run(writeback::writebackAll));
         } catch (Ext4Exception | RuntimeException e) {
-            fs.gate.thaw();
+            gate.thaw();
             throw e;
         }
     }
@@ -90,37 +110,37 @@ final class Freeze {
     }
 
     private void remountReadOnly() throws Ext4Exception {
-        if (fs.state.readOnly() || fs.state.errorReadOnly() != null || fs.state.journalAborted() || fs.mmp != null && fs.mmp.failed()) {
+        if (state.readOnly() || state.errorReadOnly() != null || state.journalAborted() || mmp != null && mmp.failed()) {
             return; // read-only already; after an error changes are refused since, and the unmount writes what it still can
         }
-        if (fs.gate.isFrozen()) {
+        if (gate.isFrozen()) {
             throw new Ext4Exception(Errno.EBUSY, "the filesystem is frozen; thaw it first");
         }
         closeGateAndWriteHome(() -> {
-            if (fs.orphans.size() > 0) {
-                throw new Ext4Exception(Errno.EBUSY, fs.orphans.size() + " file(s) whose last name went are still open;"
+            if (orphans.size() > 0) {
+                throw new Ext4Exception(Errno.EBUSY, orphans.size() + " file(s) whose last name went are still open;"
                         + " they are freed at their last close, which a read-only filesystem cannot do");
             }
         });
-        fs.state.setRemountedReadOnly(true);
-        fs.gate.thaw(); // the changes that waited find the filesystem read-only
+        state.setRemountedReadOnly(true);
+        gate.thaw(); // the changes that waited find the filesystem read-only
         LOG.log(Level.INFO, "remounted read-only: everything is home and the image is clean until remounted read-write");
     }
 
     private void remountReadWrite() throws Ext4Exception {
-        if (fs.readOnly) {
+        if (readOnly) {
             throw new Ext4Exception(Errno.EROFS, "the image was opened read-only (mounted with ro, a read-only image file, or a"
                     + " feature or state that forbids writing; see the mount's messages): unmount it and mount it read-write");
         }
-        fs.state.requireNoError();
-        if (fs.mmp != null && fs.mmp.failed()) {
+        state.requireNoError();
+        if (mmp != null && mmp.failed()) {
             throw new Ext4Exception(Errno.EROFS, "the MMP block was lost to another node: unmount, and run e2fsck once it lets go");
         }
-        if (!fs.state.remountedReadOnly()) {
+        if (!state.remountedReadOnly()) {
             return;
         }
-        fs.state.markInUse(); // nothing changes meanwhile: every change is refused at the gate
-        fs.state.setRemountedReadOnly(false);
+        state.markInUse(); // nothing changes meanwhile: every change is refused at the gate
+        state.setRemountedReadOnly(false);
         LOG.log(Level.INFO, "remounted read-write");
     }
 }

@@ -2,7 +2,6 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.format.Inode;
-import dev.ext4j.journal.Transactions;
 import dev.ext4j.resize.OnlineResize;
 
 /**
@@ -11,18 +10,39 @@ import dev.ext4j.resize.OnlineResize;
  * decodes the bytes.
  */
 final class Ioctl {
-    private final SuperInfo fs;
+    /** What the ioctls need from the mounted filesystem. */
+    interface Host {
+        /** sb_start_write(): passes the write gate before any inode lock is taken. */
+        WriteGate.Entered enterGate() throws Ext4Exception;
+
+        /** Stamps and writes a changed inode; the caller holds its lock. */
+        InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception;
+
+        /** What stat(2) shows of {@code ino}, for the permission checks. */
+        FileAttributes attributes(long ino) throws Ext4Exception;
+
+        /** Converts a block-mapped inode to an extent tree ({@link Migrate}); the caller is inside the write gate. */
+        void migrate(long ino) throws Ext4Exception;
+    }
+
+    private final SuperState state;
+    private final InodeTable inodes;
+    private final InodeLocks locks;
     /** Online grow; null on a read-only mount. */
     private final OnlineResize resizer;
+    private final Host host;
 
-    Ioctl(SuperInfo fs) {
-        this.fs = fs;
-        this.resizer = fs.readOnly ? null : new OnlineResize(fs.device, fs.sb, fs.cache, fs.groups, fs.allocator, new ResizeHost());
+    Ioctl(SuperState state, InodeTable inodes, InodeLocks locks, OnlineResize resizer, Host host) {
+        this.state = state;
+        this.inodes = inodes;
+        this.locks = locks;
+        this.resizer = resizer;
+        this.host = host;
     }
 
     /** ext4_resize_begin(): a writable mount, and CAP_SYS_RESOURCE (root here). */
     private void requireResource() throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         Permissions.checkResize(Ext4FileSystem.ROOT_INO);
     }
 
@@ -31,7 +51,7 @@ final class Ioctl {
      * of chattr(1) are the same numbers.
      */
     int getFlags(long ino) throws Ext4Exception {
-        return fs.inode(ino).inode().flags() & InodeFlags.USER_VISIBLE;
+        return inodes.get(ino).inode().flags() & InodeFlags.USER_VISIBLE;
     }
 
     /**
@@ -42,15 +62,15 @@ final class Ioctl {
      * server sees them (and ext4j has no extent-to-indirect migration).
      */
     void setFlags(long ino, int flags) throws Ext4Exception {
-        fs.requireWritable();
-        FileAttributes current = fs.attributes(ino);
+        state.requireWritable();
+        FileAttributes current = host.attributes(ino);
         int old = current.flags();
         Permissions.checkSetFlags(current, flags);
         if ((flags & Inode.EXTENTS_FL) != 0 && (old & Inode.EXTENTS_FL) == 0) {
             migrate(ino);
         }
-        try (SuperInfo.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(ino)) {
-            Inode copy = fs.inode(ino).inode().copy();
+        try (WriteGate.Entered g = host.enterGate(); InodeLocks.Held h = locks.lockAll(ino)) {
+            Inode copy = inodes.get(ino).inode().copy();
             int keep = copy.flags() & ~InodeFlags.USER_MODIFIABLE;
             int wanted = (flags & InodeFlags.USER_MODIFIABLE & ~Inode.EXTENTS_FL) | (copy.flags() & Inode.EXTENTS_FL);
             if ((keep | wanted) == copy.flags()) {
@@ -59,7 +79,7 @@ final class Ioctl {
             copy.setFlags(keep | wanted);
             Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
             copy.setCtime(now.seconds(), now.nanos());
-            fs.writeInode(ino, copy);
+            host.writeInode(ino, copy);
         }
     }
 
@@ -70,10 +90,10 @@ final class Ioctl {
      * changed meanwhile (nothing is changed then).
      */
     void migrate(long ino) throws Ext4Exception {
-        fs.requireWritable();
-        Permissions.checkMigrate(fs.attributes(ino));
-        try (SuperInfo.Entered g = fs.enterGate()) {
-            new Migrate(fs).run(ino);
+        state.requireWritable();
+        Permissions.checkMigrate(host.attributes(ino));
+        try (WriteGate.Entered g = host.enterGate()) {
+            host.migrate(ino);
         }
     }
 
@@ -85,7 +105,7 @@ final class Ioctl {
     void resize(long newBlocksCount) throws Ext4Exception {
         requireResource();
         // no handle here: the resize starts one per step, sized to what the step dirties
-        try (SuperInfo.Entered g = fs.enterGate()) {
+        try (WriteGate.Entered g = host.enterGate()) {
             resizer.grow(newBlocksCount);
         }
     }
@@ -96,41 +116,8 @@ final class Ioctl {
      */
     void addGroup(OnlineResize.NewGroup group) throws Ext4Exception {
         requireResource();
-        try (SuperInfo.Entered g = fs.enterGate()) {
+        try (WriteGate.Entered g = host.enterGate()) {
             resizer.addGroup(group);
-        }
-    }
-
-    /** What {@link OnlineResize} needs of this mount. */
-    private final class ResizeHost implements OnlineResize.Host {
-        @Override
-        public Inode readInode(long ino) throws Ext4Exception {
-            return fs.inode(ino).inode().copy();
-        }
-
-        @Override
-        public void writeInode(long ino, Inode changed) throws Ext4Exception {
-            fs.writeInode(ino, changed);
-        }
-
-        @Override
-        public void writeSuperblock() throws Ext4Exception {
-            fs.writeSuperblock();
-        }
-
-        @Override
-        public Transactions.Handle startHandle(int credits) {
-            return fs.tx.start(credits);
-        }
-
-        @Override
-        public int maxCredits() {
-            return fs.tx.maxCredits();
-        }
-
-        @Override
-        public void geometryChanged() {
-            fs.geometryChanged();
         }
     }
 }

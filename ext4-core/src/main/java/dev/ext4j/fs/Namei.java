@@ -8,6 +8,9 @@ import dev.ext4j.dir.DirEntries;
 import dev.ext4j.dir.BlockDirectory;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.Allocator;
+import dev.ext4j.dir.DirFormat;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.dir.DirChanges;
 import dev.ext4j.dir.DirectoryGrowth;
 import dev.ext4j.dir.DirectoryWriter;
@@ -30,12 +33,50 @@ final class Namei {
     /** EXT4_LINK_MAX: above it a directory's count sticks at 1 (dir_nlink) and links fail. */
     static final int LINK_MAX = 65000;
 
-    private final SuperInfo fs;
+    /** What namespace changes need from the mounted filesystem. */
+    interface Host {
+        /** Stamps and writes a changed inode; the caller holds its lock. */
+        InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception;
+
+        /** A block account for one operation on {@code ino}, with the inode's group as the first place to look. */
+        BlockAccount account(long ino, Inode inode);
+
+        /** The directory entry format, replaced when an online resize changes the inode count. */
+        DirFormat dirFormat();
+    }
+
+    private final Superblock sb;
+    private final SuperState state;
+    private final BufferCache cache;
+    private final boolean metadataCsum;
+    private final InodeTable inodes;
+    private final InodeLocks locks;
+    private final DentryCache dentries;
+    /** Null on a read-only mount. */
+    private final Allocator allocator;
+    private final Orphans orphans;
+    private final FileRead fileRead;
+    private final Xattrs xattrs;
+    private final Evict evict;
+    private final Host host;
     private final int bs;
 
-    Namei(SuperInfo fs) {
-        this.fs = fs;
-        this.bs = fs.blockSize();
+    Namei(Superblock sb, SuperState state, BufferCache cache, InodeTable inodes, InodeLocks locks, DentryCache dentries,
+          Allocator allocator, Orphans orphans, FileRead fileRead, Xattrs xattrs, Evict evict, Host host) {
+        this.sb = sb;
+        this.state = state;
+        this.cache = cache;
+        this.metadataCsum = sb.has(Feature.METADATA_CSUM);
+        this.inodes = inodes;
+        this.locks = locks;
+        this.dentries = dentries;
+        this.allocator = allocator;
+        this.orphans = orphans;
+        this.fileRead = fileRead;
+        this.xattrs = xattrs;
+        this.evict = evict;
+        this.host = host;
+        this.bs = sb.blockSize();
     }
 
     private static void checkName(byte[] name) throws Ext4Exception {
@@ -58,7 +99,7 @@ final class Namei {
         DirChanges entries;
 
         Dir(long ino) throws Ext4Exception {
-            InodeInfo info = fs.inode(ino);
+            InodeInfo info = inodes.get(ino);
             if (!info.inode().isDirectory()) {
                 throw new Ext4Exception(Errno.ENOTDIR, "inode " + ino + " is not a directory");
             }
@@ -70,19 +111,19 @@ final class Namei {
             }
             this.ino = ino;
             this.copy = info.inode().copy();
-            this.acct = fs.account(ino, copy);
+            this.acct = host.account(ino, copy);
             this.seed = info.csumSeed();
             if (copy.hasFlag(Inode.INLINE_DATA_FL)) {
-                this.entries = new InlineDirectoryWriter(fs.cache(), ino, copy, fs.dirFormat(), seed, fs.superblock().has(Feature.EXTENTS), this);
+                this.entries = new InlineDirectoryWriter(cache, ino, copy, host.dirFormat(), seed, sb.has(Feature.EXTENTS), this);
                 return;
             }
-            this.map = FileMap.of(fs.cache(), ino, copy, seed, fs.metadataCsum(), acct);
+            this.map = FileMap.of(cache, ino, copy, seed, metadataCsum, acct);
             this.entries = blockEntries();
         }
 
         private DirectoryWriter blockEntries() throws Ext4Exception {
-            return new DirectoryWriter(fs.cache(), ino, map::map, copy.size(), copy.hasFlag(Inode.INDEX_FL),
-                    fs.dirFormat(), seed, fs.superblock().defHashVersion(), this);
+            return new DirectoryWriter(cache, ino, map::map, copy.size(), copy.hasFlag(Inode.INDEX_FL),
+                    host.dirFormat(), seed, sb.defHashVersion(), this);
         }
 
         @Override
@@ -92,7 +133,7 @@ final class Namei {
 
         @Override
         public DirChanges mapFirstBlock(long pblk) throws Ext4Exception {
-            map = FileMap.of(fs.cache(), ino, copy, seed, fs.metadataCsum(), acct);
+            map = FileMap.of(cache, ino, copy, seed, metadataCsum, acct);
             map.insert(0, pblk, 1, false);
             entries = blockEntries();
             return entries;
@@ -145,15 +186,15 @@ final class Namei {
         }
 
         void write() throws Ext4Exception {
-            long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+            long sectors = copy.blocks512(sb.has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
             copy.setBlocks512(Math.max(0, sectors), bs);
-            fs.writeInode(ino, copy);
+            host.writeInode(ino, copy);
         }
     }
 
     /** Creates a regular file, device, fifo, socket, directory or symlink named {@code name} in {@code dirIno}. */
     long create(long dirIno, byte[] name, int mode, int major, int minor, byte[] symlinkTarget, long uid, long gid) throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         checkName(name);
         int type = mode & Inode.S_IFMT;
         boolean isDir = type == Inode.S_IFDIR;
@@ -161,7 +202,7 @@ final class Namei {
             throw new Ext4Exception(symlinkTarget.length == 0 ? Errno.ENOENT : Errno.ENAMETOOLONG,
                     "symlink target of " + symlinkTarget.length + " bytes");
         }
-        try (InodeLocks.Held h = fs.locks().lockAll(dirIno)) {
+        try (InodeLocks.Held h = locks.lockAll(dirIno)) {
             Dir dir = new Dir(dirIno);
             if (dir.entries.reader().lookup(name) != 0) {
                 throw new Ext4Exception(Errno.EEXIST, "entry exists in directory inode " + dirIno);
@@ -170,18 +211,18 @@ final class Namei {
             if (isDir) {
                 requireRoomForSubdir(dir);
             }
-            long ino = fs.allocator().allocateInode(dirIno, isDir);
+            long ino = allocator.allocateInode(dirIno, isDir);
             boolean written = false;
             try {
                 Inode in = newInode(ino, mode, uid, gid, dir.copy);
-                BlockAccount acct = fs.account(ino, in);
-                if (isDir && fs.superblock().has(Feature.INLINE_DATA) && InlineDirectoryWriter.initNew(in, ino, dirIno, fs.dirFormat())) {
+                BlockAccount acct = host.account(ino, in);
+                if (isDir && sb.has(Feature.INLINE_DATA) && InlineDirectoryWriter.initNew(in, ino, dirIno, host.dirFormat())) {
                     in.setLinksCount(2); // ext4_try_create_inline_dir()
                 } else if (isDir) {
                     in.setLinksCount(2);
-                    FileMap map = FileMap.of(fs.cache(), ino, in, fs.inodeSeed(ino, in), fs.metadataCsum(), acct);
+                    FileMap map = FileMap.of(cache, ino, in, inodes.seed(ino, in), metadataCsum, acct);
                     long blk = acct.allocateJournaled(0, 1).start(); // a directory block: through the journal
-                    DirectoryWriter.initNew(fs.cache(), blk, ino, dirIno, fs.dirFormat(), fs.inodeSeed(ino, in));
+                    DirectoryWriter.initNew(cache, blk, ino, dirIno, host.dirFormat(), inodes.seed(ino, in));
                     map.insert(0, blk, 1, false);
                     in.setSize(bs);
                 } else if (type == Inode.S_IFCHR || type == Inode.S_IFBLK) {
@@ -194,8 +235,8 @@ final class Namei {
                     writeSymlink(ino, in, acct, symlinkTarget);
                 }
                 in.setBlocks512(acct.delta() * (bs / 512), bs);
-                fs.xattrs.inheritAcls(ino, in, dirIno, dir.copy);
-                fs.writeInode(ino, in);
+                xattrs.inheritAcls(ino, in, dirIno, dir.copy);
+                host.writeInode(ino, in);
                 written = true;
                 dir.add(name, ino, DirEntry.fileTypeOfMode(mode));
             } catch (Ext4Exception | RuntimeException e) {
@@ -203,9 +244,9 @@ final class Namei {
                     if (written) {
                         // as the kernel's iput() of a new inode whose entry failed: its blocks
                         // go, and it is written deleted (dtime, no links) before it is freed
-                        fs.freeInode(ino, fs.inode(ino).inode().copy());
+                        evict.freeInode(ino, inodes.get(ino).inode().copy());
                     } else {
-                        fs.allocator().freeInode(ino, isDir);
+                        allocator.freeInode(ino, isDir);
                     }
                 } catch (Ext4Exception | RuntimeException f) {
                     e.addSuppressed(f);
@@ -216,7 +257,7 @@ final class Namei {
                 incLinks(dir.copy);
             }
             dir.touchAndWrite();
-            fs.dentries().put(dirIno, name, ino);
+            dentries.put(dirIno, name, ino);
             return ino;
         }
     }
@@ -228,13 +269,13 @@ final class Namei {
      * that handle frees it unless {@link #link} gave it a name first. The directory is not changed.
      */
     long tmpfile(long dirIno, int mode, long uid, long gid) throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         int type = mode & Inode.S_IFMT;
         if (type != 0 && type != Inode.S_IFREG) {
             throw new Ext4Exception(Errno.EINVAL, "O_TMPFILE makes regular files only");
         }
-        try (InodeLocks.Held h = fs.locks().lockAll(dirIno)) {
-            Inode dir = fs.inode(dirIno).inode();
+        try (InodeLocks.Held h = locks.lockAll(dirIno)) {
+            Inode dir = inodes.get(dirIno).inode();
             if (!dir.isDirectory()) {
                 throw new Ext4Exception(Errno.ENOTDIR, "inode " + dirIno + " is not a directory");
             }
@@ -242,26 +283,26 @@ final class Namei {
                 throw new Ext4Exception(Errno.ENOENT, "directory inode " + dirIno + " was removed");
             }
             requireMayAdd(dirIno, dir);
-            long ino = fs.allocator().allocateInode(dirIno, false);
+            long ino = allocator.allocateInode(dirIno, false);
             try {
                 Inode in = newInode(ino, (mode & 07777) | Inode.S_IFREG, uid, gid, dir);
                 in.setLinksCount(0); // d_tmpfile()
-                fs.xattrs.inheritAcls(ino, in, dirIno, dir);
-                fs.writeInode(ino, in);
+                xattrs.inheritAcls(ino, in, dirIno, dir);
+                host.writeInode(ino, in);
             } catch (Ext4Exception | RuntimeException e) {
                 try {
-                    fs.allocator().freeInode(ino, false);
+                    allocator.freeInode(ino, false);
                 } catch (Ext4Exception | RuntimeException f) {
                     e.addSuppressed(f);
                 }
                 throw e;
             }
             // nobody knows the number yet: the handle, the mark and the orphan link come before anyone can
-            fs.evict.open(ino);
-            InodeInfo info = fs.inode(ino);
+            evict.open(ino);
+            InodeInfo info = inodes.get(ino);
             info.setLinkable(true);
-            fs.orphans().add(ino);
-            fs.writeInode(ino, info.inode().copy()); // stamps its link in the orphan chain
+            orphans.add(ino);
+            host.writeInode(ino, info.inode().copy()); // stamps its link in the orphan chain
             return ino;
         }
     }
@@ -275,15 +316,15 @@ final class Namei {
             in.setIBlock(b);
             return;
         }
-        if (fs.superblock().has(Feature.INLINE_DATA) && target.length <= InlineData.maxSize(in, ino)) {
+        if (sb.has(Feature.INLINE_DATA) && target.length <= InlineData.maxSize(in, ino)) {
             InlineData.createWith(in, ino, target); // as e2fsprogs, and ext4_symlink() through page_symlink() in older kernels
             return;
         }
-        FileMap map = FileMap.of(fs.cache(), ino, in, fs.inodeSeed(ino, in), fs.metadataCsum(), acct);
+        FileMap map = FileMap.of(cache, ino, in, inodes.seed(ino, in), metadataCsum, acct);
         long blk = acct.allocateData(0, 1).start();
         byte[] block = new byte[bs];
         System.arraycopy(target, 0, block, 0, target.length);
-        fs.cache().writeDirect(blk, 0, ByteBuffer.wrap(block));
+        cache.writeDirect(blk, 0, ByteBuffer.wrap(block));
         map.insert(0, blk, 1, false);
     }
 
@@ -308,7 +349,7 @@ final class Namei {
                 m |= 02000;
             }
         }
-        Inode in = blankInode(fs.superblock(), m, fs.superblock().has(Feature.EXTENTS));
+        Inode in = blankInode(sb, m, sb.has(Feature.EXTENTS));
         in.setFlags(in.flags() | InodeFlags.inherited(parent.flags(), m)); // __ext4_new_inode()
         in.setUid(uid);
         in.setGid(g);
@@ -342,7 +383,7 @@ final class Namei {
 
     /** EMLINK when {@code dir} cannot count one more subdirectory (EXT4_DIR_LINK_MAX(), without dir_nlink). */
     private void requireRoomForSubdir(Dir dir) throws Ext4Exception {
-        if (dir.copy.linksCount() >= LINK_MAX && !fs.superblock().has(Feature.DIR_NLINK)) {
+        if (dir.copy.linksCount() >= LINK_MAX && !sb.has(Feature.DIR_NLINK)) {
             throw new Ext4Exception(Errno.EMLINK, "directory inode " + dir.ino + " has " + LINK_MAX + " links");
         }
     }
@@ -365,10 +406,10 @@ final class Namei {
      * orphan list.
      */
     void link(long ino, long dirIno, byte[] name) throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         checkName(name);
-        try (InodeLocks.Held h = fs.locks().lockAll(dirIno, ino)) {
-            InodeInfo info = fs.inode(ino);
+        try (InodeLocks.Held h = locks.lockAll(dirIno, ino)) {
+            InodeInfo info = inodes.get(ino);
             Inode target = info.inode().copy();
             requireNotImmutable(ino, target);
             if (target.isDirectory()) {
@@ -388,16 +429,16 @@ final class Namei {
             requireMayAdd(dirIno, dir.copy);
             dir.add(name, ino, DirEntry.fileTypeOfMode(target.mode()));
             if (tmpfile) {
-                fs.orphans().remove(ino); // as ext4_link() of an inode whose count goes to 1
+                orphans.remove(ino); // as ext4_link() of an inode whose count goes to 1
                 target.setDtime(0);
                 info.setLinkable(false);
             }
             target.setLinksCount(target.linksCount() + 1);
             Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
             target.setCtime(now.seconds(), now.nanos());
-            fs.writeInode(ino, target);
+            host.writeInode(ino, target);
             dir.touchAndWrite();
-            fs.dentries().put(dirIno, name, ino);
+            dentries.put(dirIno, name, ino);
         }
     }
 
@@ -424,16 +465,16 @@ final class Namei {
 
     /** unlink(2) and rmdir(2). */
     void remove(long dirIno, byte[] name, boolean directory) throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         Names.check(name);
         while (true) {
             long child = lookup(dirIno, name);
-            try (InodeLocks.Held h = fs.locks().lockAll(dirIno, child)) {
+            try (InodeLocks.Held h = locks.lockAll(dirIno, child)) {
                 Dir dir = new Dir(dirIno);
                 if (dir.entries.reader().lookup(name) != child) {
                     continue; // changed while we waited for the locks
                 }
-                Inode c = fs.inode(child).inode().copy();
+                Inode c = inodes.get(child).inode().copy();
                 requireNotImmutable(dirIno, dir.copy);
                 requireNotImmutable(child, c);
                 if (directory && !c.isDirectory()) {
@@ -446,7 +487,7 @@ final class Namei {
                     throw new Ext4Exception(Errno.ENOTEMPTY, "directory inode " + child + " is not empty");
                 }
                 dir.entries.remove(name);
-                fs.dentries().remove(dirIno, name);
+                dentries.remove(dirIno, name);
                 dropLink(child, c, directory);
                 if (directory) {
                     decLinks(dir.copy);
@@ -462,18 +503,18 @@ final class Namei {
         if (directory) {
             // a removed directory's own entries leave the cache with it (the VFS drops its
             // dentries): its inode number may come back as a directory elsewhere
-            fs.dentries().remove(ino, new byte[] {'.'});
-            fs.dentries().remove(ino, new byte[] {'.', '.'});
+            dentries.remove(ino, new byte[] {'.'});
+            dentries.remove(ino, new byte[] {'.', '.'});
         }
         Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
         c.setCtime(now.seconds(), now.nanos());
         int links = directory ? 0 : c.linksCount() - 1;
         c.setLinksCount(Math.max(0, links));
         if (links > 0) {
-            fs.writeInode(ino, c);
+            host.writeInode(ino, c);
             return;
         }
-        fs.freeInode(ino, c);
+        evict.freeInode(ino, c);
     }
 
     /**
@@ -489,7 +530,7 @@ final class Namei {
             throw new Ext4Exception(Errno.EINVAL, "rename flags 0x" + Integer.toHexString(flags)
                     + ": ext4j takes RENAME_NOREPLACE or RENAME_EXCHANGE, one at a time");
         }
-        fs.requireWritable();
+        state.requireWritable();
         checkName(toName);
         if (exchange) {
             checkName(fromName); // it gets the other inode
@@ -501,11 +542,11 @@ final class Namei {
             }
             return;
         }
-        try (InodeLocks.Locked r = fs.locks().rename(fromDir != toDir)) {
+        try (InodeLocks.Locked r = locks.rename(fromDir != toDir)) {
             while (true) {
                 long src = lookup(fromDir, fromName);
                 long dst = exchange ? lookup(toDir, toName) : find(toDir, toName);
-                try (InodeLocks.Held h = fs.locks().lockAll(fromDir, toDir, src, dst)) {
+                try (InodeLocks.Held h = locks.lockAll(fromDir, toDir, src, dst)) {
                     Dir from = new Dir(fromDir);
                     Dir to = fromDir == toDir ? from : new Dir(toDir);
                     if (from.entries.reader().lookup(fromName) != src || to.entries.reader().lookup(toName) != dst) {
@@ -550,8 +591,8 @@ final class Namei {
      */
     private void exchange(Dir from, byte[] fromName, long src, Dir to, byte[] toName, long dst) throws Ext4Exception {
         boolean cross = from.ino != to.ino;
-        boolean srcDir = fs.inode(src).inode().isDirectory();
-        boolean dstDir = fs.inode(dst).inode().isDirectory();
+        boolean srcDir = inodes.get(src).inode().isDirectory();
+        boolean dstDir = inodes.get(dst).inode().isDirectory();
         if (cross && srcDir) {
             requireNotAncestor(src, to.ino);
         }
@@ -561,8 +602,8 @@ final class Namei {
         // a directory that changes parent gets a new "..": one ext4j can change, checked first
         Dir srcMoved = cross && srcDir ? new Dir(src) : null;
         Dir dstMoved = cross && dstDir ? new Dir(dst) : null;
-        Inode s = srcMoved != null ? srcMoved.copy : fs.inode(src).inode().copy();
-        Inode d = dstMoved != null ? dstMoved.copy : fs.inode(dst).inode().copy();
+        Inode s = srcMoved != null ? srcMoved.copy : inodes.get(src).inode().copy();
+        Inode d = dstMoved != null ? dstMoved.copy : inodes.get(dst).inode().copy();
         requireNotImmutable(from.ino, from.copy);
         requireNotImmutable(to.ino, to.copy);
         requireNotImmutable(src, s);
@@ -573,15 +614,15 @@ final class Namei {
         }
         from.entries.replace(fromName, dst, DirEntry.fileTypeOfMode(d.mode()));
         to.entries.replace(toName, src, DirEntry.fileTypeOfMode(s.mode()));
-        fs.dentries().put(from.ino, fromName, dst);
-        fs.dentries().put(to.ino, toName, src);
+        dentries.put(from.ino, fromName, dst);
+        dentries.put(to.ino, toName, src);
         if (srcMoved != null) {
             srcMoved.entries.setDotDot(to.ino); // an inline directory keeps its parent in i_block: in s
-            fs.dentries().put(src, new byte[] {'.', '.'}, to.ino);
+            dentries.put(src, new byte[] {'.', '.'}, to.ino);
         }
         if (dstMoved != null) {
             dstMoved.entries.setDotDot(from.ino);
-            fs.dentries().put(dst, new byte[] {'.', '.'}, from.ino);
+            dentries.put(dst, new byte[] {'.', '.'}, from.ino);
         }
         if (countMoves) {
             decLinks(srcDir ? from.copy : to.copy);
@@ -590,8 +631,8 @@ final class Namei {
         Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
         s.setCtime(now.seconds(), now.nanos());
         d.setCtime(now.seconds(), now.nanos());
-        fs.writeInode(src, s);
-        fs.writeInode(dst, d);
+        host.writeInode(src, s);
+        host.writeInode(dst, d);
         from.touchAndWrite();
         if (to != from) {
             to.touchAndWrite();
@@ -599,11 +640,11 @@ final class Namei {
     }
 
     private void doRename(Dir from, byte[] fromName, long src, Dir to, byte[] toName, long dst) throws Ext4Exception {
-        Inode s = fs.inode(src).inode().copy();
+        Inode s = inodes.get(src).inode().copy();
         requireNotImmutable(from.ino, from.copy);
         if (dst != 0) {
             requireNotImmutable(to.ino, to.copy); // may_delete() of the replaced name: nor append-only
-            requireNotImmutable(dst, fs.inode(dst).inode());
+            requireNotImmutable(dst, inodes.get(dst).inode());
         } else {
             requireMayAdd(to.ino, to.copy);
         }
@@ -617,7 +658,7 @@ final class Namei {
         Dir moved = srcDir && from.ino != to.ino ? new Dir(src) : null;
         Inode d = null;
         if (dst != 0) {
-            d = fs.inode(dst).inode().copy();
+            d = inodes.get(dst).inode().copy();
             if (d.isDirectory() && !srcDir) {
                 throw new Ext4Exception(Errno.EISDIR, "cannot replace directory inode " + dst + " by a non-directory");
             }
@@ -635,13 +676,13 @@ final class Namei {
             to.add(toName, src, DirEntry.fileTypeOfMode(s.mode()));
         }
         from.entries.remove(fromName);
-        fs.dentries().remove(from.ino, fromName);
-        fs.dentries().put(to.ino, toName, src);
+        dentries.remove(from.ino, fromName);
+        dentries.put(to.ino, toName, src);
         Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
         s.setCtime(now.seconds(), now.nanos());
         if (moved != null) {
             moved.entries.setDotDot(to.ino);
-            fs.dentries().put(src, new byte[] {'.', '.'}, to.ino);
+            dentries.put(src, new byte[] {'.', '.'}, to.ino);
             s = moved.copy; // an inline directory keeps its parent in i_block
             s.setCtime(now.seconds(), now.nanos());
         }
@@ -653,7 +694,7 @@ final class Namei {
                 incLinks(to.copy);
             }
         }
-        fs.writeInode(src, s);
+        host.writeInode(src, s);
         if (d != null) {
             dropLink(dst, d, d.isDirectory());
         }
@@ -680,17 +721,17 @@ final class Namei {
      */
     private long find(long dirIno, byte[] name) throws Ext4Exception {
         Names.check(name);
-        long cached = fs.dentries.get(dirIno, name);
+        long cached = dentries.get(dirIno, name);
         if (cached != 0) {
             return cached;
         }
-        try (InodeLocks.Locked l = fs.locks.read(dirIno)) {
+        try (InodeLocks.Locked l = locks.read(dirIno)) {
             long ino = directory(dirIno).lookup(name);
             if (ino == 0) {
                 return 0;
             }
-            fs.inodes.linked(ino, dirIno);
-            fs.dentries.put(dirIno, name, ino); // under the lock, so an unlink cannot slip in between
+            inodes.linked(ino, dirIno);
+            dentries.put(dirIno, name, ino); // under the lock, so an unlink cannot slip in between
             return ino;
         }
     }
@@ -722,7 +763,7 @@ final class Namei {
                 i++;
             }
             if (i > start) {
-                if (!fs.inode(ino).inode().isDirectory()) {
+                if (!inodes.get(ino).inode().isDirectory()) {
                     throw new Ext4Exception(Errno.ENOTDIR, "inode " + ino + " is not a directory");
                 }
                 if (search != null) {
@@ -738,7 +779,7 @@ final class Namei {
     }
 
     void readdir(long dirIno, long position, DirSink sink) throws Ext4Exception {
-        try (InodeLocks.Locked l = fs.locks.read(dirIno)) {
+        try (InodeLocks.Locked l = locks.read(dirIno)) {
             directory(dirIno).readdir(position, sink);
         }
     }
@@ -756,7 +797,7 @@ final class Namei {
     }
 
     private DirEntries directory(long dirIno) throws Ext4Exception {
-        InodeInfo info = fs.inode(dirIno);
+        InodeInfo info = inodes.get(dirIno);
         Inode i = info.inode();
         if (!i.isDirectory()) {
             throw new Ext4Exception(Errno.ENOTDIR, "inode " + dirIno + " is not a directory");
@@ -769,9 +810,9 @@ final class Namei {
             throw new Ext4Exception(Errno.ENOKEY, "directory inode " + dirIno + " is encrypted");
         }
         if (i.hasFlag(Inode.INLINE_DATA_FL)) {
-            return new InlineDirectory(dirIno, i.iBlock(), fs.fileRead.inlineXattr(info), fs.dirFormat());
+            return new InlineDirectory(dirIno, i.iBlock(), fileRead.inlineXattr(info), host.dirFormat());
         }
         boolean indexed = i.hasFlag(Inode.INDEX_FL) && !i.hasFlag(Inode.CASEFOLD_FL);
-        return new BlockDirectory(fs.cache, dirIno, info.map(), fs.inodes.isize(i), indexed, fs.dirFormat(), info.csumSeed());
+        return new BlockDirectory(cache, dirIno, info.map(), inodes.isize(i), indexed, host.dirFormat(), info.csumSeed());
     }
 }

@@ -27,14 +27,24 @@ import java.util.concurrent.ConcurrentHashMap;
 final class Orphans {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
-    private final SuperInfo fs;
+    /** What the cleanup at mount needs from the mounted filesystem. */
+    interface Host {
+        /** Finishes what a crash interrupted for one orphan: its delete, or its truncate ({@link Evict#finishOrphan}). */
+        void finishOrphan(long ino) throws Ext4Exception;
+    }
+
     private final Superblock sb;
+    private final SuperState state;
+    private final InodeTable inodes;
+    private final Host host;
     /** The inodes on the list; their links are in their in-core inodes. */
     private final Set<Long> members = ConcurrentHashMap.newKeySet();
 
-    Orphans(SuperInfo fs) {
-        this.fs = fs;
-        this.sb = fs.superblock();
+    Orphans(Superblock sb, SuperState state, InodeTable inodes, Host host) {
+        this.sb = sb;
+        this.state = state;
+        this.inodes = inodes;
+        this.host = host;
     }
 
     boolean contains(long ino) {
@@ -48,14 +58,14 @@ final class Orphans {
 
     /** The i_dtime an orphan must carry: the next orphan's number. */
     private long nextOf(long ino) {
-        InodeInfo info = fs.inodes.pinned(ino);
+        InodeInfo info = inodes.pinned(ino);
         long next = info != null ? info.orphanNext() : InodeInfo.NOT_ORPHAN;
         return next == InodeInfo.NOT_ORPHAN ? 0 : next;
     }
 
     /** Links {@code ino} in before {@code following}. */
     private void link(long ino, long following) throws Ext4Exception {
-        fs.inodes.linkOrphan(ino, following);
+        inodes.linkOrphan(ino, following);
         members.add(ino);
     }
 
@@ -71,7 +81,7 @@ final class Orphans {
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             link(ino, sb.lastOrphan());
             sb.setLastOrphan(ino);
-            fs.writeSuperblock();
+            state.writeSuperblock();
         }
     }
 
@@ -85,22 +95,22 @@ final class Orphans {
             return;
         }
         long after = nextOf(ino);
-        fs.inodes.unlinkOrphan(ino);
+        inodes.unlinkOrphan(ino);
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             if (sb.lastOrphan() == ino) {
                 sb.setLastOrphan(after);
-                fs.writeSuperblock();
+                state.writeSuperblock();
                 return;
             }
         }
         for (long prev : members) {
             if (nextOf(prev) == ino) {
-                fs.inodes.linkOrphan(prev, after);
+                inodes.linkOrphan(prev, after);
                 // only the previous orphan's i_dtime changes, as ext4_orphan_del() patches the raw
                 // inode: another thread may hold that inode's lock and be changing the rest of it
                 // (a whole copy written here could undo a truncate's new map); its own later write
                 // stamps the same link (see the class comment)
-                fs.writeOrphanLink(prev, after);
+                inodes.writeOrphanLink(prev, after);
                 return;
             }
         }
@@ -131,7 +141,7 @@ final class Orphans {
                 LOG.log(Level.ERROR, "orphan list: inode " + ino + " cannot be on it (bad number or a loop); the rest of the list is dropped");
                 break;
             }
-            long following = fs.inode(ino).inode().dtime();
+            long following = inodes.get(ino).inode().dtime();
             chain.add(ino);
             ino = following;
         }
@@ -140,10 +150,10 @@ final class Orphans {
         }
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.setLastOrphan(chain.isEmpty() ? 0 : chain.get(0));
-            fs.writeSuperblock();
+            state.writeSuperblock();
         }
         for (long o : chain) {
-            fs.finishOrphan(o);
+            host.finishOrphan(o);
         }
         if (!chain.isEmpty()) {
             LOG.log(Level.INFO, "orphan list: finished " + chain.size() + " interrupted delete(s) or truncate(s)");

@@ -2,8 +2,10 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
-import dev.ext4j.blockmap.ExtentTree;
+import dev.ext4j.blockmap.ExtentShift;
 import dev.ext4j.format.Inode;
+import dev.ext4j.io.BufferCache;
+import dev.ext4j.journal.Transactions;
 
 /**
  * fallocate(2)'s FALLOC_FL_COLLAPSE_RANGE and FALLOC_FL_INSERT_RANGE, as ext4_collapse_range() and
@@ -29,14 +31,36 @@ final class RangeShift {
     /** Rounds of writeback before giving up on a file that writers keep dirtying. */
     private static final int MAX_ROUNDS = 1000;
 
-    private final SuperInfo fs;
+    /** What a shift needs from the mounted filesystem. */
+    interface Host {
+        /** A block account for one operation on {@code ino}. */
+        BlockAccount account(long ino, Inode inode);
+
+        /** Stamps and writes a changed inode; the caller holds its lock. */
+        InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception;
+    }
+
+    private final BufferCache cache;
+    private final boolean metadataCsum;
+    private final InodeTable inodes;
+    private final InodeLocks locks;
+    private final Transactions tx;
+    private final Writeback writeback;
     private final FileWrite fw;
+    private final Host host;
     private final int bs;
 
-    RangeShift(SuperInfo fs, FileWrite fw) {
-        this.fs = fs;
+    RangeShift(BufferCache cache, boolean metadataCsum, InodeTable inodes, InodeLocks locks, Transactions tx, Writeback writeback,
+               FileWrite fw, Host host) {
+        this.cache = cache;
+        this.metadataCsum = metadataCsum;
+        this.inodes = inodes;
+        this.locks = locks;
+        this.tx = tx;
+        this.writeback = writeback;
         this.fw = fw;
-        this.bs = fs.blockSize();
+        this.host = host;
+        this.bs = cache.blockSize();
     }
 
     /** Collapses or inserts [offset, offset + length); {@code mode} holds one of the two flags. */
@@ -50,23 +74,23 @@ final class RangeShift {
                     + ": collapse and insert range take no other flag");
         }
         for (int round = 0; round < MAX_ROUNDS; round++) {
-            try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
-                InodeInfo info = fs.inode(ino);
+            try (InodeLocks.Held h = locks.lockAll(ino)) {
+                InodeInfo info = inodes.get(ino);
                 Inode copy = fw.regularCopy(info);
                 if (copy.hasFlag(Inode.INLINE_DATA_FL)) {
                     info = fw.convertInline(info, copy);
                     copy = info.inode().copy();
                 }
-                BlockAccount acct = fs.account(ino, copy);
-                FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+                BlockAccount acct = host.account(ino, copy);
+                FileMap map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, acct);
                 long size = info.size();
                 check(ino, copy, map, collapse, offset, length, size);
-                if (fs.writeback().dropAllIfQuiet(ino)) {
+                if (writeback.dropAllIfQuiet(ino)) {
                     move(ino, copy, map, acct, collapse, offset, length, size);
                     return;
                 }
             }
-            fs.writeback().writebackFully(ino);
+            writeback.writebackFully(ino);
         }
         throw new Ext4Exception(Errno.EBUSY, "inode " + ino + ": writes kept dirtying the file during "
                 + (collapse ? "collapse" : "insert") + " range");
@@ -104,9 +128,8 @@ final class RangeShift {
             throws Ext4Exception {
         long start = offset / bs;
         long blocks = length / bs;
-        dev.ext4j.journal.Transactions tx = fs.transactions();
         boolean[] moving = {false};
-        ExtentTree.StepCredits credits = n -> {
+        ExtentShift.StepCredits credits = n -> {
             moving[0] = true;
             if (tx.needsRestart(n)) {
                 fw.restart(tx, ino, copy, acct); // the tree is valid between two leaves
@@ -138,7 +161,7 @@ final class RangeShift {
             copy.setMtime(now.seconds(), now.nanos());
             copy.setCtime(now.seconds(), now.nanos());
             fw.addBlocks(copy, acct);
-            InodeInfo updated = fs.writeInode(ino, copy);
+            InodeInfo updated = host.writeInode(ino, copy);
             updated.mapChanged();
             updated.sizeSettled();
         }

@@ -60,10 +60,16 @@ final class Retry {
     }
 
     /** {@link #run(Retryable)} for a step that returns nothing. */
-    void run(SuperInfo.Step op) throws Ext4Exception {
+    void run(Step op) throws Ext4Exception {
         run(() -> {
             op.run();
             return null;
         });
+    }
+
+    /** A change or write-back step that returns nothing (the flusher's data step, an orphan's follow-up). */
+    @FunctionalInterface
+    interface Step {
+        void run() throws Ext4Exception;
     }
 }

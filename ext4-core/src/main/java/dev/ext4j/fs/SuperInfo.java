@@ -14,18 +14,23 @@ import dev.ext4j.journal.JournalLog;
 import dev.ext4j.journal.JournalManager;
 import dev.ext4j.journal.Transactions;
 import dev.ext4j.pagecache.PageCache;
+import dev.ext4j.resize.OnlineResize;
 import java.util.List;
 
 /**
  * What the parts of one mount share (the kernel's struct ext4_sb_info): the superblock and the
  * buffer cache, the allocator and the journal, the inode table and its locks, the error state, and
- * the parts that change files. Every part is given this object and reaches the others through it;
+ * the parts that change files. Its constructor builds the parts, each given the components it
+ * uses and, for the few calls back into the filesystem, this object as its {@code Host}
+ * (the write gate, writing an inode, a block account...); {@code Mount}, {@code Migrate},
+ * {@code OrphanFile} and {@code SuperState} still take it whole.
  * {@link Ext4FileSystem} is only the public face.
  *
  * <p>Built once per mount. The parts that change the filesystem (allocator, writeback, flusher,
  * resize) are null on a read-only mount.
  */
-final class SuperInfo {
+final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.Host, Namei.Host, FileWrite.Host,
+        Writeback.Host, Ioctl.Host, Orphans.Host {
     final BlockDevice device;
     final Superblock sb;
     final BufferCache cache;
@@ -54,11 +59,14 @@ final class SuperInfo {
     final Namei namei;
     final FileWrite fileWrite;
     final FileRead fileRead;
+    final FileSeek fileSeek;
+    final CopyRange copyRange;
     final Xattrs xattrs;
     final Evict evict;
     final Atime atime;
     /** The page cache and the buffered write path; null on a read-only mount. */
     final Writeback writeback;
+    final Ioctl ioctl;
     /** Writes dirty data and metadata home in the background; null on a read-only mount. */
     final Flusher flusher;
     /** Multi-mount protection of a read-write mount of an MMP image; null otherwise. */
@@ -90,7 +98,7 @@ final class SuperInfo {
         this.reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), resvClusters, sb.defResuid(), sb.defResgid());
         this.retry = new Retry(allocator, tx);
         this.state = new SuperState(this, options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors()));
-        this.orphans = new Orphans(this);
+        this.orphans = new Orphans(sb, state, inodes, this);
         this.inodes.useOrphans(orphans);
         this.locks.onRelease((ino, tid) -> {
             InodeInfo info = inodes.lookup(ino);
@@ -98,14 +106,19 @@ final class SuperInfo {
                 info.changedIn(tid);
             }
         });
-        this.namei = new Namei(this);
-        this.fileWrite = new FileWrite(this);
-        this.fileRead = new FileRead(this);
-        this.xattrs = new Xattrs(this);
-        this.evict = new Evict(this);
-        this.atime = new Atime(this);
-        this.writeback = readOnly ? null : new Writeback(this, new PageCache(blockSize, options.cacheBytes()), reserve);
-        this.flusher = readOnly ? null : new Flusher(this);
+        PageCache pages = readOnly ? null : new PageCache(blockSize, options.cacheBytes());
+        this.writeback = readOnly ? null : new Writeback(sb, cache, tx, inodes, locks, allocator, retry, pages, reserve, this);
+        this.fileWrite = new FileWrite(sb, state, cache, tx, inodes, locks, orphans, writeback, this);
+        this.fileRead = new FileRead(cache, inodes, locks, pages);
+        this.fileSeek = new FileSeek(inodes, locks, pages, blockSize);
+        this.xattrs = new Xattrs(sb, state, cache, inodes, locks, allocator, fileRead, this);
+        this.evict = new Evict(inodes, locks, orphans, state, allocator, fileWrite, xattrs, blockSize, this);
+        this.namei = new Namei(sb, state, cache, inodes, locks, dentries, allocator, orphans, fileRead, xattrs, evict, this);
+        this.atime = new Atime(inodes, locks, state, this);
+        this.copyRange = new CopyRange(state, cache, metadataCsum, inodes, fileRead, fileWrite, fileSeek, retry, this);
+        this.flusher = readOnly ? null : new Flusher(gate, state, tx, retry, writeback, options);
+        OnlineResize resizer = readOnly ? null : new OnlineResize(device, sb, cache, groups, allocator, new ResizeHost());
+        this.ioctl = new Ioctl(state, inodes, locks, resizer, this);
         if (tx instanceof JournalManager jm) {
             jm.onAbort(state::journalAborted);
         }
@@ -117,25 +130,14 @@ final class SuperInfo {
         return sb.has(Feature.EXTENTS) ? Math.min(sb.blocksCount() / ratio / 50, 4096) * ratio : 0;
     }
 
-    /** A change or write-back step that returns nothing (the flusher's data step, an orphan's follow-up). */
-    @FunctionalInterface
-    interface Step {
-        void run() throws Ext4Exception;
-    }
-
-    /** A passage through the write gate, left by close(). */
-    interface Entered extends AutoCloseable {
-        @Override
-        void close();
-    }
-
     /**
      * sb_start_write(): every change enters before taking inode locks (see {@link InodeLocks}).
      * EROFS once inside on a filesystem remounted read-only: the remount happens with the gate
      * closed, so no change that enters after it can start.
      */
-    Entered enterGate() throws Ext4Exception {
-        Entered e;
+    @Override
+    public WriteGate.Entered enterGate() throws Ext4Exception {
+        WriteGate.Entered e;
         if (flusher == null) {
             gate.enter();
             e = gate::exit;
@@ -153,8 +155,9 @@ final class SuperInfo {
      * sb_start_write_trylock(): null while the filesystem is frozen or remounted read-only
      * (read-only mounts have no flusher and never get here).
      */
-    Entered tryEnterGate() {
-        Entered e = flusher != null ? flusher.tryEnterGate() : null;
+    @Override
+    public WriteGate.Entered tryEnterGate() {
+        WriteGate.Entered e = flusher != null ? flusher.tryEnterGate() : null;
         if (e != null && state.remountedReadOnly()) {
             e.close();
             return null;
@@ -180,10 +183,6 @@ final class SuperInfo {
         return locks;
     }
 
-    DentryCache dentries() {
-        return dentries;
-    }
-
     Orphans orphans() {
         return orphans;
     }
@@ -204,7 +203,8 @@ final class SuperInfo {
         return blockSize;
     }
 
-    DirFormat dirFormat() {
+    @Override
+    public DirFormat dirFormat() {
         return dirFormat;
     }
 
@@ -216,7 +216,8 @@ final class SuperInfo {
     }
 
     /** What stat(2) shows of {@code ino} (ext4_getattr()): sizes and blocks as writes left them in memory. */
-    FileAttributes attributes(long ino) throws Ext4Exception {
+    @Override
+    public FileAttributes attributes(long ino) throws Ext4Exception {
         InodeInfo info = inode(ino);
         Inode i = info.inode();
         boolean hugeFile = sb.has(Feature.HUGE_FILE);
@@ -245,14 +246,10 @@ final class SuperInfo {
      * Writes a changed version of an inode: stamps its checksum, writes it into its inode table
      * block and replaces the in-memory inode. The caller holds the inode's write lock.
      */
-    InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception {
+    @Override
+    public InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception {
         state.requireWritable();
         return inodes.write(ino, changed);
-    }
-
-    /** See {@link InodeTable#writeOrphanLink}. */
-    void writeOrphanLink(long ino, long nextIno) throws Ext4Exception {
-        inodes.writeOrphanLink(ino, nextIno);
     }
 
     int inodeSeed(long ino, Inode inode) {
@@ -276,19 +273,18 @@ final class SuperInfo {
     }
 
     /** A block account for one operation on {@code ino}, with the inode's group as the first place to look. */
-    BlockAccount account(long ino, Inode inode) {
+    @Override
+    public BlockAccount account(long ino, Inode inode) {
         return new BlockAccount(allocator, reserve, allocator.goalForInode(ino, inode.isRegular()), !inode.hasFlag(Inode.EXTENTS_FL));
     }
 
-    boolean waitsForCommit(Ext4Exception e, long released) {
-        return retry.waitsForCommit(e, released);
+    @Override
+    public void blocksChanged(long ino) {
+        blocksChanged.accept(ino);
     }
 
-    long releases() {
-        return retry.releases();
-    }
-
-    void balanceDirty(long ino) throws Ext4Exception {
+    @Override
+    public void balanceDirty(long ino) throws Ext4Exception {
         flusher.balanceDirty(ino);
     }
 
@@ -296,11 +292,50 @@ final class SuperInfo {
         evict.freeInode(ino, copy);
     }
 
-    void finishOrphan(long ino) throws Ext4Exception {
+    @Override
+    public void finishOrphan(long ino) throws Ext4Exception {
         evict.finishOrphan(ino, () -> { });
     }
 
-    void finishOrphan(long ino, Step then) throws Ext4Exception {
+    void finishOrphan(long ino, Retry.Step then) throws Ext4Exception {
         evict.finishOrphan(ino, then);
+    }
+
+    @Override
+    public void migrate(long ino) throws Ext4Exception {
+        new Migrate(this).run(ino);
+    }
+
+    /** What {@link OnlineResize} needs of this mount. */
+    private final class ResizeHost implements OnlineResize.Host {
+        @Override
+        public Inode readInode(long ino) throws Ext4Exception {
+            return inode(ino).inode().copy();
+        }
+
+        @Override
+        public void writeInode(long ino, Inode changed) throws Ext4Exception {
+            SuperInfo.this.writeInode(ino, changed);
+        }
+
+        @Override
+        public void writeSuperblock() throws Ext4Exception {
+            SuperInfo.this.writeSuperblock();
+        }
+
+        @Override
+        public Transactions.Handle startHandle(int credits) {
+            return tx.start(credits);
+        }
+
+        @Override
+        public int maxCredits() {
+            return tx.maxCredits();
+        }
+
+        @Override
+        public void geometryChanged() {
+            SuperInfo.this.geometryChanged();
+        }
     }
 }

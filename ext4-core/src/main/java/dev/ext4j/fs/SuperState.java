@@ -119,7 +119,7 @@ final class SuperState {
      * empty, and the superblock clean (free counts, the state found at mount, no needs_recovery),
      * all durable. Nothing may be changing meanwhile.
      */
-    void writeClean(SuperInfo.Step dataHome) throws Ext4Exception {
+    void writeClean(Retry.Step dataHome) throws Ext4Exception {
         if (errorReadOnly == null) {
             dataHome.run();
         }

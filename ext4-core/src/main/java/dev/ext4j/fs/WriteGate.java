@@ -155,4 +155,10 @@ final class WriteGate {
             lock.unlock();
         }
     }
+
+    /** A passage through the write gate, left by close(). */
+    interface Entered extends AutoCloseable {
+        @Override
+        void close();
+    }
 }

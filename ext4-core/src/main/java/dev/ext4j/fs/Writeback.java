@@ -8,6 +8,9 @@ import dev.ext4j.pagecache.PageCache.Page;
 import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
+import dev.ext4j.io.BufferCache;
+import dev.ext4j.journal.Transactions;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -36,18 +39,47 @@ final class Writeback {
     /** Bytes per write of the data: 1 MiB. */
     private static final int SLICE = 1 << 20;
 
-    private final SuperInfo fs;
+    /** What writeback needs from the mounted filesystem. */
+    interface Host {
+        /** A block account for one operation on {@code ino}, with the inode's group as the first place to look. */
+        BlockAccount account(long ino, Inode inode);
+
+        /** Stamps and writes a changed inode; the caller holds its lock. */
+        InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception;
+
+        /** Tells a client that caches stat that writeback changed the block count of {@code ino}. */
+        void blocksChanged(long ino);
+    }
+
+    private final Superblock sb;
+    private final BufferCache cache;
+    private final boolean metadataCsum;
+    private final Transactions tx;
+    private final InodeTable inodes;
+    private final InodeLocks locks;
+    private final Allocator allocator;
+    private final Retry retry;
     private final PageCache pages;
     private final BlockAccount.Reserve reserve;
+    private final Host host;
     private final int bs;
     private final int ps;
     private final int perPage;
 
-    Writeback(SuperInfo fs, PageCache pages, BlockAccount.Reserve reserve) {
-        this.fs = fs;
+    Writeback(Superblock sb, BufferCache cache, Transactions tx, InodeTable inodes, InodeLocks locks, Allocator allocator, Retry retry,
+              PageCache pages, BlockAccount.Reserve reserve, Host host) {
+        this.sb = sb;
+        this.cache = cache;
+        this.metadataCsum = sb.has(Feature.METADATA_CSUM);
+        this.tx = tx;
+        this.inodes = inodes;
+        this.locks = locks;
+        this.allocator = allocator;
+        this.retry = retry;
+        this.host = host;
         this.pages = pages;
         this.reserve = reserve;
-        this.bs = fs.blockSize();
+        this.bs = sb.blockSize();
         this.ps = pages.pageSize();
         this.perPage = pages.blocksPerPage();
     }
@@ -69,10 +101,10 @@ final class Writeback {
      * taken: fewer than asked when the space ran out part way (ENOSPC when none).
      */
     int write(long ino, long offset, ByteBuffer src, int len) throws Ext4Exception {
-        InodeInfo info = fs.inodes.withPages(ino, pages);
+        InodeInfo info = inodes.withPages(ino, pages);
         FilePages f = info.pages();
         Inode copy = info.inode().copy();
-        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
+        FileMap map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, host.account(ino, copy));
         long size = info.size();
         boolean retried = false;
         if (offset > size) {
@@ -112,9 +144,9 @@ final class Writeback {
                             // its promises into blocks, and try once more
                             retried = true;
                             writeback(ino);
-                            info = fs.inode(ino); // the same object: pinned while it has pages
+                            info = inodes.get(ino); // the same object: pinned while it has pages
                             copy = info.inode().copy();
-                            map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), fs.account(ino, copy));
+                            map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, host.account(ino, copy));
                             mc = new MappingCache(map, info);
                         }
                     }
@@ -172,7 +204,7 @@ final class Writeback {
             Mapping m = map.map(first + b, blocks - b);
             int n = (int) Math.min(m.length(), blocks - b);
             if (!m.readsAsZeros()) {
-                fs.cache().readDirect(m.physical(), 0, data.slice(b * bs, n * bs));
+                cache.readDirect(m.physical(), 0, data.slice(b * bs, n * bs));
             }
             b += n;
         }
@@ -202,7 +234,7 @@ final class Writeback {
      * the zeros reach the image too.
      */
     void zeroPageTail(long ino, FileMap map, long size) throws Ext4Exception {
-        InodeInfo info = fs.inodes.withPages(ino, pages);
+        InodeInfo info = inodes.withPages(ino, pages);
         zeroPageTail(info, info.pages(), map, size);
     }
 
@@ -238,7 +270,7 @@ final class Writeback {
     /** ext4_da_reserve_space(): {@code n} more data blocks and the metadata they may need. */
     private void promise(InodeInfo info, int n, boolean extents) throws Ext4Exception {
         long meta = metaFor(info.reservedData() + n, extents) - info.reservedMeta();
-        reserve.reserveDelayed(fs.allocator().freeBlocksCount(), n + Math.max(0, meta));
+        reserve.reserveDelayed(allocator.freeBlocksCount(), n + Math.max(0, meta));
         info.setReserved(info.reservedData() + n, info.reservedMeta() + Math.max(0, meta));
     }
 
@@ -312,7 +344,7 @@ final class Writeback {
                 buf.put((j - k) * bs, r.pages()[r.from() + j].data, inPage, bs);
             }
             buf.limit(n * bs);
-            fs.cache().writeDirect(r.physical() + k, 0, buf);
+            cache.writeDirect(r.physical() + k, 0, buf);
         }
     }
 
@@ -334,8 +366,8 @@ final class Writeback {
         long blocksBefore;
         f.beginRound();
         try {
-            try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
-                info = fs.inode(ino); // pinned while f is in the page cache
+            try (InodeLocks.Held h = locks.lockAll(ino)) {
+                info = inodes.get(ino); // pinned while f is in the page cache
                 blocksBefore = blocks(info);
                 java.util.Map<Page, Integer> promisesBack = new java.util.IdentityHashMap<>();
                 try {
@@ -360,20 +392,20 @@ final class Writeback {
             } finally {
                 f.endIo();
             }
-            try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
+            try (InodeLocks.Held h = locks.lockAll(ino)) {
                 boolean completed = false;
                 try {
                     if (pages.peek(ino) == f) {
                         complete(ino, info, runs, cookie, ticket, failed == null);
                         if (blocks(info) != blocksBefore) {
-                            fs.blocksChanged.accept(ino);
+                            host.blocksChanged(ino);
                         }
                     } else {
                         // deleted meanwhile: its mapped blocks went with it, but a block map's
                         // new blocks are mapped only on completion, so they are ours to free
                         for (Run r : runs) {
                             if (r.fresh() && !r.unwritten()) {
-                                fs.allocator().freeBlocks(r.physical(), r.length());
+                                allocator.freeBlocks(r.physical(), r.length());
                             }
                         }
                     }
@@ -396,7 +428,7 @@ final class Writeback {
 
     /** i_blocks of the inode, in 512-byte units. */
     private long blocks(InodeInfo info) {
-        return info.inode().blocks512(fs.sb.has(dev.ext4j.format.Feature.HUGE_FILE), fs.blockSize);
+        return info.inode().blocks512(sb.has(Feature.HUGE_FILE), bs);
     }
 
     /** Writes back until nothing of the inode is dirty or being written (fsync, sync, unmount). */
@@ -438,10 +470,10 @@ final class Writeback {
         long beyond = 0;
         // what one round may take is bounded by the journal credits mapping it can use (as
         // ext4_writepages() sizes its handle): the rest stays dirty for the next round
-        int budget = Math.max(RUN_CREDITS, Math.min(fs.transactions().maxCredits() / 2, MAX_ROUND_CREDITS));
+        int budget = Math.max(RUN_CREDITS, Math.min(tx.maxCredits() / 2, MAX_ROUND_CREDITS));
         int credits = 0;
         long prev = -2;
-        long groupBlocks = fs.superblock().blocksPerGroup();
+        long groupBlocks = sb.blocksPerGroup();
         for (Page p : f.from(0)) {
             if (credits + RUN_CREDITS > budget) {
                 break;
@@ -480,11 +512,11 @@ final class Writeback {
         if (count == 0) {
             return List.of();
         }
-        if (!fs.transactions().extend(credits + 1)) {
-            fs.transactions().restart(credits + 1); // nothing changed yet in this handle
+        if (!tx.extend(credits + 1)) {
+            tx.restart(credits + 1); // nothing changed yet in this handle
         }
-        BlockAccount acct = fs.account(ino, copy).reserved();
-        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+        BlockAccount acct = host.account(ino, copy).reserved();
+        FileMap map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, acct);
         List<Run> runs = new ArrayList<>();
         long promisedUsed = 0;
         try {
@@ -540,9 +572,9 @@ final class Writeback {
             unpromise(info, promisedUsed, extents);
             if (acct.delta() != 0) {
                 info.mapChanged();
-                long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+                long sectors = copy.blocks512(sb.has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
                 copy.setBlocks512(Math.max(0, sectors), bs);
-                fs.writeInode(ino, copy);
+                host.writeInode(ino, copy);
             }
         }
         return runs;
@@ -570,12 +602,12 @@ final class Writeback {
         // each run may split the map or, in a block map, need new indirect blocks; nothing is
         // changed yet under this handle, so it may restart first
         int credits = runs.size() * RUN_CREDITS + 2;
-        if (!fs.transactions().extend(credits)) {
-            fs.transactions().restart(credits);
+        if (!tx.extend(credits)) {
+            tx.restart(credits);
         }
         Inode copy = info.inode().copy();
-        BlockAccount acct = fs.account(ino, copy).reserved();
-        FileMap map = FileMap.of(fs.cache(), ino, copy, info.csumSeed(), fs.metadataCsum(), acct);
+        BlockAccount acct = host.account(ino, copy).reserved();
+        FileMap map = FileMap.of(cache, ino, copy, info.csumSeed(), metadataCsum, acct);
         boolean stale = info.mapSeq() != cookie || !cancelled.isEmpty();
         long size = info.size();
         long reached = copy.size();
@@ -611,10 +643,10 @@ final class Writeback {
         if (written) {
             copy.setSize(Math.max(copy.size(), reached));
         }
-        long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
+        long sectors = copy.blocks512(sb.has(Feature.HUGE_FILE), bs) + acct.delta() * (bs / 512);
         copy.setBlocks512(Math.max(0, sectors), bs);
         info.mapChanged();
-        fs.writeInode(ino, copy);
+        host.writeInode(ino, copy);
         info.sizeReached(copy.size()); // after the on-disk size is stored: see InodeInfo.size()
         if (failure != null) {
             throw failure;
@@ -709,7 +741,7 @@ final class Writeback {
      * zeros the covered bytes of the pages at the edges. The caller holds the inode's write lock.
      */
     void forgetRange(long ino, long fromByte, long toByte, boolean extents) {
-        InodeInfo info = fs.inodes.pinned(ino);
+        InodeInfo info = inodes.pinned(ino);
         FilePages f = info == null ? null : info.pages();
         if (f == null) {
             return;
@@ -768,7 +800,7 @@ final class Writeback {
      * blocks, or fewer than a watermark more) that writes should allocate at once instead.
      */
     boolean lowOnSpace() {
-        long free = fs.allocator().freeBlocksCount();
+        long free = allocator.freeBlocksCount();
         long dirty = reserve.delayed();
         return 2 * free < 3 * dirty || free < dirty + LOW_SPACE_WATERMARK;
     }
@@ -798,7 +830,7 @@ final class Writeback {
      * caller holds the inode's write lock, so no page becomes dirty meanwhile.
      */
     boolean dropAllIfQuiet(long ino) {
-        InodeInfo info = fs.inodes.pinned(ino);
+        InodeInfo info = inodes.pinned(ino);
         FilePages f = info == null ? null : info.pages();
         if (f == null) {
             return true;
@@ -813,14 +845,14 @@ final class Writeback {
 
     /** The inode is being deleted: its pages and promises go, and the inode table unpins it. */
     void evict(long ino, boolean extents) {
-        InodeInfo info = fs.inodes.pinned(ino);
+        InodeInfo info = inodes.pinned(ino);
         FilePages f = info == null ? null : info.pages();
         if (f == null) {
             return;
         }
         f.awaitIo();
         unpromise(info, f.dropFrom(0), extents);
-        fs.inodes.dropPages(ino, pages);
+        inodes.dropPages(ino, pages);
     }
 
     // ------------------------------------------------------------------------------- flushing
@@ -829,11 +861,11 @@ final class Writeback {
     void writebackAll() throws Ext4Exception {
         Ext4Exception first = null;
         for (FilePages f : pages.dirtyFiles()) {
-            long released = fs.releases();
+            long released = retry.releases();
             try {
                 writebackFully(f.ino);
             } catch (Ext4Exception e) {
-                LOG.log(fs.waitsForCommit(e, released) ? Level.DEBUG : Level.ERROR, "writeback of inode " + f.ino + " failed: " + e.getMessage());
+                LOG.log(retry.waitsForCommit(e, released) ? Level.DEBUG : Level.ERROR, "writeback of inode " + f.ino + " failed: " + e.getMessage());
                 if (first == null) {
                     first = e;
                 }
@@ -872,10 +904,10 @@ final class Writeback {
      */
     void releaseIdle() {
         for (FilePages f : pages.idleFiles()) {
-            try (InodeLocks.Held h = fs.locks().lockAll(f.ino)) {
-                InodeInfo info = fs.inodes.pinned(f.ino);
+            try (InodeLocks.Held h = locks.lockAll(f.ino)) {
+                InodeInfo info = inodes.pinned(f.ino);
                 if (info != null && info.pages() == f && f.idle() && info.idle()) {
-                    fs.inodes.dropPages(f.ino, pages);
+                    inodes.dropPages(f.ino, pages);
                 }
             }
         }

@@ -2,8 +2,10 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.Allocator;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
 import dev.ext4j.format.XattrEntry;
 import dev.ext4j.io.BufferCache;
 import dev.ext4j.xattr.Acl;
@@ -23,12 +25,43 @@ import java.util.List;
  * {@code xattr} package.
  */
 final class Xattrs {
-    private final SuperInfo fs;
+    /** What attribute changes need from the mounted filesystem. */
+    interface Host {
+        /** sb_start_write(): passes the write gate before any inode lock is taken. */
+        WriteGate.Entered enterGate() throws Ext4Exception;
+
+        /** Stamps and writes a changed inode; the caller holds its lock. */
+        InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception;
+
+        /** A block account for one operation on {@code ino}, for a new xattr block. */
+        BlockAccount account(long ino, Inode inode);
+    }
+
+    private final Superblock sb;
+    private final SuperState state;
+    private final BufferCache cache;
+    private final InodeTable inodes;
+    private final InodeLocks locks;
+    /** Null on a read-only mount. */
+    private final Allocator allocator;
+    private final FileRead fileRead;
+    private final Host host;
+    private final boolean metadataCsum;
+    private final int csumSeed;
     private final int bs;
 
-    Xattrs(SuperInfo fs) {
-        this.fs = fs;
-        this.bs = fs.blockSize;
+    Xattrs(Superblock sb, SuperState state, BufferCache cache, InodeTable inodes, InodeLocks locks, Allocator allocator, FileRead fileRead, Host host) {
+        this.sb = sb;
+        this.state = state;
+        this.cache = cache;
+        this.inodes = inodes;
+        this.locks = locks;
+        this.allocator = allocator;
+        this.fileRead = fileRead;
+        this.host = host;
+        this.metadataCsum = sb.has(Feature.METADATA_CSUM);
+        this.csumSeed = metadataCsum ? sb.checksumSeed() : 0;
+        this.bs = sb.blockSize();
     }
 
     /** setxattr(2): XATTR_CREATE / XATTR_REPLACE in {@code flags}; ACLs arrive in the VFS format. */
@@ -48,7 +81,7 @@ final class Xattrs {
     private List<Xattr> attributes(Inode inode, long ino) throws Ext4Exception {
         List<Xattr> all = new ArrayList<>(XattrReader.readIbody(inode, ino, eaInodeReader()));
         if (inode.fileAcl() != 0) {
-            all.addAll(XattrReader.readBlock(fs.cache, inode.fileAcl(), ino, fs.metadataCsum, fs.csumSeed, eaInodeReader()));
+            all.addAll(XattrReader.readBlock(cache, inode.fileAcl(), ino, metadataCsum, csumSeed, eaInodeReader()));
         }
         return all;
     }
@@ -66,7 +99,7 @@ final class Xattrs {
 
     /** Sets ({@code value != null}) or removes one attribute: inode body first, then the xattr block. */
     private void change(long ino, String name, byte[] value, int flags) throws Ext4Exception {
-        fs.requireWritable();
+        state.requireWritable();
         Xattr key = XattrNames.split(name);
         if (key == null || key.nameIndex() == XattrNames.SYSTEM) {
             throw new Ext4Exception(Errno.EOPNOTSUPP, "unsupported xattr namespace in \"" + name + "\"");
@@ -78,8 +111,8 @@ final class Xattrs {
         if (value != null && (key.nameIndex() == XattrNames.POSIX_ACL_ACCESS || key.nameIndex() == XattrNames.POSIX_ACL_DEFAULT)) {
             disk = Acl.xattrToDisk(value);
         }
-        try (SuperInfo.Entered g = fs.enterGate(); InodeLocks.Held h = fs.locks.lockAll(ino)) {
-            InodeInfo info = fs.inode(ino);
+        try (WriteGate.Entered g = host.enterGate(); InodeLocks.Held h = locks.lockAll(ino)) {
+            InodeInfo info = inodes.get(ino);
             Inode copy = info.inode().copy();
             Namei.requireNotImmutable(ino, copy); // xattr_permission(): no MAY_WRITE on immutable or append-only
             if (value != null && key.nameIndex() == XattrNames.POSIX_ACL_DEFAULT && !copy.isDirectory()) {
@@ -95,7 +128,7 @@ final class Xattrs {
                     if (!hasXattr(copy, ino, key)) {
                         Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
                         copy.setCtime(now.seconds(), now.nanos());
-                        fs.writeInode(ino, copy);
+                        host.writeInode(ino, copy);
                         return;
                     }
                 }
@@ -103,7 +136,7 @@ final class Xattrs {
             store(ino, copy, key, disk, flags);
             Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
             copy.setCtime(now.seconds(), now.nanos());
-            fs.writeInode(ino, copy);
+            host.writeInode(ino, copy);
         }
     }
 
@@ -118,29 +151,29 @@ final class Xattrs {
         List<Xattr> body = XattrReader.readIbody(copy, ino, eaInodeReader());
         long oldBlock = copy.fileAcl();
         List<Xattr> inBlock = oldBlock == 0 ? List.of()
-                : XattrReader.readBlock(fs.cache, oldBlock, ino, fs.metadataCsum, fs.csumSeed, eaInodeReader());
+                : XattrReader.readBlock(cache, oldBlock, ino, metadataCsum, csumSeed, eaInodeReader());
         int room = copy.rawSize() > Inode.GOOD_OLD_SIZE ? copy.rawSize() - Inode.GOOD_OLD_SIZE - copy.extraIsize() : 0;
         XattrWriter.Layout layout = XattrWriter.change(body, inBlock, key, disk, flags, room, bs);
         XattrWriter.writeIbody(copy, layout.ibody());
-        long sectors = copy.blocks512(fs.sb.has(Feature.HUGE_FILE), bs);
+        long sectors = copy.blocks512(sb.has(Feature.HUGE_FILE), bs);
         if (!layout.block().equals(inBlock) || layout.block().isEmpty() != (oldBlock == 0)) {
             long newBlock = 0;
             if (!layout.block().isEmpty()) {
-                boolean shared = oldBlock != 0 && XattrEntry.refcount(fs.cache.get(oldBlock)) > 1;
+                boolean shared = oldBlock != 0 && XattrEntry.refcount(cache.get(oldBlock)) > 1;
                 // ext4_new_meta_blocks() without EXT4_MB_USE_RESERVED: never the blocks promised to
                 // delayed writes or the last 2%, and root's reserve only for root
-                newBlock = oldBlock != 0 && !shared ? oldBlock : fs.account(ino, copy).allocateJournaled(0, 1).start();
+                newBlock = oldBlock != 0 && !shared ? oldBlock : host.account(ino, copy).allocateJournaled(0, 1).start();
                 long nb = newBlock;
                 BufferCache.Mutator fill = b -> {
                     XattrWriter.writeBlock(b, layout.block(), bs); // leaves h_checksum zero
-                    if (fs.metadataCsum) {
-                        b.putInt(XattrEntry.H_CHECKSUM, XattrEntry.computeBlockChecksum(b, fs.csumSeed, nb, bs));
+                    if (metadataCsum) {
+                        b.putInt(XattrEntry.H_CHECKSUM, XattrEntry.computeBlockChecksum(b, csumSeed, nb, bs));
                     }
                 };
                 if (newBlock == oldBlock) {
-                    fs.cache.update(newBlock, fill);
+                    cache.update(newBlock, fill);
                 } else {
-                    fs.cache.create(newBlock, fill);
+                    cache.create(newBlock, fill);
                 }
             }
             if (oldBlock != 0 && oldBlock != newBlock) {
@@ -193,16 +226,16 @@ final class Xattrs {
 
     /** Drops one reference to a shared xattr block, freeing it with the last. */
     void releaseBlock(long block) throws Ext4Exception {
-        ByteBuffer b = fs.cache.get(block);
+        ByteBuffer b = cache.get(block);
         long refs = XattrEntry.refcount(b);
         if (refs <= 1) {
-            fs.allocator.freeBlocks(block, 1);
+            allocator.freeBlocks(block, 1);
             return;
         }
-        fs.cache.update(block, w -> {
+        cache.update(block, w -> {
             w.putInt(4, (int) (refs - 1));
-            if (fs.metadataCsum) {
-                w.putInt(XattrEntry.H_CHECKSUM, XattrEntry.computeBlockChecksum(w, fs.csumSeed, block, bs));
+            if (metadataCsum) {
+                w.putInt(XattrEntry.H_CHECKSUM, XattrEntry.computeBlockChecksum(w, csumSeed, block, bs));
             }
         });
     }
@@ -214,13 +247,13 @@ final class Xattrs {
      * reused meanwhile.
      */
     private List<Xattr> all(long ino) throws Ext4Exception {
-        Inode now = fs.inode(ino).inode();
+        Inode now = inodes.get(ino).inode();
         if (now.fileAcl() == 0) {
             // no block to go stale: the written version of the inode holds them all
             return XattrReader.readIbody(now, ino, eaInodeReader());
         }
-        try (InodeLocks.Locked l = fs.locks.read(ino)) {
-            return attributes(fs.inode(ino).inode(), ino);
+        try (InodeLocks.Locked l = locks.read(ino)) {
+            return attributes(inodes.get(ino).inode(), ino);
         }
     }
 
@@ -230,7 +263,7 @@ final class Xattrs {
      * mode with the ACL instead); without one it does. A symlink's mode is left as it is.
      */
     int createMode(long dirIno, int mode, int umask) throws Ext4Exception {
-        if (!fs.inode(dirIno).inode().isDirectory()) {
+        if (!inodes.get(dirIno).inode().isDirectory()) {
             throw new Ext4Exception(Errno.ENOTDIR, "inode " + dirIno + " is not a directory");
         }
         if ((mode & Inode.S_IFMT) == Inode.S_IFLNK || defaultAcl(all(dirIno)) != null) {
@@ -240,19 +273,7 @@ final class Xattrs {
     }
 
     private XattrReader.ValueInodeReader eaInodeReader() {
-        return fs.sb.has(Feature.EA_INODE) ? this::readEaInode : null;
-    }
-
-    byte[] readEaInode(long valueIno, long size) throws Ext4Exception {
-        InodeInfo v = fs.inode(valueIno);
-        if (!v.inode().hasFlag(Inode.EA_INODE_FL) || v.inode().size() != size || size > (64L << 20)) {
-            throw Ext4Exception.corrupted("xattr value inode " + valueIno + " is not an xattr inode of " + size + " bytes");
-        }
-        byte[] value = new byte[(int) size];
-        // without the value inode's lock: the owner's is held here, an EA inode may have a lower
-        // number (inode locks go in ascending order), and ext4j never writes EA inodes
-        fs.fileRead.readLocked(valueIno, 0, ByteBuffer.wrap(value));
-        return value;
+        return sb.has(Feature.EA_INODE) ? fileRead::readEaInode : null;
     }
 
     /** Names of the attributes a user can see (system.data and unknown indexes are hidden). */

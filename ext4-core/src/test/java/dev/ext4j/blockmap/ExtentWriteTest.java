@@ -412,7 +412,7 @@ class ExtentWriteTest {
             }
             assertTrue(t.depth() >= 3, "depth " + t.depth());
             int[] steps = {0};
-            ExtentTree.StepCredits count = n -> steps[0]++;
+            ExtentShift.StepCredits count = n -> steps[0]++;
             for (int round = 0; round < 12; round++) {
                 long last = f.model.lastKey();
                 if (round % 2 == 0) {
