@@ -2,6 +2,7 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.Allocator;
 import dev.ext4j.blockmap.BlockSource;
 import dev.ext4j.blockmap.ExtentTree;
 import dev.ext4j.blockmap.IndirectMap;
@@ -9,6 +10,8 @@ import dev.ext4j.format.Extent;
 import dev.ext4j.format.ExtentNode;
 import dev.ext4j.format.Feature;
 import dev.ext4j.format.Inode;
+import dev.ext4j.format.Superblock;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.journal.Transactions;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -66,21 +69,49 @@ final class Migrate {
         return 4 * (newDepth + 2) + 4 * (tmpDepth + 2) + 2;
     }
 
-    private final SuperInfo fs;
+    /** What a migration asks of the filesystem. */
+    interface Host {
+        /** The in-core inode. */
+        InodeInfo inode(long ino) throws Ext4Exception;
+
+        /** Stamps and writes a changed inode; the caller holds its lock (the temporary inode needs none). */
+        InodeInfo writeInode(long ino, Inode changed) throws Ext4Exception;
+
+        /** The blocks one operation on {@code ino} takes and gives back, with the reserves. */
+        BlockAccount account(long ino, Inode inode);
+
+        /** A journal handle for {@code credits} blocks, started with no inode lock held. */
+        Transactions.Handle startHandle(int credits);
+
+        /** The inode's checksum seed (crc32c of the fs seed, its number and generation). */
+        int inodeSeed(long ino, Inode inode);
+
+        /** Frees an inode whose blocks are gone (the temporary one left over after a failure). */
+        void freeInode(long ino, Inode copy) throws Ext4Exception;
+    }
+
+    private final Superblock sb;
+    private final BufferCache cache;
+    private final Transactions tx;
+    private final InodeLocks locks;
+    private final Allocator allocator;
+    private final Orphans orphans;
+    private final boolean metadataCsum;
+    private final Host host;
     private final Hook beforeSwap;
     /** Test hook: when set, runs after every step with no handle running (a test commits there). */
     private final Hook betweenSteps;
 
-    Migrate(SuperInfo fs) {
-        this(fs, () -> { });
-    }
-
-    Migrate(SuperInfo fs, Hook beforeSwap) {
-        this(fs, beforeSwap, null);
-    }
-
-    Migrate(SuperInfo fs, Hook beforeSwap, Hook betweenSteps) {
-        this.fs = fs;
+    Migrate(Superblock sb, BufferCache cache, Transactions tx, InodeLocks locks, Allocator allocator, Orphans orphans,
+            Host host, Hook beforeSwap, Hook betweenSteps) {
+        this.sb = sb;
+        this.cache = cache;
+        this.tx = tx;
+        this.locks = locks;
+        this.allocator = allocator;
+        this.orphans = orphans;
+        this.metadataCsum = sb.has(Feature.METADATA_CSUM);
+        this.host = host;
         this.beforeSwap = beforeSwap;
         this.betweenSteps = betweenSteps;
     }
@@ -90,34 +121,33 @@ final class Migrate {
     }
 
     void run(long ino) throws Ext4Exception {
-        if (!fs.superblock().has(Feature.EXTENTS)) {
+        if (!sb.has(Feature.EXTENTS)) {
             throw new Ext4Exception(Errno.EINVAL, "the filesystem does not have the extent feature (tune2fs -O extent)");
         }
         Snapshot before;
         InodeInfo info;
-        try (InodeLocks.Locked l = fs.locks().read(ino)) {
-            info = fs.inode(ino);
+        try (InodeLocks.Locked l = locks.read(ino)) {
+            info = host.inode(ino);
             if (!migratable(info)) {
                 return;
             }
             before = snapshot(info);
         }
         Inode original = info.inode();
-        Temp tmp = Temp.create(fs, ino);
+        Temp tmp = createTemp(ino);
         boolean swapped = false;
         try {
-            Tracked source = new Tracked(fs.account(ino, original), tmp);
+            Tracked source = new Tracked(host.account(ino, original), tmp);
             ByteBuffer root = ByteBuffer.allocate(Inode.I_BLOCK_SIZE);
             ExtentTree.initEmpty(root);
-            ExtentTree tree = ExtentTree.writable(fs.cache(), ino, root, info.csumSeed(), fs.metadataCsum(), source);
+            ExtentTree tree = ExtentTree.writable(cache, ino, root, info.csumSeed(), metadataCsum, source);
             build(tree, before.extents(), tmp);
             beforeSwap.run();
-            try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
-                InodeInfo now = fs.inode(ino);
+            try (InodeLocks.Held h = locks.lockAll(ino)) {
+                InodeInfo now = host.inode(ino);
                 if (!migratable(now) || now.inode().flags() != original.flags() || !snapshot(now).equals(before)) {
                     throw new Ext4Exception(Errno.EAGAIN, "inode " + ino + " changed while it was being migrated; try again");
                 }
-                Transactions tx = fs.transactions();
                 int credits = swapCredits(before.indirect(), tmp.meta);
                 if (credits > tx.maxCredits()) {
                     throw new Ext4Exception(Errno.ENOSPC, "inode " + ino + ": swapping in the new tree needs " + credits
@@ -129,15 +159,15 @@ final class Migrate {
                 Inode copy = now.inode().copy();
                 copy.iBlock().put(0, root, 0, Inode.I_BLOCK_SIZE);
                 copy.setFlags(copy.flags() | Inode.EXTENTS_FL);
-                int bs = fs.blockSize();
-                long sectors = copy.blocks512(fs.superblock().has(Feature.HUGE_FILE), bs)
+                int bs = sb.blockSize();
+                long sectors = copy.blocks512(sb.has(Feature.HUGE_FILE), bs)
                         + (source.held.size() - (long) before.indirect().size()) * (bs / 512);
                 copy.setBlocks512(sectors, bs);
-                fs.writeInode(ino, copy);
+                host.writeInode(ino, copy);
                 tmp.giveUp(); // same transaction: the tree's blocks are the file's from now on
                 swapped = true;
                 for (long b : before.indirect()) {
-                    fs.allocator().freeBlocks(b, 1);
+                    allocator.freeBlocks(b, 1);
                 }
             }
         } catch (Ext4Exception | RuntimeException e) {
@@ -157,8 +187,7 @@ final class Migrate {
      * temporary inode is written and the handle restarts. The handle runs without inode locks.
      */
     private void build(ExtentTree tree, List<Extent> extents, Temp tmp) throws Ext4Exception {
-        Transactions tx = fs.transactions();
-        Transactions.Handle h = fs.startHandle(insertCredits(tree.depth(), tmp.tree.depth()));
+        Transactions.Handle h = host.startHandle(insertCredits(tree.depth(), tmp.tree.depth()));
         try {
             for (Extent e : extents) {
                 int need = insertCredits(tree.depth(), tmp.tree.depth());
@@ -172,7 +201,7 @@ final class Migrate {
                     h.close();
                     h = null;
                     betweenSteps.run();
-                    h = fs.startHandle(need);
+                    h = host.startHandle(need);
                 }
             }
             tmp.write();
@@ -189,7 +218,7 @@ final class Migrate {
      * and a descriptor block for each group that the freed indirect and temporary map blocks are in.
      */
     private int swapCredits(List<Long> indirect, Set<Long> tmpMeta) {
-        long perGroup = fs.superblock().blocksPerGroup();
+        long perGroup = sb.blocksPerGroup();
         Set<Long> groups = new HashSet<>();
         for (long b : indirect) {
             groups.add(b / perGroup);
@@ -221,7 +250,7 @@ final class Migrate {
     private Snapshot snapshot(InodeInfo info) throws Ext4Exception {
         List<Extent> extents = new ArrayList<>();
         List<Long> indirect = new ArrayList<>();
-        new IndirectMap(fs.cache(), info.ino(), info.inode().iBlock()).visit(new IndirectMap.Visitor() {
+        new IndirectMap(cache, info.ino(), info.inode().iBlock()).visit(new IndirectMap.Visitor() {
             private long lblk = -1;
             private long pblk;
             private int length;
@@ -247,12 +276,34 @@ final class Migrate {
         return new Snapshot(extents, indirect);
     }
 
+/** Allocates the temporary inode near {@code near}, links it into the orphan list and writes it, in a handle of its own. */
+private Temp createTemp(long near) throws Ext4Exception {
+        try (Transactions.Handle h = host.startHandle(Transactions.DEFAULT_CREDITS)) {
+            long ino = allocator.allocateInode(near, false);
+            Inode in = Namei.blankInode(sb, Inode.S_IFREG | 0600, true); // no link: an orphan from the start
+            Temp t = new Temp(ino, in);
+            try {
+                orphans.add(ino);
+                t.dirty = true;
+                t.write();
+            } catch (Ext4Exception | RuntimeException e) {
+                try {
+                    orphans.remove(ino);
+                    allocator.freeInode(ino, false);
+                } catch (Ext4Exception | RuntimeException f) {
+                    e.addSuppressed(f);
+                }
+                throw e;
+            }
+            return t;
+        }
+    }
+
     /**
      * The temporary inode (ext4_ext_migrate()'s tmp_inode): a regular file without links on the
      * orphan list whose data blocks are the new tree's blocks, mapped by its own small extent tree.
      */
-    private static final class Temp {
-        private final SuperInfo fs;
+    private final class Temp {
         final long ino;
         private final Inode inode;
         private final ByteBuffer root = ByteBuffer.allocate(Inode.I_BLOCK_SIZE);
@@ -264,12 +315,11 @@ final class Migrate {
         private long nextLogical;
         private boolean dirty;
 
-        private Temp(SuperInfo fs, long ino, Inode inode) {
-            this.fs = fs;
+        private Temp(long ino, Inode inode) {
             this.ino = ino;
             this.inode = inode;
             ExtentTree.initEmpty(root);
-            BlockAccount acct = fs.account(ino, inode);
+            BlockAccount acct = host.account(ino, inode);
             BlockSource own = new BlockSource() {
                 @Override
                 public long allocateMetaBlock(long goal) throws Ext4Exception {
@@ -286,31 +336,9 @@ final class Migrate {
                     acct.freeBlocks(start, length);
                 }
             };
-            this.tree = ExtentTree.writable(fs.cache(), ino, root, fs.inodeSeed(ino, inode), fs.metadataCsum(), own);
+            this.tree = ExtentTree.writable(cache, ino, root, host.inodeSeed(ino, inode), metadataCsum, own);
         }
 
-        /** Allocates the inode near {@code near}, links it into the orphan list and writes it, in a handle of its own. */
-        static Temp create(SuperInfo fs, long near) throws Ext4Exception {
-            try (Transactions.Handle h = fs.startHandle(Transactions.DEFAULT_CREDITS)) {
-                long ino = fs.allocator().allocateInode(near, false);
-                Inode in = Namei.blankInode(fs.superblock(), Inode.S_IFREG | 0600, true); // no link: an orphan from the start
-                Temp t = new Temp(fs, ino, in);
-                try {
-                    fs.orphans().add(ino);
-                    t.dirty = true;
-                    t.write();
-                } catch (Ext4Exception | RuntimeException e) {
-                    try {
-                        fs.orphans().remove(ino);
-                        fs.allocator().freeInode(ino, false);
-                    } catch (Ext4Exception | RuntimeException f) {
-                        e.addSuppressed(f);
-                    }
-                    throw e;
-                }
-                return t;
-            }
-        }
 
         /** Maps {@code block}, just taken by the new tree, as the temporary inode's next data block. */
         void adopt(long block) throws Ext4Exception {
@@ -335,12 +363,12 @@ final class Migrate {
             if (!dirty) {
                 return;
             }
-            int bs = fs.blockSize();
+            int bs = sb.blockSize();
             Inode copy = inode.copy();
             copy.iBlock().put(0, root, 0, Inode.I_BLOCK_SIZE);
             copy.setSize(nextLogical * bs);
             copy.setBlocks512((logical.size() + (long) meta.size()) * (bs / 512), bs);
-            fs.writeInode(ino, copy);
+            host.writeInode(ino, copy);
             dirty = false;
         }
 
@@ -351,20 +379,20 @@ final class Migrate {
          */
         void giveUp() throws Ext4Exception {
             for (long b : List.copyOf(meta)) {
-                fs.allocator().freeBlocks(b, 1);
+                allocator.freeBlocks(b, 1);
             }
             meta.clear();
             logical.clear();
             ExtentTree.initEmpty(root);
             nextLogical = 0;
-            fs.orphans().remove(ino);
+            orphans.remove(ino);
             Inode copy = inode.copy();
             ExtentTree.initEmpty(copy.iBlock());
             copy.setSize(0);
-            copy.setBlocks512(0, fs.blockSize());
+            copy.setBlocks512(0, sb.blockSize());
             copy.setDtime(Ext4FileSystem.Time.now().seconds());
-            fs.writeInode(ino, copy);
-            fs.allocator().freeInode(ino, false);
+            host.writeInode(ino, copy);
+            allocator.freeInode(ino, false);
         }
 
         /**
@@ -373,11 +401,11 @@ final class Migrate {
          * long truncate.
          */
         void delete() throws Ext4Exception {
-            try (Transactions.Handle h = fs.startHandle(Transactions.DEFAULT_CREDITS)) {
+            try (Transactions.Handle h = host.startHandle(Transactions.DEFAULT_CREDITS)) {
                 write();
             }
-            try (InodeLocks.Held h = fs.locks().lockAll(ino)) {
-                fs.freeInode(ino, fs.inode(ino).inode().copy());
+            try (InodeLocks.Held h = locks.lockAll(ino)) {
+                host.freeInode(ino, host.inode(ino).inode().copy());
             }
         }
     }

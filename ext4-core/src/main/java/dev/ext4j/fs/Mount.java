@@ -162,7 +162,7 @@ final class Mount {
                 s.orphans.cleanup();
             }
             if (orphanFile != null) {
-                orphanFile.cleanup(s);
+                orphanFile.cleanup(sb, cache, s.allocator, s);
             }
         } else {
             if (sb.lastOrphan() != 0) {

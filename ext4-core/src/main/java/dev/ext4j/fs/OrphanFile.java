@@ -3,6 +3,7 @@ package dev.ext4j.fs;
 import dev.ext4j.LockOrder;
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.alloc.Allocator;
 import dev.ext4j.blockmap.Mapping;
 import dev.ext4j.io.BufferCache;
 import dev.ext4j.format.Feature;
@@ -128,14 +129,25 @@ final class OrphanFile {
         return used;
     }
 
+    /** What the cleanup at mount asks of the filesystem being mounted. */
+    interface Cleanup {
+        /** A journal handle for {@code credits} blocks. */
+        Transactions.Handle startHandle(int credits);
+
+        /** Finishes an interrupted delete or truncate of {@code ino}, then runs {@code then} in its last handle. */
+        void finishOrphan(long ino, Retry.Step then) throws Ext4Exception;
+
+        /** Stamps and writes the primary superblock; the caller holds its monitor and runs a handle. */
+        void writeSuperblock() throws Ext4Exception;
+    }
+
     /**
      * Finishes every inode found in a slot and frees the slot; clears ORPHAN_PRESENT when all slots
      * are free. A slot naming an inode that cannot be an orphan (reserved, out of range, the orphan
      * file itself, free in the inode bitmap, or seen before) is freed with a log line, as the kernel
      * skips such records.
      */
-    void cleanup(SuperInfo fs) throws Ext4Exception {
-        Superblock sb = fs.superblock();
+    void cleanup(Superblock sb, BufferCache cache, Allocator allocator, Cleanup fs) throws Ext4Exception {
         Set<Long> seen = new HashSet<>();
         int finished = 0;
         for (Slot s : used) {
@@ -147,18 +159,18 @@ final class OrphanFile {
                 bad = "is reserved or out of range (" + sb.firstIno() + ".." + sb.inodesCount() + ")";
             } else if (!seen.add(ino)) {
                 bad = "is in another slot too";
-            } else if (!fs.allocator().inodeInUse(ino)) {
+            } else if (!allocator.inodeInUse(ino)) {
                 bad = "is free in the inode bitmap";
             }
             if (bad != null) {
                 LOG.log(Level.ERROR, "orphan file inode " + fileIno + ", block " + s.block() + " slot " + s.index() + ": inode " + ino
                         + " " + bad + "; the slot is cleared");
                 try (Transactions.Handle h = fs.startHandle(1)) {
-                    clearSlot(fs, s);
+                    clearSlot(cache, sb, s);
                 }
                 continue;
             }
-            fs.finishOrphan(ino, () -> clearSlot(fs, s));
+            fs.finishOrphan(ino, () -> clearSlot(cache, sb, s));
             finished++;
         }
         if (sb.has(Feature.ORPHAN_PRESENT)) {
@@ -175,11 +187,11 @@ final class OrphanFile {
     }
 
     /** Zeroes one slot and restamps its block's checksum; the caller runs a handle. */
-    private void clearSlot(SuperInfo fs, Slot s) throws Ext4Exception {
+    private void clearSlot(BufferCache cache, Superblock sb, Slot s) throws Ext4Exception {
         long pblk = physical[s.block()];
-        boolean csum = fs.metadataCsum();
-        int bs = fs.blockSize();
-        fs.cache().update(pblk, w -> {
+        boolean csum = sb.has(Feature.METADATA_CSUM);
+        int bs = sb.blockSize();
+        cache.update(pblk, w -> {
             OrphanBlock ob = OrphanBlock.of(w, bs);
             if (ob.slot(s.index()) != s.ino()) {
                 throw new Ext4Exception(Errno.EIO, "orphan file inode " + fileIno + ", block " + s.block() + " slot " + s.index()

@@ -29,7 +29,7 @@ import java.util.List;
  * <p>Built once per mount. The parts that change the filesystem (allocator, writeback, flusher,
  * resize) are null on a read-only mount.
  */
-final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.Host, Namei.Host, FileWrite.Host,
+final class SuperInfo implements SuperState.Host, Migrate.Host, OrphanFile.Cleanup, Xattrs.Host, Evict.Host, Atime.Host, CopyRange.Host, Namei.Host, FileWrite.Host,
         Writeback.Host, Ioctl.Host, Orphans.Host {
     final BlockDevice device;
     final Superblock sb;
@@ -97,7 +97,8 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         this.resvClusters = options.reservedClusters() >= 0 ? options.reservedClusters() : defaultResvClusters(sb);
         this.reserve = new BlockAccount.Reserve(sb.reservedBlocksCount(), resvClusters, sb.defResuid(), sb.defResgid());
         this.retry = new Retry(allocator, tx);
-        this.state = new SuperState(this, options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors()));
+        this.state = new SuperState(device, sb, cache, groups, tx, readOnly, reserve, resvClusters,
+                options.errors() != null ? options.errors() : ErrorPolicy.fromSuperblock(sb.errors()), this);
         this.orphans = new Orphans(sb, state, inodes, this);
         this.inodes.useOrphans(orphans);
         this.locks.onRelease((ino, tid) -> {
@@ -238,8 +239,14 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
                 i.deviceMajor(), i.deviceMinor(), i.flags(), blockSize, i.generation());
     }
 
-    InodeInfo inode(long ino) throws Ext4Exception {
+    @Override
+    public InodeInfo inode(long ino) throws Ext4Exception {
         return inodes.get(ino);
+    }
+
+    @Override
+    public long dirtyPageBytes() {
+        return writeback == null ? 0 : writeback.pages().dirtyBytes();
     }
 
     /**
@@ -252,7 +259,8 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         return inodes.write(ino, changed);
     }
 
-    int inodeSeed(long ino, Inode inode) {
+    @Override
+    public int inodeSeed(long ino, Inode inode) {
         return inodes.seed(ino, inode);
     }
 
@@ -260,7 +268,8 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         state.requireWritable();
     }
 
-    void writeSuperblock() throws Ext4Exception {
+    @Override
+    public void writeSuperblock() throws Ext4Exception {
         state.writeSuperblock();
     }
 
@@ -268,7 +277,8 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
      * A journal handle for changes made without an inode lock (a migration building its detached
      * tree); the thread must take no inode lock while it runs (see {@link InodeLocks}).
      */
-    Transactions.Handle startHandle(int credits) {
+    @Override
+    public Transactions.Handle startHandle(int credits) {
         return tx.start(credits);
     }
 
@@ -288,7 +298,8 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         flusher.balanceDirty(ino);
     }
 
-    void freeInode(long ino, Inode copy) throws Ext4Exception {
+    @Override
+    public void freeInode(long ino, Inode copy) throws Ext4Exception {
         evict.freeInode(ino, copy);
     }
 
@@ -297,13 +308,19 @@ final class SuperInfo implements Xattrs.Host, Evict.Host, Atime.Host, CopyRange.
         evict.finishOrphan(ino, () -> { });
     }
 
-    void finishOrphan(long ino, Retry.Step then) throws Ext4Exception {
+    @Override
+    public void finishOrphan(long ino, Retry.Step then) throws Ext4Exception {
         evict.finishOrphan(ino, then);
     }
 
     @Override
     public void migrate(long ino) throws Ext4Exception {
-        new Migrate(this).run(ino);
+        migration(() -> { }, null).run(ino);
+    }
+
+    /** A migration (EXT4_IOC_MIGRATE) with test hooks: before the swap, and between steps (null: none). */
+    Migrate migration(Migrate.Hook beforeSwap, Migrate.Hook betweenSteps) {
+        return new Migrate(sb, cache, tx, locks, allocator, orphans, this, beforeSwap, betweenSteps);
     }
 
     /** What {@link OnlineResize} needs of this mount. */

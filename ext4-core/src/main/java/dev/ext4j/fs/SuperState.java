@@ -5,8 +5,11 @@ import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
 import dev.ext4j.alloc.Layout;
 import dev.ext4j.format.Feature;
+import dev.ext4j.alloc.GroupTable;
 import dev.ext4j.format.GroupDescriptor;
 import dev.ext4j.format.Superblock;
+import dev.ext4j.io.BlockDevice;
+import dev.ext4j.io.BufferCache;
 import dev.ext4j.journal.Transactions;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -20,8 +23,26 @@ import java.nio.ByteBuffer;
 final class SuperState {
     private static final System.Logger LOG = System.getLogger("ext4j");
 
-    private final SuperInfo s;
+    /** What the superblock's state asks of the parts built after it. */
+    interface Host {
+        /** The in-core inode (the journal's, whose blocks count as overhead). */
+        InodeInfo inode(long ino) throws Ext4Exception;
+
+        /** Dirty file data in the page cache, in bytes (0 on a read-only mount). */
+        long dirtyPageBytes();
+    }
+
+    private final BlockDevice device;
     private final Superblock sb;
+    private final BufferCache cache;
+    private final GroupTable groups;
+    private final Transactions tx;
+    /** Mounted read-only (a remount read-only is {@link #remountedReadOnly}). */
+    private final boolean mountedReadOnly;
+    private final BlockAccount.Reserve reserve;
+    private final long resvClusters;
+    private final int blockSize;
+    private final Host host;
     private final ErrorPolicy errorPolicy;
     /** s_state as found at mount: restored at unmount (the kernel's s_mount_state). */
     private int mountState;
@@ -38,10 +59,19 @@ final class SuperState {
     private volatile Runnable panicHandler = () -> { };
     private volatile long overhead = -1;
 
-    SuperState(SuperInfo s, ErrorPolicy errorPolicy) {
-        this.s = s;
-        this.sb = s.sb;
+    SuperState(BlockDevice device, Superblock sb, BufferCache cache, GroupTable groups, Transactions tx, boolean readOnly,
+               BlockAccount.Reserve reserve, long resvClusters, ErrorPolicy errorPolicy, Host host) {
+        this.device = device;
+        this.sb = sb;
+        this.cache = cache;
+        this.groups = groups;
+        this.tx = tx;
+        this.mountedReadOnly = readOnly;
+        this.reserve = reserve;
+        this.resvClusters = resvClusters;
+        this.blockSize = sb.blockSize();
         this.errorPolicy = errorPolicy;
+        this.host = host;
     }
 
     /** Why changes are refused since an error (errors=remount-ro, or a lost MMP block), or null. */
@@ -55,7 +85,7 @@ final class SuperState {
 
     /** Whether the filesystem is read-only now: mounted so, or remounted read-only. */
     boolean readOnly() {
-        return s.readOnly || remountedReadOnly;
+        return mountedReadOnly || remountedReadOnly;
     }
 
     boolean remountedReadOnly() {
@@ -106,11 +136,11 @@ final class SuperState {
     void markInUse() throws Ext4Exception {
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             sb.setState(mountState & ~Superblock.STATE_VALID);
-            if (s.tx.journaled()) {
+            if (tx.journaled()) {
                 sb.setFeatureIncompat(sb.featureIncompat() | Feature.RECOVER.mask());
             }
             writeSuperblock(true);
-            s.cache.force();
+            cache.force();
         }
     }
 
@@ -123,7 +153,7 @@ final class SuperState {
         if (errorReadOnly == null) {
             dataHome.run();
         }
-        s.tx.unmount(); // everything home (the log empty) before the superblock says clean
+        tx.unmount(); // everything home (the log empty) before the superblock says clean
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
             StatFs st = statfs();
             sb.setFreeBlocksCount(st.freeBlocks());
@@ -132,7 +162,7 @@ final class SuperState {
             sb.setFeatureIncompat(sb.featureIncompat() & ~Feature.RECOVER.mask());
             writeSuperblock(true);
         }
-        s.cache.force();
+        cache.force();
     }
 
     /**
@@ -140,7 +170,7 @@ final class SuperState {
      * buffer cache) when the mount journals, else straight to the image.
      */
     void writeSuperblock() throws Ext4Exception {
-        writeSuperblock(!s.tx.journaled());
+        writeSuperblock(!tx.journaled());
     }
 
     /** {@code home}: straight to the image, as at mount and unmount (the log empty), or without a journal. */
@@ -149,11 +179,11 @@ final class SuperState {
             sb.setWtime(Ext4FileSystem.Time.now().seconds());
             sb.updateChecksum();
             ByteBuffer raw = sb.raw();
-            int bs = s.blockSize;
+            int bs = blockSize;
             if (home) {
-                s.cache.writeRaw(Superblock.OFFSET_IN_IMAGE, raw);
+                cache.writeRaw(Superblock.OFFSET_IN_IMAGE, raw);
             } else {
-                s.cache.update(Superblock.OFFSET_IN_IMAGE / bs, b -> b.put((int) (Superblock.OFFSET_IN_IMAGE % bs), raw, 0, Superblock.SIZE));
+                cache.update(Superblock.OFFSET_IN_IMAGE / bs, b -> b.put((int) (Superblock.OFFSET_IN_IMAGE % bs), raw, 0, Superblock.SIZE));
             }
         }
     }
@@ -179,12 +209,12 @@ final class SuperState {
             mountState |= Superblock.STATE_ERROR;
         }
         try {
-            Superblock home = Mount.readSuperblock(s.device);
+            Superblock home = Mount.readSuperblock(device);
             home.recordError(now, 0, 0, op, code);
             home.setState(home.state() | Superblock.STATE_ERROR);
             home.updateChecksum();
-            s.device.write(Superblock.OFFSET_IN_IMAGE, home.raw());
-            s.device.sync();
+            device.write(Superblock.OFFSET_IN_IMAGE, home.raw());
+            device.sync();
         } catch (Ext4Exception | IOException | RuntimeException e) {
             LOG.log(Level.ERROR, "recording the journal abort in the superblock failed: {0}", e.toString());
         }
@@ -226,7 +256,7 @@ final class SuperState {
             case EBUSY -> 13;
             default -> 2;
         };
-        try (Transactions.Handle h = s.tx.start(1)) {
+        try (Transactions.Handle h = tx.start(1)) {
             synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
                 sb.recordError(Ext4FileSystem.Time.now().seconds(), 0, 0, op, code);
                 sb.setState(sb.state() | Superblock.STATE_ERROR);
@@ -254,13 +284,13 @@ final class SuperState {
                 // as ext4_commit_super() before the kernel panics: the error reaches the image
                 // now, in the log (so a replay keeps it) and at home (so dumpe2fs shows it)
                 try {
-                    s.tx.sync();
+                    tx.sync();
                 } catch (Ext4Exception f) {
                     LOG.log(Level.ERROR, "committing the journal before stopping failed: {0}", f.toString());
                 }
                 try {
                     writeSuperblock(true);
-                    s.cache.force();
+                    cache.force();
                 } catch (Ext4Exception f) {
                     LOG.log(Level.ERROR, "writing the superblock before stopping failed: {0}", f.toString());
                 }
@@ -302,15 +332,15 @@ final class SuperState {
     StatFs statfs() {
         long free = 0;
         long freeInodes = 0;
-        for (long g = 0; g < s.groups.groupCount(); g++) {
-            GroupDescriptor gd = s.groups.get(g);
+        for (long g = 0; g < groups.groupCount(); g++) {
+            GroupDescriptor gd = groups.get(g);
             free += gd.freeBlocksCount();
             freeInodes += gd.freeInodesCount();
         }
         free *= sb.clusterRatio();
-        free = Math.max(0, free - s.reserve.delayed()); // as ext4_statfs(): delayed blocks are as good as used
-        long reserved = sb.reservedBlocksCount() + s.resvClusters;
-        return new StatFs(s.blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
+        free = Math.max(0, free - reserve.delayed()); // as ext4_statfs(): delayed blocks are as good as used
+        long reserved = sb.reservedBlocksCount() + resvClusters;
+        return new StatFs(blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
                 sb.inodesCount(), freeInodes, 255, readOnly());
     }
 
@@ -327,12 +357,12 @@ final class SuperState {
         }
         o = sb.firstDataBlock();
         long itb = Layout.inodeTableBlocks(sb);
-        for (long g = 0; g < s.groups.groupCount(); g++) {
+        for (long g = 0; g < groups.groupCount(); g++) {
             o += Layout.baseMetaBlocks(sb, g) + 2 + itb;
         }
         if (sb.journalInum() != 0 && sb.has(Feature.HAS_JOURNAL)) {
             try {
-                o += s.inode(sb.journalInum()).inode().size() / s.blockSize;
+                o += host.inode(sb.journalInum()).inode().size() / blockSize;
             } catch (Ext4Exception e) {
                 LOG.log(Level.WARNING, "journal inode {0}: {1}", sb.journalInum(), e.getMessage());
             }
@@ -344,11 +374,11 @@ final class SuperState {
     /** What the control file's {@code status} reports. */
     FsStatus status(boolean frozen) {
         StatFs st = statfs();
-        String ro = s.readOnly ? "mounted read-only" : errorReadOnly != null ? "read-only since an error: " + errorReadOnly
+        String ro = mountedReadOnly ? "mounted read-only" : errorReadOnly != null ? "read-only since an error: " + errorReadOnly
                 : remountedReadOnly ? "remounted read-only" : null;
-        long dirty = s.cache.dirtyBlocks() * (long) s.blockSize + (s.writeback == null ? 0 : s.writeback.pages().dirtyBytes());
+        long dirty = cache.dirtyBlocks() * (long) blockSize + (host.dirtyPageBytes());
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
-            return new FsStatus(s.blockSize, sb.blocksCount(), st.freeBlocks(), sb.inodesCount(), st.freeInodes(),
+            return new FsStatus(blockSize, sb.blocksCount(), st.freeBlocks(), sb.inodesCount(), st.freeInodes(),
                     dirty, frozen, sb.errorCount(), sb.featureNames(), ro);
         }
     }

@@ -82,10 +82,10 @@ class MigrateFreezeTest {
             long free = fs.statfs().freeBlocks();
             long sectors = fs.stat(ino).blocks512();
             // the write lands in the page cache; the sync's writeback maps it into the hole
-            Migrate m = new Migrate(fs.sbi(), () -> {
+            Migrate m = fs.sbi().migration(() -> {
                 fs.write(ino, 500 << 10, ByteBuffer.wrap(new byte[] {7}));
                 fs.sync();
-            });
+            }, null);
             Ext4Exception e = assertThrows(Ext4Exception.class, () -> m.run(ino));
             assertEquals(Errno.EAGAIN, e.errno());
             assertFalse(fs.inode(ino).inode().hasFlag(Inode.EXTENTS_FL));

@@ -120,7 +120,7 @@ class MigrateJournalTest {
             long ino = bigIno(fs);
             fs.sync();
             start = dev.writes.size();
-            new Migrate(fs.sbi(), () -> { }, () -> {
+            fs.sbi().migration(() -> { }, () -> {
                 if (++steps[0] % 200 == 0) {
                     fs.sync();
                 }
