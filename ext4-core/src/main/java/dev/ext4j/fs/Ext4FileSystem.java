@@ -441,8 +441,11 @@ public final class Ext4FileSystem implements Closeable {
 
     // ---- the filesystem (super.c, fsync.c, ioctl.c) ----
 
-    /** Free counts as ext4_statfs() reports them: delayed blocks count as used; nothing is written. */
-    public StatFs statfs() {
+    /** ext4_statfs()'s counts; the statfs umount(8) asks just before it unmounts runs a pending idle flush. */
+    public StatFs statfs(boolean unmounting) {
+        if (unmounting && s.flusher != null) {
+            s.flusher.flushIfIdlePending();
+        }
         return s.state.statfs();
     }
 
@@ -461,11 +464,9 @@ public final class Ext4FileSystem implements Closeable {
     }
 
     /**
-     * fsync(2) and fdatasync(2) of one inode (ext4_sync_file()): its dirty pages written back and
-     * mapped, then the last transaction that changed the inode committed, unless it is already,
-     * and the data written made durable; fsyncs that come together share the image's flush. Other
-     * files' dirty pages stay in the cache. fdatasync commits as well: the size or the block map
-     * may have changed with the data.
+     * fsync(2) and fdatasync(2) of one inode (ext4_sync_file()): its dirty pages (no other file's)
+     * written back, the last transaction that changed it committed unless it is, and the data made
+     * durable; fsyncs that come together share a flush. fdatasync commits too (size, block map).
      */
     public void fsync(long ino, boolean datasync) throws Ext4Exception {
         if (!s.state.readOnly()) {

@@ -155,6 +155,16 @@ final class Flusher {
     }
 
     /**
+     * The idle flush, now, if one is pending: umount(8) asks statfs of the mount just before it
+     * unmounts (strace: fstatfs, then umount2), and a FUSE unmount does not wait for the server.
+     */
+    void flushIfIdlePending() {
+        if (idleFlushQueued.compareAndSet(true, false)) {
+            flush(writeback::writebackAll);
+        }
+    }
+
+    /**
      * Waits until a round already running has finished (the executor has one thread); rounds that
      * start later find the gate closed and do nothing. A freeze and a remount read-only call it
      * once the gate is closed, before they write everything home.

@@ -20,7 +20,7 @@ final class ImageFileStore extends FileStore {
     }
 
     private StatFs statfs() {
-        return fs.core.statfs();
+        return fs.core.statfs(false);
     }
 
     /** The volume label, or the image's file name when it has none. */

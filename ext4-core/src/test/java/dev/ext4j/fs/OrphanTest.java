@@ -62,7 +62,7 @@ class OrphanTest {
         Path img = mkfs("open.img");
         byte[] data = pattern(1 << 20, 7);
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
-            long free0 = fs.statfs().freeBlocks();
+            long free0 = fs.statfs(false).freeBlocks();
             long ino = createWith(fs, "f", data);
             fs.open(ino);
             fs.unlink(Ext4FileSystem.ROOT_INO, name("f"));
@@ -70,7 +70,7 @@ class OrphanTest {
             Expect.errno(Errno.ENOENT, () -> fs.lookup(Ext4FileSystem.ROOT_INO, name("f")));
             fs.sync();
             assertEquals(ino, firstOrphan(img), "the unlinked open file heads the orphan list");
-            long held = fs.statfs().freeBlocks();
+            long held = fs.statfs(false).freeBlocks();
             assertTrue(held <= free0 - 256, "its blocks are still in use: " + held + " vs " + free0);
 
             byte[] back = new byte[data.length];
@@ -79,7 +79,7 @@ class OrphanTest {
             assertEquals(100, fs.write(ino, data.length, ByteBuffer.wrap(pattern(100, 3))), "and writable");
 
             fs.release(ino);
-            assertEquals(free0, fs.statfs().freeBlocks(), "the last release frees the blocks");
+            assertEquals(free0, fs.statfs(false).freeBlocks(), "the last release frees the blocks");
             fs.sync();
             assertEquals(0, firstOrphan(img), "and takes it off the orphan list");
         }
@@ -96,7 +96,7 @@ class OrphanTest {
         Path img = mkfs("lookup.img");
         byte[] data = pattern(300_000, 5);
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
-            long free0 = fs.statfs().freeBlocks();
+            long free0 = fs.statfs(false).freeBlocks();
             long ino = createWith(fs, "f", data);
             fs.remember(ino);
             fs.remember(ino);
@@ -111,10 +111,10 @@ class OrphanTest {
             assertArrayEquals(data, back, "and readable by number");
 
             fs.forget(ino, 1);
-            assertTrue(fs.statfs().freeBlocks() < free0, "one lookup left: not freed");
+            assertTrue(fs.statfs(false).freeBlocks() < free0, "one lookup left: not freed");
             fs.forget(ino, 1);
             assertFalse(fs.isReferenced(ino));
-            assertEquals(free0, fs.statfs().freeBlocks(), "the FORGET of the last lookup frees it");
+            assertEquals(free0, fs.statfs(false).freeBlocks(), "the FORGET of the last lookup frees it");
             fs.sync();
             assertEquals(0, firstOrphan(img), "and takes it off the orphan list");
 
@@ -133,7 +133,7 @@ class OrphanTest {
         Path crashed = work.resolve("crashed.img");
         long freeBefore;
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
-            freeBefore = fs.statfs().freeBlocks();
+            freeBefore = fs.statfs(false).freeBlocks();
             createWith(fs, "keep", pattern(5000, 1));
             long[] inos = new long[4];
             for (int i = 0; i < inos.length; i++) {
@@ -150,7 +150,7 @@ class OrphanTest {
         assertFalse(Images.fsckCheck(crashed).exitCode() == 0, "before the next mount, e2fsck sees the orphans' blocks in use");
 
         try (Ext4FileSystem fs = Ext4FileSystem.open(crashed, OPTIONS)) {
-            assertEquals(freeBefore - 2, fs.statfs().freeBlocks(), "only /keep (2 blocks) is left in use");
+            assertEquals(freeBefore - 2, fs.statfs(false).freeBlocks(), "only /keep (2 blocks) is left in use");
             byte[] back = new byte[5000];
             fs.read(fs.lookup(Ext4FileSystem.ROOT_INO, name("keep")), 0, ByteBuffer.wrap(back));
             assertArrayEquals(pattern(5000, 1), back);
@@ -170,7 +170,7 @@ class OrphanTest {
         Images.debugfs(img, "sif /f size 4096", "ssv last_orphan " + ino);
         long freeBefore = Long.parseLong(Images.dumpe2fsHeader(img).get("Free blocks").trim());
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
-            assertEquals(freeBefore + 9, fs.statfs().freeBlocks(), "the nine blocks past EOF were freed");
+            assertEquals(freeBefore + 9, fs.statfs(false).freeBlocks(), "the nine blocks past EOF were freed");
             byte[] back = new byte[4096];
             assertEquals(4096, fs.read(ino, 0, ByteBuffer.wrap(back)));
             assertArrayEquals(Arrays.copyOf(pattern(40960, 5), 4096), back);
@@ -209,8 +209,8 @@ class OrphanTest {
     void aTruncateOfAnOpenUnlinkedFileLeavesItForTheLastRelease() throws Exception {
         Path img = mkfs("unlinked-truncate.img");
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
-            long free0 = fs.statfs().freeBlocks();
-            long freeInodes0 = fs.statfs().freeInodes();
+            long free0 = fs.statfs(false).freeBlocks();
+            long freeInodes0 = fs.statfs(false).freeInodes();
             long a = createWith(fs, "a", pattern(300_000, 4));
             fs.sync(); // written back: i_size on disk is what the truncate shrinks
             fs.open(a);
@@ -219,8 +219,8 @@ class OrphanTest {
             fs.sync();
             assertEquals(a, firstOrphan(img), "the truncate took the unlinked file off the orphan list");
             fs.release(a);
-            assertEquals(free0, fs.statfs().freeBlocks(), "the last release frees the blocks");
-            assertEquals(freeInodes0, fs.statfs().freeInodes(), "and the inode");
+            assertEquals(free0, fs.statfs(false).freeBlocks(), "the last release frees the blocks");
+            assertEquals(freeInodes0, fs.statfs(false).freeInodes(), "and the inode");
         }
         Images.assertClean(img);
         assertEquals(0, firstOrphan(img));

@@ -587,7 +587,7 @@ class ReadWriteTest {
         String before = Images.sha256(img);
         try (Ext4FileSystem ro = openRo(img)) {
             assertTrue(ro.isReadOnly());
-            assertTrue(ro.statfs().readOnly());
+            assertTrue(ro.statfs(false).readOnly());
             long e = ro.resolve(b("/e"));
             long file = ro.resolve(b("/e/file"));
             Expect.errno(Errno.EROFS, () -> ro.mknod(e, b("x"), Inode.S_IFREG | 0644, 0, 0, 0, 0));
@@ -666,11 +666,11 @@ class ReadWriteTest {
         try (Ext4FileSystem fs = openRw(img)) {
             long ino = fs.mknod(Ext4FileSystem.ROOT_INO, b("big"), 0100666, 0, 0, 1000, 1000);
             long off = fillUntilEnospc(fs, ino, 0, 1000);
-            assertEquals(forRoot + resv, fs.statfs().freeBlocks(), "uid 1000 leaves root's blocks and the 2%");
+            assertEquals(forRoot + resv, fs.statfs(false).freeBlocks(), "uid 1000 leaves root's blocks and the 2%");
             long more = fillUntilEnospc(fs, ino, off, 0);
             assertEquals(forRoot * 4096, more - off, "root may use its reserve, and only that");
-            assertEquals(resv, fs.statfs().freeBlocks(), "nobody's data takes the last 2%");
-            assertEquals(0, fs.statfs().availableBlocks());
+            assertEquals(resv, fs.statfs(false).freeBlocks(), "nobody's data takes the last 2%");
+            assertEquals(0, fs.statfs(false).availableBlocks());
         }
         Images.assertClean(img);
     }
@@ -686,7 +686,7 @@ class ReadWriteTest {
             long big = fs.mknod(Ext4FileSystem.ROOT_INO, b("big"), 0100666, 0, 0, 1000, 1000);
             long small = fs.mknod(Ext4FileSystem.ROOT_INO, b("small"), 0100666, 0, 0, 1000, 1000);
             fillUntilEnospc(fs, big, 0, 1000); // dirty pages: their blocks are promised, not yet taken
-            long free = fs.statfs().freeBlocks();
+            long free = fs.statfs(false).freeBlocks();
             Caller.set(1000, 1000);
             try {
                 // 128-byte inodes have no room for xattrs: this one needs a block
@@ -694,9 +694,9 @@ class ReadWriteTest {
             } finally {
                 Caller.set(0, 0);
             }
-            assertEquals(free, fs.statfs().freeBlocks(), "the failed setxattr took no block");
+            assertEquals(free, fs.statfs(false).freeBlocks(), "the failed setxattr took no block");
             fs.setXattr(small, "user.note", new byte[100], 0); // root may use its reserve
-            assertEquals(free - 1, fs.statfs().freeBlocks());
+            assertEquals(free - 1, fs.statfs(false).freeBlocks());
         }
         Images.assertClean(img);
     }
@@ -727,7 +727,7 @@ class ReadWriteTest {
         // no blocks held back from data (reserved_clusters=0), so the fill reaches the last block
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, MountOptions.defaults().withReservedClusters(0))) {
             d = new Driver(fs);
-            fresh = fs.statfs();
+            fresh = fs.statfs(false);
             d.mkdir("/fill", 0755);
             // a directory whose one block is exactly full, and a file to free one block from later
             d.mkdir("/one", 0755);
@@ -785,14 +785,14 @@ class ReadWriteTest {
                     break;
                 }
             }
-            assertEquals(0, fs.statfs().freeBlocks(), "no free block is left when a write gets ENOSPC");
+            assertEquals(0, fs.statfs(false).freeBlocks(), "no free block is left when a write gets ENOSPC");
             // one free block: the first directory split gets block 1 and fails on block 2; the
             // directory keeps an index over one leaf, as make_indexed_dir() leaves it
             d.truncate("/victim", 2 * 1024);
-            assertEquals(1, fs.statfs().freeBlocks());
+            assertEquals(1, fs.statfs(false).freeBlocks());
             Driver dd = d;
             Expect.errno(Errno.ENOSPC, () -> dd.create(String.format("/one/%040d", 999), 0644));
-            assertEquals(0, fs.statfs().freeBlocks());
+            assertEquals(0, fs.statfs(false).freeBlocks());
             assertEquals(2048, fs.stat(d.ino("/one")).size());
             assertTrue((fs.stat(d.ino("/one")).flags() & Inode.INDEX_FL) != 0, "the directory is indexed");
             // one free block again: a new extent that needs a tree block (ext3: the first block
@@ -802,10 +802,10 @@ class ReadWriteTest {
             long fragmented = d.ino("/fragmented");
             long mapBlockNeeded = v.extents() ? 8 : 12;
             Expect.errno(Errno.ENOSPC, () -> fs.write(fragmented, mapBlockNeeded * 1024, ByteBuffer.wrap(new byte[1024])));
-            assertEquals(1, fs.statfs().freeBlocks(), "the data block of the failed write was given back");
+            assertEquals(1, fs.statfs(false).freeBlocks(), "the data block of the failed write was given back");
             assertEquals(7 * 1024, fs.stat(fragmented).size());
             d.write("/victim", 1024, random(rnd, 1024)); // takes it
-            assertEquals(0, fs.statfs().freeBlocks());
+            assertEquals(0, fs.statfs(false).freeBlocks());
             // with no block free: a write into a new hole, fallocate and a new directory fail; overwriting works
             String first = files.get(1); // written from offset 0 on
             long firstIno = d.ino(first);
@@ -830,14 +830,14 @@ class ReadWriteTest {
             // two free blocks, a write of two blocks from the last direct one: on ext3 the second
             // needs an indirect block too, so the write stops after the first (a short write)
             d.truncate("/victim", 0);
-            assertEquals(2, fs.statfs().freeBlocks());
+            assertEquals(2, fs.statfs(false).freeBlocks());
             long straddle = d.create("/straddle", 0644);
             byte[] two = random(rnd, 2048);
             int wrote = fs.write(straddle, 11 * 1024, ByteBuffer.wrap(two));
             assertEquals(v.extents() ? 2048 : 1024, wrote);
             d.node("/straddle").content.write(11 * 1024, two, 0, wrote);
             assertEquals(11 * 1024 + wrote, fs.stat(straddle).size());
-            assertEquals(v.extents() ? 0 : 1, fs.statfs().freeBlocks());
+            assertEquals(v.extents() ? 0 : 1, fs.statfs(false).freeBlocks());
             RwModel.verifyFs(fs, d.root);
         }
         // everything written before the ENOSPCs is there, and the failed creates left nothing behind
@@ -846,7 +846,7 @@ class ReadWriteTest {
         try (Ext4FileSystem fs = openRw(img)) {
             d = new Driver(fs, d.root);
             // free some blocks, then empty files until the inodes run out
-            for (int i = 2; fs.statfs().freeBlocks() < 200; i++) {
+            for (int i = 2; fs.statfs(false).freeBlocks() < 200; i++) {
                 d.unlink("/fill/f" + i);
             }
             d.mkdir("/inodes", 0755);
@@ -859,8 +859,8 @@ class ReadWriteTest {
                     inodesOut = true;
                 }
             }
-            assertEquals(0, fs.statfs().freeInodes(), "the ENOSPC came from the inodes");
-            assertTrue(fs.statfs().freeBlocks() > 0);
+            assertEquals(0, fs.statfs(false).freeInodes(), "the ENOSPC came from the inodes");
+            assertTrue(fs.statfs(false).freeBlocks() > 0);
             Expect.errno(Errno.ENOSPC, () -> fs.mkdir(Ext4FileSystem.ROOT_INO, b("nodir"), 0755, 0, 0));
             Expect.errno(Errno.ENOSPC, () -> fs.symlink(Ext4FileSystem.ROOT_INO, b("nolink"), b("t"), 0, 0));
             d.link("/fill/f1", "/inodes/hard-link-needs-no-inode");
@@ -882,13 +882,13 @@ class ReadWriteTest {
                     d.unlink(p);
                 }
             }
-            assertEquals(fresh.freeBlocks(), fs.statfs().freeBlocks(), "free blocks after deleting everything");
-            assertEquals(fresh.freeInodes(), fs.statfs().freeInodes(), "free inodes after deleting everything");
+            assertEquals(fresh.freeBlocks(), fs.statfs(false).freeBlocks(), "free blocks after deleting everything");
+            assertEquals(fresh.freeInodes(), fs.statfs(false).freeInodes(), "free inodes after deleting everything");
         }
         checkImage(img, d.root);
         try (Ext4FileSystem ro = openRo(img)) {
-            assertEquals(fresh.freeBlocks(), ro.statfs().freeBlocks());
-            assertEquals(fresh.freeInodes(), ro.statfs().freeInodes());
+            assertEquals(fresh.freeBlocks(), ro.statfs(false).freeBlocks());
+            assertEquals(fresh.freeInodes(), ro.statfs(false).freeInodes());
         }
     }
 

@@ -86,16 +86,16 @@ class TmpfileTest {
     void anUnnamedTmpfileIsFreedAtItsRelease() throws Exception {
         Path img = mkfs("released.img");
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
-            StatFs before = fs.statfs();
+            StatFs before = fs.statfs(false);
             long ino = fs.tmpfile(ROOT, 0600, 0, 0);
             fs.write(ino, 0, ByteBuffer.wrap(pattern(1 << 20, 1)));
             fs.sync();
-            assertTrue(fs.statfs().freeBlocks() <= before.freeBlocks() - 256);
-            assertEquals(before.freeInodes() - 1, fs.statfs().freeInodes());
+            assertTrue(fs.statfs(false).freeBlocks() <= before.freeBlocks() - 256);
+            assertEquals(before.freeInodes() - 1, fs.statfs(false).freeInodes());
             fs.release(ino);
             assertFalse(fs.isReferenced(ino));
-            assertEquals(before.freeBlocks(), fs.statfs().freeBlocks(), "its blocks are free");
-            assertEquals(before.freeInodes(), fs.statfs().freeInodes(), "and its inode");
+            assertEquals(before.freeBlocks(), fs.statfs(false).freeBlocks(), "its blocks are free");
+            assertEquals(before.freeInodes(), fs.statfs(false).freeInodes(), "and its inode");
             fs.sync();
             assertEquals(0, firstOrphan(img));
             Expect.errno(Errno.ENOENT, () -> fs.link(ino, ROOT, name("late")));
@@ -137,14 +137,14 @@ class TmpfileTest {
         Path img = mkfs("unmount.img");
         long free0;
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
-            free0 = fs.statfs().freeBlocks();
+            free0 = fs.statfs(false).freeBlocks();
             long ino = fs.tmpfile(ROOT, 0600, 0, 0);
             fs.write(ino, 0, ByteBuffer.wrap(pattern(200_000, 2)));
         }
         Images.assertClean(img);
         assertEquals(0, firstOrphan(img));
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS.withReadOnly(true))) {
-            assertEquals(free0, fs.statfs().freeBlocks());
+            assertEquals(free0, fs.statfs(false).freeBlocks());
         }
     }
 
@@ -156,7 +156,7 @@ class TmpfileTest {
         long free0;
         long ino;
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, OPTIONS)) {
-            free0 = fs.statfs().freeBlocks();
+            free0 = fs.statfs(false).freeBlocks();
             ino = fs.tmpfile(ROOT, 0600, 0, 0);
             fs.write(ino, 0, ByteBuffer.wrap(pattern(400_000, 4)));
             fs.sync();
@@ -165,7 +165,7 @@ class TmpfileTest {
         assertEquals(ino, firstOrphan(crashed));
         assertFalse(Images.fsckCheck(crashed).exitCode() == 0, "before the next mount, e2fsck sees the orphan's blocks in use");
         try (Ext4FileSystem fs = Ext4FileSystem.open(crashed, OPTIONS)) {
-            assertEquals(free0, fs.statfs().freeBlocks(), "the orphan cleanup freed it");
+            assertEquals(free0, fs.statfs(false).freeBlocks(), "the orphan cleanup freed it");
         }
         assertEquals(0, firstOrphan(crashed));
         Images.assertClean(crashed);
@@ -180,7 +180,7 @@ class TmpfileTest {
         MountOptions journaled = MountOptions.defaults();
         long free0;
         try (Ext4FileSystem fs = Ext4FileSystem.open(img, journaled)) {
-            free0 = fs.statfs().freeBlocks();
+            free0 = fs.statfs(false).freeBlocks();
             long ino = fs.tmpfile(ROOT, 0600, 0, 0);
             fs.write(ino, 0, ByteBuffer.wrap(pattern(400_000, 5)));
             fs.fsync(ino, false);
@@ -188,7 +188,7 @@ class TmpfileTest {
         }
         assertTrue(Images.dumpe2fsHeader(crashed).get("Filesystem features").contains("needs_recovery"), "a crashed journaled mount");
         try (Ext4FileSystem fs = Ext4FileSystem.open(crashed, journaled)) {
-            assertEquals(free0, fs.statfs().freeBlocks(), "replay, then the orphan cleanup freed it");
+            assertEquals(free0, fs.statfs(false).freeBlocks(), "replay, then the orphan cleanup freed it");
         }
         assertEquals(0, firstOrphan(crashed));
         Images.assertClean(crashed);

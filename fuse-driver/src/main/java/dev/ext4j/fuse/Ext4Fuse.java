@@ -378,9 +378,22 @@ public final class Ext4Fuse extends FuseStubFS {
     @Override
     public int statfs(String path, Statvfs st) {
         return guard("statfs", path, () -> {
-            fill(st, fs.statfs());
+            fill(st, fs.statfs(isUnmount(getContext().pid.get())));
             return 0;
         });
+    }
+
+    /**
+     * Whether process {@code pid} is umount(8) or fusermount: their statfs comes just before the
+     * unmount, which does not wait for the server, so it writes everything home first.
+     */
+    static boolean isUnmount(long pid) {
+        try {
+            String comm = java.nio.file.Files.readString(java.nio.file.Path.of("/proc", Long.toString(pid), "comm")).strip();
+            return comm.equals("umount") || comm.startsWith("fusermount");
+        } catch (java.io.IOException | RuntimeException e) {
+            return false; // gone, or in a pid namespace the server does not see (pid 0)
+        }
     }
 
     static void fill(Statvfs st, StatFs s) {

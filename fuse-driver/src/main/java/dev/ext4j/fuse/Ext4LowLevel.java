@@ -702,7 +702,7 @@ public final class Ext4LowLevel {
     private void statfs(Pointer req, long node) {
         guard(req, "statfs", node, () -> {
             Statvfs st = scratch.get().statvfs;
-            Ext4Fuse.fill(st, fs.statfs());
+            Ext4Fuse.fill(st, fs.statfs(Ext4Fuse.isUnmount(lib.fuse_req_ctx(req).getInt(LibFuse3.CTX_PID))));
             lib.fuse_reply_statfs(req, jnr.ffi.Struct.getMemory(st));
         });
     }

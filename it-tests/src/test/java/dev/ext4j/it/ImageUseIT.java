@@ -171,4 +171,36 @@ class ImageUseIT extends FuseTestBase {
         }
         Tools.e2fsckClean(image);
     }
+
+    /**
+     * umount(8) returns before a FUSE server has finished, but asks statfs of the mount just
+     * before it unmounts, and ext4j writes everything home then. The server is stopped (SIGSTOP)
+     * the moment umount returns, so whatever it had left for its exit is not written: e2fsck must
+     * find the image consistent anyway, on both transports, with no idle flush or commit timer to
+     * help (both an hour away).
+     */
+    @Test
+    void theStatfsOfUmountWritesEverythingHomeBeforeTheUnmount() throws Exception {
+        for (String transport : List.of("libfuse3", "libfuse2")) {
+            Path dir = newDir("umount-" + transport);
+            Path image = image(dir);
+            try (MountedImage m = attempt(dir, image, "mnt", "transport=" + transport, "commit=3600", "idle_flush=3600000")) {
+                assertTrue(m.mounted(), transport + ": " + m.mountResult().describe());
+                Tools.bash(Tools.LONG, "cd \"$1\" && mkdir d && for i in $(seq 300); do echo $i > d/f$i; done"
+                        + " && rm d/f1* && dd if=/dev/urandom of=big bs=64k count=40 status=none", m.mountPoint().toString()).requireOk();
+                long pid = m.serverPid();
+                Tools.Result u = Tools.run(Duration.ofSeconds(60), "bash", "-c", "umount \"$1\" && kill -STOP $2", "-",
+                        m.mountPoint().toString(), Long.toString(pid));
+                try {
+                    u.requireOk();
+                    Tools.Result fsck = Tools.run(Tools.LONG, "e2fsck", "-fn", image.toString());
+                    assertTrue(fsck.ok(), transport + ": the image right after umount(8), its server stopped:\n" + fsck.output());
+                } finally {
+                    Tools.run(Duration.ofSeconds(10), "kill", "-CONT", Long.toString(pid));
+                }
+            }
+            Tools.e2fsckClean(image);
+            assertTrue(Tools.debugfs(image, "ls -l /d").contains("f300"), transport + ": the files are there");
+        }
+    }
 }
