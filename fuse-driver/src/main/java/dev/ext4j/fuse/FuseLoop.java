@@ -77,14 +77,10 @@ public final class FuseLoop {
 
         /** Hands the request just received to the callbacks. */
         void process(int length);
-
-        /** The opcode of the request just received (struct fuse_in_header's, the same for every libfuse). */
-        int opcode();
     }
 
-    /** fuse_in_header's opcode field, and the opcodes that never get a reply (fuse_kernel.h). */
+    /** fuse_in_header's opcode field (fuse_kernel.h). */
     static final int IN_OPCODE = 4;
-    private static final int FUSE_FORGET = 2, FUSE_BATCH_FORGET = 42;
 
     /** The libc functions used here. */
     public interface LibC {
@@ -185,13 +181,8 @@ public final class FuseLoop {
             }
             Turn serving = new Turn(me, System.nanoTime() | 1);
             turn.set(serving);
-            // more requests waiting: the successor takes the next. So it does for a FORGET, which
-            // nobody waits for and which may evict an unlinked inode: freeing a large file's
-            // blocks must not hold up the requests sent meanwhile until the hand-off timer
-            int op = buf.opcode();
-            if ((op == FUSE_FORGET || op == FUSE_BATCH_FORGET || libc.poll(pollFd, 1, 0) > 0)
-                    && turn.compareAndSet(serving, Turn.NOBODY)) {
-                wake(successor);
+            if (libc.poll(pollFd, 1, 0) > 0 && turn.compareAndSet(serving, Turn.NOBODY)) {
+                wake(successor); // more requests are waiting: let the successor take the next
             }
             try {
                 buf.process(res);

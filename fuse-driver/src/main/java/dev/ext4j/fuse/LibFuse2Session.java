@@ -93,11 +93,6 @@ final class LibFuse2Session implements FuseLoop.Session {
             public void process(int length) {
                 lib.fuse_session_process(session, buf, length, ch.getValue());
             }
-
-            @Override
-            public int opcode() {
-                return buf.getInt(FuseLoop.IN_OPCODE);
-            }
         };
     }
 

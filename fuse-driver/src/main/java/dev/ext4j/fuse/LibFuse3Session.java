@@ -79,11 +79,6 @@ final class LibFuse3Session implements FuseLoop.Session {
             }
 
             @Override
-            public int opcode() {
-                return buf.getPointer(LibFuse3.BUF_MEM).getInt(FuseLoop.IN_OPCODE);
-            }
-
-            @Override
             public void process(int length) {
                 Pointer mem = buf.getPointer(LibFuse3.BUF_MEM);
                 boolean tmpfile = mem.getInt(FuseLoop.IN_OPCODE) == FUSE_TMPFILE;
