@@ -79,9 +79,6 @@ public final class FuseLoop {
         void process(int length);
     }
 
-    /** fuse_in_header's opcode field (fuse_kernel.h). */
-    static final int IN_OPCODE = 4;
-
     /** The libc functions used here. */
     public interface LibC {
         int fcntl(int fd, int cmd, int arg);

@@ -81,7 +81,7 @@ final class LibFuse3Session implements FuseLoop.Session {
             @Override
             public void process(int length) {
                 Pointer mem = buf.getPointer(LibFuse3.BUF_MEM);
-                boolean tmpfile = mem.getInt(FuseLoop.IN_OPCODE) == FUSE_TMPFILE;
+                boolean tmpfile = mem.getInt(IN_OPCODE) == FUSE_TMPFILE;
                 if (tmpfile) {
                     asCreate(mem, buf);
                 }
@@ -95,8 +95,8 @@ final class LibFuse3Session implements FuseLoop.Session {
         };
     }
 
-    /** struct fuse_in_header: len at 0, opcode at {@link FuseLoop#IN_OPCODE}; 40 bytes. */
-    private static final int IN_LEN = 0, IN_HEADER_SIZE = 40;
+    /** struct fuse_in_header: len at 0, opcode at 4; 40 bytes. */
+    private static final int IN_LEN = 0, IN_OPCODE = 4, IN_HEADER_SIZE = 40;
     private static final int FUSE_CREATE = 35, FUSE_TMPFILE = 51;
     /** struct fuse_create_in, the argument of both CREATE and TMPFILE. */
     private static final int CREATE_IN_SIZE = 16;
@@ -108,7 +108,7 @@ final class LibFuse3Session implements FuseLoop.Session {
      * a CREATE of the empty name, and the create callback asks {@link #isTmpfile}.
      */
     private static void asCreate(Pointer mem, Pointer buf) {
-        mem.putInt(FuseLoop.IN_OPCODE, FUSE_CREATE);
+        mem.putInt(IN_OPCODE, FUSE_CREATE);
         mem.putByte(IN_HEADER_SIZE + CREATE_IN_SIZE, (byte) 0);
         mem.putInt(IN_LEN, IN_HEADER_SIZE + CREATE_IN_SIZE + 1);
         buf.putLong(LibFuse3.BUF_SIZE, IN_HEADER_SIZE + CREATE_IN_SIZE + 1);
