@@ -465,7 +465,7 @@ public final class Ext4FileSystem implements Closeable {
 
     /**
      * fsync(2) and fdatasync(2) of one inode (ext4_sync_file()): its dirty pages (no other file's)
-     * written back, the last transaction that changed it committed unless it is, and the data made
+     * written back, the last transaction that changed it committed if it is not yet, and the data made
      * durable; fsyncs that come together share a flush. fdatasync commits too (size, block map).
      */
     public void fsync(long ino, boolean datasync) throws Ext4Exception {
