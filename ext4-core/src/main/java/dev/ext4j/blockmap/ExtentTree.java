@@ -262,6 +262,7 @@ public final class ExtentTree implements WritableBlockMap {
                 throw Ext4Exception.badChecksum(where(block), node.storedChecksum() & 0xFFFFFFFFL, computed & 0xFFFFFFFFL);
             }
             validateEntries(node, block);
+            return true;
         });
         check(new ExtentNode(b), expectedDepth, blockSize, block); // the depth this parent expects
         return b;

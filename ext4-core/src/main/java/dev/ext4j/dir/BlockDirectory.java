@@ -93,11 +93,42 @@ public final class BlockDirectory implements DirEntries {
 
     /** Block {@code lblk}, known to live at {@code pblk}, checksum-verified. */
     ByteBuffer block(long lblk, long pblk) throws Ext4Exception {
-        ByteBuffer b = cache.get(pblk);
-        if (fmt.metadataCsum()) {
-            verify(b, lblk, pblk);
+        return read(lblk, pblk).buf();
+    }
+
+    /** A directory block: its bytes, and whether each of its entries is known to pass {@link DirEntryCheck}. */
+    record Read(ByteBuffer buf, boolean sound) {
+    }
+
+    /**
+     * Block {@code lblk}, known to live at {@code pblk}: its checksum verified and each of its
+     * entries checked, both once per contents, as the kernel verifies a buffer once. A block with
+     * a damaged entry is read but not {@code sound}: a scan then checks entry by entry and says
+     * where it meets the damage.
+     */
+    Read read(long lblk, long pblk) throws Ext4Exception {
+        boolean[] sound = {true};
+        ByteBuffer b = cache.getChecked(pblk, ino << 32 | lblk, c -> {
+            if (fmt.metadataCsum()) {
+                verify(c, lblk, pblk);
+            }
+            sound[0] = entriesSound(c, lblk);
+            return sound[0];
+        });
+        return new Read(b, sound[0]);
+    }
+
+    private boolean entriesSound(ByteBuffer b, long lblk) {
+        int end = entriesEnd(b, lblk);
+        Object where = where(lblk);
+        try {
+            for (int off = 0; off < end; ) {
+                off += DirEntryCheck.check(b, off, end, fmt, where);
+            }
+            return true;
+        } catch (Ext4Exception e) {
+            return false;
         }
-        return b;
     }
 
     Object where(long lblk) {
@@ -192,15 +223,18 @@ public final class BlockDirectory implements DirEntries {
     public void readdir(long position, DirSink sink) throws Ext4Exception {
         int bs = fmt.blockSize();
         for (long lblk = position / bs; lblk < blocks; lblk++) {
-            ByteBuffer b = block(lblk);
-            if (b == null) {
+            long pblk = physical(lblk);
+            if (pblk == 0) {
                 continue;
             }
+            Read r = read(lblk, pblk);
+            ByteBuffer b = r.buf();
+            boolean sound = r.sound();
             int end = entriesEnd(b, lblk);
             int start = lblk == position / bs ? (int) (position % bs) : 0;
             Object where = where(lblk);
             for (int off = 0; off < end; ) {
-                int recLen = DirEntryCheck.check(b, off, end, fmt, where);
+                int recLen = sound ? DirEntry.recLen(b, off, bs) : DirEntryCheck.check(b, off, end, fmt, where);
                 long entryIno = DirEntry.inode(b, off);
                 if (off >= start && entryIno != 0) {
                     int nameLen = DirEntry.nameLen(b, off, fmt.fileType());
@@ -256,11 +290,12 @@ public final class BlockDirectory implements DirEntries {
         if (pblk == 0) {
             return null;
         }
-        ByteBuffer b = block(lblk, pblk);
+        Read r = read(lblk, pblk);
+        ByteBuffer b = r.buf();
         int end = entriesEnd(b, lblk);
         Object where = where(lblk); // made once: C1 allocates it for every call
         for (int off = 0; off < end; ) {
-            int recLen = DirEntryCheck.check(b, off, end, fmt, where);
+            int recLen = r.sound() ? DirEntry.recLen(b, off, fmt.blockSize()) : DirEntryCheck.check(b, off, end, fmt, where);
             long entryIno = DirEntry.inode(b, off);
             if (entryIno != 0 && DirEntry.nameEquals(b, off, DirEntry.nameLen(b, off, fmt.fileType()), name)) {
                 return new Location(lblk, pblk, off, entryIno);

@@ -158,12 +158,12 @@ public final class DirectoryWriter implements DirChanges {
                 create(p, nb);
                 return;
             }
-            ByteBuffer b = dir.block(lblk, pblk);
-            if (insertIfRoom(b, lblk, pblk, name, ino, fileType)) {
+            BlockDirectory.Read r = dir.read(lblk, pblk);
+            if (insertIfRoom(r, lblk, pblk, name, ino, fileType)) {
                 return;
             }
             if (blocks == 1 && !dxFallback && fmt.dirIndex()) {
-                makeIndexedDir(b, pblk, name, ino, fileType);
+                makeIndexedDir(r.buf(), pblk, name, ino, fileType);
                 return;
             }
         }
@@ -271,8 +271,9 @@ public final class DirectoryWriter implements DirChanges {
             if (leafPblk == 0) {
                 throw Ext4Exception.corrupted(dir.where(leaf) + ": directory hole found for htree leaf block");
             }
-            ByteBuffer lb = dir.block(leaf, leafPblk);
-            if (insertIfRoom(lb, leaf, leafPblk, name, ino, fileType)) {
+            BlockDirectory.Read lr = dir.read(leaf, leafPblk);
+            ByteBuffer lb = lr.buf();
+            if (insertIfRoom(lr, leaf, leafPblk, name, ino, fileType)) {
                 return;
             }
             if (frame.node.count() == frame.node.limit()) {
@@ -557,8 +558,9 @@ public final class DirectoryWriter implements DirChanges {
      */
     public long remove(byte[] name) throws Ext4Exception {
         Location loc = locate(name);
-        ByteBuffer b = copyOf(dir.block(loc.lblk(), loc.pblk()));
-        DirentRegion entries = leaf(b, loc.lblk());
+        BlockDirectory.Read r = dir.read(loc.lblk(), loc.pblk());
+        ByteBuffer b = copyOf(r.buf());
+        DirentRegion entries = leaf(b, loc.lblk(), r.sound());
         entries.delete(loc.offset(), entries.previous(loc.offset()));
         sealLeaf(b, loc.lblk());
         update(loc.pblk(), b);
@@ -670,13 +672,13 @@ public final class DirectoryWriter implements DirChanges {
     }
 
     /** add_dirent_to_buf(): puts the entry into leaf {@code b} if it has room; false otherwise. */
-    private boolean insertIfRoom(ByteBuffer b, long lblk, long pblk, byte[] name, long ino, int fileType)
+    private boolean insertIfRoom(BlockDirectory.Read r, long lblk, long pblk, byte[] name, long ino, int fileType)
             throws Ext4Exception {
-        int off = leaf(b, lblk).findSlot(name);
+        int off = leaf(r.buf(), lblk, r.sound()).findSlot(name);
         if (off < 0) {
             return false;
         }
-        ByteBuffer c = copyOf(b);
+        ByteBuffer c = copyOf(r.buf());
         leaf(c, lblk).insert(off, name, ino, fileType);
         sealLeaf(c, lblk);
         update(pblk, c);
@@ -685,7 +687,12 @@ public final class DirectoryWriter implements DirChanges {
 
     /** The entry area of leaf block {@code lblk}: the whole block but the checksum tail. */
     private DirentRegion leaf(ByteBuffer b, long lblk) {
-        return new DirentRegion(b, 0, bs - csumSize, fmt, dir.where(lblk));
+        return leaf(b, lblk, false);
+    }
+
+    /** @param sound each entry is known to pass DirEntryCheck ({@link BlockDirectory#read}) */
+    private DirentRegion leaf(ByteBuffer b, long lblk, boolean sound) {
+        return new DirentRegion(b, 0, bs - csumSize, fmt, dir.where(lblk), sound);
     }
 
     /** Checks "." (this inode) at 0 and ".." right after it, as ext4_get_first_dir_block(); returns the offset of "..". */

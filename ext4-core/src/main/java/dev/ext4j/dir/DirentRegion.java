@@ -21,17 +21,29 @@ public final class DirentRegion {
     private final int end;
     private final DirFormat fmt;
     private final Object where;
+    /** Every entry is known to pass {@link DirEntryCheck} (a block checked once per contents). */
+    private final boolean sound;
 
     /**
      * @param b     the bytes, little-endian (writable for the changing methods)
      * @param where names the block or region in messages ({@code toString()} is called only then)
      */
     public DirentRegion(ByteBuffer b, int start, int end, DirFormat fmt, Object where) {
+        this(b, start, end, fmt, where, false);
+    }
+
+    DirentRegion(ByteBuffer b, int start, int end, DirFormat fmt, Object where, boolean sound) {
         this.b = b;
         this.start = start;
         this.end = end;
         this.fmt = fmt;
         this.where = where;
+        this.sound = sound;
+    }
+
+    /** The rec_len of the entry at {@code off}, checked unless the region is known sound. */
+    private int recLen(int off) throws Ext4Exception {
+        return sound ? DirEntry.recLen(b, off, fmt.blockSize()) : DirEntryCheck.check(b, off, end, fmt, where);
     }
 
     /**
@@ -45,7 +57,7 @@ public final class DirentRegion {
         int reclen = DirEntry.minRecLen(name.length);
         boolean ft = fmt.fileType();
         for (int off = start; off <= end - reclen; ) {
-            int rlen = DirEntryCheck.check(b, off, end, fmt, where);
+            int rlen = recLen(off);
             long ino = DirEntry.inode(b, off);
             int nl = DirEntry.nameLen(b, off, ft);
             if (ino != 0 && DirEntry.nameEquals(b, off, nl, name)) {
@@ -95,7 +107,7 @@ public final class DirentRegion {
     public int find(byte[] name) throws Ext4Exception {
         boolean ft = fmt.fileType();
         for (int off = start; off < end; ) {
-            int rlen = DirEntryCheck.check(b, off, end, fmt, where);
+            int rlen = recLen(off);
             if (DirEntry.inode(b, off) != 0 && DirEntry.nameEquals(b, off, DirEntry.nameLen(b, off, ft), name)) {
                 return off;
             }
@@ -112,7 +124,7 @@ public final class DirentRegion {
     public int previous(int off) throws Ext4Exception {
         int prev = -1;
         for (int o = start; o < end; ) {
-            int rlen = DirEntryCheck.check(b, o, end, fmt, where);
+            int rlen = recLen(o);
             if (o == off) {
                 return prev;
             }

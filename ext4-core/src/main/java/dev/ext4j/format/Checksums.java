@@ -63,6 +63,22 @@ public final class Checksums {
         return ~(int) c.getValue();
     }
 
+    /**
+     * The kernel's crc32c(seed, ...) over {@code buf[off, off+len)} with the checksum field that
+     * lives in it read as zeros: {@code holeLen} bytes at {@code hole}, and as many at
+     * {@code hole2} unless it is negative. One pass from one seed, where chaining the pieces would
+     * steer the register anew for each.
+     */
+    public static int crc32cZeroing(int seed, ByteBuffer buf, int off, int len, int hole, int hole2, int holeLen) {
+        byte[] scratch = CRC.get().scratch(len);
+        buf.get(off, scratch, 0, len);
+        java.util.Arrays.fill(scratch, hole - off, hole - off + holeLen, (byte) 0);
+        if (hole2 >= 0) {
+            java.util.Arrays.fill(scratch, hole2 - off, hole2 - off + holeLen, (byte) 0);
+        }
+        return crc32c(seed, scratch, 0, len);
+    }
+
     public static int crc32c(int seed, byte[] buf, int off, int len) {
         CRC32C c = start(seed);
         c.update(buf, off, len);

@@ -121,10 +121,7 @@ public final class GroupDescriptor {
     public int computeChecksum(boolean metadataCsum, int csumSeed, byte[] uuid, long group) {
         if (metadataCsum) {
             int c = Checksums.crc32cLe32(csumSeed, (int) group);
-            c = Checksums.crc32c(c, buf, base, BG_CHECKSUM);
-            c = Checksums.crc32c(c, new byte[2], 0, 2);
-            c = Checksums.crc32c(c, buf, base + BG_CHECKSUM + 2, size - BG_CHECKSUM - 2);
-            return c & 0xFFFF;
+            return Checksums.crc32cZeroing(c, buf, base, size, base + BG_CHECKSUM, -1, 2) & 0xFFFF;
         }
         int c = Checksums.crc16(~0, uuid);
         c = Checksums.crc16(c, new byte[] {(byte) group, (byte) (group >>> 8), (byte) (group >>> 16), (byte) (group >>> 24)});

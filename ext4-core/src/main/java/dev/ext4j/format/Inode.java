@@ -191,19 +191,7 @@ public final class Inode {
     public int computeChecksum(int fsSeed, long ino) {
         int c = Checksums.crc32cLe32(fsSeed, (int) ino);
         c = Checksums.crc32cLe32(c, (int) generation());
-        byte[] zero = new byte[2];
-        c = Checksums.crc32c(c, buf, 0, L_I_CHECKSUM_LO);
-        c = Checksums.crc32c(c, zero, 0, 2);
-        c = Checksums.crc32c(c, buf, L_I_CHECKSUM_LO + 2, GOOD_OLD_SIZE - L_I_CHECKSUM_LO - 2);
-        if (size > GOOD_OLD_SIZE) {
-            if (checksumHasHi()) {
-                c = Checksums.crc32c(c, buf, GOOD_OLD_SIZE, I_CHECKSUM_HI - GOOD_OLD_SIZE);
-                c = Checksums.crc32c(c, zero, 0, 2);
-                c = Checksums.crc32c(c, buf, I_CHECKSUM_HI + 2, size - I_CHECKSUM_HI - 2);
-            } else {
-                c = Checksums.crc32c(c, buf, GOOD_OLD_SIZE, size - GOOD_OLD_SIZE);
-            }
-        }
+        c = Checksums.crc32cZeroing(c, buf, 0, size, L_I_CHECKSUM_LO, checksumHasHi() ? I_CHECKSUM_HI : -1, 2);
         return checksumHasHi() ? c : c & 0xFFFF;
     }
 

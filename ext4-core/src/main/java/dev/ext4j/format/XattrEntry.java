@@ -64,8 +64,6 @@ public final class XattrEntry {
     /** ext4_xattr_block_csum(): crc32c(fs seed, block number, block with h_checksum as zero). */
     public static int computeBlockChecksum(ByteBuffer b, int fsSeed, long block, int blockSize) {
         int c = Checksums.crc32cLe64(fsSeed, block);
-        c = Checksums.crc32c(c, b, 0, H_CHECKSUM);
-        c = Checksums.crc32c(c, new byte[4], 0, 4);
-        return Checksums.crc32c(c, b, H_CHECKSUM + 4, blockSize - H_CHECKSUM - 4);
+        return Checksums.crc32cZeroing(c, b, 0, blockSize, H_CHECKSUM, -1, 4);
     }
 }

@@ -66,7 +66,11 @@ public final class BufferCache {
     /** A reader's check of a block's bytes, run once per contents by {@link #getChecked}. */
     @FunctionalInterface
     public interface Check {
-        void verify(ByteBuffer block) throws Ext4Exception;
+        /**
+         * Throws for contents that cannot be used; returns whether they passed the whole check,
+         * false for contents usable this once but to be checked again at the next read.
+         */
+        boolean verify(ByteBuffer block) throws Ext4Exception;
     }
 
     /** Contents that passed their owner's {@link Check}; weak, so the memo never keeps a block in memory. */
@@ -159,16 +163,16 @@ public final class BufferCache {
 
     /**
      * The block as {@link #get} gives it, after {@code check} passed on these very contents for
-     * {@code owner} (an inode, whose checksum seed the check uses): a block read again from the
-     * device, or changed, is checked anew; unchanged contents are checked once, as the kernel
-     * checks an extent block once per read (buffer_verified()).
+     * {@code owner} (an inode, whose checksum seed the check uses, or an inode and a place in it):
+     * a block read again from the device, or changed, is checked anew; unchanged contents are
+     * checked once, as the kernel checks an extent or directory block once per read
+     * (buffer_verified()).
      */
     public ByteBuffer getChecked(long block, long owner, Check check) throws Ext4Exception {
         byte[] data = load(block);
         ByteBuffer view = ByteBuffer.wrap(data).asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
         Checked c = checked.get(block);
-        if (c == null || !c.covers(data, owner)) {
-            check.verify(view.duplicate().order(ByteOrder.LITTLE_ENDIAN));
+        if ((c == null || !c.covers(data, owner)) && check.verify(view.duplicate().order(ByteOrder.LITTLE_ENDIAN))) {
             checked.put(block, new Checked(new WeakReference<>(data), owner));
         }
         return view;
