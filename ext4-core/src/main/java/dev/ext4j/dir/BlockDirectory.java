@@ -108,7 +108,7 @@ public final class BlockDirectory implements DirEntries {
      */
     Read read(long lblk, long pblk) throws Ext4Exception {
         boolean[] sound = {true};
-        ByteBuffer b = cache.getChecked(pblk, ino << 32 | lblk, c -> {
+        ByteBuffer b = cache.getChecked(pblk, checkOwner(lblk), c -> {
             if (fmt.metadataCsum()) {
                 verify(c, lblk, pblk);
             }
@@ -116,6 +116,11 @@ public final class BlockDirectory implements DirEntries {
             return sound[0];
         });
         return new Read(b, sound[0]);
+    }
+
+    /** Whose check a block passed in {@link BufferCache#getChecked}: this directory's block {@code lblk}. */
+    long checkOwner(long lblk) {
+        return ino << 32 | lblk;
     }
 
     private boolean entriesSound(ByteBuffer b, long lblk) {

@@ -563,7 +563,7 @@ public final class DirectoryWriter implements DirChanges {
         DirentRegion entries = leaf(b, loc.lblk(), r.sound());
         entries.delete(loc.offset(), entries.previous(loc.offset()));
         sealLeaf(b, loc.lblk());
-        update(loc.pblk(), b);
+        updateLeaf(loc.pblk(), loc.lblk(), b, r.sound());
         return loc.ino();
     }
 
@@ -681,7 +681,7 @@ public final class DirectoryWriter implements DirChanges {
         ByteBuffer c = copyOf(r.buf());
         leaf(c, lblk).insert(off, name, ino, fileType);
         sealLeaf(c, lblk);
-        update(pblk, c);
+        updateLeaf(pblk, lblk, c, r.sound());
         return true;
     }
 
@@ -815,6 +815,18 @@ public final class DirectoryWriter implements DirChanges {
     }
 
     private void update(long pblk, ByteBuffer data) throws Ext4Exception {
-        cache.update(pblk, b -> b.put(0, data, 0, bs));
+        cache.create(pblk, b -> b.put(0, data, 0, bs)); // the whole block: nothing of the old one to copy
+    }
+
+    /**
+     * Writes leaf {@code lblk} after one insert or delete; when it was {@code sound} before
+     * ({@link BlockDirectory#read}), the new contents are known sound too and are not checked again.
+     */
+    private void updateLeaf(long pblk, long lblk, ByteBuffer data, boolean sound) throws Ext4Exception {
+        if (sound) {
+            cache.changeChecked(pblk, dir.checkOwner(lblk), true, b -> b.put(0, data, 0, bs));
+        } else {
+            update(pblk, data);
+        }
     }
 }
