@@ -474,7 +474,7 @@ final class Writeback {
         int credits = 0;
         long prev = -2;
         long groupBlocks = sb.blocksPerGroup();
-        for (Page p : f.from(0)) {
+        for (Page p : f.dirtyFrom(0)) {
             if (credits + RUN_CREDITS > budget) {
                 break;
             }

@@ -286,6 +286,7 @@ public final class PageCache {
                     owner.dirtiedWhen = System.nanoTime();
                 }
                 dirtyBytes.addAndGet(pageSize);
+                owner.pages.tagDirty(index, true);
             }
             dirtyMask |= blocks;
             reservedMask |= reserved;
@@ -317,6 +318,7 @@ public final class PageCache {
             long taken = (dirtyMask & 0xFFFFFFFFL) | (long) reservedMask << 32;
             owner.dirtyPages.decrementAndGet();
             dirtyBytes.addAndGet(-pageSize);
+            owner.pages.tagDirty(index, false);
             takenMask = dirtyMask;
             dirtyMask = 0;
             reservedMask = 0;
@@ -359,6 +361,7 @@ public final class PageCache {
             if (wasDirty && dirtyMask == 0) {
                 owner.dirtyPages.decrementAndGet();
                 dirtyBytes.addAndGet(-pageSize);
+                owner.pages.tagDirty(index, false);
             }
             return freed;
         }
@@ -497,9 +500,12 @@ public final class PageCache {
             return dirtiedWhen;
         }
 
-        /** The pages from {@code fromIndex} on, in order (a snapshot). */
-        public Iterable<Page> from(long fromIndex) {
-            return pages.range(fromIndex, Long.MAX_VALUE);
+        /**
+         * The pages that may be dirty from {@code fromIndex} on, in order, each read as the walk
+         * reaches it: every dirty page, maybe a few clean ones.
+         */
+        public Iterable<Page> dirtyFrom(long fromIndex) {
+            return pages.dirtyFrom(fromIndex);
         }
 
 

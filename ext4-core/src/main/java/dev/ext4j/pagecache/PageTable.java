@@ -1,10 +1,13 @@
 package dev.ext4j.pagecache;
 
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.NoSuchElementException;
 import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
@@ -19,6 +22,8 @@ final class PageTable<P> {
     private static final class Slot<P> {
         final AtomicReferenceArray<P> pages = new AtomicReferenceArray<>(SIZE);
         final AtomicInteger count = new AtomicInteger();
+        /** A bit per page that may be dirty ({@link #tagDirty}). */
+        final AtomicLongArray dirty = new AtomicLongArray(SIZE / 64);
     }
 
     private final ConcurrentSkipListMap<Long, Slot<P>> slots = new ConcurrentSkipListMap<>();
@@ -84,6 +89,70 @@ final class PageTable<P> {
             }
         }
         return -1;
+    }
+
+    /**
+     * Tags the page at {@code index} dirty or clean (the kernel's PAGECACHE_TAG_DIRTY), for
+     * {@link #dirtyFrom}. The caller holds the page's monitor, so the tag follows its dirty state
+     * in the order it changes.
+     */
+    void tagDirty(long index, boolean dirty) {
+        Slot<P> s = slots.get(index >>> SHIFT);
+        if (s == null) {
+            return; // the page is gone, and its tag with its slot
+        }
+        int i = (int) (index & (SIZE - 1));
+        long bit = 1L << (i & 63);
+        s.dirty.accumulateAndGet(i >>> 6, bit, dirty ? (w, b) -> w | b : (w, b) -> w & ~b);
+    }
+
+    /**
+     * The pages tagged dirty from {@code index} on, in order, each read as the walk reaches it (a
+     * page tagged or put meanwhile may be seen or not): a writeback walks its dirty pages only,
+     * however many clean ones a file has cached, and stops when it has taken enough.
+     */
+    Iterable<P> dirtyFrom(long index) {
+        return () -> new Iterator<P>() {
+            private final Iterator<Map.Entry<Long, Slot<P>>> rest = slots.tailMap(index >>> SHIFT).entrySet().iterator();
+            private Slot<P> slot;
+            private long base;
+            private int word = SIZE / 64;
+            private long bits;
+            private P next;
+
+            @Override
+            public boolean hasNext() {
+                while (next == null) {
+                    if (bits != 0) {
+                        int i = word * 64 + Long.numberOfTrailingZeros(bits);
+                        bits &= bits - 1;
+                        if (base + i >= index) {
+                            next = slot.pages.get(i);
+                        }
+                    } else if (slot != null && ++word < SIZE / 64) {
+                        bits = slot.dirty.get(word);
+                    } else if (rest.hasNext()) {
+                        Map.Entry<Long, Slot<P>> e = rest.next();
+                        slot = e.getValue();
+                        base = e.getKey() << SHIFT;
+                        word = -1;
+                    } else {
+                        return false;
+                    }
+                }
+                return true;
+            }
+
+            @Override
+            public P next() {
+                if (!hasNext()) {
+                    throw new NoSuchElementException();
+                }
+                P p = next;
+                next = null;
+                return p;
+            }
+        };
     }
 
     /** The pages with index in [from, to), in order: a snapshot. */
