@@ -135,15 +135,41 @@ final class FileWrite {
                 written = writeThrough(ino, offset, src, len);
             } else {
                 written = writeback.write(ino, offset, src, len);
-                copy = inodes.get(ino).inode().copy(); // writeback may have changed it meanwhile
-                Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
-                copy.setMtime(now.seconds(), now.nanos());
-                copy.setCtime(now.seconds(), now.nanos());
-                host.writeInode(ino, copy);
+                updateTimes(ino);
             }
         }
         host.balanceDirty(ino);
         return written;
+    }
+
+    /** How long a write may leave mtime and ctime as they are: a tick of the kernel's coarse clock at HZ=250. */
+    private static final long TICK_NANOS = 4_000_000;
+
+    /**
+     * file_update_time() on a coarse clock: a write through the page cache moves mtime and ctime
+     * unless both moved less than a tick ago and no attributes showed them since (multigrain
+     * timestamps), so a run of small writes does not rewrite the inode for each.
+     */
+    private void updateTimes(long ino) throws Ext4Exception {
+        InodeInfo info = inodes.get(ino); // writeback may have changed it meanwhile
+        Inode copy = info.inode().copy();
+        Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
+        if (!info.timesSeen() && lessThanATickAgo(copy.mtimeSeconds(), copy.mtimeNanos(), now)
+                && lessThanATickAgo(copy.ctimeSeconds(), copy.ctimeNanos(), now)) {
+            return;
+        }
+        info.setTimesSeen(false);
+        copy.setMtime(now.seconds(), now.nanos());
+        copy.setCtime(now.seconds(), now.nanos());
+        host.writeInode(ino, copy);
+    }
+
+    private static boolean lessThanATickAgo(long seconds, int nanos, Ext4FileSystem.Time now) {
+        if (seconds > now.seconds() || seconds < now.seconds() - 1) {
+            return false;
+        }
+        long ago = (now.seconds() - seconds) * 1_000_000_000L + now.nanos() - nanos;
+        return ago >= 0 && ago < TICK_NANOS;
     }
 
     /**

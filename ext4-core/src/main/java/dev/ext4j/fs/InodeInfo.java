@@ -72,6 +72,11 @@ final class InodeInfo {
      * reason, or a sync, fsync, freeze or unmount writes it ({@link Atime}); null when none.
      */
     private volatile Ext4FileSystem.Time lazyAtime;
+    /**
+     * Its mtime and ctime went out in attributes since they last moved (the kernel's
+     * I_CTIME_QUERIED): the next write must move them, however soon it comes.
+     */
+    private volatile boolean timesSeen;
     /** The inode's pages in the page cache, null while it has none; under this object's monitor. */
     private FilePages pages;
     /**
@@ -176,6 +181,14 @@ final class InodeInfo {
     /** Whether the table must keep this object: it is referenced, on the orphan list, has pages or an unwritten atime. */
     synchronized boolean pinned() {
         return referenced() || pages != null || orphanNext != NOT_ORPHAN || lazyAtime != null;
+    }
+
+    boolean timesSeen() {
+        return timesSeen;
+    }
+
+    void setTimesSeen(boolean seen) {
+        timesSeen = seen;
     }
 
     /** The access time lazytime keeps in memory, or null. */

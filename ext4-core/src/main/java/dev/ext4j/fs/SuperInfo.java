@@ -220,6 +220,7 @@ final class SuperInfo implements SuperState.Host, Migrate.Host, OrphanFile.Clean
     @Override
     public FileAttributes attributes(long ino) throws Ext4Exception {
         InodeInfo info = inode(ino);
+        info.setTimesSeen(true);
         Inode i = info.inode();
         boolean hugeFile = sb.has(Feature.HUGE_FILE);
         long blocks = i.blocks512(hugeFile, blockSize);

@@ -676,6 +676,30 @@ class ReadWriteTest {
     }
 
     /**
+     * Writes move mtime and ctime on a coarse clock, as the kernel's file_update_time(): a run of
+     * writes may leave them for a tick, but never once attributes have shown them (multigrain
+     * timestamps), so a stat, a write and a stat always see the times move.
+     */
+    @Test
+    void aWriteAfterAStatMovesTheTimesHoweverSoonItComes() throws Exception {
+        Path img = Images.mkfs(work.resolve("times.img"), "32M", List.of(), null);
+        try (Ext4FileSystem fs = openRw(img)) {
+            long ino = fs.mknod(Ext4FileSystem.ROOT_INO, b("f"), 0100644, 0, 0, 0, 0);
+            for (int round = 0; round < 200; round++) {
+                FileAttributes before = fs.stat(ino);
+                assertEquals(1, fs.write(ino, round, ByteBuffer.wrap(b("x"))));
+                fs.write(ino, round + 1, ByteBuffer.wrap(b("y"))); // right after: may leave the times
+                FileAttributes after = fs.stat(ino);
+                long was = before.mtimeSeconds() * 1_000_000_000L + before.mtimeNanos();
+                long now = after.mtimeSeconds() * 1_000_000_000L + after.mtimeNanos();
+                assertTrue(now > was, "round " + round + ": mtime " + was + " -> " + now);
+                assertEquals(now, after.ctimeSeconds() * 1_000_000_000L + after.ctimeNanos(), "ctime moves with mtime");
+            }
+        }
+        RwModel.assertFsckClean(img);
+    }
+
+    /**
      * An xattr block comes out of the same free blocks as file data (ext4_new_meta_blocks() without
      * EXT4_MB_USE_RESERVED): not those promised to delayed writes, root's or the last 2%.
      */
