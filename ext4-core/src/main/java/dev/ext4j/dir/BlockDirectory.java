@@ -234,12 +234,11 @@ public final class BlockDirectory implements DirEntries {
             }
             Read r = read(lblk, pblk);
             ByteBuffer b = r.buf();
-            boolean sound = r.sound();
             int end = entriesEnd(b, lblk);
             int start = lblk == position / bs ? (int) (position % bs) : 0;
             Object where = where(lblk);
             for (int off = 0; off < end; ) {
-                int recLen = sound ? DirEntry.recLen(b, off, bs) : DirEntryCheck.check(b, off, end, fmt, where);
+                int recLen = DirEntryCheck.recLen(b, off, end, fmt, where, r.sound());
                 long entryIno = DirEntry.inode(b, off);
                 if (off >= start && entryIno != 0) {
                     int nameLen = DirEntry.nameLen(b, off, fmt.fileType());
@@ -300,7 +299,7 @@ public final class BlockDirectory implements DirEntries {
         int end = entriesEnd(b, lblk);
         Object where = where(lblk); // made once: C1 allocates it for every call
         for (int off = 0; off < end; ) {
-            int recLen = r.sound() ? DirEntry.recLen(b, off, fmt.blockSize()) : DirEntryCheck.check(b, off, end, fmt, where);
+            int recLen = DirEntryCheck.recLen(b, off, end, fmt, where, r.sound());
             long entryIno = DirEntry.inode(b, off);
             if (entryIno != 0 && DirEntry.nameEquals(b, off, DirEntry.nameLen(b, off, fmt.fileType()), name)) {
                 return new Location(lblk, pblk, off, entryIno);

@@ -14,6 +14,15 @@ public final class DirEntryCheck {
     }
 
     /**
+     * The rec_len of the entry at {@code off}: checked as {@link #check} does, unless the entries
+     * around it are known {@code sound} (a block whose every entry passed once, see
+     * BlockDirectory's read).
+     */
+    static int recLen(ByteBuffer b, int off, int end, DirFormat fmt, Object where, boolean sound) throws Ext4Exception {
+        return sound ? DirEntry.recLen(b, off, fmt.blockSize()) : check(b, off, end, fmt, where);
+    }
+
+    /**
      * Checks the entry at {@code off} in a region ending at {@code end} and returns its rec_len.
      *
      * @param where names the directory and block for the message

@@ -41,9 +41,8 @@ public final class DirentRegion {
         this.sound = sound;
     }
 
-    /** The rec_len of the entry at {@code off}, checked unless the region is known sound. */
     private int recLen(int off) throws Ext4Exception {
-        return sound ? DirEntry.recLen(b, off, fmt.blockSize()) : DirEntryCheck.check(b, off, end, fmt, where);
+        return DirEntryCheck.recLen(b, off, end, fmt, where, sound);
     }
 
     /**
