@@ -871,7 +871,7 @@ public final class ExtentTree implements WritableBlockMap {
             if (ex.contains(cur)) {
                 long segEnd = Math.min(end, ex.logicalEnd());
                 if (ex.unwritten()) {
-                    convertToWritten(ex, cur, segEnd);
+                    convertToWritten(path, ex, cur, segEnd);
                 }
                 cur = segEnd;
                 continue;
@@ -884,17 +884,41 @@ public final class ExtentTree implements WritableBlockMap {
         }
     }
 
-    /** ext4_convert_unwritten_extents_endio() for the part {@code from .. to - 1} of {@code ex}. */
-    private void convertToWritten(Extent ex, long from, long to) throws Ext4Exception {
-        // ext4_split_extent(): first at the end of the range, then at its start
+    /**
+     * ext4_convert_unwritten_extents_endio() for the part {@code from .. to - 1} of {@code ex},
+     * the extent at {@code path}'s leaf position. When the leaf has room for the pieces, they
+     * replace the extent there in one change (the leaf's first key stays); else it is split as
+     * ext4_split_extent() does, first at the end of the range, then at its start.
+     */
+    private void convertToWritten(Level[] path, Extent ex, long from, long to) throws Ext4Exception {
+        Level leaf = path[path.length - 1];
+        int pieces = (from > ex.logical() ? 1 : 0) + (to < ex.logicalEnd() ? 1 : 0);
+        if (leaf.entries() + pieces <= capacity(leaf)) {
+            int at = leaf.pos;
+            leaf.node.moveEntries(at + 1, at + 1 + pieces, leaf.entries() - at - 1);
+            leaf.node.setEntries(leaf.entries() + pieces);
+            if (from > ex.logical()) {
+                leaf.node.setExtent(at++, new Extent(ex.logical(), ex.physical(), (int) (from - ex.logical()), true));
+            }
+            leaf.node.setExtent(at, new Extent(from, ex.physical() + (from - ex.logical()), (int) (to - from), false));
+            if (to < ex.logicalEnd()) {
+                leaf.node.setExtent(at + 1, new Extent(to, ex.physical() + (to - ex.logical()), (int) (ex.logicalEnd() - to), true));
+            }
+            leaf.pos = at;
+            tryToMergeInLeaf(leaf, at);
+            if (!tryToMergeUp(path)) {
+                dirty(leaf);
+            }
+            return;
+        }
         if (to < ex.logicalEnd()) {
             splitAt(to);
         }
         if (from > ex.logical()) {
             splitAt(from);
         }
-        Level[] path = findPath(from);
-        Level leaf = path[path.length - 1];
+        path = findPath(from);
+        leaf = path[path.length - 1];
         Extent mid = leaf.node.extent(leaf.pos);
         if (mid.logical() != from || mid.logicalEnd() != to || !mid.unwritten()) {
             throw new IllegalStateException("inode " + ino + ": after splitting, expected unwritten " + from + ".." + (to - 1) + ", found " + mid);
