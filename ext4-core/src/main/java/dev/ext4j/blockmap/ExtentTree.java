@@ -900,30 +900,25 @@ public final class ExtentTree implements WritableBlockMap {
             if (from > ex.logical()) {
                 leaf.node.setExtent(at++, new Extent(ex.logical(), ex.physical(), (int) (from - ex.logical()), true));
             }
-            leaf.node.setExtent(at, new Extent(from, ex.physical() + (from - ex.logical()), (int) (to - from), false));
             if (to < ex.logicalEnd()) {
                 leaf.node.setExtent(at + 1, new Extent(to, ex.physical() + (to - ex.logical()), (int) (ex.logicalEnd() - to), true));
             }
             leaf.pos = at;
-            tryToMergeInLeaf(leaf, at);
-            if (!tryToMergeUp(path)) {
-                dirty(leaf);
+        } else {
+            if (to < ex.logicalEnd()) {
+                splitAt(to);
             }
-            return;
+            if (from > ex.logical()) {
+                splitAt(from);
+            }
+            path = findPath(from);
+            leaf = path[path.length - 1];
+            Extent mid = leaf.node.extent(leaf.pos);
+            if (mid.logical() != from || mid.logicalEnd() != to || !mid.unwritten()) {
+                throw new IllegalStateException("inode " + ino + ": after splitting, expected unwritten " + from + ".." + (to - 1) + ", found " + mid);
+            }
         }
-        if (to < ex.logicalEnd()) {
-            splitAt(to);
-        }
-        if (from > ex.logical()) {
-            splitAt(from);
-        }
-        path = findPath(from);
-        leaf = path[path.length - 1];
-        Extent mid = leaf.node.extent(leaf.pos);
-        if (mid.logical() != from || mid.logicalEnd() != to || !mid.unwritten()) {
-            throw new IllegalStateException("inode " + ino + ": after splitting, expected unwritten " + from + ".." + (to - 1) + ", found " + mid);
-        }
-        leaf.node.setExtent(leaf.pos, new Extent(mid.logical(), mid.physical(), mid.length(), false));
+        leaf.node.setExtent(leaf.pos, new Extent(from, ex.physical() + (from - ex.logical()), (int) (to - from), false));
         tryToMergeInLeaf(leaf, leaf.pos);
         if (!tryToMergeUp(path)) {
             dirty(leaf);

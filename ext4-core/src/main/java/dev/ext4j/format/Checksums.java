@@ -1,6 +1,7 @@
 package dev.ext4j.format;
 
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 import java.util.zip.CRC32C;
 
 /**
@@ -72,9 +73,9 @@ public final class Checksums {
     public static int crc32cZeroing(int seed, ByteBuffer buf, int off, int len, int hole, int hole2, int holeLen) {
         byte[] scratch = CRC.get().scratch(len);
         buf.get(off, scratch, 0, len);
-        java.util.Arrays.fill(scratch, hole - off, hole - off + holeLen, (byte) 0);
+        Arrays.fill(scratch, hole - off, hole - off + holeLen, (byte) 0);
         if (hole2 >= 0) {
-            java.util.Arrays.fill(scratch, hole2 - off, hole2 - off + holeLen, (byte) 0);
+            Arrays.fill(scratch, hole2 - off, hole2 - off + holeLen, (byte) 0);
         }
         return crc32c(seed, scratch, 0, len);
     }

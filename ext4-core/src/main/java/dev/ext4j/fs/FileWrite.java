@@ -152,13 +152,14 @@ final class FileWrite {
      */
     private void updateTimes(long ino) throws Ext4Exception {
         InodeInfo info = inodes.get(ino); // writeback may have changed it meanwhile
-        Inode copy = info.inode().copy();
+        Inode i = info.inode();
         Ext4FileSystem.Time now = Ext4FileSystem.Time.now();
-        if (!info.timesSeen() && lessThanATickAgo(copy.mtimeSeconds(), copy.mtimeNanos(), now)
-                && lessThanATickAgo(copy.ctimeSeconds(), copy.ctimeNanos(), now)) {
+        if (!info.timesSeen() && lessThanATickAgo(i.mtimeSeconds(), i.mtimeNanos(), now)
+                && lessThanATickAgo(i.ctimeSeconds(), i.ctimeNanos(), now)) {
             return;
         }
         info.setTimesSeen(false);
+        Inode copy = i.copy();
         copy.setMtime(now.seconds(), now.nanos());
         copy.setCtime(now.seconds(), now.nanos());
         host.writeInode(ino, copy);
