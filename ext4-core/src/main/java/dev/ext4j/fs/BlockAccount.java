@@ -102,6 +102,11 @@ final class BlockAccount implements BlockSource {
             delayed.addAndGet(-n);
         }
 
+        /** Takes back promises given back a moment ago (by a writeback round that then failed), unchecked. */
+        void restoreDelayed(long n) {
+            delayed.addAndGet(n);
+        }
+
         long delayed() {
             return delayed.get();
         }

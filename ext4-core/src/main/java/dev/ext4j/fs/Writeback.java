@@ -269,8 +269,17 @@ final class Writeback {
 
     /** ext4_da_reserve_space(): {@code n} more data blocks and the metadata they may need. */
     private void promise(InodeInfo info, int n, boolean extents) throws Ext4Exception {
+        promise(info, n, extents, true);
+    }
+
+    /** {@link #promise}; unchecked to take back promises given back a moment ago. */
+    private void promise(InodeInfo info, int n, boolean extents, boolean checked) throws Ext4Exception {
         long meta = metaFor(info.reservedData() + n, extents) - info.reservedMeta();
-        reserve.reserveDelayed(allocator.freeBlocksCount(), n + Math.max(0, meta));
+        if (checked) {
+            reserve.reserveDelayed(allocator.freeBlocksCount(), n + Math.max(0, meta));
+        } else {
+            reserve.restoreDelayed(n + Math.max(0, meta));
+        }
         info.setReserved(info.reservedData() + n, info.reservedMeta() + Math.max(0, meta));
     }
 
@@ -530,28 +539,41 @@ final class Writeback {
                     j++;
                 }
                 int n = j - i;
+                int kept = 0;
                 if (m.isHole()) {
                     Allocator.Run got = acct.allocateData(goal(map, lblk), n);
                     n = got.length();
                     if (extents) {
-                        map.insert(lblk, got.start(), n, true);
+                        try {
+                            map.insert(lblk, got.start(), n, true);
+                        } catch (Ext4Exception | RuntimeException e) {
+                            acct.freeBlocks(got.start(), n); // no block of the run is mapped
+                            throw e;
+                        }
                     }
                     runs.add(new Run(lblk, n, got.start(), true, extents, pageOf, i));
+                    for (int k = i; k < i + n; k++) {
+                        kept += promised[k] ? 1 : 0;
+                    }
+                    // the promise became these blocks: given back now, not at the end of the
+                    // round, or statfs would count the blocks twice meanwhile
+                    unpromise(info, kept, extents);
                 } else {
                     // already mapped (or filled by fallocate meanwhile: the promise goes)
                     runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), pageOf, i));
-                }
-                for (int k = i; k < i + n; k++) {
-                    promisedUsed += promised[k] ? 1 : 0;
+                    for (int k = i; k < i + n; k++) {
+                        promisedUsed += promised[k] ? 1 : 0;
+                    }
                 }
                 i += n;
             }
         } catch (Ext4Exception | RuntimeException e) {
             // nothing of this round is written (an ENOSPC from blocks that wait for a commit, which
             // the caller may commit and retry): a block map's new blocks are not mapped yet and go
-            // back, extent runs stay mapped unwritten; blocks left without an allocation keep their
-            // promises, which go back to their pages
+            // back, with their promises, extent runs stay mapped unwritten; blocks left without an
+            // allocation keep their promises, which go back to their pages
             boolean[] allocated = new boolean[count];
+            int promisedAgain = 0;
             for (Run r : runs) {
                 boolean back = r.fresh() && !extents;
                 if (back) {
@@ -559,9 +581,10 @@ final class Writeback {
                 }
                 for (int k = r.from(); k < r.from() + r.length(); k++) {
                     allocated[k] = !back;
-                    promisedUsed -= back && promised[k] ? 1 : 0;
+                    promisedAgain += back && promised[k] ? 1 : 0;
                 }
             }
+            promise(info, promisedAgain, extents, false);
             for (int k = 0; k < count; k++) {
                 if (promised[k] && !allocated[k]) {
                     promisesBack.merge(pageOf[k], 1 << (int) (lblks[k] % perPage), (a, b) -> a | b);

@@ -173,9 +173,65 @@ class WritebackRaceTest {
     }
 
     /**
-     * Starts {@code writeback} on another thread with the data write of bytes {@code marker} held
-     * at the device; returns once it is held.
+     * statfs while a writeback round is allocating: the blocks the round has taken are counted
+     * once, as used, and no longer as promised to dirty pages. They were given back only at the
+     * end of the round, so until then df counted them twice (a full 1 KiB-block disk read 0 free
+     * blocks instead of its 655). The round is held at a bitmap read that comes after its first
+     * allocation: more dirty data than one group holds needs a second group.
      */
+    @Test
+    void statfsDuringAWritebackRoundCountsItsBlocksOnce() throws Exception {
+        Path img = Images.mkfs(work.resolve("df.img"), "32M", List.of("-b", "1024"), null);
+        ReadPause dev = new ReadPause(FileBlockDevice.open(img, false));
+        long ino;
+        try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
+            ino = create(fs, "f");
+            byte[] data = filled(12 << 20, 0x5A); // 12 MiB of 1 KiB blocks: more than a group of 8 MiB
+            assertEquals(data.length, fs.write(ino, 0, ByteBuffer.wrap(data)));
+            long free = fs.statfs(false).freeBlocks();
+            long unallocated = fs.sbi().allocator().freeBlocksCount();
+            dev.holdWhen = () -> fs.sbi().allocator().freeBlocksCount() < unallocated;
+            CompletableFuture<Void> writeback = CompletableFuture.runAsync(() -> run(() -> fs.writeback().writeback(ino)));
+            assertTrue(dev.reached.await(30, TimeUnit.SECONDS), "the round read a bitmap after its first allocation");
+            long taken = unallocated - fs.sbi().allocator().freeBlocksCount();
+            long seen = fs.statfs(false).freeBlocks();
+            dev.release.countDown();
+            writeback.get(30, TimeUnit.SECONDS);
+            assertEquals(free, seen, "free blocks seen while the round holds " + taken + " new blocks");
+            fs.sync();
+            assertEquals(free, fs.statfs(false).freeBlocks(), "free blocks after the writeback");
+            fs.release(ino);
+        }
+        Images.assertSilentlyClean(img);
+    }
+
+    /** The image file, holding the first read made once {@link #holdWhen} is true until released. */
+    private static final class ReadPause extends ForwardingDevice {
+        volatile java.util.function.BooleanSupplier holdWhen;
+        final CountDownLatch reached = new CountDownLatch(1);
+        final CountDownLatch release = new CountDownLatch(1);
+
+        ReadPause(BlockDevice inner) {
+            super(inner);
+        }
+
+        @Override
+        public void read(long offset, ByteBuffer dst) throws IOException {
+            java.util.function.BooleanSupplier when = holdWhen;
+            if (when != null && when.getAsBoolean()) {
+                holdWhen = null;
+                reached.countDown();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException(e);
+                }
+            }
+            super.read(offset, dst);
+        }
+    }
+
     /**
      * Collapse and insert range while a writeback of the file is in flight: the shift waits until
      * that writeback has mapped its data (it lets the inode go for it), or the data would be
@@ -215,6 +271,10 @@ class WritebackRaceTest {
         }
     }
 
+    /**
+     * Starts {@code writeback} on another thread with the data write of bytes {@code marker} held
+     * at the device; returns once it is held.
+     */
     private static CompletableFuture<Void> hold(PausingDevice dev, int marker, Action writeback) throws InterruptedException {
         dev.marker = marker;
         CompletableFuture<Void> f = CompletableFuture.runAsync(() -> run(writeback));
