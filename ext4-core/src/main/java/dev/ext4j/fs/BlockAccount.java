@@ -49,6 +49,12 @@ final class BlockAccount implements BlockSource {
         private final long resgid;
         /** Blocks promised to dirty pages (delayed allocation, data and worst-case metadata). */
         private final java.util.concurrent.atomic.AtomicLong delayed = new java.util.concurrent.atomic.AtomicLong();
+        /**
+         * Writebacks that turn promises into blocks hold it shared from the allocation to the
+         * release of the promise; a reading of free blocks less the promised ones (statfs, a new
+         * promise) takes it exclusively, so it never finds blocks both allocated and promised.
+         */
+        private final java.util.concurrent.locks.ReentrantReadWriteLock keeping = new java.util.concurrent.locks.ReentrantReadWriteLock();
 
         Reserve(long forRoot, long resvClusters, long resuid, long resgid) {
             this.forRoot = forRoot;
@@ -89,12 +95,37 @@ final class BlockAccount implements BlockSource {
         }
 
         /** ext4_da_reserve_space(): promises {@code n} blocks to dirty pages, or ENOSPC for all of them. */
-        synchronized void reserveDelayed(long free, long n) throws Ext4Exception {
-            long keep = keep(false);
-            if (free - delayed.get() - keep < n) {
-                throw noSpace(free, keep);
+        void reserveDelayed(java.util.function.LongSupplier freeBlocks, long n) throws Ext4Exception {
+            keeping.writeLock().lock();
+            try {
+                long free = freeBlocks.getAsLong();
+                long keep = keep(false);
+                if (free - delayed.get() - keep < n) {
+                    throw noSpace(free, keep);
+                }
+                delayed.addAndGet(n);
+            } finally {
+                keeping.writeLock().unlock();
             }
-            delayed.addAndGet(n);
+        }
+
+        /** {@code freeBlocks} less the promised blocks, read as one (ext4_statfs()'s free less dirty clusters). */
+        long freeLessPromised(java.util.function.LongSupplier freeBlocks) {
+            keeping.writeLock().lock();
+            try {
+                return freeBlocks.getAsLong() - delayed.get();
+            } finally {
+                keeping.writeLock().unlock();
+            }
+        }
+
+        /** A writeback starts turning promised blocks into allocated ones; {@link #endKeeping} follows. */
+        void beginKeeping() {
+            keeping.readLock().lock();
+        }
+
+        void endKeeping() {
+            keeping.readLock().unlock();
         }
 
         /** Gives back promised blocks (written back, truncated away, or a write that fell short). */

@@ -581,6 +581,7 @@ public final class Ext4FileSystem implements Closeable {
                         s.atime.writeLazy(0);
                     }
                     s.state.writeClean(() -> s.retry.run(s.writeback::writebackAll));
+                    s.writeback.checkPromisesKept();
                 }
             }
         } catch (Ext4Exception e) {

@@ -130,9 +130,8 @@ final class FileRead {
     }
 
     private static void fillZeros(ByteBuffer dst, int n) {
-        for (int k = 0; k < n; k++) {
-            dst.put((byte) 0);
-        }
+        Writeback.zero(dst, dst.position(), dst.position() + n);
+        dst.position(dst.position() + n);
     }
 
     /** Target of a symbolic link. */

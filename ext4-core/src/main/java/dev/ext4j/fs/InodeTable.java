@@ -214,6 +214,17 @@ final class InodeTable {
         return out;
     }
 
+    /** The inodes that hold delayed-allocation promises, as "ino (data+meta blocks)". */
+    List<String> withPromises() {
+        List<String> out = new ArrayList<>();
+        pinned.forEach((ino, info) -> {
+            if (info.reservedData() != 0 || info.reservedMeta() != 0) {
+                out.add(ino + " (" + info.reservedData() + "+" + info.reservedMeta() + ")");
+            }
+        });
+        return out;
+    }
+
     /** An open file handle for {@code ino}: the first reference pins it in the table. */
     void open(long ino) throws Ext4Exception {
         pinWith(ino, InodeInfo::open);

@@ -6,7 +6,6 @@ import dev.ext4j.Ext4Exception;
 import dev.ext4j.alloc.Layout;
 import dev.ext4j.format.Feature;
 import dev.ext4j.alloc.GroupTable;
-import dev.ext4j.format.GroupDescriptor;
 import dev.ext4j.format.Superblock;
 import dev.ext4j.io.BlockDevice;
 import dev.ext4j.io.BufferCache;
@@ -330,15 +329,18 @@ final class SuperState {
      * reserve of 2% (at most 4096 clusters) that keeps delayed allocation from running dry.
      */
     StatFs statfs() {
-        long free = 0;
         long freeInodes = 0;
         for (long g = 0; g < groups.groupCount(); g++) {
-            GroupDescriptor gd = groups.get(g);
-            free += gd.freeBlocksCount();
-            freeInodes += gd.freeInodesCount();
+            freeInodes += groups.get(g).freeInodesCount();
         }
-        free *= sb.clusterRatio();
-        free = Math.max(0, free - reserve.delayed()); // as ext4_statfs(): delayed blocks are as good as used
+        // as ext4_statfs(): delayed blocks are as good as used
+        long free = Math.max(0, reserve.freeLessPromised(() -> {
+            long sum = 0;
+            for (long g = 0; g < groups.groupCount(); g++) {
+                sum += groups.get(g).freeBlocksCount();
+            }
+            return sum * sb.clusterRatio();
+        }));
         long reserved = sb.reservedBlocksCount() + resvClusters;
         return new StatFs(blockSize, sb.blocksCount() - overheadBlocks(), free, Math.max(0, free - reserved),
                 sb.inodesCount(), freeInodes, 255, readOnly());

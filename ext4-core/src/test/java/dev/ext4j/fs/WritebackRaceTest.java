@@ -194,10 +194,18 @@ class WritebackRaceTest {
             CompletableFuture<Void> writeback = CompletableFuture.runAsync(() -> run(() -> fs.writeback().writeback(ino)));
             assertTrue(dev.reached.await(30, TimeUnit.SECONDS), "the round read a bitmap after its first allocation");
             long taken = unallocated - fs.sbi().allocator().freeBlocksCount();
-            long seen = fs.statfs(false).freeBlocks();
+            // statfs answers now, or waits for the allocation under way to give back its promise
+            Thread[] asker = new Thread[1];
+            CompletableFuture<Long> seen = CompletableFuture.supplyAsync(() -> {
+                asker[0] = Thread.currentThread();
+                return fs.statfs(false).freeBlocks();
+            });
+            await().atMost(Duration.ofSeconds(30)).until(() -> seen.isDone() || asker[0] != null
+                    && asker[0].getState() == Thread.State.WAITING
+                    && Arrays.stream(asker[0].getStackTrace()).anyMatch(f -> f.getMethodName().equals("freeLessPromised")));
             dev.release.countDown();
             writeback.get(30, TimeUnit.SECONDS);
-            assertEquals(free, seen, "free blocks seen while the round holds " + taken + " new blocks");
+            assertEquals(free, seen.get(30, TimeUnit.SECONDS), "free blocks seen while the round held " + taken + " new blocks");
             fs.sync();
             assertEquals(free, fs.statfs(false).freeBlocks(), "free blocks after the writeback");
             fs.release(ino);

@@ -73,6 +73,8 @@ class EnospcIT extends FuseTestBase {
             assertEquals(List.of(), m.unexpectedFailures(), "server log");
         }
         Tools.e2fsckClean(image);
+        List<String> unkept = Files.readAllLines(dir.resolve("server.log")).stream().filter(l -> l.contains("still promised")).toList();
+        assertEquals(List.of(), unkept, "delayed allocation promises left at unmount");
 
         Path remount = Files.createDirectories(dir.resolve("remount"));
         try (MountedImage m = MountedImage.mount(image, remount, dir.resolve("server2.log"))) {
