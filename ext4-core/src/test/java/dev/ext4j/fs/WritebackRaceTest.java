@@ -31,9 +31,13 @@ class WritebackRaceTest {
     @TempDir
     Path work;
 
-    /** The image file, holding the first write whose first byte is {@link #marker} until released. */
+    /**
+     * The image file, holding until released the first write whose first byte is {@link #marker},
+     * or the first read made once {@link #readWhen} is true.
+     */
     private static final class PausingDevice extends ForwardingDevice {
         volatile int marker = -1;
+        volatile java.util.function.BooleanSupplier readWhen;
         final CountDownLatch reached = new CountDownLatch(1);
         final CountDownLatch release = new CountDownLatch(1);
 
@@ -49,15 +53,29 @@ class WritebackRaceTest {
         public void write(long offset, ByteBuffer src) throws IOException {
             if (marker >= 0 && src.remaining() > 0 && (src.get(src.position()) & 0xFF) == marker) {
                 marker = -1;
-                reached.countDown();
-                try {
-                    release.await();
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new IOException(e);
-                }
+                pause();
             }
             super.write(offset, src);
+        }
+
+        @Override
+        public void read(long offset, ByteBuffer dst) throws IOException {
+            java.util.function.BooleanSupplier when = readWhen;
+            if (when != null && when.getAsBoolean()) {
+                readWhen = null;
+                pause();
+            }
+            super.read(offset, dst);
+        }
+
+        private void pause() throws IOException {
+            reached.countDown();
+            try {
+                release.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException(e);
+            }
         }
     }
 
@@ -182,7 +200,7 @@ class WritebackRaceTest {
     @Test
     void statfsDuringAWritebackRoundCountsItsBlocksOnce() throws Exception {
         Path img = Images.mkfs(work.resolve("df.img"), "32M", List.of("-b", "1024"), null);
-        ReadPause dev = new ReadPause(FileBlockDevice.open(img, false));
+        PausingDevice dev = PausingDevice.over(img);
         long ino;
         try (Ext4FileSystem fs = Ext4FileSystem.mount(dev, NO_FLUSHER)) {
             ino = create(fs, "f");
@@ -190,7 +208,7 @@ class WritebackRaceTest {
             assertEquals(data.length, fs.write(ino, 0, ByteBuffer.wrap(data)));
             long free = fs.statfs(false).freeBlocks();
             long unallocated = fs.sbi().allocator().freeBlocksCount();
-            dev.holdWhen = () -> fs.sbi().allocator().freeBlocksCount() < unallocated;
+            dev.readWhen = () -> fs.sbi().allocator().freeBlocksCount() < unallocated;
             CompletableFuture<Void> writeback = CompletableFuture.runAsync(() -> run(() -> fs.writeback().writeback(ino)));
             assertTrue(dev.reached.await(30, TimeUnit.SECONDS), "the round read a bitmap after its first allocation");
             long taken = unallocated - fs.sbi().allocator().freeBlocksCount();
@@ -211,33 +229,6 @@ class WritebackRaceTest {
             fs.release(ino);
         }
         Images.assertSilentlyClean(img);
-    }
-
-    /** The image file, holding the first read made once {@link #holdWhen} is true until released. */
-    private static final class ReadPause extends ForwardingDevice {
-        volatile java.util.function.BooleanSupplier holdWhen;
-        final CountDownLatch reached = new CountDownLatch(1);
-        final CountDownLatch release = new CountDownLatch(1);
-
-        ReadPause(BlockDevice inner) {
-            super(inner);
-        }
-
-        @Override
-        public void read(long offset, ByteBuffer dst) throws IOException {
-            java.util.function.BooleanSupplier when = holdWhen;
-            if (when != null && when.getAsBoolean()) {
-                holdWhen = null;
-                reached.countDown();
-                try {
-                    release.await();
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new IOException(e);
-                }
-            }
-            super.read(offset, dst);
-        }
     }
 
     /**
