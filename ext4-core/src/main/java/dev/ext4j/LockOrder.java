@@ -42,6 +42,13 @@ public final class LockOrder {
         /** The orphan list's monitor (s_orphan_lock). */
         ORPHANS("orphan list"),
         /**
+         * The delayed-allocation reserve's lock: shared by a writeback from its allocation of
+         * promised blocks to the release of their promise (an error it meets then may mark the
+         * superblock), exclusive for a reading of free blocks less promised ones (statfs, a new
+         * promise), which takes no other lock.
+         */
+        RESERVE("delayed-allocation reserve"),
+        /**
          * The superblock's monitor. Before the group locks: the free counts are summed group by
          * group under it (Allocator.writeCounts at an online resize step and at unmount).
          */

@@ -2,6 +2,7 @@ package dev.ext4j.fs;
 
 import dev.ext4j.Errno;
 import dev.ext4j.Ext4Exception;
+import dev.ext4j.LockOrder;
 import dev.ext4j.alloc.Allocator;
 import dev.ext4j.blockmap.BlockSource;
 
@@ -96,7 +97,7 @@ final class BlockAccount implements BlockSource {
 
         /** ext4_da_reserve_space(): promises {@code n} blocks to dirty pages, or ENOSPC for all of them. */
         void reserveDelayed(java.util.function.LongSupplier freeBlocks, long n) throws Ext4Exception {
-            keeping.writeLock().lock();
+            lockAlone();
             try {
                 long free = freeBlocks.getAsLong();
                 long keep = keep(false);
@@ -105,27 +106,47 @@ final class BlockAccount implements BlockSource {
                 }
                 delayed.addAndGet(n);
             } finally {
-                keeping.writeLock().unlock();
+                unlockAlone();
             }
         }
 
         /** {@code freeBlocks} less the promised blocks, read as one (ext4_statfs()'s free less dirty clusters). */
         long freeLessPromised(java.util.function.LongSupplier freeBlocks) {
-            keeping.writeLock().lock();
+            lockAlone();
             try {
                 return freeBlocks.getAsLong() - delayed.get();
             } finally {
-                keeping.writeLock().unlock();
+                unlockAlone();
+            }
+        }
+
+        private void lockAlone() {
+            if (LockOrder.ENABLED) {
+                LockOrder.acquire(LockOrder.Level.RESERVE, -1);
+            }
+            keeping.writeLock().lock();
+        }
+
+        private void unlockAlone() {
+            keeping.writeLock().unlock();
+            if (LockOrder.ENABLED) {
+                LockOrder.release(LockOrder.Level.RESERVE, -1);
             }
         }
 
         /** A writeback starts turning promised blocks into allocated ones; {@link #endKeeping} follows. */
         void beginKeeping() {
+            if (LockOrder.ENABLED) {
+                LockOrder.acquireShared(LockOrder.Level.RESERVE, -1);
+            }
             keeping.readLock().lock();
         }
 
         void endKeeping() {
             keeping.readLock().unlock();
+            if (LockOrder.ENABLED) {
+                LockOrder.release(LockOrder.Level.RESERVE, -1);
+            }
         }
 
         /** Gives back promised blocks (written back, truncated away, or a write that fell short). */

@@ -153,8 +153,8 @@ final class SuperState {
             dataHome.run();
         }
         tx.unmount(); // everything home (the log empty) before the superblock says clean
+        StatFs st = statfs(); // before the superblock's monitor (the reserve's lock comes first)
         synchronized (LockOrder.monitor(LockOrder.Level.SUPERBLOCK, -1, sb)) {
-            StatFs st = statfs();
             sb.setFreeBlocksCount(st.freeBlocks());
             sb.setFreeInodesCount(st.freeInodes());
             sb.setState(mountState);
