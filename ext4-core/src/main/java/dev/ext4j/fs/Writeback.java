@@ -543,14 +543,12 @@ final class Writeback {
                     // the promise becomes these blocks in one step for statfs and new promises,
                     // which would otherwise count the blocks twice, allocated and promised
                     Allocator.Run got;
-                    int kept = 0;
+                    int kept;
                     reserve.beginKeeping();
                     try {
                         got = acct.allocateData(goal(map, lblk), n);
                         n = got.length();
-                        for (int k = i; k < i + n; k++) {
-                            kept += promised[k] ? 1 : 0;
-                        }
+                        kept = count(promised, i, n);
                         unpromise(info, kept, extents);
                     } finally {
                         reserve.endKeeping();
@@ -568,9 +566,7 @@ final class Writeback {
                 } else {
                     // already mapped (or filled by fallocate meanwhile: the promise goes)
                     runs.add(new Run(lblk, n, m.physical(), false, m.unwritten(), pageOf, i));
-                    for (int k = i; k < i + n; k++) {
-                        promisedUsed += promised[k] ? 1 : 0;
-                    }
+                    promisedUsed += count(promised, i, n);
                 }
                 i += n;
             }
@@ -608,6 +604,15 @@ final class Writeback {
             }
         }
         return runs;
+    }
+
+    /** How many of {@code flags[from, from + n)} are set. */
+    private static int count(boolean[] flags, int from, int n) {
+        int c = 0;
+        for (int k = from; k < from + n; k++) {
+            c += flags[k] ? 1 : 0;
+        }
+        return c;
     }
 
     /** Goal for new data at {@code lblk}: right after the block before it, when that is mapped. */
@@ -913,7 +918,7 @@ final class Writeback {
     void checkPromisesKept() {
         long left = reserve.delayed();
         if (left != 0) {
-            LOG.log(System.Logger.Level.WARNING, "delayed allocation: " + left + " blocks still promised after the last writeback, by inodes "
+            LOG.log(Level.WARNING, "delayed allocation: " + left + " blocks still promised after the last writeback, by inodes "
                     + inodes.withPromises() + " (an accounting error: statfs showed that many blocks fewer free; the image is not affected)");
         }
     }
