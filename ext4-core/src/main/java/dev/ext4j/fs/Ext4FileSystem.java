@@ -176,10 +176,7 @@ public final class Ext4FileSystem implements Closeable {
                     i.setGid(gid);
                 }
                 if (!i.isDirectory() && mode == null) {
-                    // setuid always goes; setgid only with group execute (without it, it marks
-                    // mandatory locking and stays), as should_remove_suid() decides
-                    int kill = 04000 | ((i.mode() & 00010) != 0 ? 02000 : 0);
-                    i.setMode(i.mode() & ~kill);
+                    i.setMode(i.mode() & ~Permissions.setidToDrop(i.mode()));
                 }
             }
             if (atime != null) {
@@ -349,6 +346,29 @@ public final class Ext4FileSystem implements Closeable {
     public int write(long ino, long offset, ByteBuffer src) throws Ext4Exception {
         try (WriteGate.Entered g = s.enterGate()) {
             return s.retry.run(() -> s.fileWrite.write(ino, offset, src)); // nothing was taken: ENOSPC comes only for none
+        }
+    }
+
+    /**
+     * file_remove_privs() where the kernel leaves it to the filesystem (FUSE_HANDLE_KILLPRIV_V2): a
+     * write, truncate or fallocate by a caller without CAP_FSETID clears setuid and setgid
+     * ({@link Permissions#setidToDrop}); EPERM on an immutable or append-only inode that has them.
+     */
+    public void dropSetid(long ino) throws Ext4Exception {
+        if (Permissions.setidToDrop(stat(ino).mode()) == 0) {
+            return; // the usual case, without the inode's lock
+        }
+        s.requireWritable();
+        try (WriteGate.Entered g = s.enterGate(); InodeLocks.Held h = s.locks.lockAll(ino)) {
+            Inode i = s.inode(ino).inode().copy();
+            int drop = Permissions.setidToDrop(i.mode());
+            if (drop != 0) {
+                Namei.requireNotImmutable(ino, i);
+                i.setMode(i.mode() & ~drop);
+                Time now = Time.now();
+                i.setCtime(now.seconds(), now.nanos());
+                s.writeInode(ino, i);
+            }
         }
     }
 

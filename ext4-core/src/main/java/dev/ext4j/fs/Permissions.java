@@ -223,6 +223,15 @@ public final class Permissions {
     }
 
     /**
+     * should_remove_suid(): the bits a change of owner or of data (by a caller without
+     * CAP_FSETID) clears from a regular file's {@code mode}: setuid always, setgid only with group
+     * execute (without it, setgid marks mandatory locking and stays).
+     */
+    public static int setidToDrop(int mode) {
+        return (mode & S_ISUID) | ((mode & (S_ISGID | 010)) == (S_ISGID | 010) ? S_ISGID : 0);
+    }
+
+    /**
      * may_linkat() with fs.protected_hardlinks set: anyone but the owner and root may link only a
      * regular file that is neither setuid nor setgid-executable and that they may read and write;
      * EPERM otherwise.

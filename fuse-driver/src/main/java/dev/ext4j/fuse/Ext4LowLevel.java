@@ -412,6 +412,9 @@ public final class Ext4LowLevel {
             long ino = ino(node);
             FileStat st = FileStat.of(attr);
             if ((toSet & LibFuse3.SET_ATTR_SIZE) != 0) {
+                if (LibFuse3Session.killsSetid()) {
+                    fs.dropSetid(ino);
+                }
                 fs.truncate(ino, st.st_size.longValue());
             }
             Integer mode = (toSet & LibFuse3.SET_ATTR_MODE) != 0 ? st.st_mode.intValue() : null;
@@ -594,6 +597,9 @@ public final class Ext4LowLevel {
                     lib.fuse_reply_write(req, res);
                 }
                 return;
+            }
+            if (LibFuse3Session.killsSetid()) {
+                fs.dropSetid(ino(node));
             }
             lib.fuse_reply_write(req, fs.write(ino(node), off, Ext4Fuse.view(buf, size)));
         });
@@ -794,6 +800,7 @@ public final class Ext4LowLevel {
     private void fallocate(Pointer req, long node, int mode, long offset, long length, Pointer fi) {
         guard(req, "fallocate", node, () -> {
             notControl(node);
+            dropSetidUnlessRoot(ino(node));
             fs.fallocate(ino(node), mode, offset, length);
             lib.fuse_reply_err(req, 0);
         });
@@ -812,8 +819,20 @@ public final class Ext4LowLevel {
         guard(req, "copy_file_range", inNode, () -> {
             notControl(inNode);
             notControl(outNode);
+            dropSetidUnlessRoot(ino(outNode));
             lib.fuse_reply_write(req, fs.copyFileRange(ino(inNode), offIn, ino(outNode), offOut, len));
         });
+    }
+
+    /**
+     * fallocate and copy_file_range change data as a write does, but with HANDLE_KILLPRIV_V2 the
+     * kernel neither clears setuid and setgid for them nor says whether the caller could keep
+     * them: any process but root's (the stand-in for CAP_FSETID) clears them.
+     */
+    private void dropSetidUnlessRoot(long ino) throws Ext4Exception {
+        if (session.killPrivV2() && Caller.uid() != 0) {
+            fs.dropSetid(ino);
+        }
     }
 
     // ---- telling the kernel ----

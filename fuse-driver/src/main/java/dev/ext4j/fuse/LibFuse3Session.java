@@ -5,19 +5,27 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import jnr.ffi.LibraryLoader;
 import jnr.ffi.Pointer;
+import jnr.ffi.annotations.In;
+import jnr.ffi.annotations.Out;
+import jnr.ffi.types.size_t;
+import jnr.ffi.types.ssize_t;
 import jnr.ffi.Runtime;
 import jnr.ffi.provider.MemoryManager;
 
 /** libfuse 3's session under {@link FuseLoop}: the default transport, with the cache notifications. */
 final class LibFuse3Session implements FuseLoop.Session {
     private static final System.Logger LOG = System.getLogger("ext4j");
+    /** struct fuse_in_header: len at 0, opcode at 4; 40 bytes. */
+    private static final int IN_LEN = 0, IN_OPCODE = 4, IN_HEADER_SIZE = 40;
 
     private final LibFuse3 lib;
     private final Pointer se;
     /** The argument strings fuse_session_new() was given, kept while the session may refer to them. */
     private final List<Pointer> argMemory;
     private volatile boolean unmounted;
+    private volatile boolean killPrivV2;
 
     private LibFuse3Session(LibFuse3 lib, Pointer se, List<Pointer> argMemory) {
         this.lib = lib;
@@ -55,7 +63,90 @@ final class LibFuse3Session implements FuseLoop.Session {
             lib.fuse_session_destroy(se);
             throw new IllegalStateException("libfuse 3 could not mount on " + mnt + " (its reason is printed above)");
         }
-        return new LibFuse3Session(lib, se, keep);
+        LibFuse3Session session = new LibFuse3Session(lib, se, keep);
+        session.init();
+        return session;
+    }
+
+    /** The libc calls that rewrite libfuse's INIT reply. */
+    public interface Fds {
+        int dup(int fd);
+
+        int dup2(int fd, int to);
+
+        int pipe(@Out int[] fds);
+
+        int close(int fd);
+
+        @ssize_t long read(int fd, @Out byte[] buf, @size_t long count);
+
+        @ssize_t long write(int fd, @In byte[] buf, @size_t long count);
+    }
+
+    /** struct fuse_init_in's flags (after the request header); struct fuse_init_out's (after fuse_out_header). */
+    private static final int INIT_IN_FLAGS = IN_HEADER_SIZE + 12, OUT_ERROR = 4, INIT_OUT_FLAGS = 16 + 12;
+    /** FUSE_HANDLE_KILLPRIV_V2 (protocol 7.33): the server clears setuid and setgid when a WRITE or SETATTR says so. */
+    static final int HANDLE_KILLPRIV_V2 = 1 << 28;
+
+    /**
+     * Answers the kernel's INIT, the first request of a mount, before any worker reads: libfuse
+     * negotiates it, and its reply is taken through a pipe to add FUSE_HANDLE_KILLPRIV_V2, which
+     * libfuse 3.14 cannot ask for. Without it the kernel's SB_NOSEC is off, and every WRITE costs
+     * a GETXATTR of security.capability before it (file_remove_privs()); with it the kernel asks
+     * once per inode and leaves clearing setuid and setgid to the WRITE and SETATTR that carry
+     * FUSE_WRITE_KILL_SUIDGID and FATTR_KILL_SUIDGID ({@link #killsSetid}).
+     */
+    private void init() {
+        Pointer buf = Runtime.getSystemRuntime().getMemoryManager().allocateDirect(LibFuse3.BUF_STRUCT_SIZE, true);
+        int length = lib.fuse_session_receive_buf(se, buf);
+        if (length <= 0) {
+            return; // unmounted at once: the loop sees the session ended
+        }
+        Pointer mem = buf.getPointer(LibFuse3.BUF_MEM);
+        if (mem.getInt(IN_OPCODE) != FUSE_INIT || (mem.getInt(INIT_IN_FLAGS) & HANDLE_KILLPRIV_V2) == 0) {
+            lib.fuse_session_process_buf(se, buf); // a kernel before 5.11: it clears setuid itself
+            return;
+        }
+        Fds c = LibraryLoader.create(Fds.class).failImmediately().load("c");
+        int fd = fd();
+        int saved = c.dup(fd);
+        int[] pipe = new int[2];
+        if (saved < 0 || c.pipe(pipe) != 0) {
+            LOG.log(Level.WARNING, "no pipe for the INIT reply: every write will cost a GETXATTR round trip");
+            if (saved >= 0) {
+                c.close(saved);
+            }
+            lib.fuse_session_process_buf(se, buf);
+            return;
+        }
+        byte[] reply = new byte[4096];
+        long n;
+        try {
+            c.dup2(pipe[1], fd);
+            try {
+                lib.fuse_session_process_buf(se, buf);
+            } finally {
+                c.dup2(saved, fd);
+                c.close(saved);
+                c.close(pipe[1]);
+            }
+            n = c.read(pipe[0], reply, reply.length);
+        } finally {
+            c.close(pipe[0]);
+        }
+        java.nio.ByteBuffer r = java.nio.ByteBuffer.wrap(reply).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        if (n >= INIT_OUT_FLAGS + 4 && r.getInt(OUT_ERROR) == 0) {
+            r.putInt(INIT_OUT_FLAGS, r.getInt(INIT_OUT_FLAGS) | HANDLE_KILLPRIV_V2);
+            killPrivV2 = true;
+        }
+        if (n <= 0 || c.write(fd, reply, n) != n) {
+            LOG.log(Level.ERROR, "answering the kernel's INIT failed: the mount will not work");
+        }
+    }
+
+    /** Whether the kernel leaves clearing setuid and setgid on a write or truncate to ext4j. */
+    boolean killPrivV2() {
+        return killPrivV2;
     }
 
     @Override
@@ -81,26 +172,35 @@ final class LibFuse3Session implements FuseLoop.Session {
             @Override
             public void process(int length) {
                 Pointer mem = buf.getPointer(LibFuse3.BUF_MEM);
-                boolean tmpfile = mem.getInt(IN_OPCODE) == FUSE_TMPFILE;
-                if (tmpfile) {
+                int opcode = mem.getInt(IN_OPCODE);
+                int facts = 0;
+                if (opcode == FUSE_TMPFILE) {
                     asCreate(mem, buf);
+                    facts = TMPFILE;
+                } else if (opcode == FUSE_WRITE && (mem.getInt(WRITE_IN_FLAGS) & WRITE_KILL_SUIDGID) != 0
+                        || opcode == FUSE_SETATTR && (mem.getInt(SETATTR_IN_VALID) & FATTR_KILL_SUIDGID) != 0) {
+                    facts = KILL_SETID; // fields libfuse 3.14 does not pass on
                 }
-                TMPFILE.set(tmpfile);
+                int[] mine = FACTS.get();
+                mine[0] = facts;
                 try {
                     lib.fuse_session_process_buf(se, buf);
                 } finally {
-                    TMPFILE.set(false);
+                    mine[0] = 0;
                 }
             }
         };
     }
 
-    /** struct fuse_in_header: len at 0, opcode at 4; 40 bytes. */
-    private static final int IN_LEN = 0, IN_OPCODE = 4, IN_HEADER_SIZE = 40;
-    private static final int FUSE_CREATE = 35, FUSE_TMPFILE = 51;
+    private static final int FUSE_SETATTR = 4, FUSE_WRITE = 16, FUSE_INIT = 26, FUSE_CREATE = 35, FUSE_TMPFILE = 51;
     /** struct fuse_create_in, the argument of both CREATE and TMPFILE. */
     private static final int CREATE_IN_SIZE = 16;
-    private static final ThreadLocal<Boolean> TMPFILE = ThreadLocal.withInitial(() -> false);
+    /** struct fuse_write_in's write_flags and struct fuse_setattr_in's valid, after the request header. */
+    private static final int WRITE_IN_FLAGS = IN_HEADER_SIZE + 20, SETATTR_IN_VALID = IN_HEADER_SIZE;
+    private static final int WRITE_KILL_SUIDGID = 1 << 2, FATTR_KILL_SUIDGID = 1 << 11;
+    /** What this thread's request says beyond what libfuse passes to the callback: bits below. */
+    private static final ThreadLocal<int[]> FACTS = ThreadLocal.withInitial(() -> new int[1]);
+    private static final int TMPFILE = 1, KILL_SETID = 2;
 
     /**
      * O_TMPFILE: libfuse 3.14 knows no FUSE_TMPFILE (the kernel sends it since Linux 6.1), but the
@@ -116,7 +216,15 @@ final class LibFuse3Session implements FuseLoop.Session {
 
     /** Whether the CREATE this thread serves is an O_TMPFILE open. */
     static boolean isTmpfile() {
-        return TMPFILE.get();
+        return (FACTS.get()[0] & TMPFILE) != 0;
+    }
+
+    /**
+     * Whether the WRITE or SETATTR (of the size) this thread serves asks the filesystem to clear
+     * setuid and setgid, the caller lacking CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2, see {@link #init}).
+     */
+    static boolean killsSetid() {
+        return (FACTS.get()[0] & KILL_SETID) != 0;
     }
 
     @Override

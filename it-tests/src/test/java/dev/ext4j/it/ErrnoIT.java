@@ -83,6 +83,8 @@ class ErrnoIT extends FuseTestBase {
             "FS_IOC_FSSETXATTR DAX on a dir: xflags after -> OK 0x8000",
             "xf/file: flags -> OK 0x20000c8",
             "punch a hole a setgid file of mine, group not mine: mode after -> OK 0o775",
+            "copy_file_range into a setgid file of mine, group not mine: mode after -> OK 0o775",
+            "write a setuid file of mine: mode after -> OK 0o755",
             "chmod 02775 a file of mine, group not mine: mode after -> OK 0o775",
             "mkdir in a setgid dir of group 1000: gid, mode -> OK (1000, '0o2755')",
             "create 02755 in a setgid dir of group 1000: mode -> OK 0o755",

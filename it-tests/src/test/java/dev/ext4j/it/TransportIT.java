@@ -113,6 +113,34 @@ class TransportIT extends FuseTestBase {
                 () -> assertEquals(freeInodes, Tools.superblock(image).get("Free inodes"), "free inodes in the superblock after the race"));
     }
 
+    /**
+     * FUSE_HANDLE_KILLPRIV_V2, which ext4j adds to libfuse 3.14's INIT reply: the kernel asks for
+     * security.capability once per inode (SB_NOSEC), not before every WRITE as file_remove_privs()
+     * does without it. libfuse's debug output lists the requests that two hundred writes cost;
+     * ErrnoIT checks that setuid and setgid still go as on the kernel.
+     */
+    @Test
+    void writesAreNotEachPrecededByACapabilityCheck() throws IOException {
+        Path dir = newDir("killpriv");
+        Path image = dir.resolve("ext4j.img");
+        Tools.mkfs(null, image, "32M", List.of("-b", "4096"));
+        Path mnt = Files.createDirectories(dir.resolve("mnt"));
+        Path log = dir.resolve("server.log");
+        try (MountedImage m = MountedImage.mount(image, mnt, log, "debug")) {
+            String f = "of=" + mnt.resolve("f");
+            Tools.run(Tools.SHORT, "dd", "if=/dev/zero", f, "bs=4k", "count=100", "status=none").requireOk();
+            Tools.run(Tools.SHORT, "dd", "if=/dev/zero", f, "bs=4k", "count=100", "conv=notrunc", "status=none").requireOk();
+        }
+        Map<String, Long> requests = Files.readAllLines(log).stream().map(OPCODE::matcher).filter(java.util.regex.Matcher::find)
+                .collect(java.util.stream.Collectors.groupingBy(x -> x.group(1), java.util.stream.Collectors.counting()));
+        assertAll(() -> assertEquals(200L, requests.get("WRITE"), "WRITE requests: " + requests),
+                () -> assertTrue(requests.getOrDefault("GETXATTR", 0L) <= 2, "GETXATTR requests: " + requests),
+                () -> Tools.e2fsckClean(image));
+    }
+
+    /** A request in libfuse's debug output: "unique: 5, opcode: WRITE (16), ...". */
+    private static final java.util.regex.Pattern OPCODE = java.util.regex.Pattern.compile("^unique: \\d+, opcode: (\\w+) ");
+
     /** The race's JSON result (the operation counts go to stderr). */
     private static String race(Path mnt, int seconds) {
         Tools.Result r = Tools.python(SCRIPT_TIMEOUT, mnt, SCRIPT, "race", Integer.toString(seconds)).requireOk();

@@ -198,7 +198,7 @@ def acl_ops():
         os.umask(old)
 
 
-SETGID_DATA_OPS = ("write", "truncate", "fallocate", "punch a hole", "zero a range")
+SETGID_DATA_OPS = ("write", "truncate", "fallocate", "punch a hole", "zero a range", "copy_file_range into")
 
 
 def setgid_setup():
@@ -229,7 +229,9 @@ def setgid_user_ops():
                "truncate": lambda f: os.truncate(f, 100),
                "fallocate": lambda f: fallocate(f, 0, 0, 65536),
                "punch a hole": lambda f: fallocate(f, 0x01 | 0x02, 0, 4096),  # PUNCH_HOLE | KEEP_SIZE
-               "zero a range": lambda f: fallocate(f, 0x10, 0, 4096)}  # ZERO_RANGE
+               "zero a range": lambda f: fallocate(f, 0x10, 0, 4096),  # ZERO_RANGE
+               "copy_file_range into": lambda f: with_fd("sg-chmod", os.O_RDONLY, lambda src: with_fd(
+                   f, os.O_WRONLY, lambda dst: os.copy_file_range(src, dst, 1, 0, 0))())()}
     for op in SETGID_DATA_OPS:
         f = "sg-" + op.replace(" ", "-")
         show(f"{op} a setgid file of mine, group not mine: mode after", lambda: (changes[op](f), mode(f))[1])
