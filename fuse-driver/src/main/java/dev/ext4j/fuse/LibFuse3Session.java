@@ -68,7 +68,7 @@ final class LibFuse3Session implements FuseLoop.Session {
         return session;
     }
 
-    /** The libc calls that rewrite libfuse's INIT reply. */
+    /** The libc calls that rewrite libfuse's INIT reply ({@link #init}). */
     public interface Fds {
         int dup(int fd);
 
@@ -81,6 +81,8 @@ final class LibFuse3Session implements FuseLoop.Session {
         @ssize_t long read(int fd, @Out byte[] buf, @size_t long count);
 
         @ssize_t long write(int fd, @In byte[] buf, @size_t long count);
+
+        void free(Pointer p);
     }
 
     /** struct fuse_init_in's flags (after the request header); struct fuse_init_out's (after fuse_out_header). */
@@ -97,17 +99,25 @@ final class LibFuse3Session implements FuseLoop.Session {
      * FUSE_WRITE_KILL_SUIDGID and FATTR_KILL_SUIDGID ({@link #killsSetid}).
      */
     private void init() {
+        Fds c = LibraryLoader.create(Fds.class).failImmediately().load("c");
         Pointer buf = Runtime.getSystemRuntime().getMemoryManager().allocateDirect(LibFuse3.BUF_STRUCT_SIZE, true);
-        int length = lib.fuse_session_receive_buf(se, buf);
-        if (length <= 0) {
+        if (lib.fuse_session_receive_buf(se, buf) <= 0) {
             return; // unmounted at once: the loop sees the session ended
         }
         Pointer mem = buf.getPointer(LibFuse3.BUF_MEM);
-        if (mem.getInt(IN_OPCODE) != FUSE_INIT || (mem.getInt(INIT_IN_FLAGS) & HANDLE_KILLPRIV_V2) == 0) {
-            lib.fuse_session_process_buf(se, buf); // a kernel before 5.11: it clears setuid itself
-            return;
+        try {
+            if (mem.getInt(IN_OPCODE) == FUSE_INIT && (mem.getInt(INIT_IN_FLAGS) & HANDLE_KILLPRIV_V2) != 0) {
+                killPrivV2 = answerInit(c, buf);
+            } else {
+                lib.fuse_session_process_buf(se, buf); // a kernel before 5.11 clears setuid and setgid itself
+            }
+        } finally {
+            c.free(mem); // the buffer libfuse allocated for this receive
         }
-        Fds c = LibraryLoader.create(Fds.class).failImmediately().load("c");
+    }
+
+    /** libfuse answers INIT {@code buf} into a pipe in the device's place; its reply goes on with HANDLE_KILLPRIV_V2. */
+    private boolean answerInit(Fds c, Pointer buf) {
         int fd = fd();
         int saved = c.dup(fd);
         int[] pipe = new int[2];
@@ -117,7 +127,7 @@ final class LibFuse3Session implements FuseLoop.Session {
                 c.close(saved);
             }
             lib.fuse_session_process_buf(se, buf);
-            return;
+            return false;
         }
         byte[] reply = new byte[4096];
         long n;
@@ -135,13 +145,14 @@ final class LibFuse3Session implements FuseLoop.Session {
             c.close(pipe[0]);
         }
         java.nio.ByteBuffer r = java.nio.ByteBuffer.wrap(reply).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        if (n >= INIT_OUT_FLAGS + 4 && r.getInt(OUT_ERROR) == 0) {
+        boolean granted = n >= INIT_OUT_FLAGS + 4 && r.getInt(OUT_ERROR) == 0;
+        if (granted) {
             r.putInt(INIT_OUT_FLAGS, r.getInt(INIT_OUT_FLAGS) | HANDLE_KILLPRIV_V2);
-            killPrivV2 = true;
         }
         if (n <= 0 || c.write(fd, reply, n) != n) {
             LOG.log(Level.ERROR, "answering the kernel's INIT failed: the mount will not work");
         }
+        return granted;
     }
 
     /** Whether the kernel leaves clearing setuid and setgid on a write or truncate to ext4j. */
