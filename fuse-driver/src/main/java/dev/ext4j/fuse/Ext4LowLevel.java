@@ -403,7 +403,7 @@ public final class Ext4LowLevel {
         guard(req, "setattr", node, () -> {
             if (node == CONTROL_NODE) {
                 if ((toSet & ~(LibFuse3.SET_ATTR_SIZE | LibFuse3.SET_ATTR_ATIME | LibFuse3.SET_ATTR_MTIME
-                        | LibFuse3.SET_ATTR_ATIME_NOW | LibFuse3.SET_ATTR_MTIME_NOW)) != 0) {
+                        | LibFuse3.SET_ATTR_ATIME_NOW | LibFuse3.SET_ATTR_MTIME_NOW | LibFuse3.SET_ATTR_KILL_SUIDGID)) != 0) {
                     notControl(node);
                 }
                 replyAttr(req, node); // the O_TRUNC of "echo cmd > .ext4j-control"; touch
@@ -412,7 +412,7 @@ public final class Ext4LowLevel {
             long ino = ino(node);
             FileStat st = FileStat.of(attr);
             if ((toSet & LibFuse3.SET_ATTR_SIZE) != 0) {
-                if (LibFuse3Session.killsSetid()) {
+                if ((toSet & LibFuse3.SET_ATTR_KILL_SUIDGID) != 0) {
                     fs.dropSetid(ino);
                 }
                 fs.truncate(ino, st.st_size.longValue());

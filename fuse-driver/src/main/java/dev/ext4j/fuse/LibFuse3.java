@@ -78,7 +78,9 @@ public interface LibFuse3 {
 
     /** to_set bits of setattr. */
     int SET_ATTR_MODE = 1, SET_ATTR_UID = 1 << 1, SET_ATTR_GID = 1 << 2, SET_ATTR_SIZE = 1 << 3,
-            SET_ATTR_ATIME = 1 << 4, SET_ATTR_MTIME = 1 << 5, SET_ATTR_ATIME_NOW = 1 << 7, SET_ATTR_MTIME_NOW = 1 << 8;
+            SET_ATTR_ATIME = 1 << 4, SET_ATTR_MTIME = 1 << 5, SET_ATTR_ATIME_NOW = 1 << 7, SET_ATTR_MTIME_NOW = 1 << 8,
+            /** FUSE_SET_ATTR_KILL_SUID, the kernel's FATTR_KILL_SUIDGID: a truncate by a caller without CAP_FSETID (HANDLE_KILLPRIV_V2). */
+            SET_ATTR_KILL_SUIDGID = 1 << 11;
 
     // ---- the session ----
 

@@ -188,9 +188,8 @@ final class LibFuse3Session implements FuseLoop.Session {
                 if (opcode == FUSE_TMPFILE) {
                     asCreate(mem, buf);
                     facts = TMPFILE;
-                } else if (opcode == FUSE_WRITE && (mem.getInt(WRITE_IN_FLAGS) & WRITE_KILL_SUIDGID) != 0
-                        || opcode == FUSE_SETATTR && (mem.getInt(SETATTR_IN_VALID) & FATTR_KILL_SUIDGID) != 0) {
-                    facts = KILL_SETID; // fields libfuse 3.14 does not pass on
+                } else if (opcode == FUSE_WRITE && (mem.getInt(WRITE_IN_FLAGS) & WRITE_KILL_SUIDGID) != 0) {
+                    facts = KILL_SETID; // write_flags, which libfuse 3.14 does not pass on
                 }
                 int[] mine = FACTS.get();
                 mine[0] = facts;
@@ -203,12 +202,11 @@ final class LibFuse3Session implements FuseLoop.Session {
         };
     }
 
-    private static final int FUSE_SETATTR = 4, FUSE_WRITE = 16, FUSE_INIT = 26, FUSE_CREATE = 35, FUSE_TMPFILE = 51;
+    private static final int FUSE_WRITE = 16, FUSE_INIT = 26, FUSE_CREATE = 35, FUSE_TMPFILE = 51;
     /** struct fuse_create_in, the argument of both CREATE and TMPFILE. */
     private static final int CREATE_IN_SIZE = 16;
-    /** struct fuse_write_in's write_flags and struct fuse_setattr_in's valid, after the request header. */
-    private static final int WRITE_IN_FLAGS = IN_HEADER_SIZE + 20, SETATTR_IN_VALID = IN_HEADER_SIZE;
-    private static final int WRITE_KILL_SUIDGID = 1 << 2, FATTR_KILL_SUIDGID = 1 << 11;
+    /** struct fuse_write_in's write_flags, after the request header, and its FUSE_WRITE_KILL_SUIDGID. */
+    private static final int WRITE_IN_FLAGS = IN_HEADER_SIZE + 20, WRITE_KILL_SUIDGID = 1 << 2;
     /** What this thread's request says beyond what libfuse passes to the callback: bits below. */
     private static final ThreadLocal<int[]> FACTS = ThreadLocal.withInitial(() -> new int[1]);
     private static final int TMPFILE = 1, KILL_SETID = 2;
@@ -231,8 +229,9 @@ final class LibFuse3Session implements FuseLoop.Session {
     }
 
     /**
-     * Whether the WRITE or SETATTR (of the size) this thread serves asks the filesystem to clear
-     * setuid and setgid, the caller lacking CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2, see {@link #init}).
+     * Whether the WRITE this thread serves asks the filesystem to clear setuid and setgid, the
+     * caller lacking CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2, see {@link #init}); a truncate says so in
+     * setattr's to_set ({@link LibFuse3#SET_ATTR_KILL_SUIDGID}).
      */
     static boolean killsSetid() {
         return (FACTS.get()[0] & KILL_SETID) != 0;
