@@ -155,7 +155,10 @@ final class LibFuse3Session implements FuseLoop.Session {
         return granted;
     }
 
-    /** Whether the kernel leaves clearing setuid and setgid on a write or truncate to ext4j. */
+    /**
+     * Whether the kernel leaves clearing setuid and setgid to ext4j: where a WRITE or truncate
+     * asks, and on fallocate and copy_file_range, whose requests do not say.
+     */
     boolean killPrivV2() {
         return killPrivV2;
     }
