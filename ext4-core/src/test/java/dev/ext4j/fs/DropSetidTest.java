@@ -36,11 +36,6 @@ class DropSetidTest {
         return fs.stat(ino).mode() & 07777;
     }
 
-    private static long ctime(Ext4FileSystem fs, long ino) throws Ext4Exception {
-        FileAttributes a = fs.stat(ino);
-        return a.ctimeSeconds() * 1_000_000_000L + a.ctimeNanos();
-    }
-
     @Test
     void clearsWhatShouldRemoveSuidSaysAndNothingElse() throws Exception {
         Path img = Images.mkfs(work.resolve("setid.img"), "16M", List.of(), null);
@@ -49,7 +44,7 @@ class DropSetidTest {
             long sgidNoExec = file(fs, "sgid-no-exec", 02745);
             long suidOnly = file(fs, "suid", 04700);
             long plain = file(fs, "plain", 0755);
-            long before = ctime(fs, plain);
+            long before = RenameFlagsTest.ctimeNanos(fs, plain);
 
             for (long ino : new long[] {both, sgidNoExec, suidOnly, plain}) {
                 fs.dropSetid(ino);
@@ -58,7 +53,7 @@ class DropSetidTest {
             assertEquals(02745, perm(fs, sgidNoExec), "setgid without group execute marks mandatory locking and stays");
             assertEquals(0700, perm(fs, suidOnly));
             assertEquals(0755, perm(fs, plain));
-            assertEquals(before, ctime(fs, plain), "nothing to clear: the inode is not written");
+            assertEquals(before, RenameFlagsTest.ctimeNanos(fs, plain), "nothing to clear: the inode is not written");
 
             long chowned = file(fs, "chowned", 06755);
             fs.setAttributes(chowned, null, 7L, 7L, null, null);

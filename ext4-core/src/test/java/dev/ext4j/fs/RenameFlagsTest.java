@@ -71,7 +71,7 @@ class RenameFlagsTest {
         }
     }
 
-    private static long ctimeNanos(Ext4FileSystem fs, long ino) throws Ext4Exception {
+    static long ctimeNanos(Ext4FileSystem fs, long ino) throws Ext4Exception {
         FileAttributes a = fs.stat(ino);
         return a.ctimeSeconds() * 1_000_000_000L + a.ctimeNanos();
     }
