@@ -355,8 +355,8 @@ public final class Ext4FileSystem implements Closeable {
      * ({@link Permissions#setidToDrop}); EPERM on an immutable or append-only inode that has them.
      */
     public void dropSetid(long ino) throws Ext4Exception {
-        if (Permissions.setidToDrop(stat(ino).mode()) == 0) {
-            return; // the usual case, without the inode's lock
+        if (Permissions.setidToDrop(s.inode(ino).inode().mode()) == 0) {
+            return; // the usual case, on every write: without the inode's lock, and not a stat (which marks the times seen)
         }
         s.requireWritable();
         try (WriteGate.Entered g = s.enterGate(); InodeLocks.Held h = s.locks.lockAll(ino)) {

@@ -241,7 +241,7 @@ public final class Permissions {
         if (ownerOrRoot(a)) {
             return;
         }
-        boolean safe = (mode & Inode.S_IFMT) == Inode.S_IFREG && (mode & S_ISUID) == 0 && (mode & (S_ISGID | 010)) != (S_ISGID | 010);
+        boolean safe = (mode & Inode.S_IFMT) == Inode.S_IFREG && setidToDrop(mode) == 0;
         if (safe) {
             try {
                 checkPermission(a, acl, R_OK | W_OK, false);

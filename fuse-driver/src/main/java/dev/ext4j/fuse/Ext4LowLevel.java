@@ -598,10 +598,11 @@ public final class Ext4LowLevel {
                 }
                 return;
             }
+            long ino = ino(node);
             if (LibFuse3Session.killsSetid()) {
-                fs.dropSetid(ino(node));
+                fs.dropSetid(ino);
             }
-            lib.fuse_reply_write(req, fs.write(ino(node), off, Ext4Fuse.view(buf, size)));
+            lib.fuse_reply_write(req, fs.write(ino, off, Ext4Fuse.view(buf, size)));
         });
     }
 
