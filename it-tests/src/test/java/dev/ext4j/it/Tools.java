@@ -131,13 +131,15 @@ public final class Tools {
 
         StreamPump(InputStream in) {
             thread = new Thread(() -> {
-                byte[] b = new byte[8192];
-                try (in) {
+                char[] b = new char[8192];
+                // a reader, not each read's bytes decoded alone: a UTF-8 character split across
+                // two reads came out as two U+FFFD (a file name differed from the kernel's once)
+                try (java.io.Reader r = new java.io.InputStreamReader(in, StandardCharsets.UTF_8)) {
                     int n;
-                    while ((n = in.read(b)) > 0) {
+                    while ((n = r.read(b)) > 0) {
                         synchronized (buf) {
                             if (buf.length() < MAX) {
-                                buf.append(new String(b, 0, n, StandardCharsets.UTF_8));
+                                buf.append(b, 0, n);
                             }
                         }
                     }
