@@ -144,6 +144,11 @@ public final class Ext4FileSystem implements Closeable {
         return s.attributes(ino);
     }
 
+    /** The inode's i_mode, type bits included: what a path walk needs of each name, without a stat. */
+    public int mode(long ino) throws Ext4Exception {
+        return s.inode(ino).inode().mode();
+    }
+
     /**
      * Changes attributes (ext4_setattr()): each argument may be null to leave it alone, and a time
      * may be {@link Time#NOW}. The caller (the kernel, with default_permissions) has checked who
@@ -355,7 +360,7 @@ public final class Ext4FileSystem implements Closeable {
      * ({@link Permissions#setidToDrop}); EPERM on an immutable or append-only inode that has them.
      */
     public void dropSetid(long ino) throws Ext4Exception {
-        if (Permissions.setidToDrop(s.inode(ino).inode().mode()) == 0) {
+        if (Permissions.setidToDrop(mode(ino)) == 0) {
             return; // the usual case, on every write: without the inode's lock, and not a stat (which marks the times seen)
         }
         s.requireWritable();

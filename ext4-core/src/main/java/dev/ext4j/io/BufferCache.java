@@ -9,6 +9,7 @@ import java.lang.ref.WeakReference;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
@@ -240,7 +241,7 @@ public final class BufferCache {
         ReentrantLock lock = lockBlock(block);
         byte[] copy;
         try {
-            copy = fresh ? new byte[blockSize] : load(block).clone();
+            copy = fresh ? new byte[blockSize] : Arrays.copyOf(load(block), blockSize); // not clone(): C1 makes that a call into the VM
             m.apply(ByteBuffer.wrap(copy).order(ByteOrder.LITTLE_ENDIAN));
             if (device.isReadOnly()) {
                 throw new Ext4Exception(Errno.EROFS, "block " + block + ": the image is open read-only");

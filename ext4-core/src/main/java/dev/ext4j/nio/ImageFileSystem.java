@@ -229,8 +229,9 @@ public final class ImageFileSystem extends FileSystem {
         return new String(name, StandardCharsets.UTF_8);
     }
 
-    static boolean isType(FileAttributes a, int type) {
-        return (a.mode() & Inode.S_IFMT) == type;
+    /** Whether inode {@code ino} is of {@code type} (an S_IF* value): its mode alone, no stat. */
+    boolean isType(long ino, int type) throws Ext4Exception {
+        return (core.mode(ino) & Inode.S_IFMT) == type;
     }
 
     /** A name in a directory, and its inode (0 when the name is not there). */
@@ -306,7 +307,7 @@ public final class ImageFileSystem extends FileSystem {
             access(cur, Permissions.X_OK);
             long next = core.lookup(cur, n);
             boolean follow = !todo.isEmpty() || followLast;
-            if (follow && isType(core.stat(next), Inode.S_IFLNK)) {
+            if (follow && isType(next, Inode.S_IFLNK)) {
                 if (++links > MAX_SYMLINKS) {
                     throw new Ext4Exception(Errno.ELOOP, "more than " + MAX_SYMLINKS + " symbolic links on the way");
                 }
@@ -332,7 +333,7 @@ public final class ImageFileSystem extends FileSystem {
         return io("toRealPath", p, null, () -> {
             List<String> rev = new ArrayList<>();
             long ino = inode(p, follow);
-            long dir = isType(core.stat(ino), Inode.S_IFDIR) ? ino : inode(p.toAbsolutePath().getParent(), true);
+            long dir = isType(ino, Inode.S_IFDIR) ? ino : inode(p.toAbsolutePath().getParent(), true);
             if (dir != ino) {
                 rev.add(p.getFileName().toString());
             }
@@ -397,7 +398,7 @@ public final class ImageFileSystem extends FileSystem {
                 throw new Ext4Exception(Errno.ENOENT, "no such name");
             }
             access(e.dir(), Permissions.W_OK | Permissions.X_OK);
-            if (isType(core.stat(e.ino()), Inode.S_IFDIR)) {
+            if (isType(e.ino(), Inode.S_IFDIR)) {
                 core.rmdir(e.dir(), e.name());
             } else {
                 core.unlink(e.dir(), e.name());
@@ -450,7 +451,7 @@ public final class ImageFileSystem extends FileSystem {
     String readSymbolicLink(ImagePath link) throws IOException {
         String target = io("readlink", link, null, () -> {
             long ino = inode(link, false);
-            return isType(core.stat(ino), Inode.S_IFLNK) ? name(core.readlink(ino)) : null;
+            return isType(ino, Inode.S_IFLNK) ? name(core.readlink(ino)) : null;
         });
         if (target == null) {
             throw NioErrors.notLink(link.toString());
@@ -508,7 +509,7 @@ public final class ImageFileSystem extends FileSystem {
     DirectoryStream<Path> newDirectoryStream(ImagePath dir, DirectoryStream.Filter<? super Path> filter) throws IOException {
         List<String> names = io("readdir", dir, null, () -> {
             long ino = inode(dir, true);
-            if (!isType(core.stat(ino), Inode.S_IFDIR)) {
+            if (!isType(ino, Inode.S_IFDIR)) {
                 throw new Ext4Exception(Errno.ENOTDIR, "inode " + ino + " is not a directory");
             }
             access(ino, Permissions.R_OK);
@@ -582,7 +583,7 @@ public final class ImageFileSystem extends FileSystem {
             if (found != 0 && m.createNew()) {
                 throw new Ext4Exception(Errno.EEXIST, "the name is taken by inode " + found);
             }
-            if (found != 0 && isType(core.stat(found), Inode.S_IFLNK)) {
+            if (found != 0 && isType(found, Inode.S_IFLNK)) {
                 if (m.noFollow()) {
                     throw new Ext4Exception(Errno.ELOOP, "inode " + found + " is a symbolic link (NOFOLLOW_LINKS)");
                 }
@@ -596,7 +597,7 @@ public final class ImageFileSystem extends FileSystem {
                 found = core.mknod(e.dir(), e.name(), mode | Inode.S_IFREG, 0, 0, uid, gid);
             } else {
                 FileAttributes a = core.stat(found);
-                if (m.write() && isType(a, Inode.S_IFDIR)) {
+                if (m.write() && (a.mode() & Inode.S_IFMT) == Inode.S_IFDIR) {
                     throw new Ext4Exception(Errno.EISDIR, "inode " + found + " is a directory");
                 }
                 access(found, (m.read() ? Permissions.R_OK : 0) | (m.write() ? Permissions.W_OK : 0));

@@ -130,7 +130,7 @@ public final class TreeCopy {
                 }, new ThreadPoolExecutor.CallerRunsPolicy());
         stopped = null;
         try {
-            Files.walkFileTree(source, EnumSet.noneOf(java.nio.file.FileVisitOption.class), Integer.MAX_VALUE, new Walk(source, target, pool));
+            Files.walkFileTree(source, EnumSet.noneOf(java.nio.file.FileVisitOption.class), Integer.MAX_VALUE, new Walk(target, pool));
         } catch (IOException | RuntimeException | Error e) {
             stop(e);
         } finally {
@@ -196,12 +196,15 @@ public final class TreeCopy {
      */
     private static final class Dir {
         final Dir parent;
+        /** The directory's copy. */
+        final Path target;
         final AtomicInteger pending = new AtomicInteger(1);
         /** Set by the walking thread before its own count is given back. */
         Runnable finish;
 
-        Dir(Dir parent) {
+        Dir(Dir parent, Path target) {
             this.parent = parent;
+            this.target = target;
             if (parent != null) {
                 parent.pending.incrementAndGet();
             }
@@ -222,27 +225,22 @@ public final class TreeCopy {
 
     /** The walk of one {@link #copyTree}. */
     private final class Walk implements FileVisitor<Path> {
-        private final Path source;
+        /** The copy of the walk's start. */
         private final Path target;
         /** Null to copy every entry on the walking thread. */
         private final ThreadPoolExecutor pool;
         /** The directories the walk is in, innermost first. */
         private final Deque<Dir> dirs = new ArrayDeque<>();
 
-        Walk(Path source, Path target, ThreadPoolExecutor pool) {
-            this.source = source;
+        Walk(Path target, ThreadPoolExecutor pool) {
             this.target = target;
             this.pool = pool;
         }
 
+        /** The copy of {@code p}, an entry of the directory the walk is in (or the source itself). */
         private Path to(Path p) {
-            Path t = target;
-            for (Path name : source.relativize(p)) {
-                if (!name.toString().isEmpty()) {
-                    t = t.resolve(name.toString());
-                }
-            }
-            return t;
+            Dir in = dirs.peek();
+            return in == null ? target : in.target.resolve(p.getFileName().toString());
         }
 
         private FileVisitResult next() {
@@ -251,13 +249,14 @@ public final class TreeCopy {
 
         @Override
         public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) {
+            Path to = to(dir);
             try {
-                entry(dir, to(dir), attrs, unix(dir, attrs, NOFOLLOW));
+                entry(dir, to, attrs, unix(dir, attrs, NOFOLLOW));
             } catch (IOException e) {
                 failed(dir, e);
                 return stopped == null ? FileVisitResult.SKIP_SUBTREE : FileVisitResult.TERMINATE;
             }
-            dirs.push(new Dir(dirs.peek()));
+            dirs.push(new Dir(dirs.peek(), to));
             return next();
         }
 
@@ -316,8 +315,8 @@ public final class TreeCopy {
             if (e != null) {
                 failed(dir, e);
             }
-            Path to = to(dir);
             Dir d = dirs.pop();
+            Path to = d.target;
             d.finish = () -> {
                 if (stopped != null) {
                     return;

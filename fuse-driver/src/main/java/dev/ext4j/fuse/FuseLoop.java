@@ -7,12 +7,10 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
-import jnr.ffi.LibraryLoader;
 import jnr.ffi.provider.MemoryManager;
 import jnr.ffi.Pointer;
 import jnr.ffi.Runtime;
 import jnr.ffi.Struct;
-import jnr.ffi.types.u_int64_t;
 import ru.serce.jnrfuse.AbstractFuseFS;
 
 /**
@@ -79,13 +77,6 @@ public final class FuseLoop {
         void process(int length);
     }
 
-    /** The libc functions used here. */
-    public interface LibC {
-        int fcntl(int fd, int cmd, int arg);
-
-        int poll(Pointer fds, @u_int64_t long nfds, int timeoutMillis);
-    }
-
     /** Who reads /dev/fuse, and since when it serves the request it took (0 while it waits for one). */
     private record Turn(Thread reader, long busySince) {
         static final Turn NOBODY = new Turn(null, 0);
@@ -109,7 +100,7 @@ public final class FuseLoop {
     /** A loop over a mounted {@code session}, not yet serving. */
     public FuseLoop(Session session) {
         this.session = session;
-        this.libc = LibraryLoader.create(LibC.class).failImmediately().load("c");
+        this.libc = LibC.C;
         this.fd = session.fd();
         libc.fcntl(fd, F_SETFL, libc.fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     }

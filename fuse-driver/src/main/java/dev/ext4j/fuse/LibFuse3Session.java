@@ -5,12 +5,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import jnr.ffi.LibraryLoader;
 import jnr.ffi.Pointer;
-import jnr.ffi.annotations.In;
-import jnr.ffi.annotations.Out;
-import jnr.ffi.types.size_t;
-import jnr.ffi.types.ssize_t;
 import jnr.ffi.Runtime;
 import jnr.ffi.provider.MemoryManager;
 
@@ -68,23 +63,6 @@ final class LibFuse3Session implements FuseLoop.Session {
         return session;
     }
 
-    /** The libc calls that rewrite libfuse's INIT reply ({@link #init}). */
-    public interface Fds {
-        int dup(int fd);
-
-        int dup2(int fd, int to);
-
-        int pipe(@Out int[] fds);
-
-        int close(int fd);
-
-        @ssize_t long read(int fd, @Out byte[] buf, @size_t long count);
-
-        @ssize_t long write(int fd, @In byte[] buf, @size_t long count);
-
-        void free(Pointer p);
-    }
-
     /** struct fuse_init_in's flags (after the request header); struct fuse_init_out's (after fuse_out_header). */
     private static final int INIT_IN_FLAGS = IN_HEADER_SIZE + 12, OUT_ERROR = 4, INIT_OUT_FLAGS = 16 + 12;
     /** FUSE_HANDLE_KILLPRIV_V2 (protocol 7.33): the server clears setuid and setgid when a WRITE or SETATTR says so. */
@@ -99,7 +77,7 @@ final class LibFuse3Session implements FuseLoop.Session {
      * FUSE_WRITE_KILL_SUIDGID and FATTR_KILL_SUIDGID ({@link #killsSetid}).
      */
     private void init() {
-        Fds c = LibraryLoader.create(Fds.class).failImmediately().load("c");
+        LibC c = LibC.C;
         Pointer buf = Runtime.getSystemRuntime().getMemoryManager().allocateDirect(LibFuse3.BUF_STRUCT_SIZE, true);
         if (lib.fuse_session_receive_buf(se, buf) <= 0) {
             return; // unmounted at once: the loop sees the session ended
@@ -117,7 +95,7 @@ final class LibFuse3Session implements FuseLoop.Session {
     }
 
     /** libfuse answers INIT {@code buf} into a pipe in the device's place; its reply goes on with HANDLE_KILLPRIV_V2. */
-    private boolean answerInit(Fds c, Pointer buf) {
+    private boolean answerInit(LibC c, Pointer buf) {
         int fd = fd();
         int saved = c.dup(fd);
         int[] pipe = new int[2];
