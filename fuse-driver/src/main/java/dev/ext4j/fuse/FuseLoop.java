@@ -23,12 +23,15 @@ import ru.serce.jnrfuse.AbstractFuseFS;
  * libfuse's request processing, which calls back into Java on the same thread.
  *
  * <p>One worker at a time, the reader, takes requests from /dev/fuse and serves each on its own
- * thread. Between requests it polls the non-blocking device for {@link #SPIN_NANOS} before it
- * sleeps in poll(): a client that sends one request after another (cp, tar, a build) finds the
- * reader awake, and the kernel does not wake a server thread for each request. With fuse_loop_mt()'s
- * shape, every worker asleep in read(), that wakeup and the switch to the woken thread were a
- * quarter of the server's time in cp -a on two cores. The other workers wait in Java, not on the
- * device, since each request wakes one thread asleep there.
+ * thread. Between requests it polls the non-blocking device for a while before it sleeps in
+ * poll(): a client that sends one request after another (cp, tar, a build) finds the reader awake,
+ * and the kernel does not wake a server thread for each request. With fuse_loop_mt()'s shape, every
+ * worker asleep in read(), that wakeup and the switch to the woken thread were a quarter of the
+ * server's time in cp -a on two cores. The other workers wait in Java, not on the device, since
+ * each request wakes one thread asleep there. How long the reader polls follows the client
+ * ({@link #spinNanos}): {@link #MAX_SPIN_NANOS} while its pauses between requests are mostly
+ * shorter than that, {@link #MIN_SPIN_NANOS} once they are mostly longer, so an idle mount polls
+ * no more than a busy one needs. While it polls it yields its CPU to any thread waiting for one.
  *
  * <p>One of them, the successor, becomes the reader when the reader lets go: at once when more
  * requests are queued than the one it took, or when it has spent {@link #HANDOFF_NANOS} on one
@@ -45,8 +48,15 @@ public final class FuseLoop {
     private static final int O_NONBLOCK = 0x800;
     private static final short POLLIN = 1;
 
-    /** How long the reader polls for the next request before it sleeps; none on one CPU, where it would keep the client from running. */
-    private static final long SPIN_NANOS = java.lang.Runtime.getRuntime().availableProcessors() > 1 ? 50_000 : 0;
+    /** Whether the reader polls between requests at all: not on one CPU, where it would keep the client from running. */
+    private static final boolean SPIN = java.lang.Runtime.getRuntime().availableProcessors() > 1;
+    /**
+     * The reader's shortest and longest poll for the next request before it sleeps. A shell loop
+     * that makes files (fsbench's create) pauses longer than 50 µs once per file or so: polling
+     * 50 µs at most, the server's threads went to sleep 0.7-1.9 times per file (voluntary context
+     * switches), against 0.3 times polling up to 1 ms.
+     */
+    static final long MIN_SPIN_NANOS = 50_000, MAX_SPIN_NANOS = 1_000_000;
     /** How long the reader may serve one request before the successor reads in its place. */
     private static final long HANDOFF_NANOS = 1_000_000;
 
@@ -93,6 +103,11 @@ public final class FuseLoop {
     /** Held by the successor; the other idle workers queue on it. */
     private final ReentrantLock successorLock = new ReentrantLock();
     private volatile Thread successor;
+    /**
+     * The client's recent pause between requests ({@link #averagePause}), kept by whichever worker
+     * reads; a lost update only moves the average a little.
+     */
+    private volatile long pauseNanos = MIN_SPIN_NANOS;
     /** The reader sleeps in poll(): no request to time, so the successor sleeps until it wakes. */
     private volatile boolean readerAsleep;
     private volatile boolean stopped;
@@ -180,23 +195,44 @@ public final class FuseLoop {
         }
     }
 
-    /** Reads one request as the reader: polls for {@link #SPIN_NANOS}, then sleeps in poll() until one comes. */
+    /** How long the reader polls before it sleeps now ({@link #spinFor}); never on one CPU. */
+    private long spinNanos() {
+        return SPIN ? spinFor(pauseNanos) : 0;
+    }
+
+    /**
+     * The poll for an average pause of the client: the longest while the pauses average less
+     * than that, so that the long pause among short ones (a shell loop's turn between two files)
+     * is polled through too; the shortest once polling would mostly wait in vain.
+     */
+    static long spinFor(long averagePause) {
+        return averagePause > MAX_SPIN_NANOS ? MIN_SPIN_NANOS : MAX_SPIN_NANOS;
+    }
+
+    /** The average pause after one more: it follows about the last eight, each counted as at most twice {@link #MAX_SPIN_NANOS}. */
+    static long averagePause(long average, long pause) {
+        return average + (Math.min(pause, 2 * MAX_SPIN_NANOS) - average) / 8;
+    }
+
+    /** Reads one request as the reader: polls for {@link #spinNanos}, then sleeps in poll() until one comes. */
     private int receive(Receiver buf, Pointer pollFd) {
-        long spinUntil = System.nanoTime() + SPIN_NANOS;
+        long start = System.nanoTime();
+        long spinUntil = start + spinNanos();
         while (!session.exited()) {
             int res = buf.receive();
             if (res != -EAGAIN && res != -EINTR) {
+                pauseNanos = averagePause(pauseNanos, System.nanoTime() - start);
                 return res;
             }
             if (System.nanoTime() - spinUntil < 0) {
-                Thread.onSpinWait();
+                Thread.yield(); // a client or a flusher waiting for this CPU runs first
                 continue;
             }
             readerAsleep = true;
             libc.poll(pollFd, 1, -1);
             readerAsleep = false;
             wake(successor);
-            spinUntil = System.nanoTime() + SPIN_NANOS;
+            spinUntil = System.nanoTime() + spinNanos();
         }
         return 0;
     }
