@@ -329,7 +329,7 @@ public final class Ext4Fuse extends FuseStubFS {
     public int opendir(String path, FuseFileInfo fi) {
         return guard("opendir", path, () -> {
             long ino = resolve(path);
-            if ((fs.stat(ino).mode() & 0xF000) != 0x4000) {
+            if ((fs.mode(ino) & 0xF000) != 0x4000) {
                 return -Errno.ENOTDIR.value();
             }
             permit(ino, Permissions.R_OK);
@@ -498,7 +498,7 @@ public final class Ext4Fuse extends FuseStubFS {
         if (dir == 0) {
             throw new Ext4Exception(Errno.ENOENT, "no such path");
         }
-        if ((fs.stat(dir).mode() & 0xF000) != 0x4000) {
+        if ((fs.mode(dir) & 0xF000) != 0x4000) {
             throw new Ext4Exception(Errno.ENOTDIR, "inode " + dir + " is not a directory");
         }
         search.check(dir);
@@ -684,7 +684,7 @@ public final class Ext4Fuse extends FuseStubFS {
         } else {
             mayCreate(to);
         }
-        if (from.dir() != to.dir() && (fs.stat(source).mode() & 0xF000) == 0x4000) {
+        if (from.dir() != to.dir() && (fs.mode(source) & 0xF000) == 0x4000) {
             permit(source, Permissions.W_OK);
         }
     }

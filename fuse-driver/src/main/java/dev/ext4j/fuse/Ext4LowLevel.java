@@ -641,7 +641,7 @@ public final class Ext4LowLevel {
                 return;
             }
             long ino = ino(node);
-            if (node == CONTROL_NODE || (fs.stat(ino).mode() & S_IFMT) != S_IFDIR) {
+            if (node == CONTROL_NODE || (fs.mode(ino) & S_IFMT) != S_IFDIR) {
                 throw new Ext4Exception(Errno.ENOTDIR, "not a directory");
             }
             fi.putLong(LibFuse3.FI_FH, ino);

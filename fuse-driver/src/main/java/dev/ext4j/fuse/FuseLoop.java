@@ -93,7 +93,6 @@ public final class FuseLoop {
     }
 
     private final Session session;
-    private final LibC libc;
     private final int fd;
 
     /** Most workers ever started: a worker is added when none is left to take the reader's place. */
@@ -115,9 +114,8 @@ public final class FuseLoop {
     /** A loop over a mounted {@code session}, not yet serving. */
     public FuseLoop(Session session) {
         this.session = session;
-        this.libc = LibC.C;
         this.fd = session.fd();
-        libc.fcntl(fd, F_SETFL, libc.fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
+        LibC.C.fcntl(fd, F_SETFL, LibC.C.fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     }
 
     /**
@@ -184,7 +182,7 @@ public final class FuseLoop {
             }
             Turn serving = new Turn(me, System.nanoTime() | 1);
             turn.set(serving);
-            if (libc.poll(pollFd, 1, 0) > 0 && turn.compareAndSet(serving, Turn.NOBODY)) {
+            if (LibC.C.poll(pollFd, 1, 0) > 0 && turn.compareAndSet(serving, Turn.NOBODY)) {
                 wake(successor); // more requests are waiting: let the successor take the next
             }
             try {
@@ -229,7 +227,7 @@ public final class FuseLoop {
                 continue;
             }
             readerAsleep = true;
-            libc.poll(pollFd, 1, -1);
+            LibC.C.poll(pollFd, 1, -1);
             readerAsleep = false;
             wake(successor);
             spinUntil = System.nanoTime() + spinNanos();
